@@ -1,0 +1,242 @@
+"""Settings: defaults, then newsletter.toml, then environment (NEWSLETTER_*), then flags.
+
+Every key is declared once in SCHEMA with its type and default, so a wrong key or value is
+reported with its exact place ("newsletter.toml: [smtp] port: ...") instead of failing later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import NewsletterError
+
+CONFIG_FILE = "newsletter.toml"
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or has a value we cannot use."""
+
+
+class Secret(str):
+    """A string that never shows its value in repr or logs."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+
+# section -> key -> (type, default). Types: str, int, float, bool, list, Secret.
+SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
+    "newsletter": {
+        "name": (str, "Newsletter"),
+        "organisation": (str, ""),
+        "postal_address": (str, ""),
+        "base_url": (str, "http://127.0.0.1:8000"),
+        "from_address": (str, "newsletter@example.org"),
+        "from_name": (str, ""),
+        "reply_to": (str, ""),
+        "sender_id": (str, "newsletter"),
+        "list_id_domain": (str, "lists.example.org"),
+        "message_id_domain": (str, ""),
+        "secret_key": (Secret, ""),
+        "old_secret_keys": (list, []),
+        "default_language": (str, "en"),
+        "social_links": (list, []),
+        "logo_url": (str, ""),
+    },
+    "database": {
+        "url": (str, "sqlite:///newsletter.db"),
+    },
+    "smtp": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8025),
+        "tls": (str, "none"),
+        "user": (str, ""),
+        "password": (Secret, ""),
+        "connections": (int, 4),
+        "messages_per_connection": (int, 1000),
+        "rate": (float, 0.0),
+        "timeout": (float, 30.0),
+        "batch_size": (int, 200),
+    },
+    "bounces": {
+        "domain": (str, "bounces.example.org"),
+        "local_part": (str, "bounces"),
+    },
+    "dkim": {
+        "key_path": (str, ""),
+        "selector": (str, ""),
+        "domain": (str, ""),
+    },
+    "web": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8000),
+        "css_url": (str, ""),
+        "confirm_days": (int, 7),
+        "max_confirmations_per_address": (int, 3),
+        "max_subscribes_per_ip": (int, 20),
+    },
+    "archive": {
+        "out": (str, "site"),
+        "base_url": (str, ""),
+        "per_page": (int, 20),
+        "titles": (dict, {}),
+    },
+    "capture": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8025),
+        "maildir": (str, "maildir"),
+    },
+}
+
+TLS_MODES = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, read once; sections are plain dicts keyed as in SCHEMA."""
+
+    workspace: Path
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    @property
+    def database_url(self) -> str:
+        return resolve_database_url(self.values["database"]["url"], self.workspace)
+
+    @property
+    def secret_key(self) -> Secret:
+        return self.values["newsletter"]["secret_key"]
+
+    def path(self, relative: str) -> Path:
+        """A workspace-relative path made absolute."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.workspace / p
+
+
+def resolve_database_url(url: str, workspace: Path) -> str:
+    """Make a relative SQLite path relative to the workspace, not the current folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            return prefix + str((workspace / rest).resolve())
+    return url
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is Secret:
+        kind = str
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            name = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{where}: expected {name}, got {value!r}") from None
+    if kind is list:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if kind is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {value!r}")
+    return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read newsletter.toml, reporting a syntax error with its line."""
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+
+
+def _from_file(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, keys in data.items():
+        if section not in SCHEMA:
+            known = ", ".join(SCHEMA)
+            raise ConfigError(f"{path.name}: unknown section [{section}] (known: {known})")
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path.name}: [{section}] must be a table")
+        for key, value in keys.items():
+            if key not in SCHEMA[section]:
+                known = ", ".join(SCHEMA[section])
+                raise ConfigError(f"{path.name}: [{section}] unknown key {key!r} (known: {known})")
+            kind = SCHEMA[section][key][0]
+            where = f"{path.name}: [{section}] {key}"
+            out.setdefault(section, {})[key] = _coerce(value, kind, where)
+    return out
+
+
+def env_name(section: str, key: str) -> str:
+    """NEWSLETTER_BASE_URL for [newsletter] base_url, NEWSLETTER_SMTP_HOST for [smtp] host."""
+    if section == "newsletter":
+        return f"NEWSLETTER_{key.upper()}"
+    return f"NEWSLETTER_{section.upper()}_{key.upper()}"
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        for key, (kind, _default) in keys.items():
+            name = env_name(section, key)
+            if name in environ:
+                out.setdefault(section, {})[key] = _coerce(environ[name], kind, name)
+    return out
+
+
+def _validate(values: dict[str, dict[str, Any]]) -> None:
+    tls = values["smtp"]["tls"]
+    if tls not in TLS_MODES:
+        raise ConfigError(f"[smtp] tls: expected one of {', '.join(TLS_MODES)}, got {tls!r}")
+    for key in ("connections", "messages_per_connection", "batch_size"):
+        if values["smtp"][key] < 1:
+            raise ConfigError(f"[smtp] {key}: must be at least 1")
+    base = values["newsletter"]["base_url"]
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"[newsletter] base_url: expected an http(s) URL, got {base!r}")
+
+
+def load_settings(
+    workspace: Path | str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < newsletter.toml < NEWSLETTER_* environment < flags."""
+    env = dict(os.environ if environ is None else environ)
+    ws = Path(workspace or env.get("NEWSLETTER_WORKSPACE") or ".").resolve()
+    path = ws / CONFIG_FILE
+    values = {s: {k: (list(d) if isinstance(d, list) else d) for k, (_, d) in keys.items()}
+              for s, keys in SCHEMA.items()}
+    for layer in (_from_file(read_toml(path), path), _from_env(env), overrides or {}):
+        for section, keys in layer.items():
+            values[section].update(keys)
+    for section in ("newsletter", "smtp"):
+        for key, (kind, _) in SCHEMA[section].items():
+            if kind is Secret:
+                values[section][key] = Secret(values[section][key] or "")
+    _validate(values)
+    return Settings(workspace=ws, values=values)

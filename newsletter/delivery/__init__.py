@@ -1,0 +1,1 @@
+"""Delivery: queue, message assembly, SMTP, runner."""

@@ -1,0 +1,46 @@
+"""Translations of the tool's own words (email footer, web pages, system mails).
+
+Catalogs are gettext .po files under newsletter/locales/<lang>/LC_MESSAGES/<domain>.po, read
+directly with Babel, so there is no compile step to forget. English is the source language.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from gettext import NullTranslations
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+LOCALES = Path(__file__).parent / "locales"
+LANGUAGES = ("en", "fr", "es")
+
+
+class _PoTranslations(Translations):
+    def __init__(self, path: Path, domain: str) -> None:
+        super().__init__(domain=domain)
+        with path.open("rb") as fh:
+            catalog = read_po(fh)
+        for message in catalog:
+            if message.id and message.string and not message.fuzzy:
+                key = message.id if isinstance(message.id, str) else message.id[0]
+                value = message.string if isinstance(message.string, str) else message.string[0]
+                self._catalog[key] = value
+        self.plural = catalog.plural_expr and (lambda n: int(n != 1))  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=64)
+def translations(language: str, domain: str) -> NullTranslations:
+    """The catalog for a language, falling back to English (the msgids) when missing."""
+    path = LOCALES / language / "LC_MESSAGES" / f"{domain}.po"
+    if not path.exists():
+        path = LOCALES / language.split("-")[0].lower() / "LC_MESSAGES" / f"{domain}.po"
+    if not path.exists():
+        return NullTranslations()
+    return _PoTranslations(path, domain)
+
+
+def gettext(language: str, domain: str, message: str) -> str:
+    """Translate one message."""
+    return translations(language, domain).gettext(message)

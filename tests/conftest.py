@@ -1,0 +1,157 @@
+"""Shared fixtures: a workspace, a real database (SQLite and PostgreSQL), a CLI runner.
+
+Every test that takes `services` or `db_url` runs once on SQLite and once on PostgreSQL.
+PostgreSQL: 127.0.0.1:5432, trust auth. Each pytest run creates its own database so parallel
+runs never see each other's rows. With CI=true a missing server fails the run; elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import MetaData, create_engine, text
+
+from newsletter.cli.main import cli, register
+from newsletter.config import load_settings
+from newsletter.db.engine import make_engine
+from newsletter.db.migrate import upgrade
+from newsletter.services import Services, build_services
+
+PG_ADMIN_URL = os.environ.get(
+    "NEWSLETTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
+SECRET = "test-secret-key-0123456789"
+
+register()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of a fresh, migrated PostgreSQL database for this pytest run."""
+    name = f"nl_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = make_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    names = ", ".join(f'"{t.name}"' for t in meta.sorted_tables if t.name != "alembic_version")
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database: SQLite file or PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "newsletter.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_url")
+    _truncate_all(url)
+    return url
+
+
+def write_config(workspace: Path, db_url: str, extra: str = "") -> None:
+    """Write a newsletter.toml for tests."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "newsletter.toml").write_text(
+        f"""[newsletter]
+name = "Test Network News"
+base_url = "https://news.example.org"
+from_address = "news@example.org"
+from_name = "Test Network"
+secret_key = "{SECRET}"
+
+[database]
+url = "{db_url}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, db_url: str) -> Path:
+    """A workspace folder with newsletter.toml pointing at the test database."""
+    ws = tmp_path / "ws"
+    for sub in ("templates", "issues", "subscribers"):
+        (ws / sub).mkdir(parents=True, exist_ok=True)
+    write_config(ws, db_url)
+    return ws
+
+
+@pytest.fixture
+def services(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+    """Services for the test workspace; environment NEWSLETTER_* variables are ignored."""
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(key)
+    svc = build_services(load_settings(workspace))
+    yield svc
+    svc.close()
+
+
+class Cli:
+    """Run `newsletter` in-process against the test workspace."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool = True):
+        result = self.runner.invoke(
+            cli, ["-w", str(self.workspace), *args], input=input, catch_exceptions=True
+        )
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"exit {result.exit_code}: {result.output}")
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self(*args, "--json").output)
+
+
+@pytest.fixture
+def run(workspace: Path, services: Services) -> Cli:
+    """Invoke the CLI in the test workspace (one database backend per parametrization)."""
+    return Cli(workspace)
