@@ -1,0 +1,1 @@
+"""Static web archive of sent issues."""
