@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make demo   install, then run the main job end to end on embedded defaults
+#   make test   install, then run the whole test suite (SQLite and PostgreSQL)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,fast]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: install
+	bash scripts/demo.sh
+
+test: install system-deps
+	VENV=$(VENV) bash scripts/test.sh
+
+bench: install system-deps
+	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo site maildir preview tests/artifacts

@@ -1,0 +1,1 @@
+"""Audience: lists, subscribers, opt-in, preferences, import/export, suppression."""

@@ -1,0 +1,326 @@
+"""Subscribers and their subscriptions: add, merge in bulk, list, remove.
+
+`merge_batch` is the one place that writes subscribers. The CLI's `subscribers add` and the CSV
+import both go through it, so the merge rules are the same everywhere:
+- a new address becomes a subscriber; a known one gets the non-empty fields given;
+- a subscription starts `pending`, or `confirmed` when the caller has proof of consent;
+- an `unsubscribed` subscription is never revived (the person must opt in again);
+- a suppressed address is never added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
+
+from newsletter.audience.addresses import normalize_email
+from newsletter.audience.lists import ListInfo, get_list
+from newsletter.db.models import Event, Subscriber, Subscription, Suppression, utcnow
+from newsletter.errors import NotFoundError, ValidationError
+from newsletter.tokens import email_hash
+
+subscribers_table = Subscriber.__table__
+subscriptions_table = Subscription.__table__
+events_table = Event.__table__
+suppressions_table = Suppression.__table__
+
+
+@dataclass
+class NewRow:
+    """One subscriber as given by a user (already validated), with its source line."""
+
+    email: str
+    name: str = ""
+    language: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass
+class MergeCounts:
+    """What a merge did (or, in a dry run, would do)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    subscribed: int = 0
+    confirmed: int = 0
+    kept_unsubscribed: int = 0
+    suppressed: list[int] = field(default_factory=list)
+
+    def add(self, other: MergeCounts) -> None:
+        for name in ("created", "updated", "unchanged", "subscribed", "confirmed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.kept_unsubscribed += other.kept_unsubscribed
+        self.suppressed.extend(other.suppressed)
+
+
+def suppressed_hashes(conn: Connection, hashes: list[str]) -> set[str]:
+    """Which of these keyed hashes are on the suppression list."""
+    if not hashes:
+        return set()
+    col = suppressions_table.c.email_hash
+    return set(conn.scalars(select(col).where(col.in_(hashes))))
+
+
+def _changes(row: NewRow, existing: Any) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if row.name and row.name != existing.name:
+        changes["name"] = row.name
+    if row.language and row.language != existing.language:
+        changes["language"] = row.language
+    if row.attributes:
+        merged = {**(existing.attributes or {}), **row.attributes}
+        if merged != (existing.attributes or {}):
+            changes["attributes"] = merged
+    return changes
+
+
+def _upsert_subscribers(conn: Connection, rows: list[NewRow], counts: MergeCounts) -> dict[str, int]:
+    emails = [r.email for r in rows]
+    existing = {
+        r.email: r
+        for r in conn.execute(
+            select(
+                subscribers_table.c.id,
+                subscribers_table.c.email,
+                subscribers_table.c.name,
+                subscribers_table.c.language,
+                subscribers_table.c.attributes,
+            ).where(subscribers_table.c.email.in_(emails))
+        )
+    }
+    now = utcnow()
+    new = [r for r in rows if r.email not in existing]
+    if new:
+        conn.execute(
+            insert(subscribers_table),
+            [
+                dict(email=r.email, name=r.name, language=r.language or None,
+                     attributes=r.attributes, created_at=now, updated_at=now)
+                for r in new
+            ],
+        )
+    counts.created += len(new)
+    updates = []
+    for r in rows:
+        if r.email in existing:
+            changes = _changes(r, existing[r.email])
+            if changes:
+                full = {"name": existing[r.email].name, "language": existing[r.email].language,
+                        "attributes": existing[r.email].attributes or {}}
+                full.update(changes)
+                updates.append({"b_id": existing[r.email].id, "updated_at": now, **full})
+            else:
+                counts.unchanged += 1
+    if updates:
+        conn.execute(
+            update(subscribers_table)
+            .where(subscribers_table.c.id == bindparam("b_id"))
+            .values(
+                name=bindparam("name"),
+                language=bindparam("language"),
+                attributes=bindparam("attributes"),
+                updated_at=bindparam("updated_at"),
+            ),
+            updates,
+        )
+    counts.updated += len(updates)
+    ids = dict(
+        conn.execute(
+            select(subscribers_table.c.email, subscribers_table.c.id).where(
+                subscribers_table.c.email.in_(emails)
+            )
+        ).all()
+    )
+    return ids
+
+
+def _upsert_subscriptions(
+    conn: Connection,
+    lst: ListInfo,
+    ids: dict[str, int],
+    *,
+    confirmed: bool,
+    source: str,
+    counts: MergeCounts,
+) -> list[int]:
+    """Create or confirm subscriptions; returns subscriber ids whose status changed."""
+    c = subscriptions_table.c
+    current = dict(
+        conn.execute(
+            select(c.subscriber_id, c.status).where(
+                and_(c.list_id == lst.id, c.subscriber_id.in_(list(ids.values())))
+            )
+        ).all()
+    )
+    now = utcnow()
+    status = "confirmed" if confirmed else "pending"
+    fresh = [sid for sid in ids.values() if sid not in current]
+    if fresh:
+        conn.execute(
+            insert(subscriptions_table),
+            [
+                dict(subscriber_id=sid, list_id=lst.id, status=status, created_at=now,
+                     updated_at=now, confirmed_at=now if confirmed else None)
+                for sid in fresh
+            ],
+        )
+    counts.subscribed += len(fresh)
+    to_confirm = [s for s, st in current.items() if confirmed and st == "pending"]
+    if to_confirm:
+        conn.execute(
+            update(subscriptions_table)
+            .where(and_(c.list_id == lst.id, c.subscriber_id.in_(to_confirm)))
+            .values(status="confirmed", confirmed_at=now, updated_at=now)
+        )
+    counts.confirmed += len(to_confirm) + (len(fresh) if confirmed else 0)
+    counts.kept_unsubscribed += sum(1 for st in current.values() if st == "unsubscribed")
+    return fresh + to_confirm
+
+
+def merge_batch(
+    conn: Connection,
+    lst: ListInfo,
+    rows: list[NewRow],
+    *,
+    secret_key: str,
+    confirmed: bool = False,
+    source: str = "",
+) -> MergeCounts:
+    """Merge validated rows into the list inside the caller's transaction."""
+    counts = MergeCounts()
+    hashes = {r.email: email_hash(r.email, secret_key) for r in rows}
+    blocked = suppressed_hashes(conn, list(hashes.values()))
+    if blocked:
+        counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
+        rows = [r for r in rows if hashes[r.email] not in blocked]
+    if not rows:
+        return counts
+    ids = _upsert_subscribers(conn, rows, counts)
+    changed = _upsert_subscriptions(conn, lst, ids, confirmed=confirmed, source=source,
+                                    counts=counts)
+    if changed:
+        kind = "import-confirmed" if confirmed else "import"
+        now = utcnow()
+        conn.execute(
+            insert(events_table),
+            [dict(kind=kind, subscriber_id=sid, list_id=lst.id, created_at=now, source=source,
+                  data={"status": "confirmed" if confirmed else "pending"}) for sid in changed],
+        )
+    return counts
+
+
+def add_subscriber(
+    engine: Engine,
+    *,
+    email: str,
+    list_slug: str,
+    secret_key: str,
+    name: str = "",
+    language: str = "",
+    confirmed: bool = False,
+    consent_source: str = "",
+) -> MergeCounts:
+    """Add one address to a list (pending unless confirmed with a consent source)."""
+    lst = get_list(engine, list_slug)
+    if confirmed and not consent_source.strip():
+        raise ValidationError("--confirmed needs --consent-source saying where consent came from")
+    lang = (language or lst.default_language).lower()
+    if lang not in lst.languages:
+        raise ValidationError(
+            f"language {lang!r} is not offered by list {lst.slug!r} ({', '.join(lst.languages)})"
+        )
+    row = NewRow(email=normalize_email(email), name=clean_name(name), language=lang, line=1)
+    with engine.begin() as conn:
+        counts = merge_batch(conn, lst, [row], secret_key=secret_key, confirmed=confirmed,
+                             source=consent_source or "cli")
+    if counts.suppressed:
+        raise ValidationError(f"{row.email} is suppressed (bounced, complained or erased)")
+    return counts
+
+
+def clean_name(name: str) -> str:
+    """Collapse whitespace, including line breaks, so a name always stays one header-safe line."""
+    return " ".join((name or "").split())[:200]
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    """A subscriber on a list, as shown by `subscribers list`."""
+
+    email: str
+    name: str
+    language: str | None
+    status: str
+    list: str
+    created_at: str
+    attributes: dict[str, Any]
+
+
+def iter_subscribers(
+    engine: Engine,
+    *,
+    list_slug: str | None = None,
+    status: str | None = None,
+    language: str | None = None,
+    batch: int = 5000,
+) -> Iterator[SubscriberRow]:
+    """Stream subscriptions (subscriber x list), ordered by email, in bounded memory."""
+    from newsletter.audience.lists import lists_table
+
+    s, c, lt = subscribers_table.c, subscriptions_table.c, lists_table.c
+    stmt = (
+        select(s.email, s.name, s.language, s.attributes, s.created_at, c.status, lt.slug)
+        .join(subscriptions_table, c.subscriber_id == s.id)
+        .join(lists_table, lt.id == c.list_id)
+        .order_by(s.email, lt.slug)
+    )
+    if list_slug:
+        stmt = stmt.where(c.list_id == get_list(engine, list_slug).id)
+    if status:
+        stmt = stmt.where(c.status == status)
+    if language:
+        stmt = stmt.where(s.language == language.lower())
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=batch).execute(stmt)
+        for r in result:
+            yield SubscriberRow(r.email, r.name, r.language, r.status, r.slug,
+                                r.created_at.isoformat(), r.attributes or {})
+
+
+def remove_subscriber(
+    engine: Engine, *, email: str, secret_key: str, list_slug: str | None = None
+) -> str:
+    """With a list: unsubscribe from it. Without: erase the person and suppress the address."""
+    address = normalize_email(email)
+    now = utcnow()
+    with engine.begin() as conn:
+        sid = conn.scalar(select(subscribers_table.c.id).where(subscribers_table.c.email == address))
+        if sid is None:
+            raise NotFoundError(f"no subscriber {address}")
+        if list_slug:
+            lst = get_list(engine, list_slug)
+            c = subscriptions_table.c
+            done = conn.execute(
+                update(subscriptions_table)
+                .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
+                .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
+            )
+            if not done.rowcount:
+                raise NotFoundError(f"{address} is not on list {lst.slug!r}")
+            conn.execute(insert(events_table).values(
+                kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
+                source="cli", data={}))
+            return "unsubscribed"
+        digest = email_hash(address, secret_key)
+        if not suppressed_hashes(conn, [digest]):
+            conn.execute(insert(suppressions_table).values(
+                email_hash=digest, reason="erased", created_at=now, detail=""))
+        conn.execute(delete(subscribers_table).where(subscribers_table.c.id == sid))
+        conn.execute(insert(events_table).values(
+            kind="erase", subscriber_id=None, created_at=now, source="cli", data={}))
+        return "erased"

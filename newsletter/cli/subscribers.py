@@ -1,0 +1,171 @@
+"""`newsletter subscribers`: add, import, list, export, remove."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from newsletter.audience.export import export_csv
+from newsletter.audience.importer import ImportReport, import_csv
+from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.db.models import SUBSCRIPTION_STATUSES
+
+consent_options = [
+    click.option("--confirmed", is_flag=True,
+                 help="Mark as confirmed (needs --consent-source): only with proof of consent."),
+    click.option("--consent-source", default="", help="Where consent was given, kept as proof."),
+]
+
+
+def with_consent(f):
+    for option in reversed(consent_options):
+        f = option(f)
+    return f
+
+
+@click.group("subscribers")
+def subscribers() -> None:
+    """Subscribers: add, import CSV, list, export, remove."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--list", "list_slug", required=True, help="List slug.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--language", default="", help="Preferred language (default: the list's).")
+@with_consent
+@pass_app
+def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
+        confirmed: bool, consent_source: str) -> None:
+    """Add EMAIL to a list (pending until confirmed, unless --confirmed)."""
+    counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
+                            secret_key=app.settings.secret_key, name=name, language=language,
+                            confirmed=confirmed, consent_source=consent_source)
+    if counts.kept_unsubscribed:
+        click.echo(f"{email} had unsubscribed from {list_slug}: they must opt in again")
+    elif counts.subscribed or counts.confirmed:
+        state = "confirmed" if confirmed else "pending"
+        click.echo(f"{email} added to {list_slug} ({state})")
+    else:
+        click.echo(f"{email} is already on {list_slug}")
+
+
+def _print_report(report: ImportReport, path: Path) -> None:
+    d = report.as_dict()
+    for p in report.rejected:
+        click.echo(f"{path}:{p.line}: rejected {p.email or '(no address)'}: {p.reason}", err=True)
+    for p in report.warnings:
+        click.echo(f"{path}:{p.line}: warning {p.email}: {p.reason}", err=True)
+    verb = "would be" if report.dry_run else "were"
+    click.echo(
+        f"{d['rows']} rows: {d['accepted']} accepted, {d['rejected']} rejected, "
+        f"{d['duplicates_in_file']} duplicates merged"
+    )
+    click.echo(
+        f"subscribers: {d['created']} {verb} created, {d['updated']} updated, "
+        f"{d['unchanged']} unchanged; subscriptions: {d['subscribed']} new, "
+        f"{d['confirmed']} confirmed, {d['kept_unsubscribed']} stayed unsubscribed"
+    )
+    if report.dry_run:
+        click.echo("dry run: nothing was written")
+    elif report.strict and not report.committed:
+        click.echo("strict: nothing was written because some rows were rejected")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_slug", required=True, help="List slug.")
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("--strict", is_flag=True, help="Write nothing if any row is rejected.")
+@click.option("--fallback-to-default", is_flag=True,
+              help="Give rows with a language the list lacks the list's default language.")
+@with_consent
+@json_option
+@pass_app
+def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: bool,
+            fallback_to_default: bool, confirmed: bool, consent_source: str,
+            as_json: bool) -> None:
+    """Import subscribers from a CSV FILE (columns: email, name, language, any others)."""
+    engine = app.services.engine
+    total = max(file.stat().st_size, 1) if file.exists() else 1
+    progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
+                        TimeElapsedColumn(), transient=True, disable=as_json or total < 200_000,
+                        console=Console(stderr=True))
+    with progress:
+        task = progress.add_task("import", total=None)
+        report = import_csv(engine, path=file, list_slug=list_slug,
+                            secret_key=app.settings.secret_key, confirmed=confirmed,
+                            consent_source=consent_source, dry_run=dry_run, strict=strict,
+                            fallback_language=fallback_to_default,
+                            progress=lambda n: progress.advance(task, n))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_report(report, file)
+    if strict and report.rejected:
+        sys.exit(1)
+
+
+@subscribers.command("list")
+@click.option("--list", "list_slug", help="Only this list.")
+@click.option("--status", type=click.Choice(SUBSCRIPTION_STATUSES), help="Only this status.")
+@click.option("--language", help="Only this language.")
+@json_option
+@pass_app
+def list_(app: AppContext, list_slug: str | None, status: str | None, language: str | None,
+          as_json: bool) -> None:
+    """List subscriptions (one row per subscriber and list)."""
+    rows = iter_subscribers(app.services.engine, list_slug=list_slug, status=status,
+                            language=language)
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    table = Table("email", "name", "language", "list", "status", "since")
+    count = 0
+    for r in rows:
+        table.add_row(r.email, r.name, r.language or "", r.list, r.status, r.created_at[:10])
+        count += 1
+    Console().print(table)
+    click.echo(f"{count} subscription(s)")
+
+
+@subscribers.command("export")
+@click.option("--list", "list_slug", required=True, help="List slug.")
+@click.option("--status", type=click.Choice(SUBSCRIPTION_STATUSES), help="Only this status.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE instead of standard output.")
+@pass_app
+def export(app: AppContext, list_slug: str, status: str | None, output: Path | None) -> None:
+    """Export a list as CSV, with formula-like cells neutralized for spreadsheets."""
+    if output is None:
+        export_csv(app.services.engine, sys.stdout, list_slug=list_slug, status=status)
+        return
+    with output.open("w", encoding="utf-8", newline="") as fh:
+        n = export_csv(app.services.engine, fh, list_slug=list_slug, status=status)
+    click.echo(f"{n} rows written to {output}", err=True)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--list", "list_slug",
+              help="Unsubscribe from this list only. Without it, erase the person entirely.")
+@pass_app
+def remove(app: AppContext, email: str, list_slug: str | None) -> None:
+    """Unsubscribe EMAIL from a list, or erase them (personal data deleted, address suppressed)."""
+    done = remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
+                             secret_key=app.settings.secret_key)
+    if done == "erased":
+        click.echo(f"{email} erased; a keyed hash stays on the suppression list")
+    else:
+        click.echo(f"{email} unsubscribed from {list_slug}")
+
+
+def attach(cli: click.Group) -> None:
+    cli.add_command(subscribers)

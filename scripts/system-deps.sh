@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the tests and benchmarks need, installed only when missing:
+#   postfix  -> smtp-sink / smtp-source (loopback SMTP yardstick)
+#   chromium -> real browser for page tests (driven by Playwright, never downloaded)
+set -euo pipefail
+need=()
+[ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections || true
+$SUDO apt-get update -q >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,152 @@
+"""CSV import: mapping, validation, merging, reporting, strictness, idempotence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.audience.importer import ImportFileError, import_csv
+from newsletter.audience.lists import add_list
+from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
+from newsletter.db.models import Event, Subscriber
+from newsletter.errors import ValidationError
+from tests.conftest import SECRET
+
+MIXED = (
+    "\ufeffEmail;Name;Language;Organisation\r\n"
+    "amina@example.org;Amina Diallo;fr;Réseau Sahel\r\n"
+    "not-an-address;Bad Row;en;X\r\n"
+    "carlos@example.org;Carlos Méndez;de;Red\r\n"
+    "AMINA@Example.org;;fr;\r\n"
+    "eve@example.org;=HYPERLINK(\"http://evil\");en;\r\n"
+    "li@example.org;\"Li\r\nWei\";en;Asia Forum\r\n"
+    "josé@bücher.de;José Bücher;es;\r\n"
+)
+
+
+@pytest.fixture
+def news(services):
+    return add_list(services.engine, slug="news", name="News", languages=["en", "fr", "es"],
+                    default_language="en")
+
+
+def write(tmp_path: Path, text: str, name: str = "subs.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def do_import(services, path: Path, **kw):
+    return import_csv(services.engine, path=path, list_slug="news", secret_key=SECRET, **kw)
+
+
+def emails(services) -> list[str]:
+    return [r.email for r in iter_subscribers(services.engine, list_slug="news")]
+
+
+def test_mixed_file_lands_good_rows_and_reports_each_bad_one_with_its_line(services, news,
+                                                                           tmp_path):
+    report = do_import(services, write(tmp_path, MIXED))
+    reasons = {p.line: p.reason for p in report.rejected}
+    assert set(reasons) == {3, 4, 6}
+    assert "invalid email" in reasons[3]
+    assert "'de' is not offered" in reasons[4]
+    assert "formula" in reasons[6]
+    assert report.duplicates_in_file == 1
+    assert sorted(emails(services)) == ["amina@example.org", "josé@bücher.de", "li@example.org"]
+    li = next(r for r in iter_subscribers(services.engine) if r.email == "li@example.org")
+    assert li.name == "Li Wei"
+    assert li.attributes == {"Organisation": "Asia Forum"}
+    assert any(w.line == 7 for w in report.warnings)
+
+
+def test_reimporting_the_same_file_changes_nothing(services, news, tmp_path):
+    path = write(tmp_path, MIXED)
+    do_import(services, path)
+    second = do_import(services, path)
+    assert second.merge.created == 0
+    assert second.merge.updated == 0
+    assert second.merge.subscribed == 0
+    assert second.merge.unchanged == 3
+
+
+def test_strict_import_writes_nothing_when_any_row_is_bad(services, news, tmp_path):
+    report = do_import(services, write(tmp_path, MIXED), strict=True)
+    assert not report.committed
+    assert emails(services) == []
+
+
+def test_dry_run_reports_the_same_counts_but_writes_nothing(services, news, tmp_path):
+    report = do_import(services, write(tmp_path, MIXED), dry_run=True)
+    assert report.merge.created == 3
+    assert emails(services) == []
+
+
+def test_unknown_language_can_fall_back_to_the_list_default(services, news, tmp_path):
+    report = do_import(services, write(tmp_path, "email,language\nx@example.org,de\n"),
+                       fallback_language=True)
+    assert not report.rejected
+    row = next(iter_subscribers(services.engine))
+    assert row.language == "en"
+
+
+def test_comma_file_with_regional_language_tags(services, news, tmp_path):
+    do_import(services, write(tmp_path, "name,email,lang\nAna,ana@example.org,es-MX\n"))
+    assert next(iter_subscribers(services.engine)).language == "es"
+
+
+def test_imported_rows_are_pending_unless_confirmed_with_a_source(services, news, tmp_path):
+    path = write(tmp_path, "email\na@example.org\n")
+    do_import(services, path)
+    assert next(iter_subscribers(services.engine)).status == "pending"
+    with pytest.raises(ValidationError):
+        do_import(services, path, confirmed=True)
+    do_import(services, path, confirmed=True, consent_source="paper form 2026-10")
+    assert next(iter_subscribers(services.engine)).status == "confirmed"
+    with services.engine.connect() as conn:
+        sources = conn.scalars(select(Event.source).where(Event.kind == "import-confirmed")).all()
+    assert sources == ["paper form 2026-10"]
+
+
+def test_import_never_confirms_a_suppressed_address(services, news, tmp_path):
+    add_subscriber(services.engine, email="gone@example.org", list_slug="news", secret_key=SECRET)
+    remove_subscriber(services.engine, email="gone@example.org", secret_key=SECRET)
+    report = do_import(services, write(tmp_path, "email\ngone@example.org\n"), confirmed=True,
+                       consent_source="old list")
+    assert [p.reason for p in report.rejected] == ["address is suppressed"]
+    assert emails(services) == []
+
+
+def test_unsubscribed_people_are_not_resubscribed_by_import(services, news, tmp_path):
+    add_subscriber(services.engine, email="a@example.org", list_slug="news", secret_key=SECRET)
+    remove_subscriber(services.engine, email="a@example.org", list_slug="news", secret_key=SECRET)
+    report = do_import(services, write(tmp_path, "email\na@example.org\n"), confirmed=True,
+                       consent_source="x")
+    assert report.merge.kept_unsubscribed == 1
+    assert next(iter_subscribers(services.engine)).status == "unsubscribed"
+
+
+def test_duplicates_across_batches_are_merged_once(services, news, tmp_path):
+    lines = ["email,name"] + [f"u{i}@example.org,U{i}" for i in range(2500)]
+    lines.append("u1@example.org,Later Name")
+    report = do_import(services, write(tmp_path, "\n".join(lines) + "\n"))
+    assert report.accepted == 2500
+    assert report.duplicates_in_file == 1
+    with services.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Subscriber)) == 2500
+        name = conn.scalar(select(Subscriber.name).where(Subscriber.email == "u1@example.org"))
+    assert name == "Later Name"
+
+
+def test_file_without_email_column_is_a_clear_error(services, news, tmp_path):
+    with pytest.raises(ImportFileError, match="no email column"):
+        do_import(services, write(tmp_path, "name,lang\nA,en\n"))
+
+
+def test_file_that_is_not_utf8_is_a_clear_error(services, news, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("email,name\na@example.org,Jos\xe9\n".encode("latin-1"))
+    with pytest.raises(ImportFileError, match="not UTF-8"):
+        do_import(services, path)
