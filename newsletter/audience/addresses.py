@@ -1,14 +1,35 @@
-"""Email address validation and normalization (email-validator, no DNS by default)."""
+"""Email address validation and normalization (email-validator, no DNS by default).
+
+Imports validate a million addresses, and most of email-validator's time goes into checking
+the domain, which repeats across rows. So a plain ASCII dot-atom local part is checked with a
+strict pattern and the domain's verdict is cached; anything else (quoted or non-ASCII local
+parts, odd lengths) goes through email-validator whole. Both paths give the same result.
+"""
 
 from __future__ import annotations
+
+import re
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import ValidationError
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+PLAIN_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+
 
 class AddressError(ValidationError):
     """An address that cannot receive mail."""
+
+
+def _invalid(text: str, exc: EmailNotValidError) -> AddressError:
+    return AddressError(f"invalid email address {text!r}: {exc}")
+
+
+@lru_cache(maxsize=8192)
+def _domain(domain: str, check_dns: bool) -> str:
+    return validate_email(f"x@{domain}", check_deliverability=check_dns).domain
 
 
 def normalize_email(raw: str, check_dns: bool = False) -> str:
@@ -16,10 +37,16 @@ def normalize_email(raw: str, check_dns: bool = False) -> str:
     text = (raw or "").strip()
     if not text:
         raise AddressError("empty email address")
-    if len(text) > 320:
-        raise AddressError("email address is too long")
+    if len(text) > 254:
+        raise AddressError(f"email address is too long ({len(text)} characters)")
+    local, at, domain = text.rpartition("@")
+    if at and text.isascii() and len(local) <= 64 and PLAIN_LOCAL.fullmatch(local):
+        try:
+            return f"{local}@{_domain(domain, check_dns)}".lower()
+        except EmailNotValidError as exc:
+            raise _invalid(text, exc) from None
     try:
         result = validate_email(text, check_deliverability=check_dns)
     except EmailNotValidError as exc:
-        raise AddressError(f"invalid email address {text!r}: {exc}") from None
+        raise _invalid(text, exc) from None
     return result.normalized.lower()
