@@ -1,4 +1,4 @@
-"""Import benchmark: generate N subscribers as CSV, import them into SQLite, print rows/s and peak RSS.
+"""Import benchmark: generate N subscribers as CSV, import into SQLite, print rows/s and RSS.
 
 Usage: python bench/import_bench.py [N]   (default 1,000,000; targets: <= 60 s, <= 200 MB)
 The import runs as `newsletter subscribers import` in a child process, so the RSS is its own.

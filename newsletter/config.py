@@ -61,6 +61,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "rate": (float, 0.0),
         "timeout": (float, 30.0),
         "batch_size": (int, 200),
+        "retry_delay": (float, 60.0),
+        "retry_window": (float, 900.0),
+        "max_attempts": (int, 8),
+        "lease": (float, 300.0),
     },
     "bounces": {
         "domain": (str, "bounces.example.org"),
@@ -78,6 +82,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "confirm_days": (int, 7),
         "max_confirmations_per_address": (int, 3),
         "max_subscribes_per_ip": (int, 20),
+        "welcome": (dict, {}),
+        "consent_text": (dict, {}),
+        "cors_origins": (list, ["*"]),
+        "outbox_interval": (float, 5.0),
     },
     "archive": {
         "out": (str, "site"),
@@ -135,7 +143,8 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        words = ("1", "true", "yes", "on", "0", "false", "no", "off")
+        if isinstance(value, str) and value.lower() in words:
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if kind in (int, float):

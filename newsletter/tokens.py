@@ -50,7 +50,9 @@ class Signer:
 
     def __init__(self, secret_key: str, old_keys: Sequence[str] = ()) -> None:
         if not secret_key:
-            raise TokenError("no secret key is set: set NEWSLETTER_SECRET_KEY or [newsletter] secret_key")
+            raise TokenError(
+                "no secret key is set: set NEWSLETTER_SECRET_KEY or [newsletter] secret_key"
+            )
         self._keys = [k.encode("utf-8") for k in (secret_key, *old_keys) if k]
 
     def _mac(self, key: bytes, purpose: str, payload: str) -> bytes:

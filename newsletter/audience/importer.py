@@ -12,7 +12,6 @@ is rejected (or always, for a dry run), so the counts are exact and nothing land
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -185,7 +184,8 @@ class RowChecker:
         base = lang.split("-")[0]
         if base in offered:
             return base, ""
-        message = f"language {raw!r} is not offered by list {self.lst.slug!r} ({', '.join(offered)})"
+        langs = ", ".join(offered)
+        message = f"language {raw!r} is not offered by list {self.lst.slug!r} ({langs})"
         if self.fallback_language:
             return self.lst.default_language, message + f"; using {self.lst.default_language!r}"
         return "", message

@@ -79,7 +79,9 @@ def _changes(row: NewRow, existing: Any) -> dict[str, Any]:
     return changes
 
 
-def _upsert_subscribers(conn: Connection, rows: list[NewRow], counts: MergeCounts) -> dict[str, int]:
+def _upsert_subscribers(
+    conn: Connection, rows: list[NewRow], counts: MergeCounts
+) -> dict[str, int]:
     emails = [r.email for r in rows]
     existing = {
         r.email: r
@@ -299,7 +301,8 @@ def remove_subscriber(
     address = normalize_email(email)
     now = utcnow()
     with engine.begin() as conn:
-        sid = conn.scalar(select(subscribers_table.c.id).where(subscribers_table.c.email == address))
+        s = subscribers_table.c
+        sid = conn.scalar(select(s.id).where(s.email == address))
         if sid is None:
             raise NotFoundError(f"no subscriber {address}")
         if list_slug:
