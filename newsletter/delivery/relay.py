@@ -31,7 +31,7 @@ class Relay:
             hostname=self.host,
             port=self.port,
             use_tls=self.tls == "tls",
-            start_tls=True if self.tls == "starttls" else False,
+            start_tls=self.tls == "starttls",
             username=self.user or None,
             password=self.password or None,
             timeout=self.timeout,
