@@ -1,0 +1,140 @@
+"""`newsletter issue new|check|preview`: write, check and look at an issue before sending it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.compose import ComposeError, check_issue, load_issue
+from newsletter.compose.checks import CheckReport, Finding
+from newsletter.compose.preview import (
+    PreviewServer,
+    list_languages,
+    recipient,
+    watched_folders,
+    write_preview,
+)
+from newsletter.compose.scaffold import new_issue
+from newsletter.db.engine import make_engine
+from newsletter.errors import NewsletterError
+
+
+def _languages(value: str | None) -> list[str]:
+    return [x.strip() for x in (value or "").split(",") if x.strip()]
+
+
+def _list_languages(app: AppContext, list_slug: str) -> list[str] | None:
+    """The list's languages from the database, or None when it cannot be read."""
+    url = app.settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # do not create an empty database file just to look
+    engine = make_engine(url)
+    try:
+        return list_languages(engine, list_slug)
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+@click.group("issue")
+def issue() -> None:
+    """Write, check and preview issues (issues/<slug>/<lang>.md)."""
+
+
+@issue.command("new")
+@click.argument("slug")
+@click.option("--lang", "langs", default="en,fr,es", show_default=True,
+              help="Comma-separated languages, one Markdown file each.")
+@click.option("--list", "list_slug", default="news", show_default=True, help="Target list slug.")
+@json_option
+@pass_app
+def new(app: AppContext, slug: str, langs: str, list_slug: str, as_json: bool) -> None:
+    """Write a skeleton issue: issue.toml and one file per language."""
+    paths = new_issue(app.settings.workspace, slug, _languages(langs), list_slug, dt.date.today())
+    shown = [str(p.relative_to(app.settings.workspace)) for p in paths]
+    if as_json:
+        print_json({"slug": slug, "files": shown})
+        return
+    for path in shown:
+        click.echo(path)
+
+
+def _print_report(report: CheckReport) -> None:
+    for finding in report.findings:
+        click.echo(finding.format(), err=finding.severity == "error")
+    verdict = "ok" if report.ok else "not ready to send"
+    click.echo(f"{report.errors} error(s), {report.warnings} warning(s): {verdict}")
+
+
+@issue.command("check")
+@click.argument("slug")
+@json_option
+@pass_app
+def check(app: AppContext, slug: str, as_json: bool) -> None:
+    """Check an issue before sending; exit 1 when any error is found."""
+    try:
+        source = load_issue(app.settings.workspace, slug)
+    except ComposeError as exc:
+        if not exc.file:
+            raise
+        report = CheckReport([Finding("error", exc.rule, exc.file, exc.line, exc.message)])
+    else:
+        report = check_issue(source, app.settings, _list_languages(app, source.list_slug))
+    if as_json:
+        print_json({"slug": slug, **report.as_dict()})
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@issue.command("preview")
+@click.argument("slug")
+@click.option("--lang", "langs", help="Languages to preview (default: all of the issue's).")
+@click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: preview/<slug> in the workspace).")
+@click.option("--serve", is_flag=True, help="Serve on localhost and rebuild on every change.")
+@click.option("--port", default=8001, show_default=True, help="Port for --serve (0: any).")
+@json_option
+@pass_app
+def preview(app: AppContext, slug: str, langs: str | None, as_email: str | None,
+            out: Path | None, serve: bool, port: int, as_json: bool) -> None:
+    """Write DIR/<lang>.html and DIR/<lang>.txt and print their paths."""
+    settings = app.settings
+    target = out or settings.workspace / "preview" / slug
+    languages = _languages(langs) or None
+    slots = None
+    if as_email:
+        source = load_issue(settings.workspace, slug)
+        who = recipient(app.services.engine, settings, source.list_slug, as_email)
+        slots = who.slots
+        if languages is None and who.language in source.editions:
+            languages = [who.language]
+
+    def build() -> list[Path]:
+        return write_preview(settings.workspace, slug, settings, languages, target, slots)
+
+    if serve:
+        server = PreviewServer(target, watched_folders(settings.workspace, slug), build)
+        server.serve("127.0.0.1", port, lambda url: click.echo(f"serving {url} (Ctrl-C stops)"))
+        return
+    paths = build()
+    if as_json:
+        print_json({"slug": slug, "files": [str(p) for p in paths]})
+        return
+    for path in paths:
+        click.echo(str(path))
+
+
+def attach(cli: click.Group) -> None:
+    """Add the `issue` group to the root command."""
+    cli.add_command(issue)
+
+
+__all__ = ["attach", "issue", "NewsletterError"]

@@ -1,0 +1,257 @@
+"""Pre-send checks: a chain of small named rules. All of them run, then one go/no-go.
+
+Each rule takes the CheckContext and yields Findings (error or warning) that name the file and,
+when known, the line. Errors block sending; warnings are advice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from newsletter.compose.blocks import Document, Ref, is_relative, keep, parse_body, relative_file
+from newsletter.compose.compiler import CompiledEdition, compile_issue
+from newsletter.compose.errors import ComposeError
+from newsletter.compose.layout import search_path
+from newsletter.compose.mjmlrules import validate
+from newsletter.compose.slots import Slots
+from newsletter.compose.source import EditionSource, IssueSource
+from newsletter.config import Settings
+
+GMAIL_CLIP_BYTES = 102 * 1024
+NEAR_CLIP_BYTES = 90 * 1024
+SUBJECT_RANGE = (10, 70)
+PREHEADER_RANGE = (30, 140)
+# Realistic per-recipient values, so the size check measures what a subscriber receives.
+SAMPLE_SLOTS = Slots(
+    name="Maria Fernanda Rodríguez", unsubscribe_url="https://example.org/unsubscribe/" + "x" * 60,
+    preferences_url="https://example.org/preferences/" + "x" * 60,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: severity ("error" | "warning"), rule name, where, and what to do."""
+
+    severity: str
+    rule: str
+    file: str
+    line: int | None
+    message: str
+
+    def format(self) -> str:
+        """`file:line: severity rule: message`, like a compiler."""
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.severity} {self.rule}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every finding of every rule; ok means no errors."""
+
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form for `--json`."""
+        return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings,
+                "findings": [f.__dict__ for f in self.findings]}
+
+
+@dataclass
+class CheckContext:
+    """What the rules look at: the source, each language parsed and compiled (or its error)."""
+
+    source: IssueSource
+    settings: Settings
+    list_languages: Sequence[str] | None
+    docs: dict[str, Document] = field(default_factory=dict)
+    compiled: dict[str, CompiledEdition] = field(default_factory=dict)
+    failures: dict[str, ComposeError] = field(default_factory=dict)
+
+    def shown(self, path: Path) -> str:
+        return self.source.display(path)
+
+    def refs(self) -> Iterable[tuple[EditionSource, Ref]]:
+        for lang, doc in self.docs.items():
+            for ref in doc.refs:
+                yield self.source.editions[lang], ref
+
+
+Rule = Callable[[CheckContext], Iterable[Finding]]
+
+
+def missing_translation(ctx: CheckContext) -> Iterable[Finding]:
+    """Every language the list offers has its file; no file for a language it does not offer."""
+    folder = ctx.shown(ctx.source.path)
+    if ctx.list_languages is None:
+        yield Finding("warning", "unknown-list", folder, None,
+                      f"list {ctx.source.list_slug!r} is not in the database: cannot check "
+                      "that every language it offers has a translation")
+        return
+    for lang in ctx.list_languages:
+        if lang not in ctx.source.editions:
+            yield Finding("error", "missing-translation", f"{folder}/{lang}.md", None,
+                          f"list {ctx.source.list_slug!r} offers {lang!r} but the issue has "
+                          f"no {lang}.md")
+    for lang in ctx.source.languages:
+        if lang not in ctx.list_languages:
+            path = ctx.shown(ctx.source.editions[lang].path)
+            yield Finding("warning", "unused-translation", path, None,
+                          f"list {ctx.source.list_slug!r} does not offer {lang!r}")
+
+
+def _length(ctx: CheckContext, key: str, rule: str, bounds: tuple[int, int]) -> Iterable[Finding]:
+    low, high = bounds
+    for edition in ctx.source.editions.values():
+        value = getattr(edition, key)
+        path, line = edition.origin(key)
+        where = ctx.shown(path)
+        if not value.strip():
+            severity = "error" if key == "subject" else "warning"
+            yield Finding(severity, rule, where, line, f"no {key} for {edition.language}")
+        elif not low <= len(value) <= high:
+            yield Finding("warning", rule, where, line,
+                          f"{key} is {len(value)} characters; {low} to {high} read best")
+        if "{{" in value:
+            yield Finding("error", rule, where, line,
+                          f"placeholders are not filled in the {key}: remove {{{{ ... }}}}")
+
+
+def subject_length(ctx: CheckContext) -> Iterable[Finding]:
+    """Subjects that inboxes cut off, or that are empty or too short to say anything."""
+    return _length(ctx, "subject", "subject-length", SUBJECT_RANGE)
+
+
+def preheader_length(ctx: CheckContext) -> Iterable[Finding]:
+    """Preheaders missing (the inbox then shows stray text) or out of the usual length."""
+    return _length(ctx, "preheader", "preheader-length", PREHEADER_RANGE)
+
+
+def image_without_alt(ctx: CheckContext) -> Iterable[Finding]:
+    """Every image needs alt text, unless marked {.decorative}."""
+    for edition, ref in ctx.refs():
+        if ref.kind == "image" and not ref.alt.strip() and not ref.decorative:
+            yield Finding("error", "image-without-alt", ctx.shown(edition.path), ref.line,
+                          f"image {ref.url!r} has no alt text: describe it in ![...], or mark "
+                          "it {.decorative}")
+
+
+def insecure_link(ctx: CheckContext) -> Iterable[Finding]:
+    """Plain http:// links and images (mixed content, and a warning sign for filters)."""
+    for edition, ref in ctx.refs():
+        if urlsplit(ref.url).scheme.lower() == "http":
+            yield Finding("warning", "insecure-link", ctx.shown(edition.path), ref.line,
+                          f"{ref.kind} uses http://: {ref.url} (use https://)")
+
+
+def _missing(ctx: CheckContext, kind: str, rule: str) -> Iterable[Finding]:
+    for edition, ref in ctx.refs():
+        if ref.kind != kind:
+            continue
+        if not ref.url.strip():
+            yield Finding("error", rule, ctx.shown(edition.path), ref.line, f"empty {kind} target")
+        elif is_relative(ref.url):
+            target = (ctx.source.path / relative_file(ref.url)).resolve()
+            inside = target.is_relative_to(ctx.source.path.resolve())
+            if not inside or not target.is_file():
+                yield Finding("error", rule, ctx.shown(edition.path), ref.line,
+                              f"{ref.url!r} is not a file in {ctx.shown(ctx.source.path)}/")
+
+
+def broken_link(ctx: CheckContext) -> Iterable[Finding]:
+    """Relative links must point at a file beside the issue."""
+    return _missing(ctx, "link", "broken-link")
+
+
+def broken_image(ctx: CheckContext) -> Iterable[Finding]:
+    """Relative images must exist beside the issue."""
+    return _missing(ctx, "image", "broken-image")
+
+
+def html_too_large(ctx: CheckContext) -> Iterable[Finding]:
+    """Gmail clips HTML over about 102 KB, hiding the footer and its unsubscribe link."""
+    for lang, edition in ctx.compiled.items():
+        size = len(edition.fill_html(SAMPLE_SLOTS).encode("utf-8"))
+        where = ctx.shown(ctx.source.editions[lang].path)
+        if size > GMAIL_CLIP_BYTES:
+            yield Finding("error", "html-too-large", where, None,
+                          f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB")
+        elif size > NEAR_CLIP_BYTES:
+            yield Finding("warning", "html-too-large", where, None,
+                          f"HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clipping")
+
+
+def compile_errors(ctx: CheckContext) -> Iterable[Finding]:
+    """Markdown and template errors found while compiling each language."""
+    seen: set[str] = set()
+    for error in ctx.failures.values():
+        if str(error) not in seen:  # a broken shared template fails every language alike
+            seen.add(str(error))
+            yield Finding("error", error.rule, error.file or ctx.shown(ctx.source.path),
+                          error.line, error.message)
+
+
+def mjml_warning(ctx: CheckContext) -> Iterable[Finding]:
+    """MJML tags the renderer would ignore or misplace, in the templates this issue uses."""
+    effective: dict[str, Path] = {}
+    for folder in search_path(ctx.source.workspace, ctx.source.path):
+        for path in sorted(Path(folder).rglob("*.mjml.j2")):
+            effective.setdefault(str(path.relative_to(folder)), path)
+    for path in effective.values():
+        try:
+            problems = validate(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            problems = []
+        shown = ctx.shown(path) if path.is_relative_to(ctx.source.workspace) else str(path)
+        for problem in problems:
+            yield Finding("warning", "mjml-warning", shown, problem.line, problem.message)
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("missing-translation", missing_translation),
+    ("subject-length", subject_length),
+    ("preheader-length", preheader_length),
+    ("image-without-alt", image_without_alt),
+    ("insecure-link", insecure_link),
+    ("broken-link", broken_link),
+    ("broken-image", broken_image),
+    ("html-too-large", html_too_large),
+    ("compile", compile_errors),
+    ("mjml-warning", mjml_warning),
+)
+
+
+def prepare(source: IssueSource, settings: Settings,
+            list_languages: Sequence[str] | None) -> CheckContext:
+    """Parse and compile every language, keeping errors as data for the rules."""
+    ctx = CheckContext(source, settings, list_languages)
+    for lang, edition in source.editions.items():
+        shown = source.display(edition.path)
+        try:
+            ctx.docs[lang] = parse_body(edition.body, shown, edition.body_line, keep, True)
+            ctx.compiled[lang] = compile_issue(source, lang, settings)
+        except ComposeError as exc:
+            ctx.failures[lang] = exc
+    return ctx
+
+
+def check_issue(source: IssueSource, settings: Settings,
+                list_languages: Sequence[str] | None) -> CheckReport:
+    """Run every rule on every language; the report's `ok` is the go/no-go."""
+    ctx = prepare(source, settings, list_languages)
+    findings = [finding for _, rule in RULES for finding in rule(ctx)]
+    return CheckReport(findings)

@@ -1,0 +1,309 @@
+"""Compile one language of an issue: Markdown -> blocks -> Jinja2 MJML -> HTML shell + text shell.
+
+This runs once per issue and language. What is left per recipient is CompiledEdition.fill().
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from babel.core import UnknownLocaleError
+from babel.dates import format_date
+from mjml import mjml2html
+
+from newsletter import links
+from newsletter.archive.assets import hashed_name
+from newsletter.archive.urls import issue_url
+from newsletter.compose.blocks import Block, Document, parse_body, relative_file
+from newsletter.compose.errors import ComposeError
+from newsletter.compose.layout import environment, render
+from newsletter.compose.slots import Shell, Slots, SlotSpec, SlotTable, resolve_values
+from newsletter.compose.source import EditionSource, IssueSource
+from newsletter.compose.text import TextWriter, underline, wrap
+from newsletter.config import Settings
+from newsletter.i18n import translations
+
+TEXT_TEMPLATE = "email/text.txt.j2"
+RTL = ("ar", "he", "fa", "ur", "yi", "ps")
+
+
+@dataclass(frozen=True)
+class CompiledEdition:
+    """One language of an issue, compiled: shells with open recipient slots and the web page."""
+
+    slug: str
+    language: str
+    list_slug: str
+    subject: str
+    title: str
+    preheader: str
+    date: str
+    volume: str
+    number: str
+    html_shell: str
+    text_shell: str
+    web_html: str
+    content_hash: str
+    html_size: int
+    assets: tuple[str, ...] = ()
+    web_url: str = ""
+    _html: Shell | None = field(default=None, repr=False, compare=False)
+    _text: Shell | None = field(default=None, repr=False, compare=False)
+    _specs: tuple[SlotSpec, ...] = field(default=(), repr=False, compare=False)
+
+    def fill(self, slots: Slots) -> tuple[str, str]:
+        """(html, text) for one recipient: escaped values in HTML, plain values in text."""
+        escaped, plain = resolve_values(self._specs, slots)
+        return self._html.fill(escaped), self._text.fill(plain)  # type: ignore[union-attr]
+
+    def fill_html(self, slots: Slots) -> str:
+        """The HTML part alone for one recipient."""
+        return self._html.fill(resolve_values(self._specs, slots)[0])  # type: ignore[union-attr]
+
+    def fill_text(self, slots: Slots) -> str:
+        """The text part alone for one recipient."""
+        return self._text.fill(resolve_values(self._specs, slots)[1])  # type: ignore[union-attr]
+
+    @property
+    def slot_keys(self) -> tuple[str, ...]:
+        """The slots this edition uses (name, unsubscribe_url, attr.<key>, ...)."""
+        return tuple(dict.fromkeys(spec.key for spec in self._specs))
+
+
+class SlotRefs:
+    """What templates see as `slots`: each attribute is the sentinel for that slot."""
+
+    def __init__(self, table: SlotTable) -> None:
+        self._table = table
+        self.name = table.sentinel("name")
+        self.unsubscribe_url = table.sentinel("unsubscribe_url")
+        self.preferences_url = table.sentinel("preferences_url")
+        self.web_url = table.sentinel("web_url")
+
+    def attr(self, key: str, default: str = "") -> str:
+        """The sentinel for a subscriber attribute."""
+        return self._table.sentinel(f"attr.{key}", default)
+
+
+def _date_text(date: dt.date, language: str) -> str:
+    try:
+        return format_date(date, format="long", locale=language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return date.isoformat()
+
+
+def _social(items: list[Any]) -> list[dict[str, str]]:
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("url"):
+            out.append({"name": str(item.get("name") or item["url"]), "url": str(item["url"])})
+        elif isinstance(item, str) and item:
+            host = urlsplit(item).hostname or item
+            name = host.removeprefix("www.").split(".")[0].capitalize()
+            out.append({"name": name, "url": item})
+    return out
+
+
+def _issue_label(gettext: Any, volume: str, number: str) -> str:
+    if volume and number:
+        return gettext("Vol. %(volume)s, No. %(number)s") % {"volume": volume, "number": number}
+    if number:
+        return gettext("No. %(number)s") % {"number": number}
+    if volume:
+        return gettext("Vol. %(volume)s") % {"volume": volume}
+    return ""
+
+
+def _context(
+    source: IssueSource, edition: EditionSource, settings: Settings, doc: Document, web_url: str,
+) -> dict[str, Any]:
+    lang = edition.language
+    catalog = translations(lang, "email")
+    conf = settings["newsletter"]
+    base_url = conf["base_url"]
+    return {
+        "lang": lang,
+        "dir": "rtl" if lang.split("-")[0] in RTL else "ltr",
+        "slug": source.slug,
+        "list_slug": source.list_slug,
+        "title": edition.title,
+        "subject": edition.subject,
+        "preheader": edition.preheader,
+        "date": edition.date.isoformat(),
+        "date_text": _date_text(edition.date, lang),
+        "volume": edition.volume,
+        "number": edition.number,
+        "issue_label": _issue_label(catalog.gettext, edition.volume, edition.number),
+        "newsletter": {
+            "name": conf["name"], "organisation": conf["organisation"],
+            "postal_address": conf["postal_address"], "logo_url": conf["logo_url"],
+            "social_links": _social(conf["social_links"]), "base_url": base_url,
+        },
+        "sections": doc.sections,
+        "notes": doc.notes,
+        "slots": SlotRefs(doc.slots),
+        "web_version": False,
+        "web_url": web_url,
+        "subscribe_url": links.subscribe_url(base_url, source.list_slug),
+        "manage_url": links.manage_url(base_url),
+        "_": catalog.gettext,
+        "gettext": catalog.gettext,
+        "ngettext": catalog.ngettext,
+    }
+
+
+# mjml-python rejects a run of spaces between two MJML tags unless it starts with a newline.
+MJML_GAP_RE = re.compile(r">[ \t]+(?=</?mj-)")
+
+
+def _mjml_to_html(mjml: str, doc: Document, shown: str, template: str) -> str:
+    mjml = MJML_GAP_RE.sub(">\n", mjml)
+    try:
+        return mjml2html(mjml, disable_comments=True, fonts={})
+    except (ValueError, RuntimeError) as exc:
+        blamed = _blame_block(doc)
+        if blamed:
+            raise ComposeError(f"this part cannot become email markup ({exc}); check its HTML",
+                               shown, blamed.line) from None
+        raise ComposeError(f"the layout does not produce valid MJML: {exc}{_near(mjml, exc)}",
+                           template, rule="template-error") from None
+
+
+def _near(mjml: str, exc: Exception) -> str:
+    """Quote the rendered MJML where the parser stopped, so the layout's author can find it."""
+    found = re.search(r"position (\d+)", str(exc))
+    if not found:
+        return ""
+    at = int(found.group(1))
+    line = mjml.count("\n", 0, at) + 1
+    return f" (rendered line {line}, near {mjml[max(0, at - 40):at + 20]!r})"
+
+
+def _renders(fragment: str) -> bool:
+    probe = ("<mjml><mj-body><mj-section><mj-column><mj-text>" + fragment
+             + "</mj-text></mj-column></mj-section></mj-body></mjml>")
+    try:
+        mjml2html(probe, fonts={})
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _blame_block(doc: Document) -> Block | None:
+    """The text block (narrowed to its raw HTML line when possible) that MJML cannot parse."""
+    blocks = [b for s in doc.sections for b in s if b.kind == "text"]
+    blocks += [doc.notes] if doc.notes else []
+    for block in blocks:
+        if _renders(block.html):
+            continue
+        offset = block.line - (next((t.map[0] for t in block.tokens if t.map), 0))
+        for token in block.tokens:
+            if token.map and token.type in ("html_block", "inline") and "<" in token.content \
+                    and not _renders(token.content):
+                return Block(kind="text", line=offset + token.map[0])
+        return block
+    return None
+
+
+class AssetResolver:
+    """Where files beside the issue are served from.
+
+    In the email they point at the archive page, under the content-hashed name the archive
+    builder gives them (newsletter.archive.assets.hashed_name); in web_html they stay relative,
+    so the archive can find, hash and copy them. The preview passes a base of its own ("").
+    """
+
+    def __init__(self, folder: Path, web_url: str, override: str | None) -> None:
+        self.folder, self.web_url, self.override = folder, web_url, override
+        self.files: list[str] = []
+        self.absolute: dict[str, str] = {}
+
+    def __call__(self, url: str) -> str:
+        name = relative_file(url)
+        path = self.folder / name
+        exists = path.is_file() and path.resolve().is_relative_to(self.folder.resolve())
+        if exists and name not in self.files:
+            self.files.append(name)
+        if self.override is not None:
+            return self.override + url.removeprefix("./")
+        target = self.web_url + (hashed_name(url, path.read_bytes()) if exists
+                                 else url.removeprefix("./"))
+        self.absolute[url] = target
+        return target
+
+    def relativize(self, html_text: str) -> str:
+        """Put the relative references back in the web version."""
+        for url, target in self.absolute.items():
+            html_text = html_text.replace(html.escape(target), html.escape(url))
+        return html_text
+
+
+def _public_slots(settings: Settings, web_url: str) -> Slots:
+    manage = links.manage_url(settings["newsletter"]["base_url"])
+    return Slots(name="", unsubscribe_url=manage, preferences_url=manage, web_url=web_url)
+
+
+def _render_text(source: IssueSource, doc: Document, context: dict[str, Any],
+                 requested: tuple[str, int | None]) -> str:
+    """The text part: the body written from the Markdown, inside the text layout."""
+    writer = TextWriter(context["gettext"])
+    body = writer.document(doc)
+    env = environment(source.workspace, source.path, autoescape=False)
+    env.filters.setdefault("underline", underline)
+    env.filters.setdefault("wrap", wrap)
+    extra = {"body": body, "links": writer.links.urls, "labelled": writer.labelled}
+    return render(env, TEXT_TEMPLATE, {**context, **extra}, source.workspace, requested)
+
+
+def compile_issue(
+    source: IssueSource, language: str, settings: Settings, *, asset_base_url: str | None = None,
+) -> CompiledEdition:
+    """Compile one language once; raise ComposeError naming file and line on any problem.
+
+    Relative images and links resolve against the issue's archive page (its "view in browser"
+    URL) unless `asset_base_url` is given (the preview uses "" to keep them relative).
+    """
+    edition = source.editions.get(language)
+    if edition is None:
+        raise ComposeError(f"no {language}.md in issues/{source.slug}/",
+                           source.display(source.path))
+    shown = source.display(edition.path)
+    web_url = issue_url(settings, language, edition.date.year, source.slug)
+    resolver = AssetResolver(source.path, web_url, asset_base_url)
+    doc = parse_body(edition.body, shown, edition.body_line, resolver, not source.allow_raw_html)
+    context = _context(source, edition, settings, doc, web_url)
+    env = environment(source.workspace, source.path)
+    requested = (source.display(edition.origin("template")[0]), edition.origin("template")[1])
+    template_name = edition.template
+    email_mjml = render(env, template_name, context, source.workspace, requested)
+    web_mjml = render(env, template_name, {**context, "web_version": True}, source.workspace,
+                      requested)
+    text = _render_text(source, doc, context, requested)
+    html_shell = Shell(_mjml_to_html(email_mjml, doc, shown, template_name))
+    # "view in browser" needs no per-recipient value: default it to this edition's page.
+    specs = tuple(SlotSpec(s.key, web_url) if s.key == "web_url" and not s.default else s
+                  for s in doc.slots.specs)
+    web_values = resolve_values(specs, _public_slots(settings, web_url))[0]
+    web_html = resolver.relativize(
+        Shell(_mjml_to_html(web_mjml, doc, shown, template_name)).fill(web_values))
+    text_shell = Shell(text)
+    shown_html = html_shell.show(doc.slots.specs)
+    digest = hashlib.sha256()
+    for part in (edition.subject, edition.preheader, edition.title, web_html, text):
+        digest.update(part.encode("utf-8") + b"\0")
+    return CompiledEdition(
+        slug=source.slug, language=language, list_slug=source.list_slug,
+        subject=edition.subject, title=edition.title, preheader=edition.preheader,
+        date=edition.date.isoformat(), volume=edition.volume, number=edition.number,
+        html_shell=shown_html, text_shell=text_shell.show(doc.slots.specs), web_html=web_html,
+        content_hash=digest.hexdigest(), html_size=len(shown_html.encode("utf-8")),
+        assets=tuple(resolver.files), web_url=web_url, _html=html_shell, _text=text_shell,
+        _specs=specs,
+    )

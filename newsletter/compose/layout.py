@@ -1,0 +1,101 @@
+"""Jinja2 layouts: lookup order, strict variables, and errors that name the template and line.
+
+Lookup order for a template name such as `email/base.mjml.j2`:
+issues/<slug>/templates/, then <workspace>/templates/, then the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import traceback
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from newsletter.compose.errors import ComposeError
+
+BUILTIN = Path(__file__).resolve().parent.parent / "skeleton" / "templates"
+if not BUILTIN.is_dir():  # a source checkout without the skeleton link
+    BUILTIN = Path(__file__).resolve().parents[2] / "templates"
+
+
+def search_path(workspace: Path, issue_folder: Path) -> tuple[str, ...]:
+    """Template folders, most specific first."""
+    folders = (issue_folder / "templates", workspace / "templates", BUILTIN)
+    return tuple(str(f) for f in folders if f.is_dir())
+
+
+@lru_cache(maxsize=32)
+def _environment(paths: tuple[str, ...], autoescape: bool) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(paths)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=True,
+    )
+
+
+def environment(workspace: Path, issue_folder: Path, autoescape: bool = True) -> jinja2.Environment:
+    """The Jinja environment for one issue (cached per lookup path)."""
+    return _environment(search_path(workspace, issue_folder), autoescape)
+
+
+def _shown(filename: str | None, workspace: Path) -> str:
+    if not filename:
+        return "<template>"
+    path = Path(filename)
+    for root in (workspace, BUILTIN.parent):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith((".j2", ".mjml", ".txt", ".html")):
+            return frame.filename, frame.lineno
+    return None, None
+
+
+def render(
+    env: jinja2.Environment, name: str, context: dict[str, Any], workspace: Path,
+    requested_by: tuple[str, int | None],
+) -> str:
+    """Render a template, turning every Jinja failure into a ComposeError with file and line."""
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        where, line = requested_by
+        missing = exc.name or name
+        raise ComposeError(
+            f"template {missing!r} not found in {', '.join(env.loader.searchpath)}",  # type: ignore[union-attr]
+            where, line, rule="template-error",
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ComposeError(f"template syntax error: {exc.message}",
+                           _shown(exc.filename, workspace), exc.lineno,
+                           rule="template-error") from None
+    try:
+        return template.render(context)
+    except jinja2.TemplateSyntaxError as exc:  # from an {% include %} rendered later
+        raise ComposeError(f"template syntax error: {exc.message}",
+                           _shown(exc.filename, workspace), exc.lineno,
+                           rule="template-error") from None
+    except jinja2.TemplateNotFound as exc:
+        filename, line = _template_frame(exc)
+        raise ComposeError(f"template {exc.name!r} not found", _shown(filename, workspace),
+                           line, rule="template-error") from None
+    except jinja2.UndefinedError as exc:
+        filename, line = _template_frame(exc)
+        raise ComposeError(f"undefined variable: {exc.message}", _shown(filename, workspace),
+                           line, rule="template-error") from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
+        filename, line = _template_frame(exc)
+        raise ComposeError(f"template error: {exc}", _shown(filename, workspace), line,
+                           rule="template-error") from None

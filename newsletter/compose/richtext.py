@@ -1,0 +1,140 @@
+"""Markdown text to email-safe HTML: inline styles on every element, raw HTML sanitized by nh3.
+
+Email clients drop or ignore much of a <style> sheet, and mjml-python does not inline CSS, so
+the styles travel on the tags themselves. Footnotes render as plain numbered notes, because
+in-message anchors do not work in most mail clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.attrs import attrs_plugin
+from mdit_py_plugins.footnote import footnote_plugin
+
+LINK_COLOR = "#0b5cad"
+STYLES: dict[str, str] = {
+    "h1": "font-size:26px;line-height:1.25;margin:0 0 12px;font-weight:bold;",
+    "h2": "font-size:21px;line-height:1.3;margin:18px 0 10px;font-weight:bold;",
+    "h3": "font-size:17px;line-height:1.35;margin:16px 0 8px;font-weight:bold;",
+    "h4": "font-size:15px;line-height:1.4;margin:14px 0 6px;font-weight:bold;",
+    "h5": "font-size:15px;line-height:1.4;margin:14px 0 6px;font-weight:bold;",
+    "h6": "font-size:15px;line-height:1.4;margin:14px 0 6px;font-weight:bold;",
+    "p": "margin:0 0 14px;overflow-wrap:anywhere;",
+    "ul": "margin:0 0 14px;padding:0 0 0 24px;",
+    "ol": "margin:0 0 14px;padding:0 0 0 24px;",
+    "li": "margin:0 0 6px;",
+    "blockquote": "margin:0 0 14px;padding:2px 0 2px 14px;border-left:4px solid #c9d3dd;",
+    # A fixed layout keeps wide tables inside a phone screen: cells wrap instead of overflowing.
+    "table": "border-collapse:collapse;width:100%;table-layout:fixed;margin:0 0 14px;"
+    "font-size:14px;",
+    "th": "border:1px solid #c9d3dd;padding:6px 8px;text-align:left;font-weight:bold;"
+    "word-break:break-word;overflow-wrap:anywhere;",
+    "td": "border:1px solid #c9d3dd;padding:6px 8px;text-align:left;vertical-align:top;"
+    "word-break:break-word;overflow-wrap:anywhere;",
+    "pre": "margin:0 0 14px;padding:10px;white-space:pre-wrap;overflow-wrap:anywhere;"
+    "word-break:break-all;"
+    "font-family:Menlo,Consolas,monospace;font-size:13px;background:#f2f4f7;color:#1d2733;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:90%;",
+    "hr": "border:0;border-top:1px solid #c9d3dd;margin:18px 0;",
+    "a": f"color:{LINK_COLOR};text-decoration:underline;",
+    "img": "max-width:100%;height:auto;border:0;",
+}
+BUTTON_STYLE = (
+    f"display:inline-block;padding:8px 16px;border-radius:4px;background:{LINK_COLOR};"
+    "color:#ffffff;text-decoration:none;font-weight:bold;"
+)
+NOTES_OPEN = (
+    '<div style="border-top:1px solid #c9d3dd;margin:8px 0 0;padding:8px 0 0;font-size:13px;">'
+    '<ol style="margin:0;padding:0 0 0 22px;">'
+)
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "del", "div", "em", "h1",
+    "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre",
+    "q", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th",
+    "thead", "tr", "u", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "*": {"style", "class", "title", "dir", "lang"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"align", "colspan", "rowspan"},
+    "th": {"align", "colspan", "rowspan", "scope"},
+    "ol": {"start"},
+}
+
+
+def _footnote_ref(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    number = int(tokens[idx].meta["id"]) + 1
+    return f'<sup style="font-size:75%;line-height:0;">[{number}]</sup>'
+
+
+def _fixed(html: str):  # noqa: ANN202 - markdown-it render rule signature
+    def rule(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        return html
+
+    return rule
+
+
+def make_parser() -> MarkdownIt:
+    """CommonMark + tables + footnotes + {attrs}, with email-friendly footnote output."""
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.use(footnote_plugin).use(attrs_plugin)
+    rules = {
+        "footnote_ref": _footnote_ref,
+        "footnote_block_open": _fixed(NOTES_OPEN),
+        "footnote_block_close": _fixed("</ol></div>\n"),
+        "footnote_open": _fixed('<li style="margin:0 0 4px;">'),
+        "footnote_close": _fixed("</li>\n"),
+        "footnote_anchor": _fixed(""),
+    }
+    for name, rule in rules.items():
+        md.add_render_rule(name, rule)
+    return md
+
+
+def is_button(token: Token) -> bool:
+    """A link marked {.button} is a call to action."""
+    return token.type == "link_open" and "button" in str(token.attrs.get("class", "")).split()
+
+
+def _style(token: Token) -> None:
+    if token.nesting == -1:
+        return
+    style = BUTTON_STYLE if is_button(token) else STYLES.get(token.tag)
+    if style:
+        existing = str(token.attrs.get("style", ""))
+        token.attrSet("style", style + existing)
+
+
+def style_tokens(tokens: Sequence[Token]) -> None:
+    """Put the inline styles on each element (block and inline tokens)."""
+    for token in tokens:
+        _style(token)
+        for child in token.children or ():
+            _style(child)
+
+
+def render_html(md: MarkdownIt, tokens: Sequence[Token], env: dict[str, Any], clean: bool) -> str:
+    """Render a run of block tokens; sanitize unless the issue allows raw HTML."""
+    style_tokens(tokens)
+    html = md.renderer.render(list(tokens), md.options, env)
+    # Fences render <pre><code> from one token, whose style lands on <code>: style <pre> too.
+    html = html.replace("<pre><code", f'<pre style="{STYLES["pre"]}"><code')
+    return sanitize(html) if clean else html
+
+
+def sanitize(html: str) -> str:
+    """Keep formatting tags and styles; drop scripts, event handlers and unknown tags."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto", "tel"},
+        link_rel=None,
+        strip_comments=True,
+    )

@@ -1,0 +1,230 @@
+"""Reading an issue folder: issue.toml plus one Markdown file per language with TOML front matter.
+
+    issues/<slug>/issue.toml     shared keys (list, date, volume, number, template, allow_raw_html)
+    issues/<slug>/en.md          +++ front matter +++ then the Markdown body
+    issues/<slug>/fr.md          keys in a language file override issue.toml
+
+Everything is checked here, with the file and line of the problem, so later stages can trust it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.compose.errors import ComposeError
+
+FRONT_KEYS = {
+    "title": str, "subject": str, "preheader": str, "date": (str, dt.date), "volume": (str, int),
+    "number": (str, int), "list": str, "template": str,
+}
+ISSUE_KEYS = {**FRONT_KEYS, "allow_raw_html": bool}
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+FENCE = "+++"
+DEFAULT_TEMPLATE = "email/base.mjml.j2"
+
+
+@dataclass(frozen=True)
+class EditionSource:
+    """One language file: merged front matter, Markdown body and where each key came from."""
+
+    language: str
+    path: Path
+    front: dict[str, Any]
+    body: str
+    body_line: int  # 1-based line of the body's first line in the file
+    origins: dict[str, tuple[Path, int]] = field(default_factory=dict)
+
+    def origin(self, key: str) -> tuple[Path, int | None]:
+        """File and line where a front-matter key was set (the .md file when unset)."""
+        path, line = self.origins.get(key, (self.path, 0))
+        return path, line or None
+
+    @property
+    def title(self) -> str:
+        return str(self.front.get("title") or self.front.get("subject") or "")
+
+    @property
+    def subject(self) -> str:
+        return str(self.front.get("subject") or self.front.get("title") or "")
+
+    @property
+    def preheader(self) -> str:
+        return str(self.front.get("preheader", ""))
+
+    @property
+    def date(self) -> dt.date:
+        return self.front["date"]
+
+    @property
+    def volume(self) -> str:
+        return str(self.front.get("volume", ""))
+
+    @property
+    def number(self) -> str:
+        return str(self.front.get("number", ""))
+
+    @property
+    def template(self) -> str:
+        return str(self.front.get("template") or DEFAULT_TEMPLATE)
+
+
+@dataclass(frozen=True)
+class IssueSource:
+    """An issue folder as read from disk."""
+
+    slug: str
+    path: Path
+    list_slug: str
+    languages: tuple[str, ...]
+    editions: dict[str, EditionSource]
+    settings: dict[str, Any]
+    workspace: Path
+
+    @property
+    def allow_raw_html(self) -> bool:
+        return bool(self.settings.get("allow_raw_html", False))
+
+    def display(self, path: Path) -> str:
+        """A path as shown to editors: relative to the workspace when inside it."""
+        try:
+            return str(path.relative_to(self.workspace))
+        except ValueError:
+            return str(path)
+
+
+def _key_lines(text: str, first_line: int) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=first_line):
+        match = re.match(r"\s*([A-Za-z_][\w-]*)\s*=", line)
+        if match and match.group(1) not in lines:
+            lines[match.group(1)] = number
+    return lines
+
+
+def _parse_toml(text: str, path: Path, shown: str, first_line: int) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        line = first_line + int(found.group(1)) - 1 if found else first_line
+        reason = re.sub(r"\s*\(at line.*\)$", "", str(exc))
+        raise ComposeError(f"invalid front matter: {reason}", shown, line) from None
+
+
+def _check_keys(
+    data: dict[str, Any], allowed: dict[str, Any], shown: str, lines: dict[str, int]
+) -> None:
+    for key, value in data.items():
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ComposeError(f"unknown key {key!r} (known: {known})", shown, lines.get(key))
+        if not isinstance(value, allowed[key]) or isinstance(value, bool) != (allowed[key] is bool):
+            raise ComposeError(f"{key}: unexpected value {value!r}", shown, lines.get(key))
+        if key == "date":
+            data[key] = _parse_date(value, shown, lines.get(key))
+
+
+def _parse_date(value: Any, shown: str, line: int | None) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ComposeError(f"date: expected YYYY-MM-DD, got {value!r}", shown, line) from None
+
+
+def _read_text(path: Path, shown: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ComposeError(f"not valid UTF-8 (byte {exc.start})", shown) from None
+
+
+def split_front_matter(text: str, shown: str) -> tuple[str, str, int]:
+    """Split `+++ toml +++ body`; return (toml, body, 1-based line of the body's first line)."""
+    lines = text.splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        raise ComposeError(f"front matter is TOML between {FENCE} lines, not YAML between ---",
+                           shown, 1)
+    if not lines or lines[0].strip() != FENCE:
+        raise ComposeError(f"missing front matter: the file must start with a {FENCE} line",
+                           shown, 1)
+    for index in range(1, len(lines)):
+        if lines[index].strip() == FENCE:
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+    raise ComposeError(f"front matter is never closed: add a {FENCE} line after it", shown, 1)
+
+
+def _read_edition(
+    path: Path, language: str, shared: dict[str, Any], shared_origins: dict[str, tuple[Path, int]],
+    shown: str,
+) -> EditionSource:
+    front_text, body, body_line = split_front_matter(_read_text(path, shown), shown)
+    front = _parse_toml(front_text, path, shown, 2)
+    lines = _key_lines(front_text, 2)
+    _check_keys(front, FRONT_KEYS, shown, lines)
+    merged = {**shared, **front}
+    origins = dict(shared_origins)
+    origins.update({k: (path, lines.get(k, 0)) for k in front})
+    if not merged.get("title") and not merged.get("subject"):
+        raise ComposeError("front matter needs a title or a subject", shown, 1)
+    if "date" not in merged:
+        raise ComposeError("front matter needs a date (YYYY-MM-DD) here or in issue.toml", shown, 1)
+    return EditionSource(language, path, merged, body, body_line, origins)
+
+
+def load_issue(workspace: Path, slug: str) -> IssueSource:
+    """Read issues/<slug>/ and check its front matter; raise ComposeError naming file and line."""
+    workspace = Path(workspace).resolve()
+    if not SLUG_RE.match(slug):
+        raise ComposeError(f"invalid issue slug {slug!r}: use lowercase letters, digits, . _ -")
+    folder = workspace / "issues" / slug
+    if not folder.is_dir():
+        raise ComposeError(f"no issue folder issues/{slug}/ in {workspace}")
+
+    def show(path: Path) -> str:
+        return str(path.relative_to(workspace))
+
+    settings: dict[str, Any] = {}
+    origins: dict[str, tuple[Path, int]] = {}
+    issue_toml = folder / "issue.toml"
+    if issue_toml.exists():
+        text = _read_text(issue_toml, show(issue_toml))
+        settings = _parse_toml(text, issue_toml, show(issue_toml), 1)
+        lines = _key_lines(text, 1)
+        _check_keys(settings, ISSUE_KEYS, show(issue_toml), lines)
+        origins = {k: (issue_toml, lines.get(k, 0)) for k in settings}
+    shared = {k: v for k, v in settings.items() if k in FRONT_KEYS}
+
+    editions: dict[str, EditionSource] = {}
+    for path in sorted(folder.glob("*.md")):
+        if path.stem.upper() == "README":
+            continue
+        if not LANGUAGE_RE.match(path.stem):
+            raise ComposeError(
+                "file name is not a language code (like en.md, fr.md, pt-BR.md)", show(path)
+            )
+        editions[path.stem] = _read_edition(path, path.stem, shared, origins, show(path))
+    if not editions:
+        raise ComposeError(f"issues/{slug}/ has no language file (en.md, fr.md, ...)")
+
+    lists = {e.front.get("list") for e in editions.values()}
+    if None in lists or "" in lists:
+        missing = next(e for e in editions.values() if not e.front.get("list"))
+        raise ComposeError("which list is this for? set list = \"...\" in issue.toml",
+                           show(missing.path), 1)
+    if len(lists) > 1:
+        raise ComposeError(f"the language files name different lists: {sorted(map(str, lists))}",
+                           show(folder / "issue.toml"))
+    return IssueSource(
+        slug=slug, path=folder, list_slug=str(lists.pop()), languages=tuple(editions),
+        editions=editions, settings=settings, workspace=workspace,
+    )
