@@ -73,13 +73,17 @@ class Signer:
         if not isinstance(token, str) or len(token) > 512 or token.count(".") != 1:
             raise TokenError("malformed token")
         payload, signature = token.split(".")
+        # Compare the text, not decoded bytes: base64 has several spellings of the same bytes,
+        # and a token must have exactly one.
+        if not any(
+            hmac.compare_digest(signature.encode(), _b64(self._mac(k, purpose, payload)).encode())
+            for k in self._keys
+        ):
+            raise TokenError("invalid token")
         try:
-            given = _unb64(signature)
             fields = _unb64(payload).decode("ascii").split(":")
         except (ValueError, UnicodeDecodeError):
             raise TokenError("malformed token") from None
-        if not any(hmac.compare_digest(given, self._mac(k, purpose, payload)) for k in self._keys):
-            raise TokenError("invalid token")
         issued = None
         if fields and fields[-1].startswith("t"):
             issued = int(fields.pop()[1:])

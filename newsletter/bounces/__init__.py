@@ -1,0 +1,1 @@
+"""Inbound bounces and complaints: parsing reports and tying them to deliveries."""
