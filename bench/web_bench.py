@@ -1,0 +1,350 @@
+"""Web app throughput: GET /preferences/<token> and the RFC 8058 one-click POST, against a
+bare Starlette "hello" route under the same uvicorn settings (newsletter.web.server, as
+`newsletter serve` runs it).
+
+    python bench/web_bench.py [--workers 1] [--seconds 10] [--connections 64] [--subscribers 2000]
+
+A fresh SQLite workspace gets one list and N confirmed subscribers. Each target runs in its
+own uvicorn process (loopback only) and wrk, a second process, loads it with 64 connections,
+rotating over every subscriber's token (Lua script). Prints requests/s, p50/p99 latency and
+the ratio to the hello route. Uses `wrk` (Debian: apt-get install wrk) when installed, else a
+slower asyncio load generator in a second process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-key-0123456789"
+
+
+async def _hello(request):  # type: ignore[no-untyped-def]
+    return PlainTextResponse("hello")
+
+
+hello_app = Starlette(routes=[Route("/hello", _hello)])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _workspace(folder: Path, subscribers: int) -> list[tuple[int, int]]:
+    """A migrated SQLite workspace with one list and N confirmed subscribers; their ids."""
+    from newsletter.db.engine import make_engine
+    from newsletter.db.migrate import upgrade
+    from newsletter.db.models import MailingList, Subscriber, Subscription, utcnow
+
+    (folder / "newsletter.toml").write_text(
+        f'[newsletter]\nname = "Bench"\nbase_url = "http://127.0.0.1"\nsecret_key = "{SECRET}"\n'
+        '[database]\nurl = "sqlite:///bench.db"\n[web]\noutbox_interval = 0\n'
+        "max_subscribes_per_ip = 1000000\n",
+        encoding="utf-8",
+    )
+    engine = make_engine(f"sqlite:///{folder / 'bench.db'}")
+    upgrade(engine)
+    now = utcnow()
+    with engine.begin() as conn:
+        list_id = conn.execute(
+            MailingList.__table__.insert().values(
+                slug="news",
+                name="Network News",
+                default_language="en",
+                languages=["en", "fr", "es"],
+                opt_in="double",
+                public=True,
+                description="",
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            MailingList.__table__.insert().values(
+                slug="events",
+                name="Events",
+                default_language="en",
+                languages=["en"],
+                opt_in="double",
+                public=True,
+                description="",
+                created_at=now,
+            )
+        )
+        conn.execute(
+            Subscriber.__table__.insert(),
+            [
+                {
+                    "email": f"user{i}@example.org",
+                    "name": f"User {i}",
+                    "language": ("en", "fr", "es")[i % 3],
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(subscribers)
+            ],
+        )
+        ids = [row[0] for row in conn.exec_driver_sql("SELECT id FROM subscribers ORDER BY id")]
+        conn.execute(
+            Subscription.__table__.insert(),
+            [
+                {
+                    "subscriber_id": sid,
+                    "list_id": list_id,
+                    "status": "confirmed",
+                    "created_at": now,
+                    "updated_at": now,
+                    "confirmed_at": now,
+                }
+                for sid in ids
+            ],
+        )
+    engine.dispose()
+    return [(sid, list_id) for sid in ids]
+
+
+def _lua(folder: Path, name: str, method: str, paths: list[str]) -> Path:
+    body = 'wrk.body = "List-Unsubscribe=One-Click"\n' if method == "POST" else ""
+    headers = (
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        if method == "POST"
+        else ""
+    )
+    listing = ",\n".join(f'"{p}"' for p in paths)
+    script = folder / f"{name}.lua"
+    script.write_text(
+        f'wrk.method = "{method}"\n{body}{headers}'
+        f"local paths = {{\n{listing}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        "  return wrk.format(nil, paths[i])\nend\n",
+        encoding="utf-8",
+    )
+    return script
+
+
+def _serve(target: str, port: int, workers: int, workspace: Path, loop: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_WORKSPACE"] = str(workspace)
+    env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'bench'}"
+    # The same launcher as `newsletter serve` (TCP_NODELAY with several workers; asyncio loop).
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter.web.server",
+        target,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        loop,
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    server = subprocess.Popen(command, env=env, cwd=workspace)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                time.sleep(0.5 * workers)  # let every worker process finish importing
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit(f"uvicorn did not start for {target}")
+
+
+def _wrk(url: str, script: Path | None, seconds: int, connections: int) -> dict[str, float]:
+    """Run wrk (one thread) and read its summary."""
+    command = [
+        "wrk",
+        "-t",
+        "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+    ]
+    if script:
+        command += ["-s", str(script)]
+    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+
+    def millis(label: str) -> float:
+        found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not found:
+            raise SystemExit(f"cannot read {label} from wrk:\n{output}")
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": rate,
+        "p50": millis("50%"),
+        "p99": millis("99%"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+async def _client(
+    port: int, requests: list[bytes], offset: int, until: float, latencies: list[float]
+) -> int:
+    """One keep-alive connection sending requests back to back; returns non-2xx count."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    bad, i = 0, offset
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        writer.write(requests[i % len(requests)])
+        i += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        latencies.append(time.perf_counter() - started)
+        bad += not head.startswith(b"HTTP/1.1 2")
+    writer.close()
+    return bad
+
+
+def _pyload_process(port: int, requests: list[bytes], seconds: int, connections: int, out) -> None:  # type: ignore[no-untyped-def]
+    async def run() -> tuple[list[float], int]:
+        latencies: list[float] = []
+        until = time.monotonic() + seconds
+        bad = await asyncio.gather(
+            *(_client(port, requests, n * 7, until, latencies) for n in range(connections))
+        )
+        return latencies, sum(bad)
+
+    latencies, bad = asyncio.run(run())
+    latencies.sort()
+    out.put(
+        {
+            "rps": len(latencies) / seconds,
+            "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+            "non2xx": float(bad),
+        }
+    )
+
+
+def _pyload(port: int, method: str, paths: list[str], seconds: int, connections: int) -> dict:
+    """The fallback when wrk is missing: an asyncio client in a second process (it is slower
+    than wrk, so it may itself be the limit for the hello route)."""
+    body = b"List-Unsubscribe=One-Click" if method == "POST" else b""
+    extra = (
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+        if method == "POST"
+        else ""
+    )
+    requests = [
+        f"{method} {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode() + body for p in paths
+    ]
+    out: multiprocessing.Queue = multiprocessing.Queue()
+    worker = multiprocessing.Process(
+        target=_pyload_process, args=(port, requests, seconds, connections, out)
+    )
+    worker.start()
+    result = out.get(timeout=seconds + 60)
+    worker.join()
+    return result
+
+
+def _measure(
+    folder: Path,
+    port: int,
+    method: str,
+    paths: list[str],
+    seconds: int,
+    connections: int,
+    use_wrk: bool,
+) -> dict[str, float]:
+    if not use_wrk:
+        return _pyload(port, method, paths, seconds, connections)
+    script = _lua(folder, f"load-{port}", method, paths)
+    return _wrk(f"http://127.0.0.1:{port}/", script, seconds, connections)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--no-wrk", action="store_true", help="Use the Python load generator.")
+    args = parser.parse_args()
+    use_wrk = shutil.which("wrk") is not None and not args.no_wrk
+    from newsletter.tokens import Signer
+
+    tool = "wrk -t1" if use_wrk else "Python asyncio client"
+    with tempfile.TemporaryDirectory(prefix="web-bench-") as tmp:
+        folder = Path(tmp)
+        ids = _workspace(folder, args.subscribers)
+        signer = Signer(SECRET)
+        runs = [
+            ("hello (bare Starlette)", "web_bench:hello_app", "GET", ["/hello"]),
+            (
+                "GET /preferences/<token>",
+                "newsletter.web:app",
+                "GET",
+                [f"/preferences/{signer.sign('preferences', *pair)}" for pair in ids],
+            ),
+            (
+                "POST /unsubscribe/<token> one-click",
+                "newsletter.web:app",
+                "POST",
+                [f"/unsubscribe/{signer.sign('unsubscribe', *pair)}" for pair in ids],
+            ),
+        ]
+        results: list[tuple[str, dict[str, float]]] = []
+        for label, target, method, paths in runs:
+            port = _free_port()
+            server = _serve(target, port, args.workers, folder, args.loop)
+            try:
+                _measure(folder, port, method, paths, 2, args.connections, use_wrk)  # warm-up
+                measured = _measure(
+                    folder, port, method, paths, args.seconds, args.connections, use_wrk
+                )
+                results.append((label, measured))
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+    base = results[0][1]["rps"]
+    print(
+        f"uvicorn --workers {args.workers} --loop {args.loop}, {tool} -c{args.connections} "
+        f"-d{args.seconds}s, {args.subscribers} subscribers, SQLite"
+    )
+    print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  non-2xx")
+    for label, r in results:
+        print(
+            f"{label:40} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
+            f"{r['rps'] / base:6.2f}  {int(r['non2xx'])}"
+        )
+    worst = min(r["rps"] / base for _, r in results[1:])
+    p99 = max(r["p99"] for _, r in results[1:])
+    verdict = "met" if worst >= 0.5 and p99 <= 50 else "NOT met"
+    print(f"target ratio >= 0.5 and p99 <= 50 ms: {verdict} (ratio {worst:.2f}, p99 {p99:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,507 @@
+"""Double opt-in: subscribe (pending + consent + one confirmation mail) and confirm.
+
+These functions take plain values and an OptIn context, never a request: the web app, the CLI
+or a test call them alike. Every outcome is recorded in `events` (the consent trail), and every
+mail goes through the outbox in the same transaction as the change that needs it.
+
+What the caller shows must not depend on the outcome (new, pending, confirmed, suppressed,
+throttled all look the same), so the result says what happened only for logs and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.audience.addresses import normalize_email as normalize_address
+from newsletter.config import Settings
+from newsletter.db.models import Event, MailingList, Subscriber, Subscription, Suppression, utcnow
+from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.links import confirm_url, preferences_url, unsubscribe_url
+from newsletter.outbox import count_recent, enqueue
+from newsletter.tokens import Signer, TokenError, email_hash
+
+LISTS = cast(Table, MailingList.__table__)
+SUBSCRIBERS = cast(Table, Subscriber.__table__)
+SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+EVENTS = cast(Table, Event.__table__)
+SUPPRESSIONS = cast(Table, Suppression.__table__)
+EVENT_INSERT = EVENTS.insert()  # built once: building a statement costs more than running it
+
+IP_WINDOW = timedelta(hours=1)
+ADDRESS_WINDOW = timedelta(days=1)
+MAX_NAME = 200
+FORM_KINDS = ("subscribe", "resend", "manage")  # events that count towards the per-IP limit
+
+
+class RateLimited(NewsletterError):
+    """Too many requests from one network address; try again later."""
+
+
+class LinkExpired(TokenError):
+    """A genuine confirmation link that is too old; it still says who and which list."""
+
+    def __init__(self, subscriber_id: int, list_id: int) -> None:
+        super().__init__("expired token")
+        self.subscriber_id = subscriber_id
+        self.list_id = list_id
+
+
+class Mailer(Protocol):
+    """Builds system mails (see newsletter.web.mails.SystemMails)."""
+
+    sender: str
+
+    def confirmation(
+        self, *, email: str, name: str, language: str, list_name: str, url: str, days: int
+    ) -> bytes: ...
+
+    def welcome(
+        self,
+        *,
+        email: str,
+        name: str,
+        language: str,
+        list_name: str,
+        text: str,
+        preferences_url: str,
+        unsubscribe_url: str,
+    ) -> bytes: ...
+
+    def preferences_link(self, *, email: str, name: str, language: str, url: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """Where a request came from, for the consent trail and the rate limits."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    source: str | None = None
+    consent_text: str | None = None
+
+
+@dataclass(frozen=True)
+class OptIn:
+    """What the opt-in and preference services need: database, signer, mails, limits."""
+
+    engine: Engine
+    signer: Signer
+    mailer: Mailer
+    secret_key: str
+    base_url: str
+    confirm_days: int = 7
+    max_per_address: int = 3
+    max_per_ip: int = 20
+    welcome: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine, mailer: Mailer) -> OptIn:
+        web = settings["web"]
+        signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+        return cls(
+            engine=engine,
+            signer=signer,
+            mailer=mailer,
+            secret_key=str(settings.secret_key),
+            base_url=settings["newsletter"]["base_url"],
+            confirm_days=web["confirm_days"],
+            max_per_address=web["max_confirmations_per_address"],
+            max_per_ip=web["max_subscribes_per_ip"],
+            welcome=dict(web.get("welcome") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    """What a subscribe did; the web answer must not depend on `outcome`."""
+
+    outcome: str  # pending | confirmed | already | suppressed | throttled
+    list_id: int
+    list_name: str
+    opt_in: str
+    language: str
+    subscriber_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """What a confirmation did, and where the subscriber can manage it."""
+
+    outcome: str  # confirmed | already | stale
+    subscriber_id: int
+    list_id: int
+    list_name: str
+    language: str | None
+    preferences_url: str
+
+
+def normalize_email(value: str) -> str:
+    """A valid address in its stored form; ValidationError naming the `email` field otherwise."""
+    try:
+        return normalize_address(value)
+    except ValidationError as exc:
+        raise ValidationError(f"email: {exc}") from None
+
+
+def clean_name(value: str | None) -> str:
+    """A display name without control characters; ValidationError when too long."""
+    value = "".join(ch for ch in (value or "") if ch.isprintable()).strip()
+    if len(value) > MAX_NAME:
+        raise ValidationError(f"name: longer than {MAX_NAME} characters")
+    return value
+
+
+def find_list(conn: Connection, slug: str) -> dict[str, Any]:
+    """The list with this slug, or NotFoundError."""
+    row = None
+    if 0 < len(slug) <= 64:
+        row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no list {slug!r}")
+    return dict(row)
+
+
+def record_event(
+    conn: Connection,
+    kind: str,
+    meta: RequestMeta,
+    now: datetime,
+    subscriber_id: int | None = None,
+    list_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry to the consent and audit trail."""
+    conn.execute(
+        EVENT_INSERT,
+        {
+            "kind": kind,
+            "subscriber_id": subscriber_id,
+            "list_id": list_id,
+            "created_at": now,
+            "ip": (meta.ip or None) and meta.ip[:64],
+            "user_agent": (meta.user_agent or None) and meta.user_agent[:512],
+            "source": (meta.source or None) and meta.source[:512],
+            "consent_text": meta.consent_text,
+            "data": data or {},
+        },
+    )
+
+
+def check_ip_limit(
+    conn: Connection, kinds: tuple[str, ...], ip: str | None, limit: int, now: datetime
+) -> None:
+    """RateLimited when this IP made `limit` such requests in the last hour (any replica)."""
+    if not ip or limit <= 0:
+        return
+    count = conn.execute(
+        select(func.count()).where(
+            EVENTS.c.kind.in_(kinds), EVENTS.c.ip == ip[:64], EVENTS.c.created_at >= now - IP_WINDOW
+        )
+    ).scalar_one()
+    if count >= limit:
+        raise RateLimited("too many requests from this network address")
+
+
+def is_suppressed(conn: Connection, email: str, secret_key: str) -> bool:
+    """True when the address is on the suppression list (kept as a keyed hash)."""
+    digest = email_hash(email, secret_key)
+    return (
+        conn.execute(select(SUPPRESSIONS.c.id).where(SUPPRESSIONS.c.email_hash == digest)).first()
+        is not None
+    )
+
+
+def _subscriber(conn: Connection, email: str) -> dict[str, Any] | None:
+    row = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.email == email)).mappings().first()
+    return dict(row) if row else None
+
+
+def _has_confirmed(conn: Connection, subscriber_id: int) -> bool:
+    query = select(SUBSCRIPTIONS.c.id).where(
+        SUBSCRIPTIONS.c.subscriber_id == subscriber_id, SUBSCRIPTIONS.c.status == "confirmed"
+    )
+    return conn.execute(query).first() is not None
+
+
+def _subscription(conn: Connection, subscriber_id: int, list_id: int) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            select(SUBSCRIPTIONS).where(
+                SUBSCRIPTIONS.c.subscriber_id == subscriber_id, SUBSCRIPTIONS.c.list_id == list_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def set_status(
+    conn: Connection, subscriber_id: int, list_id: int, status: str, now: datetime
+) -> None:
+    """Create or move a subscription to a status, stamping the matching time."""
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == "confirmed":
+        values["confirmed_at"] = now
+    elif status == "unsubscribed":
+        values["unsubscribed_at"] = now
+    existing = _subscription(conn, subscriber_id, list_id)
+    if existing is None:
+        conn.execute(
+            SUBSCRIPTIONS.insert().values(
+                subscriber_id=subscriber_id, list_id=list_id, created_at=now, **values
+            )
+        )
+    else:
+        conn.execute(
+            update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == existing["id"]).values(**values)
+        )
+
+
+def welcome_text(ctx: OptIn, slug: str, language: str) -> str | None:
+    """None when the list sends no welcome mail; else its extra text in this language."""
+    setting = ctx.welcome.get(slug)
+    if not setting:
+        return None
+    if isinstance(setting, dict):
+        return str(setting.get(language) or setting.get("en") or "")
+    return ""
+
+
+def enqueue_welcome(
+    ctx: OptIn, conn: Connection, subscriber: dict[str, Any], mlist: dict[str, Any], language: str
+) -> None:
+    """Queue the list's welcome mail, if it has one."""
+    text = welcome_text(ctx, mlist["slug"], language)
+    if text is None:
+        return
+    ids = (subscriber["id"], mlist["id"])
+    message = ctx.mailer.welcome(
+        email=subscriber["email"],
+        name=subscriber["name"],
+        language=language,
+        list_name=mlist["name"],
+        text=text,
+        preferences_url=preferences_url(ctx.base_url, ctx.signer, *ids),
+        unsubscribe_url=unsubscribe_url(ctx.base_url, ctx.signer, *ids),
+    )
+    enqueue(conn, "welcome", subscriber["email"], ctx.mailer.sender, message)
+
+
+def enqueue_confirmation(
+    ctx: OptIn,
+    conn: Connection,
+    subscriber: dict[str, Any],
+    mlist: dict[str, Any],
+    language: str,
+    name: str,
+    now: datetime,
+) -> bool:
+    """Queue one confirmation mail unless the address had its share today."""
+    since = now - ADDRESS_WINDOW
+    if count_recent(conn, "confirm", subscriber["email"], since) >= ctx.max_per_address:
+        return False
+    message = ctx.mailer.confirmation(
+        email=subscriber["email"],
+        name=name,
+        language=language,
+        list_name=mlist["name"],
+        url=confirm_url(ctx.base_url, ctx.signer, subscriber["id"], mlist["id"]),
+        days=ctx.confirm_days,
+    )
+    enqueue(conn, "confirm", subscriber["email"], ctx.mailer.sender, message)
+    return True
+
+
+def _subscribe_once(
+    ctx: OptIn,
+    conn: Connection,
+    mlist: dict[str, Any],
+    email: str,
+    name: str,
+    language: str,
+    meta: RequestMeta,
+    now: datetime,
+) -> tuple[str, int | None]:
+    check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+    subscriber = _subscriber(conn, email)
+    requested = {"lists": [mlist["slug"]], "language": language, "name": name}
+    if is_suppressed(conn, email, ctx.secret_key):
+        sid = subscriber["id"] if subscriber else None
+        record_event(
+            conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": "suppressed"}
+        )
+        return "suppressed", sid
+    if subscriber is None:
+        sid = conn.execute(  # type: ignore[index]
+            SUBSCRIBERS.insert().values(
+                email=email,
+                name=name,
+                language=language,
+                attributes={},
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        subscriber = {"id": sid, "email": email, "name": name, "language": language}
+    elif not _has_confirmed(conn, subscriber["id"]):
+        # Nobody has proved this mailbox yet, so nothing is overwritten that anyone confirmed.
+        changes = {"language": language, "updated_at": now}
+        if name:
+            changes["name"] = name
+        conn.execute(
+            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber["id"]).values(**changes)
+        )
+        subscriber.update(changes)
+    sid = subscriber["id"]
+    current = _subscription(conn, sid, mlist["id"])
+    if current is not None and current["status"] == "confirmed":
+        outcome = "already"
+    elif mlist["opt_in"] == "single":
+        set_status(conn, sid, mlist["id"], "confirmed", now)
+        record_event(conn, "confirm", meta, now, sid, mlist["id"], {"opt_in": "single"})
+        enqueue_welcome(ctx, conn, subscriber, mlist, subscriber.get("language") or language)
+        outcome = "confirmed"
+    else:
+        if current is None or current["status"] != "pending":
+            set_status(conn, sid, mlist["id"], "pending", now)
+        sent = enqueue_confirmation(
+            ctx, conn, subscriber, mlist, language, name or subscriber["name"], now
+        )
+        outcome = "pending" if sent else "throttled"
+    record_event(conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": outcome})
+    return outcome, sid
+
+
+def subscribe(
+    ctx: OptIn,
+    *,
+    list_slug: str,
+    email: str,
+    name: str = "",
+    language: str | None = None,
+    meta: RequestMeta,
+    now: datetime | None = None,
+) -> SubscribeResult:
+    """Record a subscription request with its consent and queue at most one confirmation mail."""
+    now = now or utcnow()
+    email = normalize_email(email)
+    name = clean_name(name)
+    for attempt in range(2):
+        try:
+            with ctx.engine.begin() as conn:
+                mlist = find_list(conn, list_slug)
+                languages = mlist["languages"] or [mlist["default_language"]]
+                lang = str(language if language in languages else mlist["default_language"])
+                outcome, sid = _subscribe_once(ctx, conn, mlist, email, name, lang, meta, now)
+        except IntegrityError:
+            # Two requests created the same subscriber at once: the second one runs again.
+            if attempt:
+                raise
+            continue
+        return SubscribeResult(outcome, mlist["id"], mlist["name"], mlist["opt_in"], lang, sid)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _requested(conn: Connection, subscriber_id: int, list_id: int) -> dict[str, Any]:
+    query = (
+        select(EVENTS.c.data)
+        .where(
+            EVENTS.c.kind == "subscribe",
+            EVENTS.c.subscriber_id == subscriber_id,
+            EVENTS.c.list_id == list_id,
+        )
+        .order_by(EVENTS.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(query).scalar() or {}
+
+
+def read_confirm_token(ctx: OptIn, token: str) -> tuple[int, int, int]:
+    """(subscriber_id, list_id, issued_at) of a genuine, fresh token; LinkExpired or TokenError."""
+    data = ctx.signer.verify("confirm", token)
+    if len(data.values) != 2 or data.issued_at is None:
+        raise TokenError("malformed token")
+    sid, list_id = data.values
+    age = utcnow().timestamp() - data.issued_at
+    if age > ctx.confirm_days * 86400:
+        raise LinkExpired(sid, list_id)
+    return sid, list_id, data.issued_at
+
+
+def confirm(
+    ctx: OptIn, token: str, *, meta: RequestMeta, now: datetime | None = None
+) -> ConfirmResult:
+    """Confirm a pending subscription; a second use changes nothing and says so."""
+    now = now or utcnow()
+    sid, list_id, issued = read_confirm_token(ctx, token)
+    with ctx.engine.begin() as conn:
+        found = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id == sid)).mappings().first()
+        found_list = conn.execute(select(LISTS).where(LISTS.c.id == list_id)).mappings().first()
+        current = _subscription(conn, sid, list_id)
+        if found is None or found_list is None or current is None:
+            raise NotFoundError("this subscription no longer exists")
+        subscriber, mlist = dict(found), dict(found_list)
+        left_after = current["unsubscribed_at"] and current["unsubscribed_at"].timestamp() > issued
+        if current["status"] == "confirmed":
+            outcome = "already"
+        elif current["status"] == "unsubscribed" and left_after:
+            outcome = "stale"  # the link was used, then the subscriber left: do not undo that
+        else:
+            wanted = _requested(conn, sid, list_id)
+            changes: dict[str, Any] = {}
+            if wanted.get("language"):
+                changes["language"] = wanted["language"]
+            if wanted.get("name"):
+                changes["name"] = wanted["name"]
+            if changes:
+                conn.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == sid).values(**changes))
+                subscriber.update(changes)
+            set_status(conn, sid, list_id, "confirmed", now)
+            record_event(conn, "confirm", meta, now, sid, list_id, {"opt_in": "double"})
+            language = subscriber["language"] or mlist["default_language"]
+            enqueue_welcome(ctx, conn, subscriber, mlist, language)
+            outcome = "confirmed"
+    return ConfirmResult(
+        outcome=outcome,
+        subscriber_id=sid,
+        list_id=list_id,
+        list_name=mlist["name"],
+        language=subscriber["language"],
+        preferences_url=preferences_url(ctx.base_url, ctx.signer, sid, list_id),
+    )
+
+
+def resend_confirmation(
+    ctx: OptIn, token: str, *, meta: RequestMeta, now: datetime | None = None
+) -> tuple[str, str | None]:
+    """Queue a fresh confirmation mail for a genuine (even expired) link; (list name, language)."""
+    now = now or utcnow()
+    data = ctx.signer.verify("confirm", token)
+    if len(data.values) != 2:
+        raise TokenError("malformed token")
+    sid, list_id = data.values
+    with ctx.engine.begin() as conn:
+        check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+        subscriber = (
+            conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id == sid)).mappings().first()
+        )
+        mlist = conn.execute(select(LISTS).where(LISTS.c.id == list_id)).mappings().first()
+        if subscriber is None or mlist is None:
+            raise NotFoundError("this subscription no longer exists")
+        current = _subscription(conn, sid, list_id)
+        language = subscriber["language"] or mlist["default_language"]
+        outcome = "nothing"
+        waiting = current is not None and current["status"] == "pending"
+        if waiting and not is_suppressed(conn, subscriber["email"], ctx.secret_key):
+            sent = enqueue_confirmation(
+                ctx, conn, dict(subscriber), dict(mlist), language, subscriber["name"], now
+            )
+            outcome = "pending" if sent else "throttled"
+        record_event(conn, "resend", meta, now, sid, list_id, {"outcome": outcome})
+    return mlist["name"], language

@@ -1,0 +1,301 @@
+"""What a subscriber changes through a personal link: language, name, lists, leaving.
+
+The link's token proves the mailbox (it only ever travels in mail to that address), so adding a
+public list here confirms it at once. Every change is written to `events` with its old and new
+values. Unsubscribing is immediate and idempotent: a repeat finds nothing to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, or_, select, true, update
+
+from newsletter.audience.optin import (
+    ADDRESS_WINDOW,
+    FORM_KINDS,
+    LISTS,
+    SUBSCRIBERS,
+    SUBSCRIPTIONS,
+    OptIn,
+    RequestMeta,
+    check_ip_limit,
+    clean_name,
+    is_suppressed,
+    normalize_email,
+    record_event,
+    set_status,
+)
+from newsletter.db.models import utcnow
+from newsletter.errors import NotFoundError, ValidationError
+from newsletter.i18n import LANGUAGES
+from newsletter.links import preferences_url
+from newsletter.outbox import count_recent, enqueue
+
+
+@dataclass(frozen=True)
+class ListChoice:
+    """One list on the preferences form."""
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    subscribed: bool
+    status: str | None
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    """Everything the preferences page shows."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    language: str | None
+    lists: tuple[ListChoice, ...]
+
+    @property
+    def subscribed(self) -> bool:
+        return any(choice.subscribed for choice in self.lists)
+
+
+# Statements built once with bind parameters: on the hot path (every preferences page and
+# one-click POST) building a SQLAlchemy statement costs more than SQLite takes to run it.
+_SUBSCRIBER = select(
+    SUBSCRIBERS.c.id, SUBSCRIBERS.c.email, SUBSCRIBERS.c.name, SUBSCRIBERS.c.language
+).where(SUBSCRIBERS.c.id == bindparam("sid"))
+# One row per list the subscriber may choose (public, the link's own, or already theirs),
+# with the subscriber's own columns repeated: one round trip for the whole page.
+_CHOICES = (
+    select(
+        SUBSCRIBERS.c.email,
+        SUBSCRIBERS.c.name.label("subscriber_name"),
+        SUBSCRIBERS.c.language,
+        LISTS.c.id,
+        LISTS.c.slug,
+        LISTS.c.name,
+        LISTS.c.description,
+        SUBSCRIPTIONS.c.status,
+    )
+    .select_from(
+        SUBSCRIBERS.join(LISTS, true()).outerjoin(
+            SUBSCRIPTIONS,
+            (SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id)
+            & (SUBSCRIPTIONS.c.list_id == LISTS.c.id),
+        )
+    )
+    .where(
+        SUBSCRIBERS.c.id == bindparam("sid"),
+        or_(
+            LISTS.c.public.is_(True),
+            LISTS.c.id == bindparam("lid"),
+            SUBSCRIPTIONS.c.id.is_not(None),
+        ),
+    )
+    .order_by(LISTS.c.name)
+)
+_MEMBERSHIP = (
+    select(SUBSCRIBERS.c.language, LISTS.c.default_language, LISTS.c.name, SUBSCRIPTIONS.c.status)
+    .select_from(
+        SUBSCRIBERS.join(LISTS, LISTS.c.id == bindparam("lid")).outerjoin(
+            SUBSCRIPTIONS,
+            (SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id)
+            & (SUBSCRIPTIONS.c.list_id == LISTS.c.id),
+        )
+    )
+    .where(SUBSCRIBERS.c.id == bindparam("sid"))
+)
+_LEAVE = (
+    update(SUBSCRIPTIONS)
+    .where(
+        SUBSCRIPTIONS.c.subscriber_id == bindparam("sid"),
+        SUBSCRIPTIONS.c.list_id == bindparam("lid"),
+        SUBSCRIPTIONS.c.status != "unsubscribed",
+    )
+    .values(status="unsubscribed", unsubscribed_at=bindparam("now"), updated_at=bindparam("now"))
+)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A subscriber and one list, as a page about them needs it."""
+
+    language: str | None
+    default_language: str
+    list_name: str
+    status: str | None  # None: no subscription row
+
+
+def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership | None:
+    """The subscriber's language, the list's default and name, the status; None when gone."""
+    row = conn.execute(_MEMBERSHIP, {"sid": subscriber_id, "lid": list_id}).first()
+    return Membership(*row) if row else None
+
+
+def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
+    """The subscriber's data and the lists they may choose: public ones, the link's, their own."""
+    rows = conn.execute(_CHOICES, {"sid": subscriber_id, "lid": list_id}).all()
+    if rows:
+        first = rows[0]
+        email, name, language = first.email, first.subscriber_name, first.language
+    else:  # no list to show at all: the subscriber alone, if they still exist
+        subscriber = conn.execute(_SUBSCRIBER, {"sid": subscriber_id}).first()
+        if subscriber is None:
+            raise NotFoundError("this subscriber no longer exists")
+        email, name, language = subscriber.email, subscriber.name, subscriber.language
+    lists = tuple(
+        ListChoice(r.id, r.slug, r.name, r.description or "", r.status == "confirmed", r.status)
+        for r in rows
+    )
+    return PreferencesView(subscriber_id, email, name, language, lists)
+
+
+def update_preferences(
+    ctx: OptIn,
+    *,
+    subscriber_id: int,
+    list_id: int,
+    name: str,
+    language: str,
+    list_ids: Collection[int],
+    meta: RequestMeta,
+    now: datetime | None = None,
+) -> PreferencesView:
+    """Apply the form: name, language, and exactly the chosen lists among those offered."""
+    now = now or utcnow()
+    name = clean_name(name)
+    if language not in LANGUAGES:
+        raise ValidationError(f"language: expected one of {', '.join(LANGUAGES)}")
+    with ctx.engine.begin() as conn:
+        view = load_preferences(conn, subscriber_id, list_id)
+        offered = {choice.id: choice for choice in view.lists}
+        unknown = set(list_ids) - set(offered)
+        if unknown:
+            raise ValidationError("lists: a chosen list is not offered here")
+        changes: dict[str, Any] = {}
+        if name != view.name:
+            changes["name"] = [view.name, name]
+        if language != view.language:
+            changes["language"] = [view.language, language]
+        if changes:
+            conn.execute(
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == subscriber_id)
+                .values(name=name, language=language, updated_at=now)
+            )
+            record_event(conn, "preferences", meta, now, subscriber_id, list_id, changes)
+        for choice in view.lists:
+            wanted = choice.id in list_ids
+            if wanted and not choice.subscribed:
+                set_status(conn, subscriber_id, choice.id, "confirmed", now)
+                record_event(
+                    conn,
+                    "subscribe",
+                    meta,
+                    now,
+                    subscriber_id,
+                    choice.id,
+                    {"lists": [choice.slug], "outcome": "confirmed", "via": "preferences"},
+                )
+            elif not wanted and choice.subscribed:
+                _leave(conn, subscriber_id, choice.id, meta, now, "preferences")
+        return load_preferences(conn, subscriber_id, list_id)
+
+
+def _leave(
+    conn: Connection, subscriber_id: int, list_id: int, meta: RequestMeta, now: datetime, via: str
+) -> bool:
+    """Unsubscribe from one list; False when there was nothing to leave."""
+    changed = conn.execute(_LEAVE, {"sid": subscriber_id, "lid": list_id, "now": now}).rowcount
+    if changed:
+        record_event(conn, "unsubscribe", meta, now, subscriber_id, list_id, {"via": via})
+    return bool(changed)
+
+
+def unsubscribe(
+    ctx: OptIn,
+    *,
+    subscriber_id: int,
+    list_id: int,
+    meta: RequestMeta,
+    via: str = "page",
+    now: datetime | None = None,
+) -> bool:
+    """Leave one list at once (RFC 8058 one-click too); repeating it changes nothing."""
+    with ctx.engine.begin() as conn:
+        return _leave(conn, subscriber_id, list_id, meta, now or utcnow(), via)
+
+
+def unsubscribe_all(
+    ctx: OptIn, *, subscriber_id: int, meta: RequestMeta, now: datetime | None = None
+) -> int:
+    """Leave every list; returns how many subscriptions ended."""
+    now = now or utcnow()
+    with ctx.engine.begin() as conn:
+        list_ids = (
+            conn.execute(
+                select(SUBSCRIPTIONS.c.list_id).where(
+                    SUBSCRIPTIONS.c.subscriber_id == subscriber_id,
+                    SUBSCRIPTIONS.c.status != "unsubscribed",
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return sum(_leave(conn, subscriber_id, lid, meta, now, "all") for lid in list_ids)
+
+
+def send_preferences_link(
+    ctx: OptIn,
+    *,
+    email: str,
+    language: str,
+    meta: RequestMeta,
+    now: datetime | None = None,
+) -> str:
+    """Mail a known address its preferences link; the caller answers the same whatever happens."""
+    now = now or utcnow()
+    email = normalize_email(email)
+    with ctx.engine.begin() as conn:
+        check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+        subscriber = (
+            conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.email == email)).mappings().first()
+        )
+        outcome = "unknown"
+        if subscriber is not None:
+            outcome = _mail_link(ctx, conn, dict(subscriber), language, now)
+        sid = subscriber["id"] if subscriber is not None else None
+        record_event(conn, "manage", meta, now, sid, None, {"outcome": outcome})
+    return outcome
+
+
+def _mail_link(
+    ctx: OptIn, conn: Connection, subscriber: dict[str, Any], language: str, now: datetime
+) -> str:
+    if is_suppressed(conn, subscriber["email"], ctx.secret_key):
+        return "suppressed"
+    if (
+        count_recent(conn, "preferences", subscriber["email"], now - ADDRESS_WINDOW)
+        >= ctx.max_per_address
+    ):
+        return "throttled"
+    list_id = conn.execute(
+        select(SUBSCRIPTIONS.c.list_id)
+        .where(SUBSCRIPTIONS.c.subscriber_id == subscriber["id"])
+        .order_by((SUBSCRIPTIONS.c.status == "confirmed").desc(), SUBSCRIPTIONS.c.id)
+        .limit(1)
+    ).scalar()
+    if list_id is None:
+        return "no-subscription"
+    message = ctx.mailer.preferences_link(
+        email=subscriber["email"],
+        name=subscriber["name"],
+        language=subscriber["language"] or language,
+        url=preferences_url(ctx.base_url, ctx.signer, subscriber["id"], list_id),
+    )
+    enqueue(conn, "preferences", subscriber["email"], ctx.mailer.sender, message)
+    return "sent"

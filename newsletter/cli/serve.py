@@ -1,0 +1,81 @@
+"""`newsletter serve`: run the subscriber web app under uvicorn, outbox worker included."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from newsletter.cli.context import AppContext, pass_app
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default: [web] host).")
+@click.option("--port", type=int, help="Port to listen on (default: [web] port).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes; use PostgreSQL when running more than one.",
+)
+@click.option(
+    "--outbox/--no-outbox",
+    default=True,
+    show_default=True,
+    help="Send queued confirmation mails from inside the app.",
+)
+@click.option(
+    "--loop",
+    type=click.Choice(["asyncio", "uvloop", "auto"]),
+    default="asyncio",
+    show_default=True,
+    help="Event loop (asyncio keeps tail latency low under load).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@pass_app
+def serve(
+    app: AppContext,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    outbox: bool,
+    loop: str,
+    log_level: str,
+) -> None:
+    """Serve subscribe, confirm, preferences and one-click unsubscribe pages."""
+    from newsletter.web import create_app
+    from newsletter.web.server import run
+
+    settings = app.settings
+    app.services.require_schema()
+    host = host or settings["web"]["host"]
+    port = port or settings["web"]["port"]
+    if workers > 1 and app.services.engine.dialect.name == "sqlite":
+        click.echo("note: workers share one SQLite file; PostgreSQL scales better", err=True)
+    click.echo(
+        f"serving {settings['newsletter']['base_url']} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})",
+        err=True,
+    )
+    options: dict[str, Any] = {"host": host, "port": port, "loop": loop, "log_level": log_level}
+    if workers == 1:
+        run(create_app(settings, outbox_worker=None if outbox else False), **options)
+        return
+    # Several processes import newsletter.web:app and rebuild the settings from the environment.
+    os.environ["NEWSLETTER_WORKSPACE"] = str(settings.workspace)
+    os.environ["NEWSLETTER_DATABASE_URL"] = settings["database"]["url"]
+    if not outbox:
+        os.environ["NEWSLETTER_WEB_OUTBOX_INTERVAL"] = "0"
+    run("newsletter.web:app", workers=workers, **options)
+
+
+def attach(cli: click.Group) -> None:
+    """Add `newsletter serve` to the root command."""
+    cli.add_command(serve)

@@ -1,0 +1,222 @@
+"""The durable outbox for system mails (confirmation, welcome, preferences link).
+
+A request never talks SMTP: it writes the finished message into the `outbox` table in the same
+transaction as the change that needs it, and `deliver_outbox` sends it later. A failing relay
+therefore loses nothing; the row is deferred with a growing wait and tried again.
+
+Claiming is crash-safe and replica-safe: a worker claims due rows by pushing their
+`next_attempt_at` forward by a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`; every backend: a
+compare-and-set on the old value), so a dead worker's rows come back when the lease ends and two
+workers never send the same row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import aiosmtplib
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from starlette.concurrency import run_in_threadpool
+
+from newsletter.config import Settings
+from newsletter.db.models import OutboxMessage, utcnow
+from newsletter.delivery.relay import Relay, classify_reply
+
+log = logging.getLogger(__name__)
+
+OUTBOX = cast(Table, OutboxMessage.__table__)
+LEASE = timedelta(minutes=5)
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(hours=1)
+GIVE_UP_AFTER = timedelta(days=3)
+DUE_STATUSES = ("queued", "deferred")
+
+
+@dataclass(frozen=True)
+class OutboxReport:
+    """What one pass of the worker did."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One outbox message without its bytes, for listing."""
+
+    id: int
+    kind: str
+    recipient: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def enqueue(
+    bind: Connection | Engine, kind: str, recipient: str, sender: str, message: bytes
+) -> int:
+    """Queue one finished message; pass the caller's Connection to share its transaction."""
+    values = {
+        "kind": kind,
+        "recipient": recipient,
+        "sender": sender,
+        "message": message,
+        "status": "queued",
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            return enqueue(conn, kind, recipient, sender, message)
+    result = bind.execute(OUTBOX.insert().values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def count_recent(conn: Connection, kind: str, recipient: str, since: datetime) -> int:
+    """How many mails of a kind went (or wait to go) to an address since a time."""
+    query = select(func.count()).where(
+        OUTBOX.c.kind == kind, OUTBOX.c.recipient == recipient, OUTBOX.c.created_at >= since
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the n-th failed attempt: 1, 2, 4 ... minutes, at most an hour."""
+    delay = FIRST_RETRY * (2 ** max(attempts - 1, 0))
+    return min(delay, LONGEST_RETRY)
+
+
+def _due(now: datetime, include_deferred: bool) -> Any:
+    waiting = or_(OUTBOX.c.next_attempt_at.is_(None), OUTBOX.c.next_attempt_at <= now)
+    if include_deferred:
+        waiting = or_(waiting, OUTBOX.c.status == "deferred")
+    return and_(OUTBOX.c.status.in_(DUE_STATUSES), waiting)
+
+
+def claim(
+    engine: Engine, now: datetime, limit: int, include_deferred: bool = False
+) -> list[dict[str, Any]]:
+    """Lease up to `limit` due rows to this worker and return them."""
+    query = select(OUTBOX).where(_due(now, include_deferred)).order_by(OUTBOX.c.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for row in conn.execute(query).mappings().all():
+            # Compare-and-set on the old lease: a second worker that read the same row loses.
+            old = row["next_attempt_at"]
+            same_lease = (
+                OUTBOX.c.next_attempt_at.is_(None)
+                if old is None
+                else OUTBOX.c.next_attempt_at == old
+            )
+            result = conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == row["id"], OUTBOX.c.status == row["status"], same_lease)
+                .values(next_attempt_at=now + LEASE, attempts=OUTBOX.c.attempts + 1)
+            )
+            if result.rowcount == 1:
+                claimed.append({**row, "attempts": row["attempts"] + 1})
+    return claimed
+
+
+def record(
+    engine: Engine, outcomes: Sequence[tuple[dict[str, Any], str, str]], now: datetime
+) -> None:
+    """Write each claimed row's outcome: sent, deferred (with its next time) or failed."""
+    with engine.begin() as conn:
+        for row, status, reply in outcomes:
+            values: dict[str, Any] = {"status": status, "last_error": reply or None}
+            if status == "sent":
+                values.update(sent_at=now, next_attempt_at=None, last_error=None)
+            elif status == "deferred" and now - row["created_at"] >= GIVE_UP_AFTER:
+                values["status"] = "failed"
+                values["last_error"] = f"gave up after {row['attempts']} attempts: {reply}"
+            elif status == "deferred":
+                values["next_attempt_at"] = now + retry_delay(row["attempts"])
+            else:
+                values["next_attempt_at"] = None
+            conn.execute(update(OUTBOX).where(OUTBOX.c.id == row["id"]).values(**values))
+
+
+async def _send_one(client: aiosmtplib.SMTP, row: dict[str, Any]) -> tuple[str, str]:
+    """Send one message over an open connection; map the reply to an outbox status."""
+    try:
+        _errors, reply = await client.sendmail(row["sender"], [row["recipient"]], row["message"])
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        first = exc.recipients[0]
+        return classify_reply(first.code, first.message), f"{first.code} {first.message}"
+    except aiosmtplib.SMTPResponseException as exc:
+        return classify_reply(exc.code, exc.message), f"{exc.code} {exc.message}"
+    return "sent", reply
+
+
+async def _send_batch(relay: Relay, rows: list[dict[str, Any]]) -> list[tuple[dict, str, str]]:
+    outcomes: list[tuple[dict, str, str]] = []
+    client: aiosmtplib.SMTP | None = None
+    for row in rows:
+        try:
+            if client is None or not client.is_connected:
+                client = relay.client()
+                await client.connect()
+            status, reply = await _send_one(client, row)
+            if reply.startswith("421"):
+                client.close()
+                client = None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # No connection or a dropped one: transient for this row, and reconnect next time.
+            status, reply = "deferred", f"{relay.describe()}: {type(exc).__name__}: {exc}"
+            if client is not None:
+                client.close()
+            client = None
+        outcomes.append((row, status, reply))
+    if client is not None and client.is_connected:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+    return outcomes
+
+
+async def deliver_outbox(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    limit: int = 100,
+    include_deferred: bool = False,
+) -> OutboxReport:
+    """Send queued and due deferred mails once; safe to run from several processes at once."""
+    moment = now or utcnow()
+    rows = await run_in_threadpool(claim, engine, moment, limit, include_deferred)
+    if not rows:
+        return OutboxReport()
+    outcomes = await _send_batch(Relay.from_settings(settings), rows)
+    await run_in_threadpool(record, engine, outcomes, now or utcnow())
+    for row, status, reply in outcomes:
+        if status != "sent":
+            log.warning("outbox %s to %s: %s (%s)", row["id"], row["recipient"], status, reply)
+    counts = {s: sum(1 for _, st, _ in outcomes if st == s) for s in ("sent", "deferred", "failed")}
+    return OutboxReport(**counts)
+
+
+def list_outbox(engine: Engine, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+    """The newest outbox rows (without message bytes), optionally of one status."""
+    columns = [c for c in OUTBOX.c if c.name not in ("message", "sender")]
+    query = select(*columns).order_by(OUTBOX.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(OUTBOX.c.status == status)
+    with engine.connect() as conn:
+        return [OutboxRow(**dict(r)) for r in conn.execute(query).mappings()]

@@ -1,0 +1,210 @@
+"""create_app(settings): the stateless subscriber web app (Starlette), and its outbox worker.
+
+Several replicas may run side by side: every limit and every queued mail lives in the database,
+and the in-process outbox worker claims rows safely against the other replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from sqlalchemy import Engine, func, select, text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from newsletter import __version__
+from newsletter.audience.optin import OptIn, RateLimited
+from newsletter.config import Settings
+from newsletter.db.engine import make_engine
+from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.outbox import OUTBOX, deliver_outbox
+from newsletter.tokens import TokenError
+from newsletter.web.confirm import confirm_page, confirm_post
+from newsletter.web.context import Check, Site, WebContext, cors_headers
+from newsletter.web.forms import FormError, is_json_request
+from newsletter.web.headers import SecurityHeaders
+from newsletter.web.mails import SystemMails
+from newsletter.web.manage import manage_page, manage_post
+from newsletter.web.pages import N_, STATIC, page, request_language
+from newsletter.web.preferences import preferences_page, preferences_post
+from newsletter.web.subscribe import subscribe_form, subscribe_post, subscribe_preflight
+from newsletter.web.unsubscribe import unsubscribe_page, unsubscribe_post
+
+log = logging.getLogger(__name__)
+
+ERROR_TEXTS = {
+    400: (
+        N_("This request cannot be used"),
+        N_("Please check the form or the link and try again."),
+    ),
+    403: (N_("Not allowed"), N_("This action is not allowed.")),
+    404: (N_("Page not found"), N_("There is nothing at this address. Check the link.")),
+    405: (N_("Not allowed"), N_("This action is not allowed.")),
+    413: (N_("Too much data"), N_("What you sent is too large. Please shorten it.")),
+    415: (N_("This request cannot be used"), N_("Please send the form from the web page.")),
+    429: (
+        N_("Too many attempts"),
+        N_("Too many requests came from your network. Please try again in an hour."),
+    ),
+    500: (N_("Something went wrong"), N_("Sorry, this is our fault. Please try again later.")),
+}
+
+
+def _error(request: Request, status: int, detail: str = "") -> Response:
+    if is_json_request(request):
+        return JSONResponse(
+            {"error": detail or ERROR_TEXTS.get(status, ERROR_TEXTS[400])[0]},
+            status_code=status,
+            headers=cors_headers(request.app.state.web, request),
+        )
+    language = getattr(request.state, "language", None) or request_language(request)
+    title, message = ERROR_TEXTS.get(status, ERROR_TEXTS[400])
+    if status == 400 and detail == "link":
+        return page(request, "link_invalid.html", language, status=400)
+    return page(request, "error.html", language, status=status, title=title, message=message)
+
+
+async def _on_http(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return _error(request, status)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    """Map the project's errors to 4xx pages; anything else is logged and answered 500."""
+    if isinstance(exc, FormError):
+        return _error(request, exc.status, exc.reason)
+    if isinstance(exc, TokenError):
+        return _error(request, 400, "link")
+    if isinstance(exc, NotFoundError):
+        return _error(request, 404)
+    if isinstance(exc, RateLimited):
+        return _error(request, 429)
+    if isinstance(exc, ValidationError):
+        return _error(request, 400)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(request, 500)
+
+
+async def healthz(request: Request) -> Response:
+    """Status for load balancers and operators: database reachable, outbox backlog."""
+    web: WebContext = request.app.state.web
+
+    def probe() -> dict[str, int]:
+        with web.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            rows = conn.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))
+            return {status: count for status, count in rows}
+
+    try:
+        backlog = await run_in_threadpool(probe)
+    except Exception as exc:  # the point of a health check is to report this, not raise it
+        log.warning("health check: database unreachable: %s", exc)
+        down = {"status": "error", "database": "unreachable", "version": __version__}
+        return JSONResponse(down, status_code=503)
+    return JSONResponse(
+        {"status": "ok", "database": "ok", "version": __version__, "outbox": backlog}
+    )
+
+
+async def home(request: Request) -> Response:
+    """The root has nothing of its own: send visitors to the manage page."""
+    return RedirectResponse("/manage", status_code=303)
+
+
+async def run_outbox(web: WebContext, interval: float) -> None:
+    """Send queued system mails every `interval` seconds, or at once when a request queued one."""
+    assert web.outbox_wakeup is not None
+    while True:
+        busy = False
+        try:
+            report = await deliver_outbox(web.settings, web.engine)
+            busy = report.total >= 100
+        except Exception:  # keep the worker alive through database or relay hiccups
+            log.exception("outbox worker pass failed")
+        if not busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(web.outbox_wakeup.wait(), interval)
+        web.outbox_wakeup.clear()
+
+
+def routes() -> list[Route | Mount]:
+    """Every URL the app answers."""
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/subscribe/{slug}", subscribe_form, methods=["GET"]),
+        Route("/subscribe/{slug}", subscribe_post, methods=["POST"]),
+        Route("/subscribe/{slug}", subscribe_preflight, methods=["OPTIONS"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm_post, methods=["POST"]),
+        Route("/preferences/{token}", preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", preferences_post, methods=["POST"]),
+        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe_post, methods=["POST"]),
+        Route("/manage", manage_page, methods=["GET"]),
+        Route("/manage", manage_post, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    checks: Sequence[Check] = (),
+    outbox_worker: bool | None = None,
+) -> Starlette:
+    """Build the app; the outbox worker runs inside it unless [web] outbox_interval is 0."""
+    engine = engine or make_engine(settings.database_url)
+    optin = OptIn.from_settings(settings, engine, SystemMails(settings))
+    site = Site.from_settings(settings)
+    interval = settings["web"]["outbox_interval"]
+    worker = interval > 0 if outbox_worker is None else outbox_worker
+    web = WebContext(
+        settings=settings,
+        engine=engine,
+        optin=optin,
+        site=site,
+        checks=tuple(checks),
+        cors_origins=tuple(settings["web"]["cors_origins"]),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if worker:
+            web.outbox_wakeup = asyncio.Event()
+            task = asyncio.create_task(run_outbox(web, interval or 5.0))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            web.outbox_wakeup = None
+            web.close()
+
+    handlers = {
+        HTTPException: _on_http,
+        NewsletterError: _on_error,
+        FormError: _on_error,
+        Exception: _on_error,  # Starlette answers with it, then re-raises for the server's log
+    }
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(SecurityHeaders, css_url=site.css_url, logo_url=site.logo_url)],
+        exception_handlers=handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.web = web
+    return app
