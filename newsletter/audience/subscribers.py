@@ -323,6 +323,9 @@ def remove_subscriber(
         if not suppressed_hashes(conn, [digest]):
             conn.execute(insert(suppressions_table).values(
                 email_hash=digest, reason="erased", created_at=now, detail=""))
+        e = events_table.c
+        conn.execute(update(events_table).where(e.subscriber_id == sid)
+                     .values(ip=None, user_agent=None, data={}))
         conn.execute(delete(subscribers_table).where(subscribers_table.c.id == sid))
         conn.execute(insert(events_table).values(
             kind="erase", subscriber_id=None, created_at=now, source="cli", data={}))

@@ -104,7 +104,10 @@ class Event(Base):
     """Consent and audit trail: who did what, when, from where, under which text."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_subscriber", "subscriber_id"),)
+    __table_args__ = (
+        Index("ix_events_subscriber", "subscriber_id"),
+        Index("ix_events_ip", "ip", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -197,7 +200,10 @@ class OutboxMessage(Base):
     """A system mail (confirmation, welcome) waiting for SMTP; survives a failing relay."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient", "recipient", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))

@@ -150,3 +150,19 @@ def test_file_that_is_not_utf8_is_a_clear_error(services, news, tmp_path):
     path.write_bytes("email,name\na@example.org,Jos\xe9\n".encode("latin-1"))
     with pytest.raises(ImportFileError, match="not UTF-8"):
         do_import(services, path)
+
+
+def test_erasure_removes_personal_data_from_the_audit_trail(services, news):
+    from sqlalchemy import insert
+
+    add_subscriber(services.engine, email="p@example.org", list_slug="news", secret_key=SECRET,
+                   name="Private Person")
+    with services.engine.begin() as conn:
+        sid = conn.scalar(select(Subscriber.id))
+        conn.execute(insert(Event).values(kind="subscribe", subscriber_id=sid, ip="192.0.2.7",
+                                          user_agent="UA", data={"name": "Private Person"}))
+    remove_subscriber(services.engine, email="p@example.org", secret_key=SECRET)
+    with services.engine.connect() as conn:
+        rows = conn.execute(select(Event.ip, Event.user_agent, Event.data)).all()
+    assert rows and all(r.ip is None and r.user_agent is None for r in rows)
+    assert "Private Person" not in repr(rows)
