@@ -25,7 +25,8 @@ demo: install
 test: install system-deps
 	VENV=$(VENV) bash scripts/test.sh
 
-bench: install system-deps
+bench: install
+	bash scripts/system-deps.sh bench
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

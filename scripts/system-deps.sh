@@ -2,10 +2,12 @@
 # Debian packages the tests and benchmarks need, installed only when missing:
 #   postfix  -> smtp-sink / smtp-source (loopback SMTP yardstick)
 #   chromium -> real browser for page tests (driven by Playwright, never downloaded)
+#   wrk      -> HTTP load generator (only with the argument "bench")
 set -euo pipefail
 need=()
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+if [ "${1:-}" = bench ] && ! command -v wrk >/dev/null; then need+=(wrk); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "installing Debian packages: ${need[*]}"
