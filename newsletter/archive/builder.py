@@ -1,0 +1,207 @@
+"""build_archive: read sent editions, plan the site, render what changed, write it.
+
+The edges are here (database, files, clock); the decisions are in plan.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as htmllib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+from sqlalchemy import Engine, select
+
+from newsletter.archive.assets import AssetScan, rewrite_refs, scan_assets
+from newsletter.archive.feeds import render_feed
+from newsletter.archive.plan import ArchiveConfig, EditionRecord, PagePlan, plan_site
+from newsletter.archive.render import DOMAIN, PageRenderer
+from newsletter.archive.sitemap import render_sitemap
+from newsletter.archive.urls import archive_base_url
+from newsletter.archive.webversion import (
+    WebVersion,
+    feed_content,
+    scrub_links,
+    split_web_version,
+)
+from newsletter.archive.writer import SiteWriter, clean_output, read_manifest
+from newsletter.config import Settings
+from newsletter.db.models import Edition, Issue, MailingList
+from newsletter.i18n import gettext
+from newsletter.links import manage_url
+
+# An issue shows in the archive once a language of it went out to subscribers.
+PUBLISHED_STATUSES = ("sending", "paused", "sent")
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did, for the CLI's text and --json output."""
+
+    out: str
+    languages: list[str]
+    editions: int
+    pages: int
+    assets: int
+    written: int
+    unchanged: int
+    removed: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Source:
+    """An edition's heavy parts, kept out of the plan: its HTML and its files."""
+
+    web_html: str
+    scan: AssetScan
+
+
+def archive_config(settings: Settings) -> ArchiveConfig:
+    """The archive-relevant settings as plain data."""
+    news, archive = settings["newsletter"], settings["archive"]
+    return ArchiveConfig(
+        base_url=archive_base_url(settings),
+        app_url=news["base_url"].rstrip("/"),
+        per_page=archive["per_page"],
+        name=news["name"],
+        titles={str(k): str(v) for k, v in (archive["titles"] or {}).items()},
+        default_language=news["default_language"],
+        organisation=news["organisation"],
+        feed_entries=max(20, archive["per_page"]),
+    )
+
+
+def _source_dir(settings: Settings, slug: str, data: Mapping[str, Any]) -> Path:
+    given = data.get("source_dir") if isinstance(data, Mapping) else None
+    return settings.path(str(given)) if given else settings.workspace / "issues" / slug
+
+
+def load_editions(
+    settings: Settings, engine: Engine
+) -> tuple[list[EditionRecord], dict[tuple[str, str], _Source], list[str]]:
+    """Every edition that went out, with its HTML and files; no subscriber data is read."""
+    query = (
+        select(
+            Issue.slug, Edition.language, MailingList.slug, MailingList.name, Edition.subject,
+            Edition.title, Edition.preheader, Edition.issue_date, Edition.volume, Edition.number,
+            Edition.sent_at, Edition.web_html, Edition.data,
+        )
+        .join(Issue, Issue.id == Edition.issue_id)
+        .join(MailingList, MailingList.id == Issue.list_id)
+        .where(Edition.sent_at.is_not(None))
+        .where(Issue.status.in_(PUBLISHED_STATUSES))
+        .where(MailingList.public.is_(True))
+        .order_by(Issue.slug, Edition.language)
+    )
+    records, sources, warnings = [], {}, []
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            (slug, language, list_slug, list_name, subject, title, preheader, issue_date,
+             volume, number, sent_at, web_html, data) = row
+            web_html = web_html or ""
+            scan = scan_assets(web_html, _source_dir(settings, slug, data or {}))
+            warnings += [f"{slug} ({language}): missing file {ref!r}" for ref in scan.missing]
+            if isinstance(sent_at, datetime) and sent_at.tzinfo is None:
+                sent_at = sent_at.replace(tzinfo=UTC)
+            records.append(EditionRecord(
+                slug=slug, language=language, list_slug=list_slug, list_name=list_name,
+                subject=subject or "", title=title or "", preheader=preheader or "",
+                issue_date=issue_date or "", volume=volume or "", number=number or "",
+                sent_at=sent_at, html_sha=hashlib.sha256(web_html.encode()).hexdigest(),
+                assets=scan.names,
+            ))
+            sources[(slug, language)] = _Source(web_html, scan)
+    return records, sources, warnings
+
+
+class _Site:
+    """Renders the planned pages that are out of date, using the editions' sources."""
+
+    def __init__(self, settings: Settings, sources: dict[tuple[str, str], _Source],
+                 renderer: PageRenderer) -> None:
+        self.sources = sources
+        self.renderer = renderer
+        self.manage = manage_url(settings["newsletter"]["base_url"])
+
+    def body(self, slug: str, language: str, assets: Mapping[str, str],
+             prefix: str = "") -> tuple[WebVersion, str]:
+        parts = split_web_version(self.sources[(slug, language)].web_html)
+        body = rewrite_refs(scrub_links(parts.body, self.manage), assets, prefix)
+        return parts, body
+
+    def render(self, page: PagePlan) -> bytes:
+        if page.kind == "issue":
+            ctx = page.context
+            parts, body = self.body(ctx["slug"], page.language, ctx["assets"])
+            title = str(ctx["title"])
+            return self.renderer.render(
+                page, email_styles=Markup(parts.styles), email_body=Markup(body),
+                email_style=Markup(parts.body_style.replace('"', "&quot;")),
+                email_has_h1="<h1" in body.lower(),
+                # A masthead inside the email already shows title and date: say them once.
+                email_shows_title=title in body or htmllib.escape(title, quote=False) in body,
+            )
+        if page.kind == "feed":
+            def content(entry: Mapping[str, Any]) -> str:
+                base = entry["url"]
+                body = self.body(entry["slug"], page.language, entry["assets"], base)[1]
+                return feed_content(body)
+            return render_feed(page, content)
+        if page.kind == "sitemap":
+            return render_sitemap(page)
+        if page.kind == "root":
+            past = {lang["lang"]: gettext(lang["lang"], DOMAIN, "Past issues")
+                    for lang in page.context["languages"]}
+            return self.renderer.render(page, past_issues=past)
+        return self.renderer.render(page)
+
+
+def build_archive(
+    *,
+    settings: Settings,
+    engine: Engine,
+    out: Path | None = None,
+    clean: bool = False,
+    now: datetime | None = None,
+) -> BuildReport:
+    """Build or update the static archive; returns counts of files written/unchanged/removed."""
+    started = time.perf_counter()
+    out = out or settings.path(settings["archive"]["out"])
+    pinned = read_manifest(out)["urls"]
+    if clean:
+        clean_output(out)
+    renderer = PageRenderer(settings.workspace)
+    records, sources, warnings = load_editions(settings, engine)
+    plan = plan_site(records, archive_config(settings), now or datetime.now(UTC),
+                     renderer.fingerprints, pinned)
+    site = _Site(settings, sources, renderer)
+    writer = SiteWriter(out)
+    for page in plan.pages:
+        if writer.is_current(page.file, page.input_hash):
+            writer.keep(page.file)
+        else:
+            writer.write(page.file, site.render(page), page.input_hash)
+    for asset in plan.assets:
+        source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
+                      if a.ref == asset.ref)
+        if writer.is_current(asset.file, source.name):
+            writer.keep(asset.file)
+        else:
+            writer.write(asset.file, source.source.read_bytes(), source.name)
+    counts = writer.finish(dict(plan.urls))
+    languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
+    return BuildReport(
+        out=str(out), languages=languages, editions=len(plan.urls), pages=len(plan.pages),
+        assets=len(plan.assets), written=counts.written, unchanged=counts.unchanged,
+        removed=counts.removed, seconds=round(time.perf_counter() - started, 3),
+        warnings=warnings, changed=sorted(writer.written_files),
+    )
+

@@ -1,0 +1,349 @@
+"""Page planning: from sent editions, settings and `now` to the list of pages the site holds.
+
+Pure: no database, no files, no clock. Each planned page carries the small, plain context it is
+rendered from and a hash of everything its bytes depend on (context, templates, UI strings), so
+the writer can skip a page whose inputs did not change without rendering it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+
+from newsletter.archive.urls import (
+    feed_path,
+    index_path,
+    issue_path,
+    output_file,
+    relative_href,
+)
+from newsletter.links import subscribe_url
+
+# Bumped when the way pages are built changes, so every page is rebuilt once after an upgrade.
+RENDER_VERSION = "1"
+KNOWN_LANGUAGES = ("en", "fr", "es")
+
+
+@dataclass(frozen=True)
+class EditionRecord:
+    """One sent language of one issue, as the archive needs it (no subscriber data)."""
+
+    slug: str
+    language: str
+    list_slug: str
+    list_name: str
+    subject: str
+    title: str
+    preheader: str
+    issue_date: str
+    volume: str
+    number: str
+    sent_at: datetime
+    html_sha: str
+    # original reference in the HTML -> content-hashed file name next to the issue page
+    assets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """The settings the archive's look and URLs depend on."""
+
+    base_url: str
+    app_url: str
+    per_page: int
+    name: str
+    titles: Mapping[str, str]
+    default_language: str
+    organisation: str = ""
+    feed_entries: int = 20
+
+    def title(self, language: str) -> str:
+        """Site title in a language: [archive] titles, else the newsletter's name."""
+        return str(self.titles.get(language) or self.name)
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """One output file: where it goes, how it is rendered, and the hash of its inputs."""
+
+    path: str
+    kind: str
+    template: str
+    language: str
+    context: dict[str, Any]
+    input_hash: str
+
+    @property
+    def file(self) -> str:
+        """Path of the file relative to the output folder."""
+        return output_file(self.path)
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """An image or file copied next to an issue page under a content-hashed name."""
+
+    file: str
+    slug: str
+    language: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    pages: tuple[PagePlan, ...]
+    assets: tuple[AssetPlan, ...]
+    urls: Mapping[str, str]
+
+
+def edition_year(record: EditionRecord) -> int:
+    """Year shown in the URL: the issue date's year, else the year it was sent."""
+    try:
+        return date.fromisoformat(record.issue_date[:10]).year
+    except ValueError:
+        return record.sent_at.year
+
+
+def edition_date(record: EditionRecord) -> date:
+    """The date an issue carries: its issue date, else the day it was sent."""
+    try:
+        return date.fromisoformat(record.issue_date[:10])
+    except ValueError:
+        return record.sent_at.date()
+
+
+@lru_cache(maxsize=256)
+def language_name(language: str) -> str:
+    """A language's name in itself ("français"), for switchers readers scan for their own."""
+    try:
+        name = Locale.parse(language.replace("-", "_")).get_display_name(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return language
+    return (name[:1].upper() + name[1:]) if name else language
+
+
+@lru_cache(maxsize=1024)
+def language_name_in(language: str, reader: str) -> str:
+    """A language's name in the reader's language ("anglais"), for "Read in ..." labels."""
+    try:
+        name = Locale.parse(language.replace("-", "_")).get_display_name(reader.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return language
+    return name or language
+
+
+@lru_cache(maxsize=8192)
+def _display_date(day: date, language: str) -> str:
+    try:
+        return format_date(day, format="long", locale=language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return day.isoformat()
+
+
+def _order_languages(found: Iterable[str], default: str) -> list[str]:
+    def key(lang: str) -> tuple[int, int, str]:
+        known = KNOWN_LANGUAGES.index(lang) if lang in KNOWN_LANGUAGES else len(KNOWN_LANGUAGES)
+        return (0 if lang == default else 1, known, lang)
+
+    return sorted(set(found), key=key)
+
+
+def _hash(kind: str, template: str, fingerprints: Mapping[str, str], language: str,
+          context: Mapping[str, Any]) -> str:
+    # The root page speaks every language; the others only their own.
+    labels = sorted(v for k, v in fingerprints.items() if k.startswith("labels:")) \
+        if kind == "root" else fingerprints.get(f"labels:{language}", "")
+    parts = [RENDER_VERSION, kind, template, fingerprints.get(template, ""), labels, context]
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class _Planner:
+    def __init__(self, editions: Sequence[EditionRecord], config: ArchiveConfig, now: datetime,
+                 fingerprints: Mapping[str, str], pinned: Mapping[str, str]) -> None:
+        self.config = config
+        self.fingerprints = fingerprints
+        visible = [e for e in editions if e.sent_at <= now]
+        self.paths: dict[tuple[str, str], str] = {}
+        for e in visible:
+            key = f"{e.slug}|{e.language}"
+            self.paths[(e.slug, e.language)] = pinned.get(key) or issue_path(
+                e.language, edition_year(e), e.slug
+            )
+        self.by_language: dict[str, list[EditionRecord]] = {}
+        self.by_slug: dict[str, list[EditionRecord]] = {}
+        for e in visible:
+            self.by_language.setdefault(e.language, []).append(e)
+            self.by_slug.setdefault(e.slug, []).append(e)
+        for items in self.by_language.values():
+            items.sort(key=lambda e: (edition_date(e), e.sent_at, e.slug), reverse=True)
+        self.languages = _order_languages(self.by_language, config.default_language)
+        self.lists = {
+            lang: sorted({(e.list_slug, e.list_name) for e in items})
+            for lang, items in self.by_language.items()
+        }
+        for items in self.by_slug.values():
+            order = {lang: i for i, lang in enumerate(self.languages)}
+            items.sort(key=lambda e: order[e.language])
+        self.pages: list[PagePlan] = []
+
+    def page(self, path: str, kind: str, template: str, language: str,
+             context: dict[str, Any]) -> None:
+        digest = _hash(kind, template, self.fingerprints, language, context)
+        self.pages.append(PagePlan(path, kind, template, language, context, digest))
+
+    def common(self, here: str, language: str) -> dict[str, Any]:
+        base = self.config.base_url
+        lists = self.lists.get(language, [])
+        return {
+            "lang": language,
+            "site_title": self.config.title(language),
+            "organisation": self.config.organisation,
+            "canonical": base + here,
+            "root_href": relative_href(here, "/"),
+            "home_href": relative_href(here, index_path(language)),
+            "feed_href": relative_href(here, feed_path(language)),
+            "feed_url": base + feed_path(language),
+            "subscribe": [self.subscribe(slug, name) for slug, name in lists],
+        }
+
+    def subscribe(self, list_slug: str, list_name: str) -> dict[str, str]:
+        return {"name": list_name, "href": subscribe_url(self.config.app_url, list_slug)}
+
+    def plan_root(self) -> None:
+        here = "/"
+        language = self.config.default_language
+        context = self.common(here, language)
+        every = {(e.list_slug, e.list_name) for items in self.by_language.values() for e in items}
+        context["subscribe"] = [self.subscribe(slug, name) for slug, name in sorted(every)]
+        context["languages"] = [
+            {"lang": lang, "name": language_name(lang),
+             "href": relative_href(here, index_path(lang)), "title": self.config.title(lang)}
+            for lang in self.languages
+        ]
+        context.update(alternates=[], home_href="./", feed_href="", feed_url="")
+        self.page(here, "root", "root.html", language, context)
+
+    def item(self, e: EditionRecord, here: str) -> dict[str, Any]:
+        day = edition_date(e)
+        return {
+            "title": e.title or e.subject,
+            "preheader": e.preheader,
+            "volume": e.volume,
+            "number": e.number,
+            "date_iso": day.isoformat(),
+            "date": _display_date(day, e.language),
+            "href": relative_href(here, self.paths[(e.slug, e.language)]),
+        }
+
+    def switcher(self, here: str, targets: Mapping[str, str],
+                 reader: str) -> list[dict[str, Any]]:
+        return [
+            {"lang": lang, "name": language_name(lang), "href": relative_href(here, path),
+             "label": language_name_in(lang, reader),
+             "url": self.config.base_url + path, "current": path == here}
+            for lang, path in targets.items()
+        ]
+
+    def plan_indexes(self, language: str) -> None:
+        items = self.by_language[language]
+        per_page = max(1, self.config.per_page)
+        total = max(1, math.ceil(len(items) / per_page))
+        for number in range(1, total + 1):
+            here = index_path(language, number)
+            context = self.common(here, language)
+            chunk = items[(number - 1) * per_page : number * per_page]
+            context["items"] = [self.item(e, here) for e in chunk]
+            context["page"] = number
+            context["pages"] = total
+            context["newer_href"] = (
+                relative_href(here, index_path(language, number - 1)) if number > 1 else ""
+            )
+            context["older_href"] = (
+                relative_href(here, index_path(language, number + 1)) if number < total else ""
+            )
+            targets = {lang: index_path(lang) for lang in self.languages}
+            targets[language] = here
+            context["switcher"] = self.switcher(here, targets, language)
+            context["alternates"] = context["switcher"] if number == 1 else []
+            self.page(here, "index", "index.html", language, context)
+
+    def plan_issue(self, e: EditionRecord) -> None:
+        here = self.paths[(e.slug, e.language)]
+        context = self.common(here, e.language)
+        context.update(self.item(e, here))
+        context["subject"] = e.subject
+        context["slug"] = e.slug
+        context["html_sha"] = e.html_sha
+        context["assets"] = dict(e.assets)
+        context["sent_at"] = e.sent_at.isoformat()
+        context["subscribe"] = [self.subscribe(e.list_slug, e.list_name)]
+        targets = {o.language: self.paths[(o.slug, o.language)] for o in self.by_slug[e.slug]}
+        context["alternates"] = (
+            self.switcher(here, targets, e.language) if len(targets) > 1 else []
+        )
+        context["switcher"] = context["alternates"]
+        self.page(here, "issue", "issue.html", e.language, context)
+
+    def plan_feed(self, language: str) -> None:
+        here = feed_path(language)
+        entries = []
+        for e in self.by_language[language][: max(1, self.config.feed_entries)]:
+            path = self.paths[(e.slug, e.language)]
+            entries.append({
+                "slug": e.slug, "title": e.title or e.subject, "preheader": e.preheader,
+                "url": self.config.base_url + path, "sent_at": e.sent_at.isoformat(),
+                "html_sha": e.html_sha, "assets": dict(e.assets),
+            })
+        context = {
+            "lang": language, "title": self.config.title(language),
+            "author": self.config.organisation or self.config.name,
+            "url": self.config.base_url + index_path(language),
+            "self_url": self.config.base_url + here, "entries": entries,
+        }
+        self.page(here, "feed", "", language, context)
+
+    def plan_sitemap(self, html_pages: list[PagePlan]) -> None:
+        urls = [
+            {"loc": self.config.base_url + p.path,
+             "lastmod": p.context.get("sent_at", "")[:10],
+             "alternates": [{"lang": a["lang"], "url": a["url"]} for a in p.context["alternates"]]}
+            for p in html_pages
+        ]
+        self.page("/sitemap.xml", "sitemap", "", "", {"urls": urls})
+
+
+def plan_site(
+    editions: Sequence[EditionRecord],
+    config: ArchiveConfig,
+    now: datetime,
+    fingerprints: Mapping[str, str],
+    pinned: Mapping[str, str] | None = None,
+) -> SitePlan:
+    """Decide every page and asset of the site, each with the hash of what it depends on."""
+    planner = _Planner(editions, config, now, fingerprints, pinned or {})
+    planner.plan_root()
+    for language in planner.languages:
+        planner.plan_indexes(language)
+        for e in planner.by_language[language]:
+            planner.plan_issue(e)
+    html_pages = list(planner.pages)
+    for language in planner.languages:
+        planner.plan_feed(language)
+    planner.plan_sitemap(html_pages)
+    assets = []
+    for (slug, language), path in planner.paths.items():
+        record = next(e for e in planner.by_slug[slug] if e.language == language)
+        for ref, name in sorted(record.assets.items()):
+            assets.append(AssetPlan(output_file(path + name), slug, language, ref))
+    urls = {f"{slug}|{lang}": path for (slug, lang), path in planner.paths.items()}
+    return SitePlan(tuple(planner.pages), tuple(assets), urls)
