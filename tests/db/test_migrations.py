@@ -25,3 +25,9 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(tmp_path):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_head_constant_matches_the_migration_scripts(tmp_path):
+    from newsletter.db.migrate import HEAD, script_head
+
+    assert script_head(make_engine(f"sqlite:///{tmp_path / 'y.db'}")) == HEAD
