@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Table, func, insert, select
 
 from newsletter.db.models import MailingList, Subscription
 from newsletter.errors import NotFoundError, ValidationError
@@ -13,8 +14,8 @@ from newsletter.errors import NotFoundError, ValidationError
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
-lists_table = MailingList.__table__
-subscriptions_table = Subscription.__table__
+lists_table = cast(Table, MailingList.__table__)
+subscriptions_table = cast(Table, Subscription.__table__)
 
 
 @dataclass(frozen=True)

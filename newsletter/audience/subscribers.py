@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
@@ -22,10 +22,10 @@ from newsletter.db.models import Event, Subscriber, Subscription, Suppression, u
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.tokens import email_hash
 
-subscribers_table = Subscriber.__table__
-subscriptions_table = Subscription.__table__
-events_table = Event.__table__
-suppressions_table = Suppression.__table__
+subscribers_table = cast(Table, Subscriber.__table__)
+subscriptions_table = cast(Table, Subscription.__table__)
+events_table = cast(Table, Event.__table__)
+suppressions_table = cast(Table, Suppression.__table__)
 
 
 @dataclass
