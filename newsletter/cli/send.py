@@ -1,0 +1,203 @@
+"""`newsletter send SLUG` and `newsletter issue status SLUG`: parse, call delivery, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.delivery import dispatch
+from newsletter.delivery import queue as q
+from newsletter.errors import NotFoundError, ValidationError
+
+EXIT_PAUSED = 130
+
+
+def _engine(app: AppContext) -> Any:
+    app.services.require_schema()
+    return q.sender_engine(app.settings.database_url, app.settings.secret_key)
+
+
+def _addresses(value: str | None) -> list[str]:
+    found = [a.strip() for a in (value or "").split(",") if a.strip()]
+    for address in found:
+        if "@" not in address:
+            raise ValidationError(f"--test-to: {address!r} is not an email address")
+    return found
+
+
+def _show_plan(console: Console, plan: dispatch.SendPlan) -> int:
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    new = plan.plan.total if plan.plan else 0
+    if plan.resuming:
+        console.print(f"Resuming {plan.slug}: {plan.remaining} deliveries not settled yet.")
+    if plan.plan and plan.plan.total:
+        table = Table("language", "recipients", title=f"{plan.slug} to list "
+                      f"{plan.mailing_list.slug}: {new} new recipients")
+        for lang, n in sorted(plan.plan.recipients.items()):
+            table.add_row(lang, str(n))
+        console.print(table)
+        for lang, n in sorted(plan.plan.fallbacks.items()):
+            target = plan.plan.mapping[lang]
+            console.print(f"{n} subscribers in {lang} get the {target} edition (fallback)")
+    return new + plan.remaining
+
+
+class _Bar:
+    """The progress bar: sent, deferred, failed, rate and ETA."""
+
+    def __init__(self, console: Console, total: int, enabled: bool) -> None:
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("sent {task.fields[sent]} deferred {task.fields[deferred]} "
+                       "failed {task.fields[failed]} {task.fields[rate]:.0f} msg/s"),
+            TimeRemainingColumn(), console=console, disable=not enabled)
+        self.task = self.progress.add_task("sending", total=total, sent=0, deferred=0,
+                                           failed=0, rate=0.0)
+
+    def __call__(self, delta: Mapping[str, int]) -> None:
+        self.counts.update(delta)
+        done = sum(self.counts[k] for k in ("sent", "failed", "unknown"))
+        rate = self.counts["sent"] / max(1e-6, time.monotonic() - self.started)
+        self.progress.update(self.task, completed=done, sent=self.counts["sent"],
+                             deferred=self.counts["deferred"], failed=self.counts["failed"],
+                             rate=rate)
+
+
+@click.command("send")
+@click.argument("slug")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Build every message, send none, report sizes.")
+@click.option("--test-to", metavar="A@X,B@Y", help="Send real test copies (every language) "
+              "to these addresses only; deliveries are not touched.")
+@click.option("--fallback-language", metavar="LANG",
+              help="Edition for subscribers whose language the issue lacks.")
+@click.option("--force", is_flag=True, help="Send an already sent issue to those not mailed yet.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Mail again the deliveries whose outcome a crash left unknown.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sender processes.")
+@click.option("--connections", type=click.IntRange(1, 500),
+              help="SMTP connections per process ([smtp] connections).")
+@click.option("--rate", type=click.FloatRange(0), help="Messages per second, 0 = unlimited.")
+@json_option
+@pass_app
+def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | None,
+         fallback_language: str | None, force: bool, resend_unknown: bool, workers: int,
+         connections: int | None, rate: float | None, as_json: bool) -> None:
+    """Send issue SLUG to every confirmed subscriber of its list, each in their language."""
+    settings = app.settings
+    engine = _engine(app)
+    console = Console(quiet=as_json)
+    try:
+        plan = dispatch.prepare_send(settings, engine, slug, fallback=fallback_language,
+                                     force=force, resend_unknown=resend_unknown)
+        if test_to is not None:
+            addresses = _addresses(test_to)
+            if not addresses:
+                raise ValidationError("--test-to: give at least one address")
+            results = dispatch.send_tests(settings, engine, plan, addresses)
+            if as_json:
+                print_json([{"to": a, "language": lang, "reply": r} for a, lang, r in results])
+            for address, lang, reply in results if not as_json else ():
+                console.print(f"test copy ({lang}) to {address}: {reply}", highlight=False)
+            return
+        if dry_run:
+            report = dispatch.dry_run(settings, engine, plan)
+            if as_json:
+                print_json(report)
+                return
+            count = sum(report.messages.values())
+            per = ", ".join(f"{n} in {lang}" for lang, n in sorted(report.messages.items()))
+            console.print(f"dry run: {count} messages built ({per or 'none'}), "
+                          f"{report.total_bytes} bytes, smallest {report.smallest}, "
+                          f"largest {report.largest}; nothing was sent", highlight=False)
+            return
+        _send(app, console, engine, plan, yes=yes, as_json=as_json, workers=workers,
+              connections=connections, rate=rate, resend_unknown=resend_unknown)
+    finally:
+        engine.dispose()
+
+
+def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPlan, *, yes: bool,
+          as_json: bool, workers: int, connections: int | None, rate: float | None,
+          resend_unknown: bool) -> None:
+    settings = app.settings
+    total = _show_plan(console, plan)
+    if total == 0 and not resend_unknown:
+        console.print("Nothing to send: every recipient of this issue is settled.")
+        return
+    if not yes:
+        click.confirm(f"Send {plan.slug} to {total} recipients?", abort=True)
+    dispatch.check_relay(settings)
+    issue_id, _added = dispatch.begin_send(engine, settings, plan)
+    bar = _Bar(console, q.remaining(engine, issue_id), console.is_terminal and not as_json)
+    with bar.progress:
+        result, status = dispatch.deliver(
+            settings, engine, plan.slug, issue_id, plan, bar, workers=workers,
+            connections=connections, rate=rate, resend_unknown=resend_unknown)
+    counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
+    elapsed = time.monotonic() - bar.started
+    if as_json:
+        print_json({"issue": plan.slug, "status": status, **counts,
+                    "warnings": list(plan.warnings),
+                    "interrupted": result.interrupted, "seconds": round(elapsed, 3)})
+    else:
+        line = ", ".join(f"{k} {v}" for k, v in counts.items())
+        console.print(f"{plan.slug}: {line} in {elapsed:.1f}s; issue is {status}",
+                      highlight=False)
+        if result.interrupted:
+            console.print(f"Paused. Run `newsletter send {plan.slug}` again to resume.")
+        elif status == "sending":
+            console.print("Some deliveries wait for a retry: run `newsletter send "
+                          f"{plan.slug}` again later (see `newsletter issue status {plan.slug}`).")
+    if result.interrupted:
+        sys.exit(EXIT_PAUSED)
+
+
+@click.command("status")
+@click.argument("slug")
+@json_option
+@pass_app
+def status(app: AppContext, slug: str, as_json: bool) -> None:
+    """Deliveries of issue SLUG by status and language, and the last errors."""
+    app.services.require_schema()
+    report = q.issue_status(app.services.engine, slug)
+    if report is None:
+        raise NotFoundError(f"issue {slug!r} has not been sent yet")
+    if as_json:
+        print_json(report)
+        return
+    console = Console()
+    console.print(f"{slug}: {report.status}")
+    shown = [s for s in report.counts if report.counts[s] or s not in ("sending",)]
+    table = Table("language", *shown)
+    for lang, counts in sorted(report.by_language.items()):
+        table.add_row(lang, *(str(counts.get(s, 0)) for s in shown))
+    table.add_row("all", *(str(report.counts[s]) for s in shown))
+    console.print(table)
+    for err in report.last_errors:
+        console.print(f"{err['status']} {err['email']} ({err['language']}, "
+                      f"{err['attempts']} attempts): {err['reply']}", highlight=False)
+
+
+def attach(cli: click.Group) -> None:
+    """Add `send`, and `status` to the `issue` group (created if the composer has none)."""
+    cli.add_command(send)
+    group = cli.commands.get("issue")
+    if not isinstance(group, click.Group):
+        group = click.Group("issue", help="Write, check, preview and follow issues.")
+        cli.add_command(group)
+    group.add_command(status)

@@ -1,0 +1,295 @@
+"""The send service: plan, enqueue, deliver, finish; also the dry run and test copies.
+
+The CLI calls these in order (prepare_send -> begin_send -> deliver) and only prints; the same
+functions serve any other front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from newsletter.config import Settings
+from newsletter.delivery import queue as q
+from newsletter.delivery.errors import SendError
+from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
+from newsletter.delivery.pool import Build, PoolSettings, probe
+from newsletter.delivery.relay import Relay
+from newsletter.delivery.runner import RunConfig, RunResult, run_workers
+from newsletter.errors import NotFoundError
+from newsletter.tokens import Signer
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    id: int
+    slug: str
+    name: str
+    default_language: str
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What a send will do, shown to the editor before anything is written."""
+
+    slug: str
+    mailing_list: ListInfo
+    languages: tuple[str, ...]
+    issue: q.IssueRow | None
+    plan: LanguagePlan | None  # None: nothing new to enqueue (resuming)
+    remaining: int  # deliveries already queued and not settled
+    editions: dict[str, q.EditionRecord] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def resuming(self) -> bool:
+        return self.issue is not None and self.issue.status in ("sending", "paused")
+
+
+def _find_list(engine: Engine, slug: str) -> ListInfo:
+    with engine.connect() as conn:
+        row = conn.execute(select(q.LISTS.c.id, q.LISTS.c.slug, q.LISTS.c.name,
+                                  q.LISTS.c.default_language).where(q.LISTS.c.slug == slug)).first()
+    if row is None:
+        raise NotFoundError(f"the issue's list {slug!r} does not exist: create it with "
+                            f"`newsletter lists add {slug}`")
+    return ListInfo(*row)
+
+
+def edition_record(edition: Any) -> q.EditionRecord:
+    """The archive's copy of a compiled edition (text filled for an anonymous reader)."""
+    from newsletter.compose.slots import Slots
+
+    web_url = getattr(edition, "web_url", "")
+    try:
+        text = edition.fill(Slots(web_url=web_url))[1]
+    except Exception:  # the archive copy must never block a send
+        text = getattr(edition, "text_shell", "")
+    return q.EditionRecord(
+        language=edition.language, subject=edition.subject, title=edition.title,
+        preheader=edition.preheader, issue_date=str(edition.date), volume=str(edition.volume),
+        number=str(edition.number), web_html=edition.web_html, text=text,
+        content_hash=edition.content_hash)
+
+
+def load_source(settings: Settings, slug: str) -> tuple[Any, dict[str, Any]]:
+    """The issue's source and its compiled editions, one per language file."""
+    from newsletter.compose import compile_issue, load_issue
+
+    source = load_issue(settings.workspace, slug)
+    return source, {lang: compile_issue(source, lang, settings) for lang in source.languages}
+
+
+def check_source(settings: Settings, source: Any, languages: Sequence[str],
+                 fallback: str | None = None) -> tuple[str, ...]:
+    """Run the pre-send checks; raise on errors, return the warnings.
+
+    With --fallback-language the editor has decided what readers of a missing translation get,
+    so missing-translation findings no longer block.
+    """
+    from newsletter.compose import check_issue
+
+    report = check_issue(source, settings, list(languages))
+    errors, warnings = [], []
+    for f in report.findings:
+        text = f.format() if hasattr(f, "format") else str(f)
+        waived = fallback is not None and getattr(f, "rule", "") == "missing-translation"
+        is_error = getattr(f, "severity", "error") == "error" and not waived
+        (errors if is_error else warnings).append(text)
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise SendError(f"issue {source.slug!r} has errors and was not sent: "
+                        f"{'; '.join(errors[:3])}{more}")
+    return tuple(warnings)
+
+
+def prepare_send(
+    settings: Settings, engine: Engine, slug: str, *, fallback: str | None = None,
+    force: bool = False, resend_unknown: bool = False, check: bool = True,
+) -> SendPlan:
+    """Decide what `send` would do: refuses, language plan, counts. Writes nothing."""
+    source, compiled = load_source(settings, slug)
+    mailing_list = _find_list(engine, source.list_slug)
+    languages = tuple(source.languages)
+    with engine.connect() as conn:
+        issue = q.find_issue(conn, slug)
+        list_languages = conn.execute(select(q.LISTS.c.languages).where(
+            q.LISTS.c.id == mailing_list.id)).scalar() or languages
+        stored = q.stored_hashes(conn, issue.id) if issue else {}
+        mailed = conn.execute(select(func.count()).where(
+            q.D.c.issue_id == issue.id, q.D.c.status == "sent")).scalar_one() if issue else 0
+    if issue is not None and issue.list_id != mailing_list.id:
+        raise SendError(f"issue {slug!r} was sent to another list before; use a new slug")
+    check_resend(issue.status if issue else None, mailed, force or resend_unknown)
+    editions = {lang: edition_record(e) for lang, e in compiled.items()}
+    changed = sorted(lang for lang, h in stored.items()
+                     if lang in editions and editions[lang].content_hash != h)
+    if changed and issue and issue.status != "draft" and not force:
+        raise SendError(f"issue {slug!r} changed since its send started ({', '.join(changed)}): "
+                        f"restore it, or pass --force to send the new text to the rest")
+    plan = None
+    if issue is None or issue.status == "draft" or force:
+        counts = q.count_by_language(engine, mailing_list.id, mailing_list.default_language,
+                                     settings.secret_key, issue.id if issue else None)
+        plan = plan_languages(counts, languages, fallback)
+    warnings = check_source(settings, source, list_languages, fallback) if check else ()
+    remaining = q.remaining(engine, issue.id) if issue else 0
+    return SendPlan(slug=slug, mailing_list=mailing_list, languages=languages, issue=issue,
+                    plan=plan, remaining=remaining, editions=editions, warnings=warnings)
+
+
+def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int, int]:
+    """One transaction: issue row, editions, set-based enqueue, status sending -> (id, added)."""
+    added = 0
+    with q.write_tx(engine) as conn, conn.begin():
+        issue = q.open_issue(conn, plan.slug, plan.mailing_list.id)
+        q.store_editions(conn, issue.id, plan.editions.values())
+        if plan.plan is not None:
+            added = q.enqueue(conn, engine, issue_id=issue.id, list_id=plan.mailing_list.id,
+                              default_language=plan.mailing_list.default_language,
+                              secret_key=settings.secret_key, mapping=plan.plan.mapping)
+        q.set_issue_status(conn, issue.id, "sending")
+    return issue.id, added
+
+
+def issue_content(settings: Settings, slug: str, mailing_list: ListInfo) -> Mapping[str, Build]:
+    """Per-language build functions; compiled once per worker process."""
+    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
+
+    _source, compiled = load_source(settings, slug)
+    signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+    dkim = load_dkim(settings)
+    builds: dict[str, Build] = {}
+    for lang, edition in compiled.items():
+        builder = MessageBuilder(settings=settings, edition=edition, issue_slug=slug,
+                                 list_id=mailing_list.id, list_slug=mailing_list.slug,
+                                 list_name=mailing_list.name, signer=signer, dkim=dkim)
+
+        def build(c: q.Claimed, builder: MessageBuilder = builder) -> tuple[str, str, bytes]:
+            mail_from, data = builder.build(Recipient(
+                delivery_id=c.delivery_id, subscriber_id=c.subscriber_id, email=c.email,
+                name=c.name, attributes=c.attributes))
+            return mail_from, smtp_address(c.email), data
+
+        builds[lang] = build
+    return builds
+
+
+def pool_settings(settings: Settings, connections: int | None = None,
+                  rate: float | None = None, workers: int = 1) -> PoolSettings:
+    """[smtp] settings with flag overrides; the rate is shared among the worker processes."""
+    s = settings["smtp"]
+    total = s["rate"] if rate is None else rate
+    return PoolSettings(
+        connections=connections or s["connections"],
+        messages_per_connection=s["messages_per_connection"],
+        rate=total / max(1, workers) if total else 0.0,
+        retry_delay=s["retry_delay"], max_attempts=s["max_attempts"])
+
+
+def deliver(
+    settings: Settings, engine: Engine, slug: str, issue_id: int, plan: SendPlan, progress: Any,
+    *, workers: int = 1, connections: int | None = None, rate: float | None = None,
+    resend_unknown: bool = False,
+) -> tuple[RunResult, str]:
+    """Recover what a crash left, run the workers, set the issue's final status."""
+    q.recover(engine, issue_id, resend_unknown=resend_unknown)
+    s = settings["smtp"]
+    cfg = RunConfig(
+        settings=settings, issue_id=issue_id,
+        content=functools.partial(issue_content, settings, slug, plan.mailing_list),
+        pool=pool_settings(settings, connections, rate, workers), batch_size=s["batch_size"],
+        lease=s["lease"], retry_window=s["retry_window"], workers=workers)
+    try:
+        result = run_workers(cfg, progress)
+    finally:
+        status = finish(engine, issue_id)
+    if result.interrupted:
+        status = finish(engine, issue_id, paused=True)
+    return result, status
+
+
+def finish(engine: Engine, issue_id: int, paused: bool = False) -> str:
+    """sent when nothing is left to do, paused after Ctrl-C, else still sending."""
+    left = q.remaining(engine, issue_id)
+    status = "sent" if left == 0 else ("paused" if paused else "sending")
+    with q.write_tx(engine) as conn, conn.begin():
+        q.set_issue_status(conn, issue_id, status)
+    return status
+
+
+def check_relay(settings: Settings) -> None:
+    """Fail fast, before anything is written, when the relay is down."""
+    asyncio.run(probe(Relay.from_settings(settings)))
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    """What a dry run built: messages and bytes per language."""
+
+    messages: dict[str, int]
+    total_bytes: int
+    smallest: int
+    largest: int
+
+
+def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
+    """Build every message the send would build, without SMTP and without writing anything."""
+    mapping = plan.plan.mapping if plan.plan else {}
+    builds = issue_content(settings, plan.slug, plan.mailing_list)
+    messages: dict[str, int] = {}
+    total, smallest, largest = 0, 0, 0
+    ml = plan.mailing_list
+    for rows in q.stream_audience(engine, ml.id, ml.default_language, settings.secret_key):
+        for row in rows:
+            lang = mapping.get(row.lang, row.lang)
+            if lang not in builds:
+                raise SendError(f"no {lang} edition for subscriber language {row.lang}: pass "
+                                f"--fallback-language")
+            claimed = q.Claimed(0, row.id, row.email, row.name or "", row.attributes or {},
+                                lang, 0)
+            size = len(builds[lang](claimed)[2])
+            messages[lang] = messages.get(lang, 0) + 1
+            total += size
+            smallest = size if not smallest else min(smallest, size)
+            largest = max(largest, size)
+    return DryRunReport(messages=messages, total_bytes=total, smallest=smallest, largest=largest)
+
+
+def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
+               addresses: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Real copies of every language to each address; deliveries are not touched."""
+    builds = issue_content(settings, plan.slug, plan.mailing_list)
+    return asyncio.run(_send_tests(Relay.from_settings(settings), builds, addresses))
+
+
+async def _send_tests(relay: Relay, builds: Mapping[str, Build],
+                      addresses: Sequence[str]) -> list[tuple[str, str, str]]:
+    import aiosmtplib
+
+    from newsletter.delivery.pool import describe_error, reply_text
+
+    client = relay.client()
+    try:
+        await client.connect()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise SendError(f"cannot send test copies: the SMTP relay at {relay.describe()} "
+                        f"{describe_error(exc)}") from None
+    results = []
+    try:
+        for address in addresses:
+            for lang, build in builds.items():
+                mail_from, rcpt, data = build(q.Claimed(0, 0, address, "", {}, lang, 0))
+                try:
+                    errors, reply = await client.sendmail(mail_from, [rcpt], data)
+                    results.append((address, lang, reply))
+                except aiosmtplib.SMTPResponseException as exc:
+                    results.append((address, lang, reply_text(exc.code, exc.message)))
+    finally:
+        client.close()
+    return results

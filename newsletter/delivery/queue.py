@@ -1,0 +1,539 @@
+"""The delivery queue: enqueue, claim with a lease, record intents and results, recover.
+
+Crash safety: how "at most one copy, none silently skipped" is kept
+=====================================================================
+
+A delivery row (issue x subscriber, unique in the database) moves through these states::
+
+    queued --claim--> queued + lease(worker, lease_until)
+           --intent committed--> sending --reply committed--> sent | deferred | failed
+    deferred (next_attempt_at due) --claim--> ... as queued
+    sending  --sender died before the reply was recorded--> unknown
+
+The rules that make a crash at *any* instant safe, SIGKILL included:
+
+1. **Enqueue is one set-based statement** (INSERT ... SELECT) in the same transaction that
+   moves the issue from draft to sending. Either every confirmed, non-suppressed subscriber has
+   a row, or none does; a crash during enqueue leaves the issue in draft and the next run starts
+   over. The unique (issue_id, subscriber_id) constraint means a later `--force` can only add
+   rows for subscribers who have none, never a second row for someone already mailed.
+
+2. **Claiming is not sending.** A worker claims a batch by stamping `worker` and `lease_until`
+   on queued rows (PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers on
+   many hosts take disjoint batches; SQLite: a ``BEGIN IMMEDIATE`` transaction so the claim is
+   serialised). The status stays `queued`. If the worker dies, nothing about those rows says
+   "sent": they return to the queue when the lease expires, or at once when the next run sees
+   that the owning process on this host is gone. Nobody is skipped.
+
+   This is the difference from listmonk, which advances its per-campaign checkpoint
+   (the last subscriber id) when it *fetches* a batch, before the messages go out; if the
+   process dies, the recipients of the fetched-but-unsent batch lie behind the checkpoint and
+   are never mailed. Here progress is recorded per row, only after the fact it describes.
+
+3. **Write-ahead intent.** Before a message's DATA command, its row must be *durably* marked
+   `sending` (committed). After the server's reply, the outcome is committed. A connection
+   sends one message at a time, and commits the previous message's outcome no later than the
+   next message's intent (same group commit, in order). So at any instant each SMTP connection
+   has at most one row in `sending`, and the only rows whose fate is unknown after a crash are
+   those: at most `connections x workers`. The next run turns them into `unknown`; `issue
+   status` reports them and `send --resend-unknown` is the editor's explicit choice to mail them
+   again (a possible second copy, never a silent one).
+
+4. **Group commit keeps this fast.** One journal task per process gathers the intents and
+   results of all its connections and commits them together, in one transaction, as soon as
+   the previous commit finishes. A connection submits its intent, runs MAIL FROM and RCPT TO
+   while the commit is under way, and awaits the commit before DATA. The price of durability
+   is a few milliseconds of latency per message, hidden behind the pool, not a transaction
+   per message.
+
+5. **Lost claims are detected, not trusted.** The intent UPDATE only matches rows still leased
+   to this worker and still queued/deferred (RETURNING the ids it changed); if a lease expired
+   and another worker took the row, the intent comes back empty and the message is not sent.
+
+Durability note: SQLite runs in WAL mode with synchronous=NORMAL, so a committed transaction
+survives a crash of the process (the case tested here) but the last few may be lost at a power
+failure; PostgreSQL with its defaults survives both.
+
+Suppressions hold only HMAC hashes of addresses. The hash is computed inside SQL so that
+enqueue stays one statement: SQLite gets a registered deterministic function, PostgreSQL builds
+HMAC-SHA256 from its built-in sha256() with the padded keys passed as parameters. Rows whose
+subscriber left or was suppressed after enqueue are marked `skipped` when claimed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from newsletter.db.engine import make_engine
+from newsletter.db.models import (
+    Delivery,
+    Edition,
+    Issue,
+    MailingList,
+    Subscriber,
+    Subscription,
+    Suppression,
+    utcnow,
+)
+from newsletter.tokens import email_hash
+
+D = Delivery.__table__
+S = Subscriber.__table__
+SUB = Subscription.__table__
+SUP = Suppression.__table__
+ISSUES = Issue.__table__
+EDITIONS = Edition.__table__
+LISTS = MailingList.__table__
+
+OPEN = ("queued", "deferred")
+UNKNOWN_REPLY = (
+    "the sender stopped while this message was in flight: it may or may not have arrived"
+)
+
+
+# ---------------------------------------------------------------- engine and address hashing
+
+
+def sender_engine(url: str, secret_key: str) -> Engine:
+    """An engine for the sender: SQLite gets BEGIN IMMEDIATE on demand and the hash function."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy import event
+
+        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            dbapi_conn.create_function(
+                "nl_email_hash", 1, lambda e: email_hash(e, secret_key), deterministic=True
+            )
+
+        def on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "begin", on_begin)
+    return engine
+
+
+def hash_expr(engine: Engine, email: Any, secret_key: str) -> ColumnElement[Any]:
+    """SQL computing tokens.email_hash(email, secret_key) for the engine's dialect."""
+    if engine.dialect.name == "sqlite":
+        return func.nl_email_hash(email)
+    key = secret_key.encode()
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    ikey = bytes(b ^ 0x36 for b in key)
+    okey = bytes(b ^ 0x5C for b in key)
+    inner = func.sha256(
+        literal(ikey).op("||")(func.convert_to(func.lower(email), literal("UTF8")))
+    )
+    return func.encode(func.sha256(literal(okey).op("||")(inner)), literal("hex"))
+
+
+def write_tx(engine: Engine) -> Any:
+    """A transaction that takes SQLite's write lock at BEGIN, so claims never deadlock."""
+    return engine.connect().execution_options(immediate=True)
+
+
+# ---------------------------------------------------------------- audience and enqueue
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    id: int
+    slug: str
+    list_id: int
+    status: str
+
+
+def audience(engine: Engine, list_id: int, default_language: str, secret_key: str) -> Any:
+    """SELECT of the confirmed, non-suppressed subscribers of a list, language defaulted."""
+    lang = func.coalesce(S.c.language, literal(default_language)).label("lang")
+    suppressed = exists().where(SUP.c.email_hash == hash_expr(engine, S.c.email, secret_key))
+    return (
+        select(S.c.id, S.c.email, S.c.name, S.c.attributes, lang)
+        .select_from(SUB.join(S, S.c.id == SUB.c.subscriber_id))
+        .where(SUB.c.list_id == list_id, SUB.c.status == "confirmed", ~suppressed)
+    )
+
+
+def count_by_language(
+    engine: Engine, list_id: int, default_language: str, secret_key: str, issue_id: int | None
+) -> dict[str, int]:
+    """Recipients per subscriber language; with issue_id, only those not enqueued yet."""
+    sel = audience(engine, list_id, default_language, secret_key).subquery()
+    q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
+    if issue_id is not None:
+        q = q.where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
+    with engine.connect() as conn:
+        return {lang: n for lang, n in conn.execute(q)}
+
+
+def stream_audience(
+    engine: Engine, list_id: int, default_language: str, secret_key: str, batch: int = 1000
+) -> Iterator[Sequence[Any]]:
+    """Yield the audience in batches (keyset pagination: constant memory at any list size)."""
+    base = audience(engine, list_id, default_language, secret_key).order_by(S.c.id)
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(base.where(S.c.id > last).limit(batch)).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def find_issue(conn: Connection, slug: str) -> IssueRow | None:
+    row = conn.execute(
+        select(ISSUES.c.id, ISSUES.c.slug, ISSUES.c.list_id, ISSUES.c.status).where(
+            ISSUES.c.slug == slug
+        )
+    ).first()
+    return IssueRow(*row) if row else None
+
+
+def open_issue(conn: Connection, slug: str, list_id: int) -> IssueRow:
+    """The issues row for a slug, created as a draft on first send."""
+    found = find_issue(conn, slug)
+    if found:
+        return found
+    conn.execute(insert(ISSUES).values(slug=slug, list_id=list_id, status="draft",
+                                       created_at=utcnow(), data={}))
+    found = find_issue(conn, slug)
+    assert found is not None  # just inserted in this transaction
+    return found
+
+
+def enqueue(
+    conn: Connection,
+    engine: Engine,
+    *,
+    issue_id: int,
+    list_id: int,
+    default_language: str,
+    secret_key: str,
+    mapping: Mapping[str, str],
+) -> int:
+    """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
+    sel = audience(engine, list_id, default_language, secret_key).subquery()
+    language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
+    now = utcnow()
+    source = select(
+        literal(issue_id), sel.c.id, literal(list_id), language, literal("queued"), literal(0),
+        literal(now, type_=D.c.created_at.type),
+    ).where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
+    cols = ["issue_id", "subscriber_id", "list_id", "language", "status", "attempts", "created_at"]
+    count = select(func.count()).where(D.c.issue_id == issue_id)
+    before = conn.execute(count).scalar_one()
+    conn.execute(insert(D).from_select(cols, source))
+    return conn.execute(count).scalar_one() - before  # rowcount is -1 on some drivers
+
+
+def set_issue_status(conn: Connection, issue_id: int, status: str) -> None:
+    values: dict[str, Any] = {"status": status}
+    now = utcnow()
+    if status == "sending":
+        started = literal(now, ISSUES.c.started_at.type)
+        values["started_at"] = func.coalesce(ISSUES.c.started_at, started)
+    if status == "sent":
+        values["sent_at"] = now
+    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(**values))
+
+
+# ---------------------------------------------------------------- editions
+
+
+@dataclass(frozen=True)
+class EditionRecord:
+    """What the archive needs of one language as sent."""
+
+    language: str
+    subject: str
+    title: str
+    preheader: str
+    issue_date: str
+    volume: str
+    number: str
+    web_html: str
+    text: str
+    content_hash: str
+
+
+def stored_hashes(conn: Connection, issue_id: int) -> dict[str, str]:
+    q = select(EDITIONS.c.language, EDITIONS.c.content_hash).where(EDITIONS.c.issue_id == issue_id)
+    return {lang: h for lang, h in conn.execute(q)}
+
+
+def store_editions(conn: Connection, issue_id: int, editions: Iterable[EditionRecord]) -> None:
+    """Insert or refresh the editions rows (sent_at is kept: it records the first send)."""
+    existing = stored_hashes(conn, issue_id)
+    for e in editions:
+        values = {k: getattr(e, k) for k in EditionRecord.__dataclass_fields__}
+        if e.language in existing:
+            conn.execute(update(EDITIONS).where(EDITIONS.c.issue_id == issue_id,
+                                                EDITIONS.c.language == e.language).values(values))
+        else:
+            conn.execute(insert(EDITIONS).values(issue_id=issue_id, data={}, **values))
+
+
+# ---------------------------------------------------------------- workers, leases, recovery
+
+
+def worker_name(tag: str = "") -> str:
+    """host:pid:tag identifies a worker; the pid lets a later run on this host see it is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{tag or os.urandom(3).hex()}"
+
+
+def worker_alive(worker: str) -> bool:
+    """False only when the worker surely died: it ran on this host and its pid is gone."""
+    host, _, rest = worker.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another host: wait for its lease to expire
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(engine: Engine, issue_id: int, resend_unknown: bool = False) -> dict[str, int]:
+    """Settle what a dead worker left: in-flight rows become unknown, its claims return."""
+    now = utcnow()
+    with write_tx(engine) as conn, conn.begin():
+        workers = [w for (w,) in conn.execute(
+            select(D.c.worker).where(D.c.issue_id == issue_id, D.c.worker.is_not(None)).distinct()
+        )]
+        dead = [w for w in workers if not worker_alive(w)]
+        gone = or_(D.c.worker.in_(dead), D.c.lease_until < now)
+        unknown = conn.execute(
+            update(D).where(D.c.issue_id == issue_id, D.c.status == "sending", gone)
+            .values(status="unknown", worker=None, lease_until=None, last_reply=UNKNOWN_REPLY)
+        ).rowcount
+        released = conn.execute(
+            update(D).where(D.c.issue_id == issue_id, D.c.status.in_(OPEN),
+                            D.c.worker.is_not(None), gone)
+            .values(worker=None, lease_until=None)
+        ).rowcount
+        requeued = 0
+        if resend_unknown:
+            requeued = conn.execute(
+                update(D).where(D.c.issue_id == issue_id, D.c.status == "unknown")
+                .values(status="queued", next_attempt_at=None)
+            ).rowcount
+    return {"unknown": unknown, "released": released, "requeued": requeued}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed delivery with what the message builder needs; plain data."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    language: str
+    attempts: int
+
+
+def claim(
+    engine: Engine, issue_id: int, worker: str, limit: int, lease: float, secret_key: str
+) -> list[Claimed]:
+    """Lease up to `limit` due rows to `worker`; rows whose subscriber left become skipped."""
+    now = utcnow()
+    due = (
+        select(D.c.id)
+        .where(
+            D.c.issue_id == issue_id,
+            D.c.status.in_(OPEN),
+            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+            or_(D.c.lease_until.is_(None), D.c.lease_until < now),
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with write_tx(engine) as conn, conn.begin():
+        ids = [i for (i,) in conn.execute(
+            update(D).where(D.c.id.in_(due.scalar_subquery()))
+            .values(worker=worker, lease_until=now + timedelta(seconds=lease))
+            .returning(D.c.id)
+        )]
+        if not ids:
+            return []
+        rows = conn.execute(
+            select(D.c.id, D.c.subscriber_id, S.c.email, S.c.name, S.c.attributes, D.c.language,
+                   D.c.attempts, SUB.c.status)
+            .select_from(D.join(S, S.c.id == D.c.subscriber_id).outerjoin(
+                SUB, and_(SUB.c.subscriber_id == D.c.subscriber_id, SUB.c.list_id == D.c.list_id)))
+            .where(D.c.id.in_(ids)).order_by(D.c.id)
+        ).all()
+        hashes = {r.id: email_hash(r.email, secret_key) for r in rows}
+        suppressed = {h for (h,) in conn.execute(
+            select(SUP.c.email_hash).where(SUP.c.email_hash.in_(set(hashes.values()))))}
+        skip = {r.id: ("suppressed" if hashes[r.id] in suppressed else "no longer subscribed")
+                for r in rows if hashes[r.id] in suppressed or r.status != "confirmed"}
+        for reason in set(skip.values()):
+            conn.execute(update(D).where(D.c.id.in_([i for i, w in skip.items() if w == reason]))
+                         .values(status="skipped", worker=None, lease_until=None,
+                                 last_reply=f"skipped: {reason}"))
+    return [Claimed(r.id, r.subscriber_id, r.email, r.name or "", r.attributes or {},
+                    r.language, r.attempts) for r in rows if r.id not in skip]
+
+
+def renew(engine: Engine, worker: str, lease: float) -> None:
+    """Extend every lease this worker holds, so a slow (rate-limited) batch is not stolen."""
+    with write_tx(engine) as conn, conn.begin():
+        conn.execute(update(D).where(D.c.worker == worker)
+                     .values(lease_until=utcnow() + timedelta(seconds=lease)))
+
+
+def next_due(engine: Engine, issue_id: int) -> datetime | None:
+    """When the earliest deferred row of this issue is due, or None if none is left."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.min(D.c.next_attempt_at)).where(
+            D.c.issue_id == issue_id, D.c.status == "deferred")).scalar()
+
+
+def remaining(engine: Engine, issue_id: int) -> int:
+    """Rows not settled yet: queued, deferred or in flight."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(
+            D.c.issue_id == issue_id, D.c.status.in_((*OPEN, "sending")))).scalar_one()
+
+
+# ---------------------------------------------------------------- recording (group commit)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one delivery: sent, deferred, failed, or requeued (retry at once)."""
+
+    delivery_id: int
+    status: str
+    reply: str | None = None
+    language: str = ""
+    retry_at: datetime | None = None
+
+
+def commit_journal(
+    engine: Engine,
+    *,
+    issue_id: int,
+    worker: str,
+    intents: Sequence[int],
+    outcomes: Sequence[Outcome],
+    released: Sequence[int] = (),
+    sent_languages: Iterable[str] = (),
+) -> set[int]:
+    """One transaction: outcomes first, then intents; returns the intents still ours.
+
+    Outcomes are written before intents so that, per connection, the previous message's fate
+    is durable no later than the next message's `sending` mark.
+    """
+    now = utcnow()
+    with write_tx(engine) as conn, conn.begin():
+        _write_outcomes(conn, outcomes, now)
+        if released:
+            conn.execute(update(D).where(D.c.id.in_(list(released)), D.c.worker == worker)
+                         .values(worker=None, lease_until=None))
+        for lang in sent_languages:
+            conn.execute(update(EDITIONS).where(
+                EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == lang,
+                EDITIONS.c.sent_at.is_(None)).values(sent_at=now))
+        if not intents:
+            return set()
+        return {i for (i,) in conn.execute(
+            update(D).where(D.c.id.in_(list(intents)), D.c.worker == worker,
+                            D.c.status.in_(OPEN))
+            .values(status="sending").returning(D.c.id))}
+
+
+def _write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    sent = [o.delivery_id for o in outcomes if o.status == "sent"]
+    if sent:
+        conn.execute(update(D).where(D.c.id.in_(sent)).values(
+            status="sent", sent_at=now, attempts=D.c.attempts + 1, worker=None,
+            lease_until=None))
+    rest = [o for o in outcomes if o.status != "sent"]
+    if rest:
+        stmt = update(D).where(D.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), last_reply=bindparam("b_reply"),
+            next_attempt_at=bindparam("b_retry"), worker=None, lease_until=None,
+            attempts=D.c.attempts + bindparam("b_inc"))
+        conn.execute(stmt, [
+            {"b_id": o.delivery_id, "b_status": o.status, "b_reply": o.reply,
+             "b_retry": o.retry_at, "b_inc": 0 if o.status == "queued" else 1}
+            for o in rest
+        ])
+
+
+# ---------------------------------------------------------------- status report
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """What `issue status` shows."""
+
+    slug: str
+    status: str
+    counts: dict[str, int]
+    by_language: dict[str, dict[str, int]]
+    last_errors: list[dict[str, Any]]
+
+
+def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
+    """Counts by status and language, and the latest replies that were not success."""
+    from newsletter.db.models import DELIVERY_STATUSES
+
+    with engine.connect() as conn:
+        issue = find_issue(conn, slug)
+        if issue is None:
+            return None
+        counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+        by_language: dict[str, dict[str, int]] = {}
+        for lang, status, n in conn.execute(
+            select(D.c.language, D.c.status, func.count()).where(D.c.issue_id == issue.id)
+            .group_by(D.c.language, D.c.status)
+        ):
+            counts[status] = counts.get(status, 0) + n
+            by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
+        last = conn.execute(
+            select(D.c.id, S.c.email, D.c.language, D.c.status, D.c.attempts, D.c.last_reply)
+            .join(S, S.c.id == D.c.subscriber_id)
+            .where(D.c.issue_id == issue.id, D.c.last_reply.is_not(None),
+                   D.c.status.in_(("failed", "deferred", "unknown")))
+            .order_by(D.c.id.desc()).limit(errors)
+        ).all()
+    return IssueStatus(
+        slug=slug, status=issue.status, counts=counts, by_language=by_language,
+        last_errors=[{"delivery_id": r.id, "email": r.email, "language": r.language,
+                      "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
+                     for r in last],
+    )
