@@ -143,6 +143,7 @@ class RowChecker:
     lst: ListInfo
     columns: Columns
     fallback_language: bool = False
+    check_dns: bool = False
 
     def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
         """(row or None, email shown in the report, reasons or warnings)."""
@@ -151,7 +152,7 @@ class RowChecker:
 
         raw_email = cell(self.columns.email)
         try:
-            email = normalize_email(raw_email)
+            email = normalize_email(raw_email, check_dns=self.check_dns)
         except AddressError as exc:
             return None, raw_email, [str(exc)]
         warnings: list[str] = []
@@ -206,6 +207,7 @@ class Importer:
     dry_run: bool = False
     strict: bool = False
     fallback_language: bool = False
+    check_dns: bool = False
     batch_size: int = 2000
     progress: ProgressFn | None = None
     report: ImportReport = field(default_factory=ImportReport)
@@ -219,7 +221,8 @@ class Importer:
             _, header = next(rows)
         except StopIteration:
             raise ImportFileError("the file is empty") from None
-        checker = RowChecker(self.lst, map_columns(header), self.fallback_language)
+        checker = RowChecker(self.lst, map_columns(header), self.fallback_language,
+                             self.check_dns)
         single = self.dry_run or self.strict
         with self.engine.connect() as conn:
             transaction = conn.begin() if single else None
@@ -292,6 +295,7 @@ def import_csv(
     dry_run: bool = False,
     strict: bool = False,
     fallback_language: bool = False,
+    check_dns: bool = False,
     progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import a CSV file of subscribers into a list."""
@@ -300,7 +304,8 @@ def import_csv(
     lst = get_list(engine, list_slug)
     importer = Importer(engine, lst, secret_key, confirmed=confirmed,
                         consent_source=consent_source, dry_run=dry_run, strict=strict,
-                        fallback_language=fallback_language, progress=progress)
+                        fallback_language=fallback_language, check_dns=check_dns,
+                        progress=progress)
     source = consent_source or f"import:{path.name}"
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream:

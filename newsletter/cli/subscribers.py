@@ -86,11 +86,13 @@ def _print_report(report: ImportReport, path: Path) -> None:
 @click.option("--strict", is_flag=True, help="Write nothing if any row is rejected.")
 @click.option("--fallback-to-default", is_flag=True,
               help="Give rows with a language the list lacks the list's default language.")
+@click.option("--check-dns", is_flag=True,
+              help="Also reject addresses whose domain has no mail server (slow: DNS lookups).")
 @with_consent
 @json_option
 @pass_app
 def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: bool,
-            fallback_to_default: bool, confirmed: bool, consent_source: str,
+            fallback_to_default: bool, check_dns: bool, confirmed: bool, consent_source: str,
             as_json: bool) -> None:
     """Import subscribers from a CSV FILE (columns: email, name, language, any others)."""
     engine = app.services.engine
@@ -103,7 +105,7 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
         report = import_csv(engine, path=file, list_slug=list_slug,
                             secret_key=app.settings.secret_key, confirmed=confirmed,
                             consent_source=consent_source, dry_run=dry_run, strict=strict,
-                            fallback_language=fallback_to_default,
+                            fallback_language=fallback_to_default, check_dns=check_dns,
                             progress=lambda n: progress.advance(task, n))
     if as_json:
         print_json(report.as_dict())
