@@ -174,7 +174,7 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
 def status(app: AppContext, slug: str, as_json: bool) -> None:
     """Deliveries of issue SLUG by status and language, and the last errors."""
     app.services.require_schema()
-    report = q.issue_status(app.services.engine, slug)
+    report = dispatch.issue_status(app.services.engine, slug)
     if report is None:
         raise NotFoundError(f"issue {slug!r} has not been sent yet")
     if as_json:

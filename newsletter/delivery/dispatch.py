@@ -95,7 +95,8 @@ def check_source(settings: Settings, source: Any, languages: Sequence[str],
     from newsletter.compose import check_issue
 
     report = check_issue(source, settings, list(languages))
-    errors, warnings = [], []
+    errors: list[str] = []
+    warnings: list[str] = []
     for f in report.findings:
         text = f.format() if hasattr(f, "format") else str(f)
         waived = fallback is not None and getattr(f, "rule", "") == "missing-translation"
@@ -293,3 +294,49 @@ async def _send_tests(relay: Relay, builds: Mapping[str, Build],
     finally:
         client.close()
     return results
+
+
+# ---------------------------------------------------------------- status report
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """What `issue status` shows."""
+
+    slug: str
+    status: str
+    counts: dict[str, int]
+    by_language: dict[str, dict[str, int]]
+    last_errors: list[dict[str, Any]]
+
+
+def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
+    """Counts by status and language, and the latest replies that were not success."""
+    from newsletter.db.models import DELIVERY_STATUSES
+
+    with engine.connect() as conn:
+        issue = q.find_issue(conn, slug)
+        if issue is None:
+            return None
+        counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+        by_language: dict[str, dict[str, int]] = {}
+        for lang, status, n in conn.execute(
+            select(q.D.c.language, q.D.c.status, func.count()).where(q.D.c.issue_id == issue.id)
+            .group_by(q.D.c.language, q.D.c.status)
+        ):
+            counts[status] = counts.get(status, 0) + n
+            by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
+        last = conn.execute(
+            select(q.D.c.id, q.S.c.email, q.D.c.language, q.D.c.status, q.D.c.attempts,
+                   q.D.c.last_reply)
+            .join(q.S, q.S.c.id == q.D.c.subscriber_id)
+            .where(q.D.c.issue_id == issue.id, q.D.c.last_reply.is_not(None),
+                   q.D.c.status.in_(("failed", "deferred", "unknown")))
+            .order_by(q.D.c.id.desc()).limit(errors)
+        ).all()
+    return IssueStatus(
+        slug=slug, status=issue.status, counts=counts, by_language=by_language,
+        last_errors=[{"delivery_id": r.id, "email": r.email, "language": r.language,
+                      "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
+                     for r in last],
+    )

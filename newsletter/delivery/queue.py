@@ -73,6 +73,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     case,
@@ -99,13 +100,13 @@ from newsletter.db.models import (
 )
 from newsletter.tokens import email_hash
 
-D = Delivery.__table__
-S = Subscriber.__table__
-SUB = Subscription.__table__
-SUP = Suppression.__table__
-ISSUES = Issue.__table__
-EDITIONS = Edition.__table__
-LISTS = MailingList.__table__
+D: Table = Delivery.__table__  # type: ignore[assignment]
+S: Table = Subscriber.__table__  # type: ignore[assignment]
+SUB: Table = Subscription.__table__  # type: ignore[assignment]
+SUP: Table = Suppression.__table__  # type: ignore[assignment]
+ISSUES: Table = Issue.__table__  # type: ignore[assignment]
+EDITIONS: Table = Edition.__table__  # type: ignore[assignment]
+LISTS: Table = MailingList.__table__  # type: ignore[assignment]
 
 OPEN = ("queued", "deferred")
 UNKNOWN_REPLY = (
@@ -492,48 +493,3 @@ def _write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
              "b_retry": o.retry_at, "b_inc": 0 if o.status == "queued" else 1}
             for o in rest
         ])
-
-
-# ---------------------------------------------------------------- status report
-
-
-@dataclass(frozen=True)
-class IssueStatus:
-    """What `issue status` shows."""
-
-    slug: str
-    status: str
-    counts: dict[str, int]
-    by_language: dict[str, dict[str, int]]
-    last_errors: list[dict[str, Any]]
-
-
-def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
-    """Counts by status and language, and the latest replies that were not success."""
-    from newsletter.db.models import DELIVERY_STATUSES
-
-    with engine.connect() as conn:
-        issue = find_issue(conn, slug)
-        if issue is None:
-            return None
-        counts = dict.fromkeys(DELIVERY_STATUSES, 0)
-        by_language: dict[str, dict[str, int]] = {}
-        for lang, status, n in conn.execute(
-            select(D.c.language, D.c.status, func.count()).where(D.c.issue_id == issue.id)
-            .group_by(D.c.language, D.c.status)
-        ):
-            counts[status] = counts.get(status, 0) + n
-            by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
-        last = conn.execute(
-            select(D.c.id, S.c.email, D.c.language, D.c.status, D.c.attempts, D.c.last_reply)
-            .join(S, S.c.id == D.c.subscriber_id)
-            .where(D.c.issue_id == issue.id, D.c.last_reply.is_not(None),
-                   D.c.status.in_(("failed", "deferred", "unknown")))
-            .order_by(D.c.id.desc()).limit(errors)
-        ).all()
-    return IssueStatus(
-        slug=slug, status=issue.status, counts=counts, by_language=by_language,
-        last_errors=[{"delivery_id": r.id, "email": r.email, "language": r.language,
-                      "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
-                     for r in last],
-    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import queue as stdqueue
 import signal
 import threading
@@ -325,14 +326,38 @@ def _run_spawned(cfg: RunConfig, progress: Progress) -> RunResult:
     for proc in procs:
         proc.start()
     result = RunResult()
-    finished = 0
     failures: list[str] = []
+
+    def pause(_signum: int, _frame: Any) -> None:
+        # The workers got the same SIGINT (same process group) and are pausing; a SIGTERM sent
+        # to the parent alone is passed on.
+        result.interrupted = True
+        if _signum == signal.SIGTERM:
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, pause) for sig in (signal.SIGINT, signal.SIGTERM)
+                if main}
+    try:
+        _collect(channel, procs, result, failures, progress)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for proc in procs:
+        proc.join(timeout=10)
+    if failures:
+        raise SendError(failures[0])
+    return result
+
+
+def _collect(channel: Any, procs: list[Any], result: RunResult, failures: list[str],
+             progress: Progress) -> None:
+    finished = 0
     while finished < len(procs):
         try:
             kind, payload = channel.get(timeout=0.2)
-        except KeyboardInterrupt:
-            result.interrupted = True  # the workers got SIGINT too and are pausing
-            continue
         except stdqueue.Empty:
             if all(not p.is_alive() for p in procs) and channel.empty():
                 break
@@ -349,8 +374,3 @@ def _run_spawned(cfg: RunConfig, progress: Progress) -> RunResult:
         else:
             failures.append(payload)
             finished += 1
-    for proc in procs:
-        proc.join(timeout=10)
-    if failures:
-        raise SendError(failures[0])
-    return result

@@ -8,14 +8,17 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 
-def _sender(workspace, *extra: str) -> subprocess.Popen[bytes]:
+def _sender(workspace, *extra: str, start_new_session: bool = False) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", "nov", "--yes",
-         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=start_new_session)
 
 
 def test_two_worker_processes_share_the_queue_and_mail_everyone_once(
@@ -29,13 +32,14 @@ def test_two_worker_processes_share_the_queue_and_mail_everyone_once(
         {e: 1 for e in emails})
 
 
-def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_server):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_server, workers):
     configure(workspace, db_url, smtp_server.port, connections=2, rate=200.0)
     write_issue(workspace)
     emails = seed(workspace, ["en", "fr"] * 500)
-    proc = _sender(workspace)
+    proc = _sender(workspace, "--workers", workers, start_new_session=True)
     assert smtp_server.wait_for(50, timeout=20)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, out.decode()
     assert b"Paused" in out
