@@ -7,12 +7,14 @@ values. Unsubscribing is immediate and idempotent: a repeat finds nothing to cha
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, or_, select, true, update
+from sqlalchemy import ClauseElement, Connection, Engine, bindparam, or_, select, true, update
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.optin import (
     ADDRESS_WINDOW,
@@ -139,19 +141,88 @@ def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership
 def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
     """The subscriber's data and the lists they may choose: public ones, the link's, their own."""
     rows = conn.execute(_CHOICES, {"sid": subscriber_id, "lid": list_id}).all()
+    alone = None if rows else conn.execute(_SUBSCRIBER, {"sid": subscriber_id}).first()
+    return _view(subscriber_id, rows, alone)
+
+
+def _view(subscriber_id: int, rows: Sequence[Any], alone: Sequence[Any] | None) -> PreferencesView:
+    """PreferencesView from _CHOICES rows, or from the _SUBSCRIBER row when no list is offered."""
     if rows:
-        first = rows[0]
-        email, name, language = first.email, first.subscriber_name, first.language
-    else:  # no list to show at all: the subscriber alone, if they still exist
-        subscriber = conn.execute(_SUBSCRIBER, {"sid": subscriber_id}).first()
-        if subscriber is None:
-            raise NotFoundError("this subscriber no longer exists")
-        email, name, language = subscriber.email, subscriber.name, subscriber.language
+        email, name, language = rows[0][0], rows[0][1], rows[0][2]
+    elif alone is None:
+        raise NotFoundError("this subscriber no longer exists")
+    else:  # no list to show at all: the subscriber alone
+        email, name, language = alone[1], alone[2], alone[3]
     lists = tuple(
-        ListChoice(r.id, r.slug, r.name, r.description or "", r.status == "confirmed", r.status)
-        for r in rows
+        ListChoice(r[3], r[4], r[5], r[6] or "", r[7] == "confirmed", r[7]) for r in rows
     )
     return PreferencesView(subscriber_id, email, name, language, lists)
+
+
+class _Compiled:
+    """A statement compiled once to the driver's own SQL and parameter style."""
+
+    def __init__(self, statement: ClauseElement, engine: Engine) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+class HotReads:
+    """The two reads behind every preferences page and one-click POST, on SQLite.
+
+    They run on a DB-API connection held per thread (taken once from the engine's pool, so it
+    has the engine's pragmas), with SQL compiled once: SQLAlchemy's execution layer cost
+    55 µs a read against 7 µs for SQLite itself. Autocommit reads: no snapshot is held open.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.choices = _Compiled(_CHOICES, engine)
+        self.subscriber = _Compiled(_SUBSCRIBER, engine)
+        self.membership_sql = _Compiled(_MEMBERSHIP, engine)
+        self.local = threading.local()
+        self.held: list[Any] = []
+        self.lock = threading.Lock()
+
+    def _rows(self, query: _Compiled, values: Mapping[str, Any]) -> list[Any]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self.engine.raw_connection()
+            with self.lock:
+                self.held.append(conn)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(query.sql, query.params(values))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def preferences(self, subscriber_id: int, list_id: int) -> PreferencesView:
+        """Same as load_preferences."""
+        values = {"sid": subscriber_id, "lid": list_id}
+        rows = self._rows(self.choices, values)
+        alone = None
+        if not rows:
+            found = self._rows(self.subscriber, values)
+            alone = found[0] if found else None
+        return _view(subscriber_id, rows, alone)
+
+    def membership(self, subscriber_id: int, list_id: int) -> Membership | None:
+        """Same as membership."""
+        rows = self._rows(self.membership_sql, {"sid": subscriber_id, "lid": list_id})
+        return Membership(*rows[0]) if rows else None
+
+    def close(self) -> None:
+        """Give the held connections back to the pool."""
+        with self.lock:
+            held, self.held = self.held, []
+        self.local = threading.local()
+        for conn in held:
+            conn.close()
 
 
 def update_preferences(

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from newsletter.audience.optin import OptIn
+from newsletter.audience.preferences import HotReads
 from newsletter.config import Settings
 from newsletter.web.forms import Fields
 
@@ -63,6 +64,7 @@ class WebContext:
     checks: Sequence[Check] = ()
     cors_origins: Sequence[str] = ("*",)
     outbox_wakeup: asyncio.Event | None = None
+    hot: HotReads | None = None  # SQLite only: the hot-path reads on a held DB-API connection
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -91,7 +93,9 @@ class WebContext:
         return await asyncio.get_running_loop().run_in_executor(self._writer, call)
 
     def close(self) -> None:
-        """Stop the SQLite writer thread, if one was started."""
+        """Stop the SQLite writer thread, if one was started; return held connections."""
+        if self.hot is not None:
+            self.hot.close()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None

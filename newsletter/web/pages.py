@@ -2,16 +2,27 @@
 
 Templates call `_("English text", name=value)`; the translated text is formatted with %-style
 named placeholders and then escaped like any other value, so a translation cannot inject markup.
+Each language has its own environment whose loader writes the constant `{{ _("text") }}` calls
+into the template source once, already translated and escaped, so a page request only fills in
+the subscriber's own values (those calls were half of a page's rendering time).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    select_autoescape,
+)
+from markupsafe import escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -24,17 +35,46 @@ DOMAIN = "web"
 
 Translator = Callable[..., str]
 
+# `{{ _("text") }}` or `{{ _('text') }}` with no placeholders, no escapes, no whitespace control.
+CONSTANT_CALL = re.compile(r"""\{\{ *_\((?:"([^"\\]*)"|'([^'\\]*)')\) *\}\}""")
+JINJA_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}")
+# A path that request.url.path would give back unchanged.
+PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.=~-]*")
+
 
 def N_(message: str) -> str:
     """Mark a message for translation where it is defined; translate it where it is shown."""
     return message
 
 
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The shared template environment (autoescape for .html, never for .txt)."""
+class TranslatedLoader(BaseLoader):
+    """Template sources with their constant `_()` calls replaced by one language's text."""
+
+    def __init__(self, language: str) -> None:
+        self.files = FileSystemLoader(TEMPLATES)
+        self.language = language
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = self.files.get_source(environment, template)
+        _ = translator(self.language)
+        html = template.endswith(".html")
+
+        def fill(match: re.Match[str]) -> str:
+            text = _(match.group(1) if match.group(1) is not None else match.group(2))
+            if any(mark in text for mark in JINJA_SYNTAX):
+                return match.group(0)  # leave it to render time rather than parse it as Jinja
+            return str(escape(text)) if html else text
+
+        return CONSTANT_CALL.sub(fill, source), filename, uptodate
+
+
+@lru_cache(maxsize=16)
+def environment(language: str = "en") -> Environment:
+    """One language's template environment (autoescape for .html, never for .txt)."""
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=TranslatedLoader(language),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -58,7 +98,7 @@ def translator(language: str) -> Translator:
 def render(template: str, language: str, **context: Any) -> str:
     """Render a template in a language."""
     return (
-        environment()
+        environment(language)
         .get_template(template)
         .render(_=translator(language), lang=language, **context)
     )
@@ -75,10 +115,27 @@ def page(
         language,
         site=web.site,
         languages=LANGUAGES,
-        here=request.url.path,
+        here=request_path(request),
         **context,
     )
     return HTMLResponse(body, status_code=status)
+
+
+@lru_cache(maxsize=64)
+def _fixed_body(template: str, language: str) -> str:
+    return render(template, language)
+
+
+def fixed_page(request: Request, template: str, language: str) -> HTMLResponse:
+    """A page whose template uses nothing but its language (one_click.html), rendered once."""
+    request.state.language = language
+    return HTMLResponse(_fixed_body(template, language))
+
+
+def request_path(request: Request) -> str:
+    """request.url.path without building the whole URL when the path is plain (tokens are)."""
+    path = request.scope["path"]
+    return path if PLAIN_PATH.fullmatch(path) else request.url.path
 
 
 def request_language(
@@ -89,6 +146,8 @@ def request_language(
     allowed: Sequence[str] | None = None,
 ) -> str:
     """The page language for this request: preference, ?lang=, Accept-Language, default, en."""
+    if allowed is None and preference is not None and preference in LANGUAGES:
+        return preference  # choose_language's answer, without parsing the query and headers
     return choose_language(
         preference=preference,
         query=request.query_params.get("lang"),

@@ -33,6 +33,8 @@ def read_ids(web: WebContext, purpose: str, token: str) -> tuple[int, int]:
 
 
 def _load(web: WebContext, subscriber_id: int, list_id: int) -> PreferencesView:
+    if web.hot is not None:
+        return web.hot.preferences(subscriber_id, list_id)
     with web.engine.connect() as conn:
         return load_preferences(conn, subscriber_id, list_id)
 

@@ -14,12 +14,14 @@ from newsletter.audience.preferences import Membership, membership, unsubscribe
 from newsletter.links import preferences_url
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import FormError, read_fields, request_meta
-from newsletter.web.pages import page, request_language
+from newsletter.web.pages import fixed_page, page, request_language
 from newsletter.web.preferences import read_ids
 
 
 def lookup(web: WebContext, subscriber_id: int, list_id: int) -> Membership | None:
     """The subscriber's language, the list's name and the subscription's status."""
+    if web.hot is not None:
+        return web.hot.membership(subscriber_id, list_id)
     with web.engine.connect() as conn:
         return membership(conn, subscriber_id, list_id)
 
@@ -61,7 +63,7 @@ async def unsubscribe_post(request: Request) -> Response:
         )
     if via == "one-click":
         # A mailbox provider posts in the background and nobody reads the answer: keep it small.
-        return page(request, "one_click.html", _language(request, found))
+        return fixed_page(request, "one_click.html", _language(request, found))
     return page(
         request,
         "unsubscribed.html",
