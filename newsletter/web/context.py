@@ -40,6 +40,11 @@ class Site:
     consent_texts: dict[str, str] = field(default_factory=dict)
     language_names: dict[str, str] = field(default_factory=lambda: dict(LANGUAGE_NAMES))
 
+    @functools.cached_property
+    def template_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """What page templates take in from the site when loaded (pages.fill_site), hashable."""
+        return (self.name, self.organisation, tuple(self.language_names.items()))
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
         site, web = settings["newsletter"], settings["web"]

@@ -4,7 +4,10 @@ Templates call `_("English text", name=value)`; the translated text is formatted
 named placeholders and then escaped like any other value, so a translation cannot inject markup.
 Each language has its own environment whose loader writes the constant `{{ _("text") }}` calls
 into the template source once, already translated and escaped, so a page request only fills in
-the subscriber's own values (those calls were half of a page's rendering time).
+the subscriber's own values (those calls were half of a page's rendering time). Pages go one
+step further: their environment, per language and site, also writes in the site's name and the
+`{% for code in languages %}` loops (language names) and `{{ lang }}`, which every page would
+otherwise escape again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ Translator = Callable[..., str]
 # `{{ _("text") }}` or `{{ _('text') }}` with no placeholders, no escapes, no whitespace control.
 CONSTANT_CALL = re.compile(r"""\{\{ *_\((?:"([^"\\]*)"|'([^'\\]*)')\) *\}\}""")
 JINJA_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}")
+# `{{ site.name }}` and `{{ site.organisation or site.name }}`, the same on every page of a site.
+SITE_NAME = re.compile(r"\{\{ *site\.(?:organisation or site\.)?name *\}\}")
+# A whole-line `{% for code in languages %}` loop; unrolled over LANGUAGES for a site.
+LANGUAGE_LOOP = re.compile(
+    r"^[ \t]*\{% for code in languages %\}\n"
+    r"(?P<body>(?:(?![ \t]*\{%).*\n)+?)"
+    r"[ \t]*\{% endfor %\}\n",
+    re.MULTILINE,
+)
+LANGUAGE_NAME = "{{ site.language_names.get(code, code) }}"
+JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 # A path that request.url.path would give back unchanged.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.=~-]*")
 
@@ -47,12 +61,49 @@ def N_(message: str) -> str:
     return message
 
 
+SiteKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def _constant(text: str) -> bool:
+    return not any(mark in text for mark in JINJA_SYNTAX)
+
+
+def fill_site(source: str, key: SiteKey) -> str:
+    """An .html source with the site's name and language-name loops written in, escaped."""
+    name, organisation, names = key
+    values = {"name": name, "organisation or site.name": organisation or name}
+
+    def fill_name(match: re.Match[str]) -> str:
+        text = values["organisation or site.name" if "organisation" in match.group(0) else "name"]
+        return str(escape(text)) if _constant(text) else match.group(0)
+
+    def unroll(match: re.Match[str]) -> str:
+        body = match.group("body")
+        names_by_code = dict(names)
+        lines = []
+        for code in LANGUAGES:
+            if not re.fullmatch(r"[a-z]{2,3}", code):
+                return match.group(0)
+            label = names_by_code.get(code, code)
+            if not _constant(label):
+                return match.group(0)
+            line = body.replace("{{ code }}", code).replace(LANGUAGE_NAME, str(escape(label)))
+            line = line.replace("{% if code == ", f'{{% if "{code}" == ')
+            if any(re.search(r"\bcode\b", tag) for tag in JINJA_TAG.findall(line)):
+                return match.group(0)  # the loop uses `code` some other way: leave it to Jinja
+            lines.append(line)
+        return "".join(lines)
+
+    return LANGUAGE_LOOP.sub(unroll, SITE_NAME.sub(fill_name, source))
+
+
 class TranslatedLoader(BaseLoader):
     """Template sources with their constant `_()` calls replaced by one language's text."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, site: SiteKey | None = None) -> None:
         self.files = FileSystemLoader(TEMPLATES)
         self.language = language
+        self.site = site
 
     def get_source(
         self, environment: Environment, template: str
@@ -67,14 +118,19 @@ class TranslatedLoader(BaseLoader):
                 return match.group(0)  # leave it to render time rather than parse it as Jinja
             return str(escape(text)) if html else text
 
-        return CONSTANT_CALL.sub(fill, source), filename, uptodate
+        source = CONSTANT_CALL.sub(fill, source)
+        if self.site is not None and html:
+            source = fill_site(source, self.site)
+            if re.fullmatch(r"[a-z]{2,3}", self.language):  # page() passes lang=language
+                source = source.replace("{{ lang }}", self.language)
+        return source, filename, uptodate
 
 
-@lru_cache(maxsize=16)
-def environment(language: str = "en") -> Environment:
+@lru_cache(maxsize=64)
+def environment(language: str = "en", site: SiteKey | None = None) -> Environment:
     """One language's template environment (autoescape for .html, never for .txt)."""
     return Environment(
-        loader=TranslatedLoader(language),
+        loader=TranslatedLoader(language, site),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -110,13 +166,17 @@ def page(
     """An HTML page in a language, with the organisation's name, logo and stylesheet."""
     web = request.app.state.web
     request.state.language = language
-    body = render(
-        template,
-        language,
-        site=web.site,
-        languages=LANGUAGES,
-        here=request_path(request),
-        **context,
+    body = (
+        environment(language, web.site.template_key)
+        .get_template(template)
+        .render(
+            _=translator(language),
+            lang=language,
+            site=web.site,
+            languages=LANGUAGES,
+            here=request_path(request),
+            **context,
+        )
     )
     return HTMLResponse(body, status_code=status)
 

@@ -133,3 +133,26 @@ def test_link_of_an_erased_subscriber_is_a_404(web: WebEnv) -> None:
     list_id = web.add_list()
     token = Signer(SECRET).sign("preferences", 12345, list_id)
     assert web.client.get(f"/preferences/{token}").status_code == 404
+
+
+def test_page_shows_its_sites_name_escaped_and_the_subscribers_language_selected(
+    web: WebEnv, member
+) -> None:
+    from dataclasses import replace
+
+    web_state = web.client.app.state.web  # type: ignore[attr-defined]
+    first = web.client.get(member.path).text
+    assert f"<title>Vos préférences · {web_state.site.name}</title>" in first
+    web_state.site = replace(
+        web_state.site,
+        name='Réseau "Accueil" & <Asile>',
+        organisation="",
+        language_names={"en": "English", "fr": "Français {{ 1 }}", "es": "Español"},
+    )
+    page = web.client.get(member.path).text
+    name = "Réseau &#34;Accueil&#34; &amp; &lt;Asile&gt;"
+    assert f"<title>Vos préférences · {name}</title>" in page
+    assert f'<p class="site-name">{name}</p>' in page and f"<p>{name}</p>" in page
+    assert '<option value="fr" lang="fr" selected>Français {{ 1 }}</option>' in page
+    assert '<option value="en" lang="en">English</option>' in page
+    assert page.count(" selected>") == 1
