@@ -138,6 +138,10 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
     total = _show_plan(console, plan)
     if total == 0 and not resend_unknown:
         console.print("Nothing to send: every recipient of this issue is settled.")
+        if as_json:
+            print_json({"issue": plan.slug, "status": "nothing to send", "sent": 0,
+                        "deferred": 0, "failed": 0, "unknown": 0,
+                        "warnings": list(plan.warnings), "interrupted": False, "seconds": 0})
         return
     if not yes:
         click.confirm(f"Send {plan.slug} to {total} recipients?", abort=True)

@@ -102,6 +102,9 @@ def check_source(settings: Settings, source: Any, languages: Sequence[str],
         waived = fallback is not None and getattr(f, "rule", "") == "missing-translation"
         is_error = getattr(f, "severity", "error") == "error" and not waived
         (errors if is_error else warnings).append(text)
+    if not settings["newsletter"]["base_url"].startswith("https://"):
+        warnings.append("[newsletter] base_url is not https: mailbox providers offer one-click "
+                        "unsubscribe (RFC 8058) only for an https List-Unsubscribe link")
     if errors:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise SendError(f"issue {source.slug!r} has errors and was not sent: "
