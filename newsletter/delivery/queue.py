@@ -65,6 +65,8 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,7 +133,27 @@ def sender_engine(url: str, secret_key: str) -> Engine:
 
         def on_begin(conn: Connection) -> None:
             immediate = conn.get_execution_options().get("immediate", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if not immediate:
+                conn.exec_driver_sql("BEGIN")
+                return
+            # SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, and a worker
+            # whose commit sleeps stalls all its connections (they await that commit before
+            # DATA). Two workers then spend most of their time asleep. Retrying every 0.2 ms
+            # ourselves takes the lock as soon as the other process lets go of it.
+            raw = conn.connection.dbapi_connection
+            deadline = time.monotonic() + 30.0
+            raw.execute("PRAGMA busy_timeout=0")
+            try:
+                while True:
+                    try:
+                        raw.execute("BEGIN IMMEDIATE")
+                        return
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.0002)
+            finally:
+                raw.execute("PRAGMA busy_timeout=30000")
 
         event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", on_begin)
