@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email as normalize_address
+from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
-from newsletter.db.models import Event, MailingList, Subscriber, Subscription, Suppression, utcnow
+from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
@@ -29,7 +30,6 @@ LISTS = cast(Table, MailingList.__table__)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 EVENTS = cast(Table, Event.__table__)
-SUPPRESSIONS = cast(Table, Suppression.__table__)
 EVENT_INSERT = EVENTS.insert()  # built once: building a statement costs more than running it
 
 IP_WINDOW = timedelta(hours=1)
@@ -210,10 +210,7 @@ def check_ip_limit(
 def is_suppressed(conn: Connection, email: str, secret_key: str) -> bool:
     """True when the address is on the suppression list (kept as a keyed hash)."""
     digest = email_hash(email, secret_key)
-    return (
-        conn.execute(select(SUPPRESSIONS.c.id).where(SUPPRESSIONS.c.email_hash == digest)).first()
-        is not None
-    )
+    return digest in suppressed_hashes(conn, [digest])
 
 
 def _subscriber(conn: Connection, email: str) -> dict[str, Any] | None:
