@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/send_bench.py [--subscribers 100000] [--workers 2] [--connections 8]
                                          [--database sqlite|postgresql] [--profile]
+                                         [--wrap "py-spy record --subprocesses -o out --"]
 
 Seeds subscribers with bulk INSERTs (not the CLI), writes a ~20 KB issue in en/fr/es, starts
 smtp-sink on a free loopback port, times smtp-source pushing the same number of messages of the
@@ -127,6 +128,7 @@ def main() -> None:
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
     ap.add_argument("--skip-source", action="store_true")
+    ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
@@ -165,6 +167,7 @@ def main() -> None:
         if args.profile:
             cmd = [sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "newsletter",
                    *cmd[3:-2], "--workers", "1"]
+        cmd = args.wrap.split() + cmd
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - started

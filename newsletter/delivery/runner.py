@@ -1,10 +1,10 @@
 """The runner: one asyncio worker per process ties claim -> build -> SMTP -> journal together.
 
 A worker has a feeder (claims batches into a local queue), a pool of connections (pool.py) and
-a journal task that group-commits intents and outcomes (see queue.py for why that order keeps
-every crash safe). `run_workers` runs one worker in-process or N in spawned processes, and
-reports progress through a callback. SIGINT/SIGTERM stop claiming, let in-flight messages
-finish, record them, and hand unsent claims back: a clean pause.
+a journal task that group-commits intents and outcomes (journal.py; queue.py says why that
+order keeps every crash safe). `run_workers` runs one worker in-process or N in spawned
+processes, and reports progress through a callback. SIGINT/SIGTERM stop claiming, let
+in-flight messages finish, record them, and hand unsent claims back: a clean pause.
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
-
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
+from newsletter.delivery.journal import Journal, Progress
 from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
 from newsletter.delivery.relay import Relay
 
-Progress = Callable[[Mapping[str, int]], None]
 ContentFactory = Callable[[], Mapping[str, Build]]
 
 
@@ -58,77 +56,6 @@ class RunResult:
     error: str | None = None
 
 
-class Journal:
-    """Group commit: gathers intents and outcomes from all connections, one transaction each."""
-
-    def __init__(self, engine: Engine, cfg: RunConfig, worker: str, progress: Progress) -> None:
-        self.engine, self.cfg, self.worker, self.progress = engine, cfg, worker, progress
-        self.intents: list[tuple[int, asyncio.Future[bool]]] = []
-        self.outcomes: list[q.Outcome] = []
-        self.released: list[int] = []
-        self.wake = asyncio.Event()
-        self.closing = False
-        self.marked: set[str] = set()
-        self.counts: Counter[str] = Counter()
-        self.renewed = time.monotonic()
-
-    def intend(self, delivery_id: int) -> asyncio.Future[bool]:
-        """Future resolving True once `sending` is committed (False: the claim was lost)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.intents.append((delivery_id, future))
-        self.wake.set()
-        return future
-
-    def record(self, outcome: q.Outcome) -> None:
-        self.outcomes.append(outcome)
-        self.wake.set()
-
-    def release(self, ids: list[int]) -> None:
-        self.released.extend(ids)
-        self.wake.set()
-
-    async def run(self) -> None:
-        while True:
-            if not (self.intents or self.outcomes or self.released):
-                if self.closing:
-                    return
-                await self.wake.wait()
-                self.wake.clear()
-                continue
-            intents, self.intents = self.intents, []
-            outcomes, self.outcomes = self.outcomes, []
-            released, self.released = self.released, []
-            langs = {o.language for o in outcomes if o.status == "sent"} - self.marked
-            try:
-                owned = await asyncio.to_thread(
-                    q.commit_journal, self.engine, issue_id=self.cfg.issue_id,
-                    worker=self.worker, intents=[i for i, _ in intents], outcomes=outcomes,
-                    released=released, sent_languages=langs)
-            except Exception as exc:
-                for _, future in intents:
-                    if not future.done():
-                        future.set_exception(exc)
-                raise
-            self.marked |= langs
-            for delivery_id, future in intents:
-                if not future.done():
-                    future.set_result(delivery_id in owned)
-            if outcomes:
-                delta = Counter(o.status for o in outcomes)
-                self.counts.update(delta)
-                self.progress(delta)
-            await self._renew()
-
-    async def _renew(self) -> None:
-        if time.monotonic() - self.renewed > self.cfg.lease / 3:
-            self.renewed = time.monotonic()
-            await asyncio.to_thread(q.renew, self.engine, self.worker, self.cfg.lease)
-
-    def close(self) -> None:
-        self.closing = True
-        self.wake.set()
-
-
 class Worker:
     """One process's share of a send: a feeder, N connections and the journal."""
 
@@ -138,7 +65,7 @@ class Worker:
         secret = cfg.settings.secret_key
         self.engine = q.sender_engine(cfg.settings.database_url, secret)
         self.worker = q.worker_name()
-        self.journal = Journal(self.engine, cfg, self.worker, progress)
+        self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         self.relay = Relay.from_settings(cfg.settings)
         strikes = cfg.pool.strikes or 3 * cfg.pool.connections
         self.health = RelayHealth(strikes, self.relay)

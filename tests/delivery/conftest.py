@@ -226,6 +226,11 @@ class FaultySMTPServer:
 
     def stop(self) -> None:
         """Stop listening and drop every session."""
+        if self._on_server_loop():
+            # Called from a handler (a server dying mid-session): the server's own thread
+            # cannot join itself, so another thread stops it while this reply goes out.
+            threading.Thread(target=self.stop).start()
+            return
         controller, self._controller = self._controller, None
         if controller is None:
             return
@@ -234,6 +239,13 @@ class FaultySMTPServer:
         with contextlib.suppress(Exception):  # the listener is closed either way
             future.result(timeout=5)
         controller.stop(no_assert=True)
+
+    def _on_server_loop(self) -> bool:
+        controller = self._controller
+        try:
+            return controller is not None and asyncio.get_running_loop() is controller.loop
+        except RuntimeError:  # no running loop in this thread
+            return False
 
     @property
     def running(self) -> bool:
