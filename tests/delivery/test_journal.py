@@ -8,6 +8,8 @@ a status in the wrong column) fails here rather than in `issue status` or the ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from datetime import timedelta
 
@@ -90,4 +92,41 @@ def test_sqlite_writer_waits_for_the_other_process_lock_and_then_commits(
     assert asyncio.run(commit_while_locked()) == set(ids)
     writer.close()
     other.close()
+    engine.dispose()
+
+
+def _churn(writer, issue_id, ids, path, rounds=300):
+    """The writer and 'another worker' take turns changing the same rows; WAL size after."""
+    other = sqlite3.connect(path, isolation_level=None)
+
+    async def run():
+        for _ in range(rounds):
+            other.execute("UPDATE deliveries SET worker = 'h:1:a'")
+            await writer.commit(issue_id, "h:1:a", [], [], ids, ())
+            await asyncio.sleep(0.001)  # the SMTP work between two commits
+        if writer.checkpointing is not None:
+            await writer.checkpointing
+
+    asyncio.run(run())
+    other.close()
+    writer.close()
+    return os.path.getsize(path + "-wal")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_writer_keeps_the_wal_small_while_another_process_writes(
+        workspace, db_url, services):
+    settings, engine, issue_id = _enqueued(workspace, db_url, n=4)
+    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, settings.secret_key)]
+    path = engine.url.database
+    unchecked = make_writer(engine)
+    unchecked.checkpoint_every = float("inf")
+    grown = _churn(unchecked, issue_id, ids, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    checked = make_writer(engine)
+    checked.checkpoint_every, checked.restart_frames = 0.0, 20
+    kept = _churn(checked, issue_id, ids, path)
+    assert grown > 1_000_000  # 600 commits with no checkpoint: the WAL only grows
+    assert kept < grown / 4
     engine.dispose()
