@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from newsletter.db.models import Delivery, Edition, utcnow
 from newsletter.delivery import queue as q
-from newsletter.delivery.journal import SqliteWriter, ThreadWriter, make_writer
+from newsletter.delivery.journal import PostgresWriter, SqliteWriter, ThreadWriter, make_writer
 from tests.delivery.test_queue import _enqueued
 
 
@@ -27,18 +27,15 @@ def _rows(engine):
         return {r.id: r for r in conn.execute(select(Delivery))}
 
 
-def test_the_writer_records_intents_and_every_kind_of_outcome(workspace, db_url, services):
+@pytest.mark.parametrize("kind", ["fast", "thread"])
+def test_the_writer_records_intents_and_every_kind_of_outcome(kind, workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url, n=6)
-    writer = make_writer(engine)
-    expected = SqliteWriter if db_url.startswith("sqlite") else ThreadWriter
-    assert isinstance(writer, expected)
+    writer = make_writer(engine) if kind == "fast" else ThreadWriter(engine)
+    fast = SqliteWriter if db_url.startswith("sqlite") else PostgresWriter
+    assert isinstance(writer, fast if kind == "fast" else ThreadWriter)
     me = "h:1:me"
     ids = [c.delivery_id for c in q.claim(engine, issue_id, me, 10, 60, settings.secret_key)]
     started = utcnow()
-    owned = asyncio.run(writer.commit(issue_id, me, ids[:5], [], [], ()))
-    assert owned == set(ids[:5])
-    assert {r.status for i, r in _rows(engine).items() if i in owned} == {"sending"}
-
     retry_at = (started + timedelta(minutes=5)).replace(microsecond=123456)
     outcomes = [
         q.Outcome(ids[0], "sent", None, "en"),
@@ -47,8 +44,15 @@ def test_the_writer_records_intents_and_every_kind_of_outcome(workspace, db_url,
         q.Outcome(ids[3], "failed", "550 5.1.1 no such user", "fr"),
         q.Outcome(ids[4], "queued", "421 closing", "en"),
     ]
-    asyncio.run(writer.commit(issue_id, me, [], outcomes, [ids[5]], {"en"}))
-    writer.close()
+
+    async def journal():
+        owned = await writer.commit(issue_id, me, ids[:5], [], [], ())
+        assert owned == set(ids[:5])
+        assert {r.status for i, r in _rows(engine).items() if i in owned} == {"sending"}
+        await writer.commit(issue_id, me, [], outcomes, [ids[5]], {"en"})
+        writer.close()
+
+    asyncio.run(journal())
     rows = _rows(engine)
     assert [rows[i].status for i in ids] == ["sent", "sent", "deferred", "failed", "queued",
                                               "queued"]
@@ -67,8 +71,14 @@ def test_the_writer_refuses_intents_for_rows_it_no_longer_holds(workspace, db_ur
     settings, engine, issue_id = _enqueued(workspace, db_url, n=2)
     ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, settings.secret_key)]
     writer = make_writer(engine)
-    assert asyncio.run(writer.commit(issue_id, "h:1:b", ids, [], [], ())) == set()
-    writer.close()
+
+    async def commit_and_close():  # PostgresWriter's connection belongs to this loop
+        try:
+            return await writer.commit(issue_id, "h:1:b", ids, [], [], ())
+        finally:
+            writer.close()
+
+    assert asyncio.run(commit_and_close()) == set()
     assert {r.status for r in _rows(engine).values()} == {"queued"}
     engine.dispose()
 
