@@ -141,6 +141,7 @@ def sender_engine(url: str, secret_key: str) -> Engine:
             # DATA). Two workers then spend most of their time asleep. Retrying every 0.2 ms
             # ourselves takes the lock as soon as the other process lets go of it.
             raw = conn.connection.dbapi_connection
+            assert raw is not None  # a connection that is beginning is open
             deadline = time.monotonic() + 30.0
             raw.execute("PRAGMA busy_timeout=0")
             try:
