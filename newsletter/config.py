@@ -69,6 +69,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "bounces": {
         "domain": (str, "bounces.example.org"),
         "local_part": (str, "bounces"),
+        "host": (str, "127.0.0.1"),
+        "port": (int, 2525),
+        "soft_limit": (int, 5),
+        "soft_days": (float, 7.0),
+        "keep_unmatched": (str, ""),
     },
     "dkim": {
         "key_path": (str, ""),

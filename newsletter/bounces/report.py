@@ -18,6 +18,7 @@ about the address ("policy"). 4.x.x and Action: delayed are soft.
 from __future__ import annotations
 
 import email
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from flufl.bounce import all_failures
 
 from newsletter.delivery.verp import decode_verp
 from newsletter.tokens import Signer
+
+# flufl.bounce logs each failing heuristic with a traceback; the fallback below expects them.
+logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
 
 KINDS = ("hard", "soft", "policy", "complaint", "unknown")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")

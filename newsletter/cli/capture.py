@@ -7,14 +7,18 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import click
 
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import (
+    AppContext,
+    json_option,
+    pass_app,
+    print_json,
+    run_in_foreground,
+)
 from newsletter.delivery.capture import (
     CapturedMessage,
     CaptureServer,
@@ -66,19 +70,8 @@ def serve(app: AppContext, host: str | None, port: int | None, maildir: Path | N
     server = CaptureServer(folder, host=host or section["host"],
                            port=section["port"] if port is None else port,
                            on_message=None if quiet else show)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
-    click.echo(f"Capturing mail on {server.host}:{server.port} into {folder} "
-               "(Ctrl-C to stop)", err=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        signal.signal(signal.SIGTERM, previous)
+    run_in_foreground(server, lambda: f"Capturing mail on {server.host}:{server.port} into "
+                                      f"{folder} (Ctrl-C to stop)")
     click.echo(f"Stopped: {server.count} message(s) captured.", err=True)
 
 

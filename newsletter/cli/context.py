@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from functools import cached_property
 from pathlib import Path
@@ -51,3 +54,22 @@ def print_json(data: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def run_in_foreground(server: Any, banner: str | Callable[[], str]) -> None:
+    """Start a threaded server, say so, and keep it up until Ctrl-C or SIGTERM; then stop it.
+
+    `banner` may be a function, for servers that learn their port only once started.
+    """
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        server.start()
+        click.echo(banner() if callable(banner) else banner, err=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)

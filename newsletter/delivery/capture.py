@@ -115,7 +115,7 @@ class CaptureHandler:
         return "250 2.0.0 OK: captured"
 
 
-class _Controller(Controller):
+class SmtpController(Controller):
     """aiosmtpd's threaded controller, able to bind port 0 and report the port it got."""
 
     def _create_server(self):  # type: ignore[no-untyped-def]
@@ -137,7 +137,7 @@ class CaptureServer:
         self.port = port
         self.on_message = on_message
         self.handler: CaptureHandler | None = None
-        self._controller: _Controller | None = None
+        self._controller: SmtpController | None = None
 
     @property
     def count(self) -> int:
@@ -152,16 +152,8 @@ class CaptureServer:
             raise CaptureError(f"cannot create Maildir {self.maildir_path}: "
                                f"{exc.strerror or exc}") from None
         self.handler = CaptureHandler(box, self.on_message)
-        _check_free(self.host, self.port)
-        controller = _Controller(self.handler, hostname=self.host, port=self.port,
-                                 server_hostname="capture.newsletter.local",
-                                 data_size_limit=MAX_MESSAGE, ready_timeout=10)
-        try:
-            controller.start()
-        except OSError as exc:
-            controller.loop.close()
-            raise CaptureError(f"cannot listen on {self.host}:{self.port}: "
-                               f"{exc.strerror or exc}") from None
+        controller = listen(self.handler, self.host, self.port,
+                            server_hostname="capture.newsletter.local", size_limit=MAX_MESSAGE)
         self.port = controller.port
         self._controller = controller
         return self
@@ -179,7 +171,25 @@ class CaptureServer:
         self.stop()
 
 
-def _check_free(host: str, port: int) -> None:
+def listen(handler: Any, host: str, port: int, *, server_hostname: str, size_limit: int,
+           error: type[NewsletterError] = CaptureError) -> SmtpController:
+    """Start an aiosmtpd server thread for `handler`; `error` in one line when it cannot."""
+    try:
+        check_free(host, port)
+    except CaptureError as exc:
+        raise error(str(exc)) from None
+    controller = SmtpController(handler, hostname=host, port=port,
+                                server_hostname=server_hostname, data_size_limit=size_limit,
+                                ready_timeout=10)
+    try:
+        controller.start()
+    except OSError as exc:
+        controller.loop.close()
+        raise error(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return controller
+
+
+def check_free(host: str, port: int) -> None:
     """Fail at once on a taken port (aiosmtpd would only notice after its ready timeout)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -1,0 +1,265 @@
+"""What a bounce or complaint does to a subscriber (STANDARDS.md, "SMTP replies and bounces").
+
+- hard: the address is suppressed at once, so no send, import or form reaches it again;
+- soft (4.x.x, and x.2.2 "mailbox full"): counted; the address is suppressed once it has
+  soft-bounced on `soft_limit` different deliveries within `soft_days` (5 in 7 by default).
+  Several reports about one delivery (a relay's "still trying" notices) count once;
+- complaint (ARF): the subscriber leaves the list of that delivery and the address is suppressed;
+- policy (5.7.x) and unknown: recorded only. A block proves nothing about the address.
+
+The subscriber is always the one of the delivery named by the HMAC'd VERP token, never an
+address read from the report: anyone can write any address into a message. A report without a
+valid token (or whose delivery no longer exists) is recorded as `bounce-unmatched`.
+
+Every report becomes one row in `events` (kind `bounce`, `complaint` or `bounce-unmatched`),
+whose `source` is `bounce:` plus a digest of the report's Message-ID (or of its bytes). That
+digest makes processing idempotent: the same report seen twice, over SMTP or from a mailbox,
+is recorded and counted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from newsletter.audience.optin import (
+    EVENTS,
+    LISTS,
+    SUBSCRIBERS,
+    RequestMeta,
+    record_event,
+)
+from newsletter.audience.preferences import Leave, leave_many
+from newsletter.audience.subscribers import suppressed_hashes, suppressions_table
+from newsletter.bounces.report import BounceReport
+from newsletter.config import ConfigError, Settings
+from newsletter.db.models import Delivery, Issue, utcnow
+from newsletter.tokens import email_hash
+
+DELIVERIES = Delivery.__table__
+ISSUES = Issue.__table__
+REPORT_EVENTS = ("bounce", "complaint", "bounce-unmatched")
+ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "duplicate")
+
+
+@dataclass(frozen=True)
+class BouncePolicy:
+    """How many soft bounces, within how many days, suppress an address."""
+
+    soft_limit: int = 5
+    soft_days: float = 7.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BouncePolicy:
+        section = settings["bounces"]
+        if section["soft_limit"] < 1:
+            raise ConfigError("[bounces] soft_limit: must be at least 1")
+        if section["soft_days"] <= 0:
+            raise ConfigError("[bounces] soft_days: must be more than 0")
+        return cls(soft_limit=section["soft_limit"], soft_days=section["soft_days"])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing one report did; `line()` is what `bounces serve` prints."""
+
+    kind: str
+    action: str  # one of ACTIONS
+    note: str = ""
+    delivery_id: int | None = None
+    issue: str = ""
+    address: str = ""  # masked
+    status: str = ""
+    unsubscribed: bool = False
+
+    def line(self) -> str:
+        delivery = f"delivery {self.delivery_id}" if self.delivery_id is not None else "-"
+        parts = [f"{self.kind:<9}", f"{self.status or '-':<7}", f"{delivery:<16}",
+                 f"{self.address or '-':<28}", self.action]
+        if self.note:
+            parts.append(f"({self.note})")
+        return " ".join(parts)
+
+
+def mask_address(address: str) -> str:
+    """`amelie@example.net` -> `a***@example.net`: enough to recognise, not to harvest."""
+    local, at, domain = (address or "").rpartition("@")
+    if not at:
+        return "***" if address else ""
+    return f"{local[:1]}***@{domain}"
+
+
+def report_key(data: bytes) -> str:
+    """A stable digest naming one report: its Message-ID, or its bytes when it has none."""
+    try:
+        message_id = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
+    except Exception:  # header parsing of arbitrary bytes; fall back to the bytes
+        message_id = None
+    text = " ".join(str(message_id).split()) if message_id else ""
+    source = b"mid:" + text.encode("utf-8", "replace") if text else b"raw:" + data
+    return hashlib.sha256(source).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Target:
+    delivery_id: int
+    subscriber_id: int
+    list_id: int
+    list_slug: str
+    email: str
+    issue: str
+
+
+def _target(conn: Connection, delivery_id: int) -> _Target | None:
+    d, s, i, lt = DELIVERIES.c, SUBSCRIBERS.c, ISSUES.c, LISTS.c
+    row = conn.execute(
+        select(d.id, d.subscriber_id, d.list_id, s.email, i.slug, lt.slug.label("list_slug"))
+        .join(SUBSCRIBERS, s.id == d.subscriber_id)
+        .join(ISSUES, i.id == d.issue_id)
+        .join(LISTS, lt.id == d.list_id)
+        .where(d.id == delivery_id)
+    ).first()
+    if row is None:
+        return None
+    # Reports about one subscriber are applied one at a time (PostgreSQL; SQLite has one writer).
+    conn.execute(select(s.id).where(s.id == row.subscriber_id).with_for_update()).first()
+    return _Target(row.id, row.subscriber_id, row.list_id, row.list_slug, row.email, row.slug)
+
+
+def _seen(conn: Connection, source: str, subscriber_id: int | None) -> bool:
+    e = EVENTS.c
+    query = select(e.id).where(e.source == source, e.kind.in_(REPORT_EVENTS))
+    if subscriber_id is None:
+        query = query.where(e.subscriber_id.is_(None))
+    else:
+        query = query.where(e.subscriber_id == subscriber_id)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def suppress(conn: Connection, email: str, secret_key: str, reason: str, detail: str,
+             now: datetime) -> bool:
+    """Put an address on the suppression list; False when it already was."""
+    digest = email_hash(email, secret_key)
+    if suppressed_hashes(conn, [digest]):
+        return False
+    conn.execute(insert(suppressions_table).values(
+        email_hash=digest, reason=reason, detail=detail[:500], created_at=now))
+    return True
+
+
+def _soft_count(conn: Connection, target: _Target, since: datetime) -> int:
+    """Distinct deliveries that soft-bounced since `since`, this report's delivery included."""
+    e = EVENTS.c
+    rows = conn.execute(select(e.data).where(
+        e.subscriber_id == target.subscriber_id, e.kind == "bounce", e.created_at >= since))
+    found = {data.get("delivery") for data in rows.scalars() if (data or {}).get("kind") == "soft"}
+    return len(found | {target.delivery_id})
+
+
+def _report_data(report: BounceReport, target: _Target | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "kind": report.kind, "status": report.status, "action": report.action,
+        "diagnostic": report.diagnostic, "format": report.source,
+        "delivery": report.delivery_id,
+    }
+    if target is not None:
+        data["issue"] = target.issue
+        data["list"] = target.list_slug
+    else:
+        data["recipients"] = [mask_address(r) for r in report.recipients[:10]]
+    return data
+
+
+def _decide(conn: Connection, report: BounceReport, target: _Target, secret_key: str,
+            policy: BouncePolicy, now: datetime) -> tuple[str, str, bool]:
+    """Apply the policy to the delivery's subscriber: (action, note, unsubscribed)."""
+    if report.kind == "complaint":
+        meta = RequestMeta(source="complaint (ARF feedback report)")
+        left = leave_many(conn, [Leave(target.subscriber_id, target.list_id, meta,
+                                       via="complaint")], now)[0]
+        fresh = suppress(conn, target.email, secret_key, "complaint", report.diagnostic, now)
+        note = f"unsubscribed from {target.list_slug}" if left else "not subscribed"
+        return "suppressed", note + ("" if fresh else "; already suppressed"), left
+    if report.kind == "hard":
+        detail = f"{report.status} {report.diagnostic}".strip()
+        fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+        return "suppressed", "" if fresh else "already suppressed", False
+    if report.kind == "soft":
+        count = _soft_count(conn, target, now - timedelta(days=policy.soft_days))
+        days = f"{policy.soft_days:g} days"
+        if count >= policy.soft_limit:
+            detail = f"{count} soft bounces within {days}"
+            fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+            return "suppressed", detail + ("" if fresh else "; already suppressed"), False
+        return "counted", f"{count} of {policy.soft_limit} within {days}", False
+    return "recorded", "policy block: address kept" if report.kind == "policy" else "", False
+
+
+def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: str,
+                 policy: BouncePolicy | None = None, now: datetime | None = None) -> Outcome:
+    """Record one parsed report and apply the bounce policy, in one transaction."""
+    policy = policy or BouncePolicy()
+    now = now or utcnow()
+    source = f"bounce:{key}"
+    with engine.begin() as conn:
+        target = _target(conn, report.delivery_id) if report.delivery_id is not None else None
+        sid = target.subscriber_id if target else None
+        shown = target.email if target else (report.recipients or ("",))[0]
+        base = Outcome(kind=report.kind, action="recorded", delivery_id=report.delivery_id,
+                       status=report.status, issue=target.issue if target else "",
+                       address=mask_address(shown))
+        if _seen(conn, source, sid):
+            return replace(base, action="duplicate", note="report already processed")
+        data = _report_data(report, target)
+        meta = RequestMeta(source=source)
+        if target is None:
+            why = "no valid VERP token" if report.delivery_id is None else "delivery not found"
+            record_event(conn, "bounce-unmatched", meta, now, None, None,
+                         {**data, "outcome": "unmatched", "note": why})
+            return replace(base, action="unmatched", note=why)
+        action, note, left = _decide(conn, report, target, secret_key, policy, now)
+        event = "complaint" if report.kind == "complaint" else "bounce"
+        record_event(conn, event, meta, now, sid, target.list_id,
+                     {**data, "outcome": action, "note": note})
+        return replace(base, action=action, note=note, unsubscribed=left)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One processed report, as `bounces list` shows it."""
+
+    at: datetime
+    event: str
+    kind: str
+    status: str
+    issue: str
+    address: str
+    outcome: str
+    note: str
+    diagnostic: str
+
+
+def recent_reports(engine: Engine, since: datetime, limit: int = 1000) -> list[ReportRow]:
+    """Reports processed since a time, newest first."""
+    e, s = EVENTS.c, SUBSCRIBERS.c
+    query = (select(e.created_at, e.kind, e.data, s.email)
+             .outerjoin(SUBSCRIBERS, s.id == e.subscriber_id)
+             .where(e.kind.in_(REPORT_EVENTS), e.created_at >= since)
+             .order_by(e.created_at.desc(), e.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for row in rows:
+        data = row.data or {}
+        address = mask_address(row.email) if row.email else ", ".join(data.get("recipients", []))
+        out.append(ReportRow(
+            at=row.created_at, event=row.kind, kind=str(data.get("kind", "")),
+            status=str(data.get("status", "")), issue=str(data.get("issue", "")),
+            address=address, outcome=str(data.get("outcome", "")),
+            note=str(data.get("note", "")), diagnostic=str(data.get("diagnostic", ""))))
+    return out
