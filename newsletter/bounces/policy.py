@@ -34,7 +34,7 @@ from newsletter.audience.optin import (
     RequestMeta,
     record_event,
 )
-from newsletter.audience.preferences import Leave, leave_many
+from newsletter.audience.preferences import _leave as leave_list
 from newsletter.audience.subscribers import suppressed_hashes, suppressions_table
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings
@@ -180,8 +180,7 @@ def _decide(conn: Connection, report: BounceReport, target: _Target, secret_key:
     """Apply the policy to the delivery's subscriber: (action, note, unsubscribed)."""
     if report.kind == "complaint":
         meta = RequestMeta(source="complaint (ARF feedback report)")
-        left = leave_many(conn, [Leave(target.subscriber_id, target.list_id, meta,
-                                       via="complaint")], now)[0]
+        left = leave_list(conn, target.subscriber_id, target.list_id, meta, now, "complaint")
         fresh = suppress(conn, target.email, secret_key, "complaint", report.diagnostic, now)
         note = f"unsubscribed from {target.list_slug}" if left else "not subscribed"
         return "suppressed", note + ("" if fresh else "; already suppressed"), left
