@@ -3,11 +3,14 @@ bare Starlette "hello" route under the same uvicorn settings (newsletter.web.ser
 `newsletter serve` runs it).
 
     python bench/web_bench.py [--workers 1] [--seconds 10] [--connections 64] [--subscribers 2000]
+                              [--database sqlite|postgresql]
 
-A fresh SQLite workspace gets one list and N confirmed subscribers. Each target runs in its
-own uvicorn process (loopback only) and wrk, a second process, loads it with 64 connections,
-rotating over every subscriber's token (Lua script). Prints requests/s, p50/p99 latency and
-the ratio to the hello route. Uses `wrk` (Debian: apt-get install wrk) when installed, else a
+A fresh workspace (SQLite, or a scratch PostgreSQL database) gets two lists and N confirmed
+subscribers. Each target runs in its own uvicorn process (loopback only) and wrk, a second
+process, loads it with 64 connections, rotating over every subscriber's token (Lua script).
+Prints requests/s, p50/p99 latency and the ratio to the hello route. With more subscribers
+than one-click requests in the run (--subscribers 40000), every one-click is a first-time
+unsubscribe: a write. Uses `wrk` (Debian: apt-get install wrk) when installed, else a
 slower asyncio load generator in a second process.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -32,6 +37,7 @@ from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-key-0123456789"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 async def _hello(request):  # type: ignore[no-untyped-def]
@@ -47,19 +53,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _workspace(folder: Path, subscribers: int) -> list[tuple[int, int]]:
-    """A migrated SQLite workspace with one list and N confirmed subscribers; their ids."""
+def _workspace(folder: Path, subscribers: int, url: str = "") -> list[tuple[int, int]]:
+    """A migrated workspace (SQLite unless `url` is given) with two lists and N confirmed
+    subscribers of the first; their (subscriber id, list id) pairs."""
     from newsletter.db.engine import make_engine
     from newsletter.db.migrate import upgrade
     from newsletter.db.models import MailingList, Subscriber, Subscription, utcnow
 
+    url = url or f"sqlite:///{folder / 'bench.db'}"
     (folder / "newsletter.toml").write_text(
         f'[newsletter]\nname = "Bench"\nbase_url = "http://127.0.0.1"\nsecret_key = "{SECRET}"\n'
-        '[database]\nurl = "sqlite:///bench.db"\n[web]\noutbox_interval = 0\n'
+        f'[database]\nurl = "{url}"\n[web]\noutbox_interval = 0\n'
         "max_subscribes_per_ip = 1000000\n",
         encoding="utf-8",
     )
-    engine = make_engine(f"sqlite:///{folder / 'bench.db'}")
+    engine = make_engine(url)
     upgrade(engine)
     now = utcnow()
     with engine.begin() as conn:
@@ -292,14 +300,45 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--no-wrk", action="store_true", help="Use the Python load generator.")
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="PostgreSQL: a scratch database on 127.0.0.1:5432 (user postgres), dropped after.",
+    )
     args = parser.parse_args()
+    with _database(args.database) as url:
+        _run(args, url)
+
+
+@contextlib.contextmanager
+def _database(kind: str) -> Iterator[str]:
+    """'' for the workspace's own SQLite file, or the URL of a scratch PostgreSQL database."""
+    if kind == "sqlite":
+        yield ""
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"nl_webbench_{os.getpid()}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _run(args: argparse.Namespace, url: str) -> None:
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     from newsletter.tokens import Signer
 
     tool = "wrk -t1" if use_wrk else "Python asyncio client"
     with tempfile.TemporaryDirectory(prefix="web-bench-") as tmp:
         folder = Path(tmp)
-        ids = _workspace(folder, args.subscribers)
+        ids = _workspace(folder, args.subscribers, url)
         signer = Signer(SECRET)
         runs = [
             ("hello (bare Starlette)", "web_bench:hello_app", "GET", ["/hello"]),
@@ -332,7 +371,7 @@ def main() -> None:
     base = results[0][1]["rps"]
     print(
         f"uvicorn --workers {args.workers} --loop {args.loop}, {tool} -c{args.connections} "
-        f"-d{args.seconds}s, {args.subscribers} subscribers, SQLite"
+        f"-d{args.seconds}s, {args.subscribers} subscribers, {args.database}"
     )
     print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  non-2xx")
     for label, r in results:

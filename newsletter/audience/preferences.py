@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, Connection, Engine, bindparam, or_, select, true, update
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    Engine,
+    bindparam,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.optin import (
     ADDRESS_WINDOW,
+    EVENT_INSERT,
     FORM_KINDS,
     LISTS,
     SUBSCRIBERS,
@@ -111,6 +122,19 @@ _MEMBERSHIP = (
     )
     .where(SUBSCRIBERS.c.id == bindparam("sid"))
 )
+_LEAVE_MANY = (
+    update(SUBSCRIPTIONS)
+    .where(
+        # The first test lets SQLite use the (subscriber_id, list_id) index; the second is exact.
+        SUBSCRIPTIONS.c.subscriber_id.in_(bindparam("sids", expanding=True)),
+        tuple_(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIPTIONS.c.list_id).in_(
+            bindparam("pairs", expanding=True)
+        ),
+        SUBSCRIPTIONS.c.status != "unsubscribed",
+    )
+    .values(status="unsubscribed", unsubscribed_at=bindparam("now"), updated_at=bindparam("now"))
+    .returning(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIPTIONS.c.list_id)
+)
 _LEAVE = (
     update(SUBSCRIPTIONS)
     .where(
@@ -191,15 +215,11 @@ class HotReads:
     def _rows(self, query: _Compiled, values: Mapping[str, Any]) -> list[Any]:
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = self.local.conn = self.engine.raw_connection()
+            pooled = self.engine.raw_connection()
             with self.lock:
-                self.held.append(conn)
-        cursor = conn.cursor()
-        try:
-            cursor.execute(query.sql, query.params(values))
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+                self.held.append(pooled)
+            conn = self.local.conn = cast(Any, pooled.dbapi_connection)  # without the proxy
+        return conn.execute(query.sql, query.params(values)).fetchall()
 
     def preferences(self, subscriber_id: int, list_id: int) -> PreferencesView:
         """Same as load_preferences."""
@@ -285,6 +305,61 @@ def _leave(
     if changed:
         record_event(conn, "unsubscribe", meta, now, subscriber_id, list_id, {"via": via})
     return bool(changed)
+
+
+@dataclass(frozen=True)
+class Leave:
+    """One request to leave one list, as leave_many takes it."""
+
+    subscriber_id: int
+    list_id: int
+    meta: RequestMeta
+    via: str = "page"
+
+
+class _EventRows:
+    """Takes record_event's row instead of inserting it, so many go in one INSERT."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def execute(self, statement: Any, params: dict[str, Any]) -> None:
+        if statement is not EVENT_INSERT:
+            raise TypeError("only record_event's INSERT can be collected")
+        self.rows.append(params)
+
+
+def leave_many(
+    conn: Connection, leaves: Sequence[Leave], now: datetime | None = None
+) -> list[bool]:
+    """Several unsubscribe() calls in the caller's transaction: for each, whether it changed
+    anything. One UPDATE for them all and one INSERT of their audit events, so the web app can
+    write the one-click unsubscribes of many requests at once (a repeat, also within the same
+    call, changes nothing and records nothing, as with unsubscribe()).
+    """
+    now = now or utcnow()
+    pairs = list({(item.subscriber_id, item.list_id) for item in leaves})
+    values = {"sids": list({sid for sid, _ in pairs}), "pairs": pairs, "now": now}
+    left = {tuple(row) for row in conn.execute(_LEAVE_MANY, values)}
+    events = _EventRows()
+    changed = []
+    for item in leaves:
+        key = (item.subscriber_id, item.list_id)
+        changed.append(key in left)
+        if key in left:
+            left.discard(key)
+            record_event(
+                cast(Connection, events),
+                "unsubscribe",
+                item.meta,
+                now,
+                item.subscriber_id,
+                item.list_id,
+                {"via": item.via},
+            )
+    if events.rows:
+        conn.execute(EVENT_INSERT, events.rows)
+    return changed
 
 
 def unsubscribe(

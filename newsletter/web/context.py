@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -24,6 +25,8 @@ from newsletter.web.forms import Fields
 Check = Callable[[Request, Fields], Awaitable[bool]]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 
@@ -58,6 +61,94 @@ class Site:
         )
 
 
+Item = TypeVar("Item")
+R = TypeVar("R")
+ApplyMany = Callable[[Connection, list[Item]], list[R]]
+Outcome = tuple[Any, BaseException | None]
+
+
+class GroupCommit(Generic[Item, R]):
+    """Concurrent writes of one kind, committed together by one writer thread.
+
+    `apply(conn, items)` writes several requests' items in the caller's transaction and returns
+    one result per item. An item joins the batch that is waiting; the next batch starts as soon
+    as the previous one has committed, so an idle app adds no delay and a busy one makes one
+    transaction for many requests instead of one each. A caller gets its result only after its
+    batch committed. If a batch fails, its items are written again one transaction each, so a
+    bad item fails only its own request and every other one is still written or gets its own
+    error.
+    """
+
+    def __init__(self, engine: Engine, apply: ApplyMany[Item, R], max_batch: int = 200) -> None:
+        self.engine = engine
+        self.apply = apply
+        self.max_batch = max_batch  # keeps the statements' parameter lists short
+        self.pending: list[tuple[Item, asyncio.Future[R]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+    async def run(self, item: Item, writer: ThreadPoolExecutor) -> R:
+        """Write `item` with the next batch; its result once that batch is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self.pending.append((item, future))
+        if self.flushing is None:
+            self.flushing = loop.create_task(self._flush(writer))
+        return await future
+
+    async def _flush(self, writer: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch = self.pending[: self.max_batch]
+                del self.pending[: self.max_batch]
+                items = [item for item, _ in batch]
+                try:
+                    outcomes = await loop.run_in_executor(writer, self.commit, items)
+                except asyncio.CancelledError:
+                    for _, future in batch + self.pending:
+                        future.cancel()
+                    self.pending = []
+                    raise
+                except Exception as exc:  # the writer thread is gone (the app is stopping)
+                    outcomes = [(None, exc)] * len(batch)
+                for (_, future), (value, error) in zip(batch, outcomes, strict=True):
+                    if future.done():  # the request went away meanwhile
+                        continue
+                    if error is None:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(error)
+        finally:
+            self.flushing = None
+
+    def commit(self, items: list[Item]) -> list[Outcome]:
+        """Write all items in one transaction; after a failure, each in a transaction alone."""
+        try:
+            return [(value, None) for value in self.commit_alone(items)]
+        except Exception as exc:
+            if len(items) == 1:
+                return [(None, exc)]
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning(
+                "a group of %d writes failed (%s): writing them one by one", len(items), reason
+            )
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                outcomes.append((self.commit_alone([item])[0], None))
+            except Exception as exc:
+                outcomes.append((None, exc))
+        return outcomes
+
+    def commit_alone(self, items: list[Item]) -> list[R]:
+        """apply(conn, items) in a transaction of its own."""
+        with self.engine.begin() as conn:
+            results = self.apply(conn, items)
+        if len(results) != len(items):
+            raise RuntimeError("a grouped write returned the wrong number of results")
+        return results
+
+
 @dataclass
 class WebContext:
     """Settings, services and hooks of one app instance (app.state.web)."""
@@ -71,6 +162,7 @@ class WebContext:
     outbox_wakeup: asyncio.Event | None = None
     hot: HotReads | None = None  # SQLite only: the hot-path reads on a held DB-API connection
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _groups: dict[Any, GroupCommit[Any, Any]] = field(default_factory=dict, repr=False)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a read-only database call: inline on SQLite, in the thread pool otherwise.
@@ -93,12 +185,28 @@ class WebContext:
         call = functools.partial(fn, *args, **kwargs)
         if self.engine.dialect.name != "sqlite":
             return await run_in_threadpool(call)
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread(), call)
+
+    async def write_grouped(self, apply: ApplyMany[Item, R], item: Item) -> R:
+        """apply(conn, [item])'s result, committed; concurrent requests' items share one
+        transaction (GroupCommit), written by the process's writer thread on either database.
+
+        A stream of first-time one-click unsubscribes was limited by the rate of transactions,
+        one per request: grouping alone took it from 2,900 to 4,500 req/s on SQLite and from
+        650 to 1,070 req/s on PostgreSQL (four round trips a transaction; bench/RESULTS.md).
+        """
+        group = self._groups.get(apply)
+        if group is None:
+            group = self._groups[apply] = GroupCommit(self.engine, apply)
+        return await group.run(item, self._writer_thread())
+
+    def _writer_thread(self) -> ThreadPoolExecutor:
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        return self._writer
 
     def close(self) -> None:
-        """Stop the SQLite writer thread, if one was started; return held connections."""
+        """Stop the writer thread, if one was started; return held connections."""
         if self.hot is not None:
             self.hot.close()
         if self._writer is not None:

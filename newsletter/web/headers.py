@@ -42,6 +42,8 @@ class SecurityHeaders:
             (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
         ]
         self.no_store = (b"cache-control", b"no-store")
+        self.names = {name for name, _ in self.headers} | {self.no_store[0]}
+        self.all = [*self.headers, self.no_store]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,9 +54,12 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name for name, _ in headers}
-                headers.extend(h for h in self.headers if h[0] not in present)
-                if b"cache-control" not in present:
-                    headers.append(self.no_store)
+                if present.isdisjoint(self.names):  # the usual case: add them all at once
+                    headers += self.all
+                else:
+                    headers.extend(h for h in self.headers if h[0] not in present)
+                    if b"cache-control" not in present:
+                        headers.append(self.no_store)
                 message["headers"] = headers
             await send(message)
 

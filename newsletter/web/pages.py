@@ -13,7 +13,7 @@ otherwise escape again.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,10 @@ Translator = Callable[..., str]
 # `{{ _("text") }}` or `{{ _('text') }}` with no placeholders, no escapes, no whitespace control.
 CONSTANT_CALL = re.compile(r"""\{\{ *_\((?:"([^"\\]*)"|'([^'\\]*)')\) *\}\}""")
 JINJA_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}")
+# `{{ _("text %(name)s", name=value) }}`: one placeholder, its value a plain (dotted) name.
+PLACEHOLDER_CALL = re.compile(
+    r"""\{\{ *_\("([^"\\%]*%\((\w+)\)s[^"\\%]*)", *\2=([A-Za-z_][\w.]*)\) *\}\}"""
+)
 # `{{ site.name }}` and `{{ site.organisation or site.name }}`, the same on every page of a site.
 SITE_NAME = re.compile(r"\{\{ *site\.(?:organisation or site\.)?name *\}\}")
 # A whole-line `{% for code in languages %}` loop; unrolled over LANGUAGES for a site.
@@ -51,6 +55,10 @@ LANGUAGE_LOOP = re.compile(
     re.MULTILINE,
 )
 LANGUAGE_NAME = "{{ site.language_names.get(code, code) }}"
+# A page that extends base.html, its blocks, and base.html's (empty) blocks.
+EXTENDS_BASE = '{% extends "base.html" %}\n'
+CHILD_BLOCK = re.compile(r"\{% block (\w+) %\}(.*?)\{% endblock %\}", re.DOTALL)
+EMPTY_BLOCK = re.compile(r"\{% block (\w+) %\}\{% endblock %\}")
 JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 # A path that request.url.path would give back unchanged.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.=~-]*")
@@ -97,6 +105,20 @@ def fill_site(source: str, key: SiteKey) -> str:
     return LANGUAGE_LOOP.sub(unroll, SITE_NAME.sub(fill_name, source))
 
 
+def fill_placeholder(match: re.Match[str], _: Translator) -> str:
+    """`{{ _("Text %(name)s", name=value) }}` as the translated, escaped text around
+    `{{ value }}`: the same output, since escaping goes character by character and the values
+    given to page templates are plain text. Left as it is when the translation has any other
+    `%` or Jinja syntax."""
+    text, name, value = match.groups()
+    placeholder = f"%({name})s"
+    translated = _(text)
+    parts = translated.split(placeholder)
+    if "%" in translated.replace(placeholder, "") or not all(map(_constant, parts)):
+        return match.group(0)
+    return f"{{{{ {value} }}}}".join(str(escape(part)) for part in parts)
+
+
 class TranslatedLoader(BaseLoader):
     """Template sources with their constant `_()` calls replaced by one language's text."""
 
@@ -120,16 +142,49 @@ class TranslatedLoader(BaseLoader):
 
         source = CONSTANT_CALL.sub(fill, source)
         if self.site is not None and html:
+            source = PLACEHOLDER_CALL.sub(lambda match: fill_placeholder(match, _), source)
             source = fill_site(source, self.site)
             if re.fullmatch(r"[a-z]{2,3}", self.language):  # page() passes lang=language
                 source = source.replace("{{ lang }}", self.language)
+            source = self.inline_parent(environment, source)
         return source, filename, uptodate
+
+    def inline_parent(self, environment: Environment, source: str) -> str:
+        """A page that only fills blocks of base.html, as base.html with those blocks in it.
+
+        Rendering is then one template instead of two (2.5 µs of a preferences page). The
+        blocks stay blocks, so names resolve as before; any other page is left as it is.
+        """
+        body = source.removeprefix(EXTENDS_BASE)
+        blocks = dict(CHILD_BLOCK.findall(body))
+        if body == source or CHILD_BLOCK.sub("", body).strip() or "super()" in body:
+            return source
+        if any("{% block" in text or "self." in text for text in blocks.values()):
+            return source
+        base = self.get_source(environment, "base.html")[0]
+        empty = set(EMPTY_BLOCK.findall(base))
+        if not set(blocks) <= empty or len(empty) != base.count("{% block"):
+            return source
+        return EMPTY_BLOCK.sub(
+            lambda m: f"{{% block {m[1]} %}}{blocks.get(m[1], '')}{{% endblock %}}", base
+        )
+
+
+class FlatGlobals(Environment):
+    """An Environment whose templates keep their globals in a plain dict.
+
+    Jinja's default ChainMap over the environment's globals is copied into every render's
+    context, and iterating it cost 4 µs a page; nothing here changes globals after loading.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
 
 
 @lru_cache(maxsize=64)
 def environment(language: str = "en", site: SiteKey | None = None) -> Environment:
     """One language's template environment (autoescape for .html, never for .txt)."""
-    return Environment(
+    return FlatGlobals(
         loader=TranslatedLoader(language, site),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
@@ -165,7 +220,7 @@ def page(
 ) -> HTMLResponse:
     """An HTML page in a language, with the organisation's name, logo and stylesheet."""
     web = request.app.state.web
-    request.state.language = language
+    request.scope.setdefault("state", {})["language"] = language  # request.state.language
     body = (
         environment(language, web.site.template_key)
         .get_template(template)

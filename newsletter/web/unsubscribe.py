@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience.preferences import Membership, membership, unsubscribe
+from newsletter.audience.preferences import Leave, Membership, leave_many, membership
 from newsletter.links import preferences_url
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import FormError, read_fields, request_meta
@@ -58,9 +58,7 @@ async def unsubscribe_post(request: Request) -> Response:
     if found is not None and found.status not in (None, "unsubscribed"):
         # Only a real change takes the write path; a repeat is a read and the same answer.
         meta = request_meta(request, source=via)
-        await web.write(
-            lambda: unsubscribe(web.optin, subscriber_id=sid, list_id=list_id, meta=meta, via=via)
-        )
+        await web.write_grouped(leave_many, Leave(sid, list_id, meta, via))
     if via == "one-click":
         # A mailbox provider posts in the background and nobody reads the answer: keep it small.
         return fixed_page(request, "one_click.html", _language(request, found))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 from sqlalchemy import text
 
+from newsletter.audience.preferences import ListChoice, PreferencesView
+from newsletter.i18n import LANGUAGES
 from newsletter.links import preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
 from newsletter.web.context import Site
-from newsletter.web.pages import render, translator
+from newsletter.web.pages import TEMPLATES, environment, render, translator
 from tests.conftest import SECRET
 from tests.web.conftest import BASE_URL, WebEnv
 
@@ -49,3 +52,43 @@ def test_pretranslated_templates_match_translation_at_render_time(web: WebEnv) -
         assert f'<html lang="{language}">' in page and f'href="#main">{skip}</a>' in page
     french = render("one_click.html", "fr")
     assert "You are unsubscribed" not in french and '<html lang="fr">' in french
+
+
+def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: WebEnv) -> None:
+    """Placeholders, the site's name and base.html are written into page templates when they
+    load; a subscriber must see exactly what plain Jinja with `_` at render time shows."""
+    site = Site.from_settings(web.settings)
+    choices = (
+        ListChoice(1, "news", "Weekly <Digest> & Co", 'say "hi"', True, "confirmed"),
+        ListChoice(2, "events", "Events", "", False, None),
+    )
+    view = PreferencesView(7, "o'neil&co@example.org", '<Ann> "A"', None, choices)
+    pages = {
+        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": ""},
+        "unsubscribe.html": {"list_name": "<News> & Co", "preferences_url": "/p?a=1&b=2"},
+        "unsubscribed.html": {
+            "everything": False,
+            "list_name": "<News> & Co",
+            "preferences_url": "/p",
+        },
+        "error.html": {"title": "Page not found", "message": "Check the link."},
+    }
+    plain = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html",)),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    for language in LANGUAGES:
+        common = {
+            "_": translator(language),
+            "lang": language,
+            "site": site,
+            "languages": LANGUAGES,
+            "here": "/preferences/x?y=<z>",
+        }
+        prepared = environment(language, site.template_key)
+        for name, values in pages.items():
+            expected = plain.get_template(name).render(**common, **values)
+            assert prepared.get_template(name).render(**common, **values) == expected
