@@ -176,20 +176,29 @@ def record_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Append one entry to the consent and audit trail."""
-    conn.execute(
-        EVENT_INSERT,
-        {
-            "kind": kind,
-            "subscriber_id": subscriber_id,
-            "list_id": list_id,
-            "created_at": now,
-            "ip": (meta.ip or None) and meta.ip[:64],
-            "user_agent": (meta.user_agent or None) and meta.user_agent[:512],
-            "source": (meta.source or None) and meta.source[:512],
-            "consent_text": meta.consent_text,
-            "data": data or {},
-        },
-    )
+    conn.execute(EVENT_INSERT, event_row(kind, meta, now, subscriber_id, list_id, data))
+
+
+def event_row(
+    kind: str,
+    meta: RequestMeta,
+    now: datetime,
+    subscriber_id: int | None = None,
+    list_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values of one audit entry, for EVENT_INSERT (several go in one executemany)."""
+    return {
+        "kind": kind,
+        "subscriber_id": subscriber_id,
+        "list_id": list_id,
+        "created_at": now,
+        "ip": (meta.ip or None) and meta.ip[:64],
+        "user_agent": (meta.user_agent or None) and meta.user_agent[:512],
+        "source": (meta.source or None) and meta.source[:512],
+        "consent_text": meta.consent_text,
+        "data": data or {},
+    }
 
 
 def check_ip_limit(

@@ -7,6 +7,7 @@ values. Unsubscribing is immediate and idempotent: a repeat finds nothing to cha
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,11 +38,13 @@ from newsletter.audience.optin import (
     RequestMeta,
     check_ip_limit,
     clean_name,
+    event_row,
     is_suppressed,
     normalize_email,
     record_event,
     set_status,
 )
+from newsletter.db.engine import sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.i18n import LANGUAGES
@@ -293,11 +296,11 @@ def update_preferences(
                     {"lists": [choice.slug], "outcome": "confirmed", "via": "preferences"},
                 )
             elif not wanted and choice.subscribed:
-                _leave(conn, subscriber_id, choice.id, meta, now, "preferences")
+                leave_list(conn, subscriber_id, choice.id, meta, now, "preferences")
         return load_preferences(conn, subscriber_id, list_id)
 
 
-def _leave(
+def leave_list(
     conn: Connection, subscriber_id: int, list_id: int, meta: RequestMeta, now: datetime, via: str
 ) -> bool:
     """Unsubscribe from one list; False when there was nothing to leave."""
@@ -317,18 +320,6 @@ class Leave:
     via: str = "page"
 
 
-class _EventRows:
-    """Takes record_event's row instead of inserting it, so many go in one INSERT."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def execute(self, statement: Any, params: dict[str, Any]) -> None:
-        if statement is not EVENT_INSERT:
-            raise TypeError("only record_event's INSERT can be collected")
-        self.rows.append(params)
-
-
 def leave_many(
     conn: Connection, leaves: Sequence[Leave], now: datetime | None = None
 ) -> list[bool]:
@@ -341,25 +332,41 @@ def leave_many(
     pairs = list({(item.subscriber_id, item.list_id) for item in leaves})
     values = {"sids": list({sid for sid, _ in pairs}), "pairs": pairs, "now": now}
     left = {tuple(row) for row in conn.execute(_LEAVE_MANY, values)}
-    events = _EventRows()
+    events = []
     changed = []
     for item in leaves:
         key = (item.subscriber_id, item.list_id)
         changed.append(key in left)
         if key in left:
             left.discard(key)
-            record_event(
-                cast(Connection, events),
-                "unsubscribe",
-                item.meta,
-                now,
-                item.subscriber_id,
-                item.list_id,
-                {"via": item.via},
-            )
-    if events.rows:
-        conn.execute(EVENT_INSERT, events.rows)
+            events.append(event_row("unsubscribe", item.meta, now, item.subscriber_id,
+                                    item.list_id, {"via": item.via}))
+    if events:
+        insert_events(conn, events)
     return changed
+
+
+_SQLITE_EVENTS = (
+    "INSERT INTO events (kind, subscriber_id, list_id, created_at, ip, user_agent, source, "
+    "consent_text, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Many audit entries in one executemany.
+
+    On SQLite the rows go to the driver as the models store them (naive UTC text, JSON text):
+    SQLAlchemy's per-row parameter processing cost more than SQLite's insert, and in the web
+    app it runs on the writer thread, which shares the GIL with the requests.
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(EVENT_INSERT, rows)
+        return
+    conn.exec_driver_sql(_SQLITE_EVENTS, [
+        (r["kind"], r["subscriber_id"], r["list_id"], sqlite_time(r["created_at"]), r["ip"],
+         r["user_agent"], r["source"], r["consent_text"], json.dumps(r["data"]))
+        for r in rows
+    ])
 
 
 def unsubscribe(
@@ -373,7 +380,7 @@ def unsubscribe(
 ) -> bool:
     """Leave one list at once (RFC 8058 one-click too); repeating it changes nothing."""
     with ctx.engine.begin() as conn:
-        return _leave(conn, subscriber_id, list_id, meta, now or utcnow(), via)
+        return leave_list(conn, subscriber_id, list_id, meta, now or utcnow(), via)
 
 
 def unsubscribe_all(
@@ -392,7 +399,7 @@ def unsubscribe_all(
             .scalars()
             .all()
         )
-        return sum(_leave(conn, subscriber_id, lid, meta, now, "all") for lid in list_ids)
+        return sum(leave_list(conn, subscriber_id, lid, meta, now, "all") for lid in list_ids)
 
 
 def send_preferences_link(

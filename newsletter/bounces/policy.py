@@ -34,7 +34,7 @@ from newsletter.audience.optin import (
     RequestMeta,
     record_event,
 )
-from newsletter.audience.preferences import _leave as leave_list
+from newsletter.audience.preferences import leave_list
 from newsletter.audience.subscribers import suppressed_hashes, suppressions_table
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings

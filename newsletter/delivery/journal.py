@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from newsletter.db.engine import sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 
@@ -64,13 +65,6 @@ class ThreadWriter:
 
     def close(self) -> None:
         pass
-
-
-def sqlite_time(value: datetime) -> str:
-    """A datetime as SQLAlchemy stores it in SQLite: naive UTC, microseconds."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 def journal_sql(param: str, in_ids: str) -> dict[str, str]:
