@@ -230,7 +230,7 @@ class _Planner:
              "href": relative_href(here, index_path(lang)), "title": self.config.title(lang)}
             for lang in self.languages
         ]
-        context.update(alternates=[], home_href="./", feed_href="", feed_url="")
+        context.update(alternates=[], x_default="", home_href="./", feed_href="", feed_url="")
         self.page(here, "root", "root.html", language, context)
 
     def item(self, e: EditionRecord, here: str) -> dict[str, Any]:
@@ -275,6 +275,8 @@ class _Planner:
             targets[language] = here
             context["switcher"] = self.switcher(here, targets, language)
             context["alternates"] = context["switcher"] if number == 1 else []
+            # No language preferred: the root page, which lets the reader choose.
+            context["x_default"] = self.config.base_url + "/" if number == 1 else ""
             self.page(here, "index", "index.html", language, context)
 
     def plan_issue(self, e: EditionRecord) -> None:
@@ -292,6 +294,9 @@ class _Planner:
             self.switcher(here, targets, e.language) if len(targets) > 1 else []
         )
         context["switcher"] = context["alternates"]
+        default = self.config.default_language
+        fallback = targets.get(default) or next(iter(targets.values()))
+        context["x_default"] = self.config.base_url + fallback if len(targets) > 1 else ""
         self.page(here, "issue", "issue.html", e.language, context)
 
     def plan_feed(self, language: str) -> None:

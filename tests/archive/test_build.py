@@ -169,7 +169,12 @@ def test_issue_page_links_its_language_versions_with_hreflang_and_a_switcher(
     assert alternates == {
         "en": f"{ARCHIVE_URL}/en/2026/2026-02-summit/",
         "fr": f"{ARCHIVE_URL}/fr/2026/2026-02-summit/",
+        "x-default": f"{ARCHIVE_URL}/en/2026/2026-02-summit/",  # the default language's edition
     }
+    index = lxml_html.fromstring((build.out / "fr/index.html").read_bytes())
+    chooser = {link.get("hreflang"): link.get("href")
+               for link in index.findall(".//link[@rel='alternate'][@hreflang]")}
+    assert chooser["x-default"] == f"{ARCHIVE_URL}/"  # the root page lets readers choose
     switcher = doc.xpath(".//nav[contains(@class, 'languages')]//a")
     assert {a.get("hreflang"): a.get("href") for a in switcher} == {
         "en": "../../../en/2026/2026-02-summit/", "fr": "./"}
