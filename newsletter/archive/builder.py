@@ -157,7 +157,7 @@ class _Site:
             return render_feed(page, content)
         if page.kind == "sitemap":
             return render_sitemap(page)
-        if page.kind == "root":
+        if page.kind in ("root", "not_found"):
             past = {lang["lang"]: gettext(lang["lang"], DOMAIN, "Past issues")
                     for lang in page.context["languages"]}
             return self.renderer.render(page, past_issues=past)

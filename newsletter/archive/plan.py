@@ -159,9 +159,9 @@ def _order_languages(found: Iterable[str], default: str) -> list[str]:
 
 def _hash(kind: str, template: str, fingerprints: Mapping[str, str], language: str,
           context: Mapping[str, Any]) -> str:
-    # The root page speaks every language; the others only their own.
+    # The root and 404 pages speak every language; the others only their own.
     labels = sorted(v for k, v in fingerprints.items() if k.startswith("labels:")) \
-        if kind == "root" else fingerprints.get(f"labels:{language}", "")
+        if kind in ("root", "not_found") else fingerprints.get(f"labels:{language}", "")
     parts = [RENDER_VERSION, kind, template, fingerprints.get(template, ""), labels, context]
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -232,6 +232,21 @@ class _Planner:
         ]
         context.update(alternates=[], x_default="", home_href="./", feed_href="", feed_url="")
         self.page(here, "root", "root.html", language, context)
+
+    def plan_not_found(self) -> None:
+        """/404.html, for static hosts: shown at any depth, so every link is absolute."""
+        here = "/404.html"
+        base = self.config.base_url
+        language = self.config.default_language
+        context = self.common(here, language)
+        context.update(
+            canonical="", alternates=[], x_default="", root_href=base + "/",
+            home_href=base + index_path(language), feed_href="", feed_url="",
+            languages=[{"lang": lang, "name": language_name(lang),
+                        "href": base + index_path(lang), "title": self.config.title(lang)}
+                       for lang in self.languages],
+        )
+        self.page(here, "not_found", "404.html", language, context)
 
     def item(self, e: EditionRecord, here: str) -> dict[str, Any]:
         day = edition_date(e)
@@ -342,6 +357,7 @@ def plan_site(
         for e in planner.by_language[language]:
             planner.plan_issue(e)
     html_pages = list(planner.pages)
+    planner.plan_not_found()  # not in the sitemap
     for language in planner.languages:
         planner.plan_feed(language)
     planner.plan_sitemap(html_pages)

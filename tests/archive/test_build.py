@@ -278,9 +278,25 @@ def test_sitemap_lists_every_page_with_its_language_versions(
     ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9", "x": "http://www.w3.org/1999/xhtml"}
     root = etree.fromstring((build.out / "sitemap.xml").read_bytes())
     locs = [u.findtext("s:loc", namespaces=ns) for u in root.findall("s:url", ns)]
-    pages = {f for f in site_files(build.out) if f.endswith(".html")}
+    pages = {f for f in site_files(build.out) if f.endswith(".html") and f != "404.html"}
     assert {loc.removeprefix(ARCHIVE_URL + "/") + "index.html" for loc in locs} == pages
     summit = next(u for u in root.findall("s:url", ns)
                   if u.findtext("s:loc", namespaces=ns).endswith("/fr/2026/2026-02-summit/"))
     assert summit.findtext("s:lastmod", namespaces=ns) == "2026-01-29"
     assert {link.get("hreflang") for link in summit.findall("x:link", ns)} == {"en", "fr"}
+
+
+def test_404_page_works_at_any_depth_in_every_language(newsroom: Newsroom, build: Builder) -> None:
+    newsroom_with_history(newsroom)
+    build()
+    doc = lxml_html.fromstring((build.out / "404.html").read_bytes())
+    assert doc.find(".//meta[@name='robots']").get("content") == "noindex"
+    assert doc.find(".//link[@rel='canonical']") is None
+    assert doc.findtext(".//h1") == "Page not found"
+    links = {a.get("hreflang"): (a.get("href"), a.text_content())
+             for a in doc.xpath(".//main//a[@hreflang]")}
+    # Shown for any missing URL, so its links cannot be relative; each says "past issues" in
+    # its own language.
+    assert links == {"en": (f"{ARCHIVE_URL}/en/", "Past issues"),
+                     "fr": (f"{ARCHIVE_URL}/fr/", "Numéros précédents"),
+                     "es": (f"{ARCHIVE_URL}/es/", "Números anteriores")}
