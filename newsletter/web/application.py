@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import __version__
 from newsletter.audience.optin import OptIn, RateLimited
-from newsletter.audience.preferences import HotReads
+from newsletter.audience.preferences import AsyncHotReads, HotReads
 from newsletter.config import Settings
 from newsletter.db.engine import make_engine
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
@@ -242,6 +242,8 @@ def create_app(
         checks=tuple(checks),
         cors_origins=tuple(settings["web"]["cors_origins"]),
         hot=HotReads(engine) if engine.dialect.name == "sqlite" else None,
+        hot_async=AsyncHotReads(engine) if engine.url.drivername == "postgresql+psycopg"
+        else None,
     )
 
     @contextlib.asynccontextmanager
@@ -263,6 +265,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             web.outbox_wakeup = None
+            if web.hot_async is not None:
+                await web.hot_async.close()
             web.close()
             gc.unfreeze()
 

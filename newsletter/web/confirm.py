@@ -18,14 +18,13 @@ from newsletter.tokens import TokenError
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import read_fields, request_meta
 from newsletter.web.pages import page, request_language
-from newsletter.web.unsubscribe import lookup
 
 
 async def _languages(
     web: WebContext, subscriber_id: int, list_id: int
 ) -> tuple[str | None, str, str]:
     """(subscriber's language, list default, list name); NotFoundError when either is gone."""
-    found = await web.read(lookup, web, subscriber_id, list_id)
+    found = await web.membership_of(subscriber_id, list_id)
     if found is None:
         raise NotFoundError("this subscription no longer exists")
     return found.language, found.default_language, found.list_name

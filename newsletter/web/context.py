@@ -15,7 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from newsletter.audience.optin import OptIn
-from newsletter.audience.preferences import HotReads
+from newsletter.audience.preferences import (
+    AsyncHotReads,
+    HotReads,
+    Membership,
+    PreferencesView,
+    load_preferences,
+    membership,
+)
 from newsletter.config import Settings
 from newsletter.web.forms import Fields
 
@@ -161,6 +168,7 @@ class WebContext:
     cors_origins: Sequence[str] = ("*",)
     outbox_wakeup: asyncio.Event | None = None
     hot: HotReads | None = None  # SQLite only: the hot-path reads on a held DB-API connection
+    hot_async: AsyncHotReads | None = None  # PostgreSQL with psycopg: on asyncio connections
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
     _groups: dict[Any, GroupCommit[Any, Any]] = field(default_factory=dict, repr=False)
 
@@ -174,6 +182,28 @@ class WebContext:
         if self.engine.dialect.name == "sqlite":
             return fn(*args)
         return await run_in_threadpool(fn, *args)
+
+    async def preferences_view(self, subscriber_id: int, list_id: int) -> PreferencesView:
+        """The preferences page's read, by the fastest path the engine has."""
+        if self.hot is not None:
+            return self.hot.preferences(subscriber_id, list_id)
+        if self.hot_async is not None:
+            return await self.hot_async.preferences(subscriber_id, list_id)
+        return await run_in_threadpool(self._in_transaction, load_preferences, subscriber_id,
+                                       list_id)
+
+    async def membership_of(self, subscriber_id: int, list_id: int) -> Membership | None:
+        """The subscriber's language, the list's name and the subscription's status."""
+        if self.hot is not None:
+            return self.hot.membership(subscriber_id, list_id)
+        if self.hot_async is not None:
+            return await self.hot_async.membership(subscriber_id, list_id)
+        return await run_in_threadpool(self._in_transaction, membership, subscriber_id,
+                                       list_id)
+
+    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a database call that writes, off the event loop.

@@ -11,7 +11,6 @@ from starlette.responses import Response
 
 from newsletter.audience.preferences import (
     PreferencesView,
-    load_preferences,
     unsubscribe_all,
     update_preferences,
 )
@@ -30,13 +29,6 @@ def read_ids(web: WebContext, purpose: str, token: str) -> tuple[int, int]:
     if len(values) != 2:
         raise TokenError("malformed token")
     return values[0], values[1]
-
-
-def _load(web: WebContext, subscriber_id: int, list_id: int) -> PreferencesView:
-    if web.hot is not None:
-        return web.hot.preferences(subscriber_id, list_id)
-    with web.engine.connect() as conn:
-        return load_preferences(conn, subscriber_id, list_id)
 
 
 def _render(
@@ -61,7 +53,7 @@ async def preferences_page(request: Request) -> Response:
     """Show the subscriber's preferences form."""
     web = web_context(request)
     sid, list_id = read_ids(web, "preferences", request.path_params["token"])
-    view = await web.read(_load, web, sid, list_id)
+    view = await web.preferences_view(sid, list_id)
     return _render(request, view)
 
 
@@ -78,7 +70,7 @@ async def preferences_post(request: Request) -> Response:
     web = web_context(request)
     sid, list_id = read_ids(web, "preferences", request.path_params["token"])
     fields = await read_fields(request)
-    view = await web.read(_load, web, sid, list_id)
+    view = await web.preferences_view(sid, list_id)
     if not _csrf_ok(web, fields.get("csrf"), sid):
         language = request_language(request, preference=view.language)
         return page(request, "form_expired.html", language, status=403, back=request.url.path)

@@ -10,20 +10,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience.preferences import Leave, Membership, leave_many, membership
+from newsletter.audience.preferences import Leave, Membership, leave_many
 from newsletter.links import preferences_url
-from newsletter.web.context import WebContext, web_context
+from newsletter.web.context import web_context
 from newsletter.web.forms import FormError, read_fields, request_meta
 from newsletter.web.pages import fixed_page, page, request_language
 from newsletter.web.preferences import read_ids
-
-
-def lookup(web: WebContext, subscriber_id: int, list_id: int) -> Membership | None:
-    """The subscriber's language, the list's name and the subscription's status."""
-    if web.hot is not None:
-        return web.hot.membership(subscriber_id, list_id)
-    with web.engine.connect() as conn:
-        return membership(conn, subscriber_id, list_id)
 
 
 def _language(request: Request, found: Membership | None) -> str:
@@ -36,7 +28,7 @@ async def unsubscribe_page(request: Request) -> Response:
     """One button that posts to this same URL, and a link to the preferences page."""
     web = web_context(request)
     sid, list_id = read_ids(web, "unsubscribe", request.path_params["token"])
-    found = await web.read(lookup, web, sid, list_id)
+    found = await web.membership_of(sid, list_id)
     return page(
         request,
         "unsubscribe.html",
@@ -54,7 +46,7 @@ async def unsubscribe_post(request: Request) -> Response:
         via = "page" if (await read_fields(request)).get("via") == "page" else "one-click"
     except FormError:
         via = "one-click"  # the token alone decides; an odd body must not block leaving
-    found = await web.read(lookup, web, sid, list_id)
+    found = await web.membership_of(sid, list_id)
     if found is not None and found.status not in (None, "unsubscribed"):
         # Only a real change takes the write path; a repeat is a read and the same answer.
         meta = request_meta(request, source=via)

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+import newsletter.web.context
 import newsletter.web.preferences
 from newsletter.links import preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
@@ -72,10 +73,10 @@ def test_other_methods_and_paths_next_to_them_behave_as_before(web: WebEnv) -> N
 def test_an_unexpected_error_is_a_500_page_in_the_visitors_language_and_logged(
     web: WebEnv, paths, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*args: object) -> None:
+    async def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(newsletter.web.preferences, "_load", broken)
+    monkeypatch.setattr(newsletter.web.context.WebContext, "preferences_view", broken)
     client = TestClient(web.client.app, raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR):
         answer = client.get(paths[0], headers={"Accept-Language": "fr"})
