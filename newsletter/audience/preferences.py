@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     ClauseElement,
     Connection,
@@ -255,7 +256,8 @@ class AsyncHotReads:
     Through SQLAlchemy in the thread pool a preferences page read cost a hop to a worker
     thread, the execution layer and a GIL shared with the event loop (1,400 pages/s). Here a
     few autocommit connections, opened on first use, take the reads in turn; psycopg queues
-    concurrent queries on one connection. A broken connection is replaced on the next read.
+    concurrent queries on one connection. A connection the server dropped is replaced and the
+    read tried once more.
     """
 
     def __init__(self, engine: Engine, size: int = 4) -> None:
@@ -269,17 +271,16 @@ class AsyncHotReads:
         self.opening: asyncio.Lock | None = None  # made on the event loop, at first use
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def _connection(self) -> Any:
-        import psycopg
-
+    async def _connection(self, slot: int | None = None) -> tuple[int, Any]:
+        """(slot, open connection): the next slot in turn, or the given one, opened if needed."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:  # connections belong to the loop that opened them
             self.conns, self.opening, self.loop = [None] * self.size, None, loop
-        self.turn = (self.turn + 1) % self.size
-        slot = self.turn
+        if slot is None:
+            self.turn = slot = (self.turn + 1) % self.size
         conn = self.conns[slot]
         if conn is not None and not conn.closed:
-            return conn
+            return slot, conn
         if self.opening is None:
             self.opening = asyncio.Lock()
         async with self.opening:  # one connect per slot, however many requests arrive at once
@@ -287,11 +288,19 @@ class AsyncHotReads:
             if conn is None or conn.closed:
                 conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                 self.conns[slot] = conn
-        return conn
+        return slot, conn
 
     async def _rows(self, query: _Compiled, values: Mapping[str, Any]) -> list[Any]:
-        conn = await self._connection()
-        cursor = await conn.execute(query.sql, query.params(values))
+        slot, conn = await self._connection()
+        try:
+            cursor = await conn.execute(query.sql, query.params(values))
+        except psycopg.OperationalError:
+            if not conn.closed:
+                raise
+            # The server dropped the connection (a restart, an idle timeout): one new try on a
+            # fresh one, so a read never fails for a connection the server already gave up.
+            _slot, conn = await self._connection(slot)
+            cursor = await conn.execute(query.sql, query.params(values))
         return await cursor.fetchall()
 
     async def preferences(self, subscriber_id: int, list_id: int) -> PreferencesView:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sqlalchemy import text
 
 import newsletter.web.context
 import newsletter.web.preferences
@@ -101,3 +102,20 @@ def test_a_list_name_inside_a_translated_sentence_is_escaped(
     page = web.client.get(_member(web, language)[3])
     assert f'<html lang="{language}">' in page.text
     assert text in page.text and "<Digest>" not in page.text
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_pages_still_load_after_postgresql_drops_the_apps_connections(
+    web: WebEnv, paths
+) -> None:
+    prefs, leave = paths
+    assert web.client.get(prefs).status_code == 200  # the app's read connections are open
+    assert web.client.get(leave).status_code == 200
+    with web.engine.connect() as conn:  # a server restart or an idle timeout, as seen by the app
+        dropped = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+    assert dropped >= 1
+    for _ in range(8):  # every connection in turn
+        assert web.client.get(prefs).status_code == 200
+        assert web.client.get(leave).status_code == 200
