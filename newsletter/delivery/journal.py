@@ -23,7 +23,6 @@ commit comes back sets how long each connection idles before DATA, so the writer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import time
@@ -32,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import Engine
 
 from newsletter.db.engine import sqlite_time
@@ -114,6 +114,7 @@ class SqliteWriter:
         self.lock_timeout = lock_timeout
         self.checkpointing: asyncio.Task[None] | None = None
         self.checkpointed = time.monotonic()
+        self.checkpointer: sqlite3.Connection | None = None  # used in one thread at a time
 
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
@@ -147,15 +148,18 @@ class SqliteWriter:
         It needs the write lock, which the journals take and retry for every 0.2 ms, so it
         retries as often (SQLite's own busy handler would sleep longer and never get it).
         """
-        with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
-            conn.execute("PRAGMA busy_timeout=0")
-            _busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            deadline = time.monotonic() + 1.0
-            while frames > self.restart_frames and time.monotonic() < deadline:
-                busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                if not busy:
-                    return
-                time.sleep(0.0002)
+        if self.checkpointer is None:  # one connection for every checkpoint of the run
+            self.checkpointer = sqlite3.connect(self.path, isolation_level=None,
+                                                check_same_thread=False)
+            self.checkpointer.execute("PRAGMA busy_timeout=0")
+        conn = self.checkpointer
+        _busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        deadline = time.monotonic() + 1.0
+        while frames > self.restart_frames and time.monotonic() < deadline:
+            busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.0002)
 
     async def _begin(self) -> None:
         deadline = time.monotonic() + self.lock_timeout
@@ -194,6 +198,8 @@ class SqliteWriter:
         self.conn.close()
         if self.checkpointing is not None and not self.checkpointing.done():
             self.checkpointing.cancel()
+        elif self.checkpointer is not None:  # no checkpoint thread is using it
+            self.checkpointer.close()
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -211,8 +217,6 @@ class PostgresWriter:
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
                      sent_languages: Iterable[str]) -> set[int]:
-        import psycopg
-
         if self.conn is None or self.conn.closed:
             self.conn = await psycopg.AsyncConnection.connect(self.conninfo)
         now = naive_utc(utcnow())
