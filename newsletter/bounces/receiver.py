@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from newsletter.bounces.policy import BouncePolicy, Outcome, apply_report, report_key
 from newsletter.bounces.report import parse_bounce
 from newsletter.config import ConfigError, Settings
-from newsletter.delivery.capture import SmtpController, listen
+from newsletter.delivery.capture import ThreadedSmtpServer
 from newsletter.delivery.verp import verp_parts
 from newsletter.errors import NewsletterError
 from newsletter.tokens import Signer
@@ -134,45 +134,33 @@ class BounceHandler:
         return "250 2.0.0 OK: report received"
 
 
-class BounceServer:
-    """The receiver in a background thread: start(), stop(), or `with`."""
+class BounceServer(ThreadedSmtpServer):
+    """The receiver in a background thread."""
 
     def __init__(self, processor: Processor, host: str = "127.0.0.1", port: int = 2525,
                  on_outcome: Callable[[Outcome], None] | None = None,
                  on_error: Callable[[str], None] | None = None) -> None:
+        super().__init__(host, port)
         self.handler = BounceHandler(processor, on_outcome, on_error)
-        self.host = host
-        self.port = port
-        self._controller: SmtpController | None = None
 
     @property
     def count(self) -> int:
         """Reports recorded since start."""
         return self.handler.count
 
-    def start(self) -> BounceServer:
+    def start(self) -> Self:
         """Listen; BounceError when the address cannot be used."""
         if not 0 <= self.port <= 65535:
             raise BounceError(f"port {self.port} is not between 1 and 65535")
-        controller = listen(self.handler, self.host, self.port,
-                            server_hostname="bounces.newsletter.local", size_limit=MAX_REPORT,
-                            error=BounceError)
-        self.port = controller.port
-        self._controller = controller
-        return self
+        return self.listen(self.handler, server_hostname="bounces.newsletter.local",
+                           size_limit=MAX_REPORT, error=BounceError)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Stop listening, finish the report in hand; idempotent."""
-        controller, self._controller = self._controller, None
-        if controller is not None:
-            controller.stop(no_assert=True)
+        stopped = super().stop()
+        if stopped:
             self.handler.executor.shutdown(wait=True)
-
-    def __enter__(self) -> BounceServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return stopped
 
 
 def _is_maildir(path: Path) -> bool:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -127,24 +127,60 @@ class SmtpController(Controller):
         return bind()
 
 
-class CaptureServer:
-    """Runs the capture SMTP server in a background thread: start(), stop(), or `with`."""
+class ThreadedSmtpServer:
+    """An aiosmtpd server in a background thread: start(), stop(), or `with`.
+
+    Subclasses make their handler and call `listen` in `start`; the capture server and the
+    bounce receiver are both this.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._controller: SmtpController | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def listen(self, handler: Any, *, server_hostname: str, size_limit: int,
+               error: type[NewsletterError] = CaptureError) -> Self:
+        """Start serving `handler` on host:port; `error` in one line when it cannot."""
+        self._controller = listen(handler, self.host, self.port, server_hostname=server_hostname,
+                                  size_limit=size_limit, error=error)
+        self.port = self._controller.port
+        return self
+
+    def stop(self) -> bool:
+        """Stop listening and end the server thread; False if it was not running."""
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return False
+        controller.stop(no_assert=True)
+        return True
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CaptureServer(ThreadedSmtpServer):
+    """Runs the capture SMTP server in a background thread."""
 
     def __init__(self, maildir: Path | str, host: str = "127.0.0.1", port: int = 8025,
                  on_message: Callable[[CapturedMessage], None] | None = None) -> None:
+        super().__init__(host, port)
         self.maildir_path = Path(maildir)
-        self.host = host
-        self.port = port
         self.on_message = on_message
         self.handler: CaptureHandler | None = None
-        self._controller: SmtpController | None = None
 
     @property
     def count(self) -> int:
         """Messages received since start."""
         return self.handler.count if self.handler else 0
 
-    def start(self) -> CaptureServer:
+    def start(self) -> Self:
         """Create the Maildir if needed and listen; CaptureError if the port is taken."""
         try:
             box = mailbox.Maildir(self.maildir_path, create=True)
@@ -152,23 +188,8 @@ class CaptureServer:
             raise CaptureError(f"cannot create Maildir {self.maildir_path}: "
                                f"{exc.strerror or exc}") from None
         self.handler = CaptureHandler(box, self.on_message)
-        controller = listen(self.handler, self.host, self.port,
-                            server_hostname="capture.newsletter.local", size_limit=MAX_MESSAGE)
-        self.port = controller.port
-        self._controller = controller
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and end the server thread; idempotent."""
-        controller, self._controller = self._controller, None
-        if controller is not None:
-            controller.stop(no_assert=True)
-
-    def __enter__(self) -> CaptureServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.listen(self.handler, server_hostname="capture.newsletter.local",
+                           size_limit=MAX_MESSAGE)
 
 
 def listen(handler: Any, host: str, port: int, *, server_hostname: str, size_limit: int,
