@@ -137,6 +137,7 @@ def test_sqlite_writer_keeps_the_wal_small_while_another_process_writes(
     checked = make_writer(engine)
     checked.checkpoint_every, checked.restart_frames = 0.0, 20
     kept = _churn(checked, issue_id, ids, path)
-    assert grown > 1_000_000  # 600 commits with no checkpoint: the WAL only grows
-    assert kept < grown / 4
+    # 600 commits with no checkpoint: at least one 4 KB page each, and the WAL only grows.
+    assert grown > 600 * 4096 / 2
+    assert kept < grown / 2  # checkpoints kept it small (typically under a tenth)
     engine.dispose()
