@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from newsletter.db.engine import DatabaseError
+from newsletter.db.engine import unreachable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,7 +46,7 @@ def upgrade(engine: Engine, revision: str = "head", secret_key: str = "") -> Non
     try:
         command.upgrade(alembic_config(engine, secret_key), revision)
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database: {exc.orig}") from None
+        raise unreachable(exc) from None
 
 
 def needs_upgrade(engine: Engine) -> bool:
@@ -57,5 +57,5 @@ def needs_upgrade(engine: Engine) -> bool:
                 return True
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database: {exc.orig}") from None
+        raise unreachable(exc) from None
     return current != HEAD
