@@ -184,7 +184,7 @@ def _read_edition(
 def load_issue(workspace: Path, slug: str) -> IssueSource:
     """Read issues/<slug>/ and check its front matter; raise ComposeError naming file and line."""
     workspace = Path(workspace).resolve()
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise ComposeError(f"invalid issue slug {slug!r}: use lowercase letters, digits, . _ -")
     folder = workspace / "issues" / slug
     if not folder.is_dir():
@@ -208,7 +208,7 @@ def load_issue(workspace: Path, slug: str) -> IssueSource:
     for path in sorted(folder.glob("*.md")):
         if path.stem.upper() == "README":
             continue
-        if not LANGUAGE_RE.match(path.stem):
+        if not LANGUAGE_RE.fullmatch(path.stem):
             raise ComposeError(
                 "file name is not a language code (like en.md, fr.md, pt-BR.md)", show(path)
             )
