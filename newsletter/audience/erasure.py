@@ -39,10 +39,8 @@ from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from sqlalchemy import (
-    JSON,
     Connection,
     Engine,
-    String,
     Table,
     Text,
     and_,
@@ -69,12 +67,23 @@ from newsletter.tokens import email_hash
 OUTBOX = cast(Table, OutboxMessage.__table__)
 DELIVERIES = cast(Table, Delivery.__table__)
 BOUNCES = cast(Table, BounceRecord.__table__)
-# The tables that hold records about people; their text columns are searched for the address.
-SWEPT = (subscribers_table, events_table, suppressions_table, OUTBOX, DELIVERIES, BOUNCES)
+# Where the address may be written down about someone else: other subscribers' names and
+# attributes, audit events (a referring URL, an unmatched bounce's diagnostic), suppressions (a
+# bounce reply), bounce records. The person's own outbox mails and deliveries are deleted whole,
+# and nobody else's mail or delivery names them.
+SWEPT = {
+    "subscribers": ("name", "attributes"),
+    "events": ("user_agent", "source", "consent_text", "data"),
+    "suppressions": ("detail",),
+    "bounces": ("detail",),
+}
+# Characters that percent-encoding and JSON leave as they are.
+_UNCHANGED = re.compile(r"[a-z0-9._~-]+")
 ERASED = "[erased]"
 # Characters that may stand next to an address inside another address: "xa@example.org" does
 # not contain "a@example.org", and neither does "a@example.org.uk".
-_BEFORE = r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])"
+# "=", "?", "/" and "&" may start an address too, but far more often end a URL's key.
+_BEFORE = r"(?<![A-Za-z0-9!#$%'*+^_`{|}~.-])"
 _AFTER = r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
 _BOUNCE_SOURCE = re.compile(r"bounce:[0-9a-f]+")
 
@@ -123,25 +132,42 @@ def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
     return value
 
 
-def _text_columns(table: Table) -> list[Any]:
-    return [c for c in table.c if isinstance(c.type, (String, Text, JSON))]
+def _cores(address: str) -> list[str]:
+    """Pieces found in every spelling: the longest run of the local part and of the domain
+    made of characters that no encoding changes. Empty when a part has none."""
+    local, _, domain = address.lower().rpartition("@")
+    runs = [max(_UNCHANGED.findall(part), key=len, default="") for part in (local, domain)]
+    return runs if all(runs) else []
+
+
+def _filter(conn: Connection, table: Table, address: str) -> Any:
+    """A coarse SQL test for rows that may hold the address; address_pattern then decides."""
+    parts = [sa.func.coalesce(sa.cast(table.c[name], Text), "") for name in SWEPT[table.name]]
+    row: Any = parts[0]
+    for part in parts[1:]:
+        row = row + " " + part
+    # SQLite's LIKE ignores ASCII case by itself; PostgreSQL's needs ILIKE.
+    like = row.like if conn.dialect.name == "sqlite" else row.ilike
+    cores = _cores(address)
+    if cores:  # two LIKEs per row rather than one per spelling and column
+        return and_(*(like(f"%{_escape(core)}%", escape="\\") for core in cores))
+    return or_(*(like(f"%{_escape(form)}%", escape="\\") for form in spellings(address)))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def sweep(conn: Connection, address: str) -> int:
     """Replace every spelling of the address in the people tables; returns rows changed."""
     pattern = address_pattern(address)
-    needles = spellings(address)
     changed = 0
-    for table in SWEPT:
-        columns = _text_columns(table)
-        # A coarse substring filter in SQL; the pattern then decides, with its boundaries.
-        found = or_(*(
-            func.lower(sa.cast(col, Text)).contains(needle, autoescape=True)
-            for col in columns for needle in needles
-        ))
-        rows = conn.execute(select(table.c.id, *columns).where(found)).mappings().all()
-        for row in rows:
-            values = {col.name: _scrub(row[col.name], pattern) for col in columns}
+    for table in (subscribers_table, events_table, suppressions_table, BOUNCES):
+        names = SWEPT[table.name]
+        query = select(table.c.id, *(table.c[n] for n in names)).where(
+            _filter(conn, table, address))
+        for row in conn.execute(query).mappings().all():
+            values = {n: _scrub(row[n], pattern) for n in names}
             values = {k: v for k, v in values.items() if v != row[k]}
             if values:
                 conn.execute(update(table).where(table.c.id == row["id"]).values(**values))
@@ -161,8 +187,9 @@ def remove_people(conn: Connection, ids: list[int], addresses: Iterable[str]) ->
         "subscriptions": _count(conn, subscriptions_table,
                                 subscriptions_table.c.subscriber_id.in_(ids)),
         "deliveries": _count(conn, DELIVERIES, DELIVERIES.c.subscriber_id.in_(ids)),
+        # Stored recipients are normalised addresses, so the index finds them all.
         "outbox": conn.execute(delete(OUTBOX).where(
-            func.lower(OUTBOX.c.recipient).in_(addresses))).rowcount if addresses else 0,
+            OUTBOX.c.recipient.in_(addresses))).rowcount if addresses else 0,
         "bounce_records": conn.execute(delete(BOUNCES).where(
             BOUNCES.c.subscriber_id.in_(ids))).rowcount,
         # A bounce event's source is a digest of the report, kept so a late copy of the same

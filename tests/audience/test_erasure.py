@@ -23,7 +23,15 @@ from newsletter.audience.preferences import send_preferences_link, update_prefer
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.bounces.policy import apply_report
 from newsletter.bounces.report import BounceReport
-from newsletter.db.models import Delivery, Issue, OutboxMessage, Subscriber, Suppression, utcnow
+from newsletter.db.models import (
+    Delivery,
+    Event,
+    Issue,
+    OutboxMessage,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
 from newsletter.links import confirm_url
 from newsletter.tokens import email_hash
 from newsletter.web.mails import SystemMails
@@ -159,6 +167,7 @@ def test_an_address_inside_a_longer_one_is_left_alone() -> None:
     pattern = address_pattern("a@example.org")
     assert pattern.sub("#", "xa@example.org a@example.org.uk <A@EXAMPLE.ORG>, a%40example.org.") \
         == "xa@example.org a@example.org.uk <#>, #."
+    assert pattern.sub("#", "/?e=A%40Example.org&f=b.a@example.org") == "/?e=#&f=b.a@example.org"
 
 
 def test_erasing_an_unknown_address_still_suppresses_it(run) -> None:
@@ -166,3 +175,21 @@ def test_erasing_an_unknown_address_still_suppresses_it(run) -> None:
     assert "no subscriber nobody@example.org" in result.output
     again = run("subscribers", "remove", "nobody@example.org", "--json", ok=True)
     assert json.loads(again.output)["suppressed"] is False  # already on the list
+
+
+def test_a_non_ascii_address_is_found_percent_encoded_and_json_escaped(services, run) -> None:
+    from urllib.parse import quote
+
+    address = "josé@bücher.de"
+    add_list(services.engine, slug="news", name="News", languages=["en"], default_language="en")
+    add_subscriber(services.engine, email=address, list_slug="news", secret_key=SECRET)
+    with services.engine.begin() as conn:  # unmatched traces, tied to nobody
+        conn.execute(insert(Event).values(kind="manage", source=f"https://x/?e={quote(address)}",
+                                          data={"diagnostic": f"550 <{address.upper()}>"}))
+    run("subscribers", "remove", address.upper())
+    rows = all_rows_as_text(services.engine)
+    assert "josé" not in rows and "jos%c3%a9" not in rows and "jos\\u00e9" not in rows
+    with services.engine.connect() as conn:
+        event = conn.execute(select(Event.source, Event.data).where(Event.kind == "manage")).one()
+    assert event.source == "https://x/?e=[erased]"
+    assert event.data == {"diagnostic": "550 <[erased]>"}
