@@ -7,10 +7,10 @@ What goes, in one transaction:
 - from their audit events: ip, user agent, source, consent text and data. The events stay as
   anonymous facts (kind, list, time), so list statistics still add up;
 - the address wherever else it was written, in any case, percent-encoded (a referring URL in
-  `events.source`) or JSON-escaped: every text column of the tables about people is searched
-  and each occurrence becomes "[erased]" (the bounce reply in `suppressions.detail`, an
-  unmatched bounce's diagnostic). Lists, issues and editions are the editors' texts, not
-  records about people, and are left as they are.
+  `events.source`) or JSON-escaped: the columns in SWEPT are searched and each occurrence
+  becomes "[erased]" (the bounce reply in `suppressions.detail`, an unmatched bounce's
+  diagnostic, another subscriber's attribute). Lists, issues and editions are the editors'
+  texts, not records about people, and are left as they are.
 
 What stays: a keyed hash of the address on the suppression list (reason "erased"), so no form,
 import or send reaches it again.
@@ -296,9 +296,9 @@ def purge_pending(
             people = conn.execute(select(s.id, s.email).where(s.id.in_(alone))).all()
             conn.execute(delete(subscriptions_table).where(
                 c.id.in_([row.id for row in rows])))
+            # Everything tied to them goes; no sweep for stray copies of each address, which
+            # would scan the audit trail once per person (a consent nobody gave leaves few).
             remove_people(conn, alone, (row.email for row in people))
-            for person in people:
-                sweep(conn, person.email)
             conn.execute(insert(events_table).values(
                 kind="purge", subscriber_id=None, created_at=now, source="maintenance",
                 data={"pending_days": days, "subscriptions": len(rows),
