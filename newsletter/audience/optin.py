@@ -10,7 +10,7 @@ throttled all look the same), so the result says what happened only for logs and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -340,8 +340,11 @@ def _subscribe_once(
     requested = {"lists": [mlist["slug"]], "language": language, "name": name}
     if is_suppressed(conn, email, ctx.address_key):
         sid = subscriber["id"] if subscriber else None
+        # Nothing is done for a suppressed (perhaps erased) address, so nothing about the person
+        # is kept either: no name, no referring URL (it may carry the address).
         record_event(
-            conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": "suppressed"}
+            conn, "subscribe", replace(meta, source=None), now, sid, mlist["id"],
+            {"lists": requested["lists"], "language": language, "outcome": "suppressed"},
         )
         return "suppressed", sid
     if subscriber is None:

@@ -40,6 +40,7 @@ from newsletter.web.mails import SystemMails
 from newsletter.web.manage import manage_page, manage_post
 from newsletter.web.pages import N_, STATIC, page, request_language
 from newsletter.web.preferences import preferences_page, preferences_post
+from newsletter.web.rights import data_download, delete_page, delete_post
 from newsletter.web.subscribe import subscribe_form, subscribe_post, subscribe_preflight
 from newsletter.web.unsubscribe import unsubscribe_page, unsubscribe_post
 
@@ -208,6 +209,9 @@ def routes() -> list[Route | Mount]:
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/preferences/{token}", preferences_page, methods=["GET"]),
         Route("/preferences/{token}", preferences_post, methods=["POST"]),
+        Route("/preferences/{token}/data", data_download, methods=["POST"]),
+        Route("/preferences/{token}/delete", delete_page, methods=["GET"]),
+        Route("/preferences/{token}/delete", delete_post, methods=["POST"]),
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/subscribe/{slug}", subscribe_form, methods=["GET"]),
