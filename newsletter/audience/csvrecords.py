@@ -12,8 +12,7 @@ from __future__ import annotations
 import csv
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, NamedTuple
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_RECORD_LINES = 20
@@ -24,12 +23,11 @@ class RecordError(Exception):
     """One record cannot be read; the message says why, in the user's terms."""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """Cells of one record and its first physical line; `problem` set when it is unreadable."""
 
     line: int
-    cells: list[str] = field(default_factory=list)
+    cells: list[str]
     problem: str = ""
 
 
@@ -47,19 +45,23 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        number, raw = self.pending.popleft() if self.pending else self._read()
-        self.record.append((number, raw))
+        item = self.pending.popleft() if self.pending else self._read()
+        self.record.append(item)
+        raw = item[1]
         self.size += len(raw)
-        if self.size > MAX_RECORD_BYTES:
-            raise RecordError(f"row is longer than {MAX_RECORD_BYTES // 1024} KB")
-        if len(self.record) > MAX_RECORD_LINES:
-            raise RecordError(f"a quoted cell runs over more than {MAX_RECORD_LINES} lines "
-                              "(is a closing quote missing?)")
+        if self.size > MAX_RECORD_BYTES or len(self.record) > MAX_RECORD_LINES:
+            raise RecordError(self._too_long())
         try:
-            return raw.decode("utf-8")
+            return raw.decode()
         except UnicodeDecodeError as exc:
             raise RecordError(f"not UTF-8 text (byte {exc.start + 1} of the line); "
                               "save the file as CSV UTF-8") from None
+
+    def _too_long(self) -> str:
+        if self.size > MAX_RECORD_BYTES:
+            return f"row is longer than {MAX_RECORD_BYTES // 1024} KB"
+        return (f"a quoted cell runs over more than {MAX_RECORD_LINES} lines "
+                "(is a closing quote missing?)")
 
     def _read(self) -> tuple[int, bytes]:
         raw = self.stream.readline(MAX_RECORD_BYTES + 1)
@@ -76,9 +78,6 @@ class _Lines:
         while chunk := self.stream.readline(MAX_RECORD_BYTES):
             if chunk.endswith(b"\n"):
                 return
-
-    def start_record(self) -> None:
-        self.record, self.size = [], 0
 
     def resync(self) -> int:
         """Give back all but the first line of a bad record; returns that first line."""
@@ -115,14 +114,14 @@ def read_records(stream: IO[bytes]) -> Iterator[Record]:
     delimiter = sniff_delimiter(first[1].decode("utf-8", errors="replace"))
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
-        lines.start_record()
+        lines.record, lines.size = [], 0
         try:
             cells = next(reader)
         except StopIteration:
             return
         except RecordError as exc:
-            yield Record(lines.resync(), problem=str(exc))
+            yield Record(lines.resync(), [], str(exc))
         except csv.Error as exc:
-            yield Record(lines.resync(), problem=_reason(exc))
+            yield Record(lines.resync(), [], _reason(exc))
         else:
             yield Record(lines.record[0][0], cells)

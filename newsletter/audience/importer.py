@@ -175,9 +175,9 @@ class RowChecker:
         if len(cells) > width and any(c.strip() for c in cells[width:]):
             return (f"{len(cells)} cells but the header has {width} columns "
                     "(quote any cell that contains the delimiter)")
-        for i, value in enumerate(cells):
-            if len(value) > MAX_CELL:
-                return f"{self._label(i)} is longer than {MAX_CELL} characters"
+        if max(map(len, cells), default=0) > MAX_CELL:
+            i = next(i for i, value in enumerate(cells) if len(value) > MAX_CELL)
+            return f"{self._label(i)} is longer than {MAX_CELL} characters"
         if not CONTROL.search("".join(cells)):
             return ""
         for i, value in enumerate(cells):
