@@ -13,7 +13,7 @@ from newsletter.audience.importer import import_csv
 from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import iter_subscribers
 from newsletter.delivery.headers import ascii_address
-from tests.conftest import SECRET, Cli
+from tests.conftest import Cli, akey
 
 RULE = "the part before the @ must be plain ASCII"
 
@@ -34,7 +34,7 @@ def test_the_importer_rejects_the_row_and_names_the_rule(services, tmp_path: Pat
     add_list(services.engine, slug="news", name="News", languages=["en"], default_language="en")
     path = tmp_path / "subs.csv"
     path.write_text("email\njörg@exämple.org\njoerg@exämple.org\n", encoding="utf-8")
-    report = import_csv(services.engine, path=path, list_slug="news", secret_key=SECRET)
+    report = import_csv(services.engine, path=path, list_slug="news", address_key=akey(services))
     assert [(p.line, RULE in p.reason) for p in report.rejected] == [(2, True)]
     assert [r.email for r in iter_subscribers(services.engine)] == ["joerg@exämple.org"]
 

@@ -78,8 +78,21 @@ def test_health_check_reports_the_database_and_outbox(web: WebEnv) -> None:
     assert answer.json()["status"] == "ok" and answer.json()["database"] == "ok"
 
 
-def test_health_check_says_503_when_the_database_is_gone(web: WebEnv, tmp_path) -> None:
-    client = web.other_app({"database": {"url": f"sqlite:///{tmp_path}/missing/dir/x.db"}})
+def test_health_check_says_503_when_the_database_is_gone(
+        web: WebEnv, tmp_path, sqlite_template) -> None:
+    import shutil
+
+    from newsletter.db.engine import make_engine
+    from newsletter.web import create_app
+
+    db = tmp_path / "gone" / "newsletter.db"
+    db.parent.mkdir()
+    shutil.copy(sqlite_template, db)
+    engine = make_engine(f"sqlite:///{db}")
+    client = TestClient(create_app(web.settings, engine=engine, outbox_worker=False))
+    assert client.get("/healthz").status_code == 200
+    engine.dispose()
+    shutil.rmtree(db.parent)  # the database disappears while the app runs
     answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["database"] == "unreachable"
 
