@@ -225,7 +225,7 @@ class Importer:
 
     engine: Engine
     lst: ListInfo
-    secret_key: str
+    address_key: str
     confirmed: bool = False
     consent_source: str = ""
     dry_run: bool = False
@@ -302,7 +302,7 @@ class Importer:
     def _merge(self, conn: Connection, batch: list[NewRow], source: str, commit: bool) -> None:
         try:
             with self._savepoint(conn):
-                counts = merge_batch(conn, self.lst, batch, secret_key=self.secret_key,
+                counts = merge_batch(conn, self.lst, batch, address_key=self.address_key,
                                      confirmed=self.confirmed, source=source)
         except DBAPIError:
             # A row the checks let through but the database refuses: find it, keep the others.
@@ -328,7 +328,7 @@ class Importer:
         for row in batch:
             try:
                 with self._savepoint(conn):
-                    counts.add(merge_batch(conn, self.lst, [row], secret_key=self.secret_key,
+                    counts.add(merge_batch(conn, self.lst, [row], address_key=self.address_key,
                                            confirmed=self.confirmed, source=source))
             except DBAPIError as exc:
                 reason = str(exc.orig or exc).strip().splitlines()[0][:200]
@@ -343,7 +343,7 @@ def import_csv(
     *,
     path: Path,
     list_slug: str,
-    secret_key: str,
+    address_key: str,
     confirmed: bool = False,
     consent_source: str = "",
     dry_run: bool = False,
@@ -356,7 +356,7 @@ def import_csv(
     if confirmed and not consent_source.strip():
         raise ValidationError("--confirmed needs --consent-source saying where consent came from")
     lst = get_list(engine, list_slug)
-    importer = Importer(engine, lst, secret_key, confirmed=confirmed,
+    importer = Importer(engine, lst, address_key, confirmed=confirmed,
                         consent_source=consent_source, dry_run=dry_run, strict=strict,
                         fallback_language=fallback_language, check_dns=check_dns,
                         progress=progress)
