@@ -241,8 +241,8 @@ class Importer:
         """Import every row of the stream."""
         self.report.dry_run, self.report.strict = self.dry_run, self.strict
         rows = read_records(stream)
-        first = next(rows, None)
-        if first is None or not first.cells and not first.problem:
+        first = next((r for r in rows if r.problem or any(c.strip() for c in r.cells)), None)
+        if first is None:
             raise ImportFileError("the file is empty")
         if first.problem:
             raise ImportFileError(f"line 1: the header cannot be read: {first.problem}")

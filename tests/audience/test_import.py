@@ -160,6 +160,13 @@ def test_a_row_that_is_not_utf8_is_rejected_alone(services, news, tmp_path):
     assert emails(services) == ["b@example.org"]
 
 
+def test_blank_lines_before_the_header_are_skipped(services, news, tmp_path):
+    report = do_import(services, write(tmp_path, "\n,,\nemail,name\na@example.org,Ann\n"))
+    assert not report.rejected and emails(services) == ["a@example.org"]
+    with pytest.raises(ImportFileError, match="empty"):
+        do_import(services, write(tmp_path, "\ufeff\n \n"))
+
+
 def test_a_header_that_is_not_utf8_is_a_clear_error(services, news, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("email,prénom\na@example.org,Jose\n".encode("latin-1"))

@@ -33,7 +33,7 @@ def _stat(pid: int) -> list[str]:
 
 
 def _name(pid: int, start: str) -> str:
-    return f"{socket.gethostname()}:{pid}:t{start}"
+    return f"{socket.gethostname()}:{pid}:t{start}:abc123"
 
 
 def test_a_worker_is_alive_only_while_its_own_process_runs():
@@ -41,6 +41,7 @@ def test_a_worker_is_alive_only_while_its_own_process_runs():
     start = _stat(proc.pid)[19]
     assert worker_alive(_name(proc.pid, start))
     assert worker_alive(worker_name())
+    assert worker_name() != worker_name()  # two runs in one process hold separate leases
     # The same pid with another start time is a new process that reused the pid.
     assert not worker_alive(_name(proc.pid, str(int(start) + 1)))
     proc.kill()
@@ -50,7 +51,9 @@ def test_a_worker_is_alive_only_while_its_own_process_runs():
     proc.wait()
     assert not worker_alive(_name(proc.pid, start))
     # Another host's worker is left to its lease.
-    assert worker_alive(f"elsewhere.example:{proc.pid}:t{start}")
+    assert worker_alive(f"elsewhere.example:{proc.pid}:t{start}:abc123")
+    # A name from before start times were recorded: only the pid can be checked.
+    assert not worker_alive(f"{socket.gethostname()}:{proc.pid}:abc123")
 
 
 def _children(pid: int) -> list[int]:
