@@ -44,7 +44,7 @@ from newsletter.tokens import email_hash
 DELIVERIES = Delivery.__table__
 ISSUES = Issue.__table__
 REPORT_EVENTS = ("bounce", "complaint", "bounce-unmatched")
-ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "duplicate")
+ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "unreadable", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,20 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def report_key(data: bytes) -> str:
-    """A stable digest naming one report: its Message-ID, or its bytes when it has none."""
+def report_key(data: bytes, digest: str = "") -> str:
+    """A stable digest naming one report: its Message-ID, or its bytes when it has none.
+
+    `data` may be only the report's head; `digest` is then the sha256 of the whole report.
+    """
     try:
         message_id = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
     except Exception:  # header parsing of arbitrary bytes; fall back to the bytes
         message_id = None
     text = " ".join(str(message_id).split()) if message_id else ""
-    source = b"mid:" + text.encode("utf-8", "replace") if text else b"raw:" + data
+    if text:
+        source = b"mid:" + text.encode("utf-8", "replace")
+    else:
+        source = b"raw:" + (digest.encode() if digest else data)
     return hashlib.sha256(source).hexdigest()[:32]
 
 
@@ -216,6 +222,10 @@ def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: 
             return replace(base, action="duplicate", note="report already processed")
         data = _report_data(report, target)
         meta = RequestMeta(source=source)
+        if report.kind == "unreadable":
+            record_event(conn, "bounce-unmatched", meta, now, None, None,
+                         {**data, "outcome": "unreadable", "note": report.diagnostic})
+            return replace(base, action="unreadable", note=report.diagnostic)
         if target is None:
             why = "no valid VERP token" if report.delivery_id is None else "delivery not found"
             record_event(conn, "bounce-unmatched", meta, now, None, None,

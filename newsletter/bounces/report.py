@@ -26,13 +26,15 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
+from newsletter.bounces.intake import PARSE_LIMIT, ReportUnreadable, parse_message
 from newsletter.delivery.verp import decode_verp
 from newsletter.tokens import Signer
 
 # flufl.bounce logs each failing heuristic with a traceback; the fallback below expects them.
 logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
 
-KINDS = ("hard", "soft", "policy", "complaint", "unknown")
+KINDS = ("hard", "soft", "policy", "complaint", "unknown", "unreadable")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -103,16 +105,20 @@ def _report_part(msg: Message, content_type: str) -> list[Message]:
     return []
 
 
-def _address(value: str | None) -> str:
+def _address(value: object) -> str:
     """`rfc822; user@example.org` -> user@example.org."""
-    text = (value or "").strip()
+    text = _one_line(value)
     if ";" in text:
         text = text.split(";", 1)[1]
-    return text.strip().strip("<>").strip()
+    return text.strip().strip("<>").strip()[:254]
 
 
-def _one_line(value: str | None) -> str:
-    return " ".join((value or "").split())[:500]
+def _one_line(value: object, limit: int = 500) -> str:
+    """A header's text on one line, without control characters (PostgreSQL refuses NUL)."""
+    text = str(value) if value else ""
+    # 8-bit bytes arrive as surrogates; a database stores only valid text.
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
 def _from_dsn(blocks: list[Message]) -> tuple[str, tuple[str, ...], str, str, str]:
@@ -124,8 +130,8 @@ def _from_dsn(blocks: list[Message]) -> tuple[str, tuple[str, ...], str, str, st
         final = block.get("Final-Recipient") or block.get("Original-Recipient")
         if not final:
             continue
-        action = (block.get("Action") or "").strip().lower()
-        status = (block.get("Status") or "").strip()
+        action = _one_line(block.get("Action"), 40).lower()
+        status = _one_line(block.get("Status"), 40)
         kind = classify_status(status, action or "failed")
         recipients.append(_address(final))
         if rank[kind] > rank[worst[0]]:
@@ -134,8 +140,20 @@ def _from_dsn(blocks: list[Message]) -> tuple[str, tuple[str, ...], str, str, st
 
 
 def parse_bounce(data: bytes, signer: Signer, envelope_to: Sequence[str] = ()) -> BounceReport:
-    """Read a bounce or complaint; never raises on malformed input (kind "unknown")."""
-    msg = email.message_from_bytes(data)
+    """Read a bounce or complaint in this process; never raises (kind "unreadable")."""
+    try:
+        return parse_report(data[:PARSE_LIMIT], signer, envelope_to)
+    except (ReportUnreadable, RecursionError) as exc:
+        return BounceReport(kind="unreadable", delivery_id=None, diagnostic=str(exc),
+                            source="none")
+
+
+def parse_report(data: bytes, signer: Signer, envelope_to: Sequence[str] = ()) -> BounceReport:
+    """Read a bounce or complaint (kind "unknown" when it says nothing we understand).
+
+    ReportUnreadable when it is nested too deep; run it in a ParseWorker to bound its time.
+    """
+    msg = parse_message(data)
     original = _returned_original(msg)
     headers = [msg.get(h) for h in ("Delivered-To", "X-Original-To", "To")]
     inner = [original.get(h) for h in ("Return-Path", "From")] if original is not None else []
