@@ -1,8 +1,11 @@
 """Take bounces in: an SMTP receiver for the VERP domain, or messages already in a mailbox.
 
 The receiver is what the bounce domain's MX points at. It accepts mail only for the bounce
-addresses (`bounces@domain` and `bounces+TOKEN@domain`, as set in [bounces]) and answers
-550 to any other recipient, so it never relays and never collects spam for other addresses.
+addresses (`bounces@domain` and `bounces+TOKEN@domain`, as set in [bounces]) and for
+`postmaster@domain` and `abuse@domain`, which every mail domain must receive (RFC 5321
+§4.5.1, RFC 2142): those are kept in a Maildir for a person to read ([bounces]
+postmaster_maildir) and never acted on. Any other recipient gets 550, so it never relays
+and never collects spam for other addresses.
 A token that fails its HMAC is still accepted at RCPT (some relays change the case of an
 address, and the returned headers may still name the delivery): such a report is recorded as
 unmatched, never applied to anybody.
@@ -70,6 +73,7 @@ class Processor:
     suffix: str  # `@bounces.example.org`
     keep_unmatched: mailbox.Maildir | None = None
     signer_keys: tuple[str, ...] = ()  # current and old secret keys, for the parse worker
+    postmaster_path: Path | None = None  # Maildir for postmaster@ and abuse@ mail
     worker: ParseWorker = field(default_factory=shared_worker)
 
     @classmethod
@@ -87,10 +91,32 @@ class Processor:
                                   f"{exc.strerror or exc}") from None
         return cls(engine=engine, signer=signer, secret_key=str(settings.secret_key),
                    policy=BouncePolicy.from_settings(settings), prefix=prefix.lower(),
-                   suffix=suffix.lower(), keep_unmatched=box, signer_keys=keys)
+                   suffix=suffix.lower(), keep_unmatched=box, signer_keys=keys,
+                   postmaster_path=settings.path(settings["bounces"]["postmaster_maildir"]))
+
+    def is_role(self, address: str) -> bool:
+        """True for postmaster@ and abuse@ the bounce domain (any case)."""
+        text = (address or "").strip().strip("<>").lower()
+        return text in (f"postmaster{self.suffix}", f"abuse{self.suffix}")
+
+    def keep_for_postmaster(self, raw: Raw, envelope_to: Sequence[str]) -> Outcome:
+        """Store a message to postmaster@ or abuse@ for a person; nothing else is done."""
+        if self.postmaster_path is None:
+            raise BounceError("[bounces] postmaster_maildir is not set")
+        try:
+            self.postmaster_path.parent.mkdir(parents=True, exist_ok=True)
+            box = mailbox.Maildir(self.postmaster_path, create=True)
+        except OSError as exc:
+            raise BounceError(f"cannot create Maildir {self.postmaster_path}: "
+                              f"{exc.strerror or exc}") from None
+        self._keep(raw, envelope_to, box)
+        roles = ", ".join(sorted({a.lower() for a in envelope_to if self.is_role(a)}))
+        return Outcome(kind="postmaster", action="kept", note=f"for {roles}")
 
     def accepts(self, address: str) -> bool:
-        """True for the bounce mailbox itself and any VERP address under it."""
+        """True for the bounce mailbox itself, any VERP address under it, postmaster@, abuse@."""
+        if self.is_role(address):
+            return True
         text = (address or "").strip().strip("<>")
         lowered = text.lower()
         if not lowered.endswith(self.suffix):
@@ -107,7 +133,7 @@ class Processor:
         outcome = apply_report(self.engine, report, key=report_key(raw.head, raw.digest),
                                secret_key=self.secret_key, policy=self.policy, now=now)
         if outcome.action in ("unmatched", "unreadable") and self.keep_unmatched is not None:
-            self._keep(raw, envelope_to)
+            self._keep(raw, envelope_to, self.keep_unmatched)
         return outcome
 
     def read(self, raw: Raw, envelope_to: Sequence[str]) -> BounceReport:
@@ -122,12 +148,11 @@ class Processor:
             return BounceReport(kind="unreadable", delivery_id=None, diagnostic=str(exc),
                                 source="none")
 
-    def _keep(self, raw: Raw, envelope_to: Sequence[str]) -> None:
-        assert self.keep_unmatched is not None
+    def _keep(self, raw: Raw, envelope_to: Sequence[str], box: mailbox.Maildir) -> None:
         trace = "".join(f"X-Bounce-Envelope-To: {a}\r\n" for a in envelope_to)
         whole = raw.whole()
         body = whole if isinstance(whole, bytes) else whole.read(MAX_REPORT)
-        self.keep_unmatched.add(trace.encode("utf-8", "replace") + body)
+        box.add(trace.encode("utf-8", "replace") + body)
 
 
 class BounceHandler:
@@ -152,9 +177,18 @@ class BounceHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = getattr(envelope, "raw", None) or Raw.of(bytes(envelope.original_content or b""))
         loop = asyncio.get_running_loop()
+        rcpts = list(envelope.rcpt_tos)
+        reports = [a for a in rcpts if not self.processor.is_role(a)]
         try:
+            if len(reports) < len(rcpts):
+                kept = await loop.run_in_executor(
+                    self.executor, self.processor.keep_for_postmaster, raw, rcpts)
+                if self.on_outcome is not None:
+                    self.on_outcome(kept)
+                if not reports:
+                    return "250 2.0.0 OK: kept for the postmaster"
             outcome = await loop.run_in_executor(
-                self.executor, self.processor.process, raw, list(envelope.rcpt_tos))
+                self.executor, self.processor.process, raw, reports)
         except Exception as exc:  # not recorded (database down...): the sender must retry
             log.exception("could not record a bounce report")
             if self.on_error is not None:
