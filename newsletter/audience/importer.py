@@ -201,7 +201,7 @@ class Importer:
 
     engine: Engine
     lst: ListInfo
-    secret_key: str
+    address_key: str
     confirmed: bool = False
     consent_source: str = ""
     dry_run: bool = False
@@ -273,7 +273,7 @@ class Importer:
         earlier.attributes = {**earlier.attributes, **row.attributes}
 
     def _merge(self, conn: Connection, batch: list[NewRow], source: str, commit: bool) -> None:
-        counts = merge_batch(conn, self.lst, batch, secret_key=self.secret_key,
+        counts = merge_batch(conn, self.lst, batch, address_key=self.address_key,
                              confirmed=self.confirmed, source=source)
         if commit:
             conn.commit()
@@ -289,7 +289,7 @@ def import_csv(
     *,
     path: Path,
     list_slug: str,
-    secret_key: str,
+    address_key: str,
     confirmed: bool = False,
     consent_source: str = "",
     dry_run: bool = False,
@@ -302,7 +302,7 @@ def import_csv(
     if confirmed and not consent_source.strip():
         raise ValidationError("--confirmed needs --consent-source saying where consent came from")
     lst = get_list(engine, list_slug)
-    importer = Importer(engine, lst, secret_key, confirmed=confirmed,
+    importer = Importer(engine, lst, address_key, confirmed=confirmed,
                         consent_source=consent_source, dry_run=dry_run, strict=strict,
                         fallback_language=fallback_language, check_dns=check_dns,
                         progress=progress)

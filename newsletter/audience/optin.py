@@ -22,9 +22,10 @@ from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.keyring import address_hash, load_keyring
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
-from newsletter.tokens import Signer, TokenError, email_hash
+from newsletter.tokens import Signer, TokenError
 
 LISTS = cast(Table, MailingList.__table__)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
@@ -92,7 +93,7 @@ class OptIn:
     engine: Engine
     signer: Signer
     mailer: Mailer
-    secret_key: str
+    address_key: str  # hashes addresses for the suppression list; never rotates
     base_url: str
     confirm_days: int = 7
     max_per_address: int = 3
@@ -102,12 +103,12 @@ class OptIn:
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, mailer: Mailer) -> OptIn:
         web = settings["web"]
-        signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+        keys = load_keyring(settings, engine)
         return cls(
             engine=engine,
-            signer=signer,
+            signer=keys.signer,
             mailer=mailer,
-            secret_key=str(settings.secret_key),
+            address_key=keys.address_key,
             base_url=settings["newsletter"]["base_url"],
             confirm_days=web["confirm_days"],
             max_per_address=web["max_confirmations_per_address"],
@@ -216,9 +217,9 @@ def check_ip_limit(
         raise RateLimited("too many requests from this network address")
 
 
-def is_suppressed(conn: Connection, email: str, secret_key: str) -> bool:
+def is_suppressed(conn: Connection, email: str, address_key: str) -> bool:
     """True when the address is on the suppression list (kept as a keyed hash)."""
-    digest = email_hash(email, secret_key)
+    digest = address_hash(email, address_key)
     return digest in suppressed_hashes(conn, [digest])
 
 
@@ -337,7 +338,7 @@ def _subscribe_once(
     check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
     subscriber = _subscriber(conn, email)
     requested = {"lists": [mlist["slug"]], "language": language, "name": name}
-    if is_suppressed(conn, email, ctx.secret_key):
+    if is_suppressed(conn, email, ctx.address_key):
         sid = subscriber["id"] if subscriber else None
         record_event(
             conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": "suppressed"}
@@ -504,7 +505,7 @@ def resend_confirmation(
         language = subscriber["language"] or mlist["default_language"]
         outcome = "nothing"
         waiting = current is not None and current["status"] == "pending"
-        if waiting and not is_suppressed(conn, subscriber["email"], ctx.secret_key):
+        if waiting and not is_suppressed(conn, subscriber["email"], ctx.address_key):
             sent = enqueue_confirmation(
                 ctx, conn, dict(subscriber), dict(mlist), language, subscriber["name"], now
             )

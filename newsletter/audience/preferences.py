@@ -506,7 +506,7 @@ def send_preferences_link(
 def _mail_link(
     ctx: OptIn, conn: Connection, subscriber: dict[str, Any], language: str, now: datetime
 ) -> str:
-    if is_suppressed(conn, subscriber["email"], ctx.secret_key):
+    if is_suppressed(conn, subscriber["email"], ctx.address_key):
         return "suppressed"
     if (
         count_recent(conn, "preferences", subscriber["email"], now - ADDRESS_WINDOW)

@@ -52,6 +52,7 @@ from newsletter.config import ConfigError, Settings
 from newsletter.delivery.capture import ThreadedSmtpServer
 from newsletter.delivery.verp import verp_parts
 from newsletter.errors import NewsletterError
+from newsletter.keyring import load_keyring
 from newsletter.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Processor:
 
     engine: Engine
     signer: Signer
-    secret_key: str
+    address_key: str  # hashes addresses for the suppression list; never rotates
     policy: BouncePolicy
     prefix: str  # `bounces+`
     suffix: str  # `@bounces.example.org`
@@ -78,8 +79,9 @@ class Processor:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> Processor:
-        keys = (str(settings.secret_key), *settings["newsletter"]["old_secret_keys"])
-        signer = Signer(keys[0], keys[1:])
+        keys = load_keyring(settings, engine)
+        # The parse worker makes its own signer from the same keys link_signer uses.
+        secrets = (str(settings.secret_key), *settings["newsletter"]["old_secret_keys"])
         prefix, suffix = verp_parts(settings)
         keep = settings["bounces"]["keep_unmatched"]
         box = None
@@ -89,9 +91,9 @@ class Processor:
             except OSError as exc:
                 raise ConfigError(f"[bounces] keep_unmatched: cannot create Maildir {keep}: "
                                   f"{exc.strerror or exc}") from None
-        return cls(engine=engine, signer=signer, secret_key=str(settings.secret_key),
+        return cls(engine=engine, signer=keys.signer, address_key=keys.address_key,
                    policy=BouncePolicy.from_settings(settings), prefix=prefix.lower(),
-                   suffix=suffix.lower(), keep_unmatched=box, signer_keys=keys,
+                   suffix=suffix.lower(), keep_unmatched=box, signer_keys=secrets,
                    postmaster_path=settings.path(settings["bounces"]["postmaster_maildir"]))
 
     def is_role(self, address: str) -> bool:
@@ -131,7 +133,7 @@ class Processor:
         raw = data if isinstance(data, Raw) else Raw.of(data)
         report = self.read(raw, envelope_to)
         outcome = apply_report(self.engine, report, key=report_key(raw.head, raw.digest),
-                               secret_key=self.secret_key, policy=self.policy, now=now)
+                               address_key=self.address_key, policy=self.policy, now=now)
         if outcome.action in ("unmatched", "unreadable") and self.keep_unmatched is not None:
             self._keep(raw, envelope_to, self.keep_unmatched)
         return outcome
@@ -141,8 +143,7 @@ class Processor:
         try:
             if raw.size > MAX_REPORT:
                 raise ReportUnreadable(f"{raw.size:,} bytes (limit {MAX_REPORT:,})")
-            keys = self.signer_keys or (self.secret_key,)
-            report: BounceReport = self.worker.parse(raw.head, keys, envelope_to)
+            report: BounceReport = self.worker.parse(raw.head, self.signer_keys, envelope_to)
             return report
         except ReportUnreadable as exc:
             return BounceReport(kind="unreadable", delivery_id=None, diagnostic=str(exc),

@@ -46,8 +46,9 @@ def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
         confirmed: bool, consent_source: str) -> None:
     """Add EMAIL to a list (pending until confirmed, unless --confirmed)."""
     counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, name=name, language=language,
-                            confirmed=confirmed, consent_source=consent_source)
+                            address_key=app.services.keyring.address_key, name=name,
+                            language=language, confirmed=confirmed,
+                            consent_source=consent_source)
     if counts.kept_unsubscribed:
         click.echo(f"{email} had unsubscribed from {list_slug}: they must opt in again")
     elif counts.subscribed or counts.confirmed:
@@ -103,7 +104,7 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
     with progress:
         task = progress.add_task("import", total=None)
         report = import_csv(engine, path=file, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, confirmed=confirmed,
+                            address_key=app.services.keyring.address_key, confirmed=confirmed,
                             consent_source=consent_source, dry_run=dry_run, strict=strict,
                             fallback_language=fallback_to_default, check_dns=check_dns,
                             progress=lambda n: progress.advance(task, n))
@@ -162,7 +163,7 @@ def export(app: AppContext, list_slug: str, status: str | None, output: Path | N
 def remove(app: AppContext, email: str, list_slug: str | None) -> None:
     """Unsubscribe EMAIL from a list, or erase them (personal data deleted, address suppressed)."""
     done = remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                             secret_key=app.settings.secret_key)
+                             address_key=app.services.keyring.address_key)
     if done == "erased":
         click.echo(f"{email} erased; a keyed hash stays on the suppression list")
     else:

@@ -40,6 +40,7 @@ class RunConfig:
 
     settings: Settings
     issue_id: int
+    address_key: str  # hashes addresses to skip suppressions; never the rotating secret key
     content: ContentFactory
     pool: PoolSettings
     batch_size: int = 200
@@ -63,8 +64,7 @@ class Worker:
     def __init__(self, cfg: RunConfig, progress: Progress, stop: asyncio.Event) -> None:
         self.cfg = cfg
         self.stop = stop
-        secret = cfg.settings.secret_key
-        self.engine = q.sender_engine(cfg.settings.database_url, secret)
+        self.engine = q.sender_engine(cfg.settings.database_url, cfg.address_key)
         self.worker = q.worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         self.relay = Relay.from_settings(cfg.settings)
@@ -134,7 +134,7 @@ class Worker:
                     continue
                 rows = await asyncio.to_thread(
                     q.claim, self.engine, cfg.issue_id, self.worker, cfg.batch_size, cfg.lease,
-                    cfg.settings.secret_key)
+                    cfg.address_key)
                 for row in rows:
                     self.jobs.put_nowait(row)
                 if rows:

@@ -12,7 +12,6 @@ from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.db.models import Event, Subscriber
 from newsletter.errors import ValidationError
-from tests.conftest import SECRET
 
 MIXED = (
     "\ufeffEmail;Name;Language;Organisation\r\n"
@@ -38,8 +37,13 @@ def write(tmp_path: Path, text: str, name: str = "subs.csv") -> Path:
     return path
 
 
+def key(services) -> str:
+    """The address key suppressions are hashed with."""
+    return services.keyring.address_key
+
+
 def do_import(services, path: Path, **kw):
-    return import_csv(services.engine, path=path, list_slug="news", secret_key=SECRET, **kw)
+    return import_csv(services.engine, path=path, list_slug="news", address_key=key(services), **kw)
 
 
 def emails(services) -> list[str]:
@@ -111,8 +115,9 @@ def test_imported_rows_are_pending_unless_confirmed_with_a_source(services, news
 
 
 def test_import_never_confirms_a_suppressed_address(services, news, tmp_path):
-    add_subscriber(services.engine, email="gone@example.org", list_slug="news", secret_key=SECRET)
-    remove_subscriber(services.engine, email="gone@example.org", secret_key=SECRET)
+    add_subscriber(services.engine, email="gone@example.org", list_slug="news",
+                   address_key=key(services))
+    remove_subscriber(services.engine, email="gone@example.org", address_key=key(services))
     report = do_import(services, write(tmp_path, "email\ngone@example.org\n"), confirmed=True,
                        consent_source="old list")
     assert [p.reason for p in report.rejected] == ["address is suppressed"]
@@ -120,8 +125,10 @@ def test_import_never_confirms_a_suppressed_address(services, news, tmp_path):
 
 
 def test_unsubscribed_people_are_not_resubscribed_by_import(services, news, tmp_path):
-    add_subscriber(services.engine, email="a@example.org", list_slug="news", secret_key=SECRET)
-    remove_subscriber(services.engine, email="a@example.org", list_slug="news", secret_key=SECRET)
+    add_subscriber(services.engine, email="a@example.org", list_slug="news",
+                   address_key=key(services))
+    remove_subscriber(services.engine, email="a@example.org", list_slug="news",
+                      address_key=key(services))
     report = do_import(services, write(tmp_path, "email\na@example.org\n"), confirmed=True,
                        consent_source="x")
     assert report.merge.kept_unsubscribed == 1
@@ -155,13 +162,14 @@ def test_file_that_is_not_utf8_is_a_clear_error(services, news, tmp_path):
 def test_erasure_removes_personal_data_from_the_audit_trail(services, news):
     from sqlalchemy import insert
 
-    add_subscriber(services.engine, email="p@example.org", list_slug="news", secret_key=SECRET,
+    add_subscriber(services.engine, email="p@example.org", list_slug="news",
+                   address_key=key(services),
                    name="Private Person")
     with services.engine.begin() as conn:
         sid = conn.scalar(select(Subscriber.id))
         conn.execute(insert(Event).values(kind="subscribe", subscriber_id=sid, ip="192.0.2.7",
                                           user_agent="UA", data={"name": "Private Person"}))
-    remove_subscriber(services.engine, email="p@example.org", secret_key=SECRET)
+    remove_subscriber(services.engine, email="p@example.org", address_key=key(services))
     with services.engine.connect() as conn:
         rows = conn.execute(select(Event.ip, Event.user_agent, Event.data)).all()
     assert rows and all(r.ip is None and r.user_agent is None for r in rows)

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from newsletter.db.models import Suppression, utcnow
-from newsletter.tokens import email_hash
-from tests.conftest import SECRET
+from newsletter.keyring import address_hash, read_address_key
 from tests.web.conftest import WebEnv
 
 
@@ -134,7 +133,7 @@ def _suppress(web: WebEnv, address: str) -> None:
     with web.engine.begin() as conn:
         conn.execute(
             Suppression.__table__.insert().values(
-                email_hash=email_hash(address, SECRET),
+                email_hash=address_hash(address, read_address_key(conn)),
                 reason="complaint",
                 detail="",
                 created_at=utcnow(),
