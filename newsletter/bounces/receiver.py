@@ -25,8 +25,10 @@ mbox file or single .eml files, as often as they like: processing is idempotent.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mailbox
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +42,7 @@ from sqlalchemy import Engine
 
 from newsletter.bounces.intake import (
     MAX_REPORT,
+    PARSE_LIMIT,
     ParseWorker,
     Raw,
     RawSink,
@@ -300,9 +303,13 @@ def check_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_file(path: Path) -> Raw:
-    """One message file: whole when it fits the size limit, else its head and digest only."""
+    """One message file: whole when it fits the size limit, else only its head (unreadable)."""
     with path.open("rb") as handle:
-        sink = RawSink(limit=1 << 62)
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_REPORT:
+            head = handle.read(PARSE_LIMIT)
+            return Raw(head, size, hashlib.sha256(head + b"%d" % size).hexdigest())
+        sink = RawSink()
         while chunk := handle.read(1 << 20):
             sink.write(chunk)
     return sink.raw()

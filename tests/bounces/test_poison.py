@@ -106,3 +106,15 @@ def test_parse_time_is_capped_and_the_worker_comes_back() -> None:
         assert worker.parse(b"Subject: hi\r\n\r\nhello\r\n", ["k" * 30], []).kind == "unknown"
     finally:
         worker.close()
+
+
+def test_a_mailbox_file_over_the_size_cap_is_unreadable_without_being_read(
+        run, services: Services, tmp_path: Path) -> None:
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    key = box.add(b"Subject: huge\r\n\r\n")
+    with open(tmp_path / "Maildir" / "new" / key, "r+b") as handle:
+        handle.truncate(MAX_REPORT + 1)  # sparse: costs no disk
+    output = run("bounces", "process", str(tmp_path / "Maildir")).output
+    assert f"unreadable ({MAX_REPORT + 1:,} bytes (limit {MAX_REPORT:,}))" in output
+    assert output.strip().splitlines()[-1] == (
+        "1 report(s): 1 unreadable. Actions: 1 unreadable.")
