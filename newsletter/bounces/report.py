@@ -40,10 +40,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_LIMIT = 20_000  # of a report's human-readable words
 # Where a text bounce starts quoting the returned message (our own words must not count).
 _QUOTE_START = re.compile(
-    r"^(?:[ \t>-]*(?:-{3,}|_{5,}).*|.*(?:below this line is a copy|copy of the (?:original )?"
-    r"message|original message|message (?:header|headers) follows?|returned message|"
-    r"nachricht folgt|message d'origine|mensaje original).*|(?:return-path|received|"
-    r"message-id|from|date|subject|to|mime-version|content-type):.*)$",
+    r"^(?:.*(?:below this line is a copy|copy of the (?:original )?message|original message|"
+    r"message (?:header|headers) follows?|returned message|nachricht folgt|"
+    r"message d'origine|mensaje original).*|(?:return-path|received|message-id|mime-version|"
+    r"content-type|dkim-signature|list-unsubscribe):.*)$",
     re.IGNORECASE | re.MULTILINE)
 _AUTO_SUBJECT = re.compile(
     r"out of (?:the )?office|automatic reply|auto[- ]?reply|autoresponder|vacation|on leave|"
@@ -174,8 +174,12 @@ def _from_dsn(blocks: list[Message], text: str) -> BounceReport:
 
 
 def _human_text(msg: Message) -> str:
-    """The report's own words (Subject and text parts), not the message it returns."""
-    words = [_one_line(msg.get("Subject"))]
+    """The report's own words (its text parts), not the message it returns.
+
+    Not its Subject: that often repeats ours ("Undeliverable: ..."), and our words must not
+    decide what the report says.
+    """
+    words: list[str] = []
     for part in msg.walk():
         kind = part.get_content_type()
         if kind.startswith("message/") or kind == "text/rfc822-headers":

@@ -217,3 +217,21 @@ def test_out_of_office_replies_are_auto_replies(verp: str) -> None:
             "Auto-Submitted: auto-replied\r\n\r\nIch bin nicht im Buero.\r\n").encode()
     found = parse_bounce(data, SIGNER)
     assert (found.kind, found.delivery_id) == ("autoreply", 4242)
+
+
+def test_a_text_bounce_is_read_up_to_the_copy_of_our_message(verp: str) -> None:
+    data = f"""From: Mail Delivery Subsystem <MAILER-DAEMON@old.example.net>
+To: {verp}
+Subject: Returned mail: see transcript for details
+X-Failed-Recipients: amelie@example.net
+
+   ----- The following addresses had permanent fatal errors -----
+<amelie@example.net>
+    (reason: 552 mailbox is full)
+
+   ----- Original message follows -----
+Return-Path: <{verp}>
+Subject: Our policy on spam, blocked accounts and unknown users
+""".replace("\n", "\r\n").encode()
+    found = parse_bounce(data, SIGNER)
+    assert (found.kind, found.source, found.reason) == ("soft", "flufl", "text words")
