@@ -79,14 +79,15 @@ def test_a_report_over_the_size_cap_gets_552_at_data(receiver: BounceServer) -> 
     assert receiver.count == 0
 
 
-def test_a_report_bigger_than_the_parsed_head_is_kept_whole(
+def test_a_report_bigger_than_the_parsed_head_is_kept_whole_and_unstuffed(
         workspace: Path, services: Services) -> None:
     from newsletter.bounces.receiver import Processor
     from newsletter.config import load_settings
 
     settings = load_settings(workspace, overrides={"bounces": {"keep_unmatched": "unmatched"}})
     big = dsn("bounces+forged@bounces.example.org", "a@example.net").replace(
-        b"Subject: Coalition news", b"Subject: Coalition news\r\nX-Pad: " + b"p" * 900_000, 1)
+        b"Subject: Coalition news", b"Subject: Coalition news\r\nX-Pad: " + b"p" * 900_000, 1
+    ).replace(b"--R1--", b".a line that starts with a dot\r\n..and two\r\n--R1--")
     server = BounceServer(Processor.from_settings(settings, services.engine), port=0)
     with server, smtplib.SMTP(server.host, server.port, timeout=30) as client:
         client.sendmail("", ["bounces+forged@bounces.example.org"], big)
