@@ -100,6 +100,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "per_page": (int, 20),
         "titles": (dict, {}),
     },
+    "audience": {
+        "pending_days": (int, 30),
+    },
     "capture": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8025),

@@ -244,3 +244,8 @@ class Cli:
 def run(workspace: Path, services: Services) -> Cli:
     """Invoke the CLI in the test workspace (one database backend per parametrization)."""
     return Cli(workspace)
+
+
+def akey(services: Services) -> str:
+    """The database's address key (hashes suppressed addresses)."""
+    return services.keyring.address_key

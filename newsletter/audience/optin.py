@@ -10,14 +10,14 @@ throttled all look the same), so the result says what happened only for logs and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.audience.addresses import normalize_email as normalize_address
+from newsletter.audience.addresses import normalize_email
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
@@ -139,14 +139,6 @@ class ConfirmResult:
     list_name: str
     language: str | None
     preferences_url: str
-
-
-def normalize_email(value: str) -> str:
-    """A valid address in its stored form; ValidationError naming the `email` field otherwise."""
-    try:
-        return normalize_address(value)
-    except ValidationError as exc:
-        raise ValidationError(f"email: {exc}") from None
 
 
 def clean_name(value: str | None) -> str:
@@ -325,7 +317,7 @@ def enqueue_confirmation(
     return True
 
 
-def _subscribe_once(
+def subscribe_in(
     ctx: OptIn,
     conn: Connection,
     mlist: dict[str, Any],
@@ -335,13 +327,16 @@ def _subscribe_once(
     meta: RequestMeta,
     now: datetime,
 ) -> tuple[str, int | None]:
-    check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+    """subscribe()'s work on a checked address, in the caller's transaction: (outcome, id)."""
     subscriber = _subscriber(conn, email)
     requested = {"lists": [mlist["slug"]], "language": language, "name": name}
     if is_suppressed(conn, email, ctx.address_key):
         sid = subscriber["id"] if subscriber else None
+        # Nothing is done for a suppressed (perhaps erased) address, so nothing about the person
+        # is kept either: no name, no referring URL (it may carry the address).
         record_event(
-            conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": "suppressed"}
+            conn, "subscribe", replace(meta, source=None), now, sid, mlist["id"],
+            {"lists": requested["lists"], "language": language, "outcome": "suppressed"},
         )
         return "suppressed", sid
     if subscriber is None:
@@ -405,7 +400,8 @@ def subscribe(
                 mlist = find_list(conn, list_slug)
                 languages = mlist["languages"] or [mlist["default_language"]]
                 lang = str(language if language in languages else mlist["default_language"])
-                outcome, sid = _subscribe_once(ctx, conn, mlist, email, name, lang, meta, now)
+                check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+                outcome, sid = subscribe_in(ctx, conn, mlist, email, name, lang, meta, now)
         except IntegrityError:
             # Two requests created the same subscriber at once: the second one runs again.
             if attempt:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
@@ -300,33 +300,26 @@ def remove_subscriber(
     """With a list: unsubscribe from it. Without: erase the person and suppress the address."""
     address = normalize_email(email)
     now = utcnow()
+    if not list_slug:
+        from newsletter.audience.erasure import erase  # erasure builds on this module
+
+        erase(engine, email=address, address_key=address_key)
+        return "erased"
     with engine.begin() as conn:
         s = subscribers_table.c
         sid = conn.scalar(select(s.id).where(s.email == address))
         if sid is None:
             raise NotFoundError(f"no subscriber {address}")
-        if list_slug:
-            lst = get_list(engine, list_slug)
-            c = subscriptions_table.c
-            done = conn.execute(
-                update(subscriptions_table)
-                .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
-                .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
-            )
-            if not done.rowcount:
-                raise NotFoundError(f"{address} is not on list {lst.slug!r}")
-            conn.execute(insert(events_table).values(
-                kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
-                source="cli", data={}))
-            return "unsubscribed"
-        digest = address_hash(address, address_key)
-        if not suppressed_hashes(conn, [digest]):
-            conn.execute(insert(suppressions_table).values(
-                email_hash=digest, reason="erased", created_at=now, detail=""))
-        e = events_table.c
-        conn.execute(update(events_table).where(e.subscriber_id == sid)
-                     .values(ip=None, user_agent=None, data={}))
-        conn.execute(delete(subscribers_table).where(subscribers_table.c.id == sid))
+        lst = get_list(engine, list_slug)
+        c = subscriptions_table.c
+        done = conn.execute(
+            update(subscriptions_table)
+            .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
+            .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
+        )
+        if not done.rowcount:
+            raise NotFoundError(f"{address} is not on list {lst.slug!r}")
         conn.execute(insert(events_table).values(
-            kind="erase", subscriber_id=None, created_at=now, source="cli", data={}))
-        return "erased"
+            kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
+            source="cli", data={}))
+        return "unsubscribed"

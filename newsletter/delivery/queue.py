@@ -63,8 +63,6 @@ subscriber left or was suppressed after enqueue are marked `skipped` when claime
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -100,6 +98,7 @@ from newsletter.db.models import (
     Suppression,
     utcnow,
 )
+from newsletter.delivery.liveness import worker_alive
 from newsletter.keyring import address_hash
 
 D: Table = Delivery.__table__  # type: ignore[assignment]
@@ -325,26 +324,6 @@ def store_editions(conn: Connection, issue_id: int, editions: Iterable[EditionRe
 
 
 # ---------------------------------------------------------------- workers, leases, recovery
-
-
-def worker_name(tag: str = "") -> str:
-    """host:pid:tag identifies a worker; the pid lets a later run on this host see it is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}:{tag or os.urandom(3).hex()}"
-
-
-def worker_alive(worker: str) -> bool:
-    """False only when the worker surely died: it ran on this host and its pid is gone."""
-    host, _, rest = worker.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another host: wait for its lease to expire
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def recover(engine: Engine, issue_id: int, resend_unknown: bool = False) -> dict[str, int]:

@@ -28,6 +28,7 @@ from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.journal import Journal, Progress
+from newsletter.delivery.liveness import worker_name
 from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
 from newsletter.delivery.relay import Relay
 
@@ -65,7 +66,7 @@ class Worker:
         self.cfg = cfg
         self.stop = stop
         self.engine = q.sender_engine(cfg.settings.database_url, cfg.address_key)
-        self.worker = q.worker_name()
+        self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         self.relay = Relay.from_settings(cfg.settings)
         strikes = cfg.pool.strikes or 3 * cfg.pool.connections
@@ -293,7 +294,10 @@ def _collect(channel: Any, procs: list[Any], result: RunResult, failures: list[s
         try:
             kind, payload = channel.get(timeout=0.2)
         except stdqueue.Empty:
-            if all(not p.is_alive() for p in procs) and channel.empty():
+            # Poll every worker: is_alive() reaps one that exited (waitpid), so a killed
+            # worker does not linger as a zombie while the others run.
+            alive = [p.is_alive() for p in procs]
+            if not any(alive) and channel.empty():
                 break
             continue
         if kind == "progress":
