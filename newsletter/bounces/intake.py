@@ -33,6 +33,8 @@ from email.message import Message
 from multiprocessing.connection import Connection
 from typing import IO, Any
 
+from newsletter.errors import NewsletterError
+
 MAX_REPORT = 25 * 1024 * 1024  # a bounce carries at most the original newsletter back
 PARSE_LIMIT = 256 * 1024  # the part of a report that is parsed
 MAX_CONTAINERS = 50  # multipart/* and message/* parts in that head
@@ -42,6 +44,10 @@ WORKER_MEMORY = 1024 * 1024 * 1024  # address space of the parse worker
 SPOOL_IN_MEMORY = 64 * 1024  # a report's bytes beyond this go to a temporary file
 
 _CONTAINER = re.compile(rb"(?im)^content-type:[ \t]*(?:\r?\n[ \t]+)?(?:multipart|message)/")
+
+
+class ParserUnavailable(NewsletterError):
+    """The parse worker cannot be started (a report is then not recorded, but retried)."""
 
 
 class ReportUnreadable(Exception):  # noqa: N818 - a verdict about a report, not a bug
@@ -188,9 +194,13 @@ class ParseWorker:
     def _start(self) -> tuple[Connection, Connection]:
         if self._process is None or self._process.poll() is not None:
             self._stop()
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "newsletter.bounces.intake"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "newsletter.bounces.intake"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            except OSError as exc:  # the machine's fault, not the report's: try again later
+                raise ParserUnavailable(f"cannot start the bounce parser: "
+                                        f"{exc.strerror or exc}") from None
             assert self._process.stdin is not None and self._process.stdout is not None
             self._send = Connection(os.dup(self._process.stdin.fileno()), readable=False)
             self._recv = Connection(os.dup(self._process.stdout.fileno()), writable=False)

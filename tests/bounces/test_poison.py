@@ -119,3 +119,14 @@ def test_a_mailbox_file_over_the_size_cap_is_unreadable_without_being_read(
     assert f"unreadable ({MAX_REPORT + 1:,} bytes (limit {MAX_REPORT:,}))" in output
     assert output.strip().splitlines()[-1] == (
         "1 report(s): 1 unreadable. Actions: 1 unreadable.")
+
+
+def test_a_parser_that_cannot_start_is_an_error_to_retry_not_an_unreadable_report(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.bounces.intake import ParserUnavailable
+
+    monkeypatch.setattr("sys.executable", "/nonexistent/python3")
+    worker = ParseWorker()
+    with pytest.raises(ParserUnavailable, match="^cannot start the bounce parser: No such file"):
+        worker.parse(b"Subject: hi\r\n\r\nhello\r\n", ["k" * 30], [])
+    worker.close()
