@@ -75,6 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "soft_limit": (int, 5),
         "soft_days": (float, 7.0),
         "keep_unmatched": (str, ""),
+        "postmaster_maildir": (str, "bounces/postmaster"),
     },
     "dkim": {
         "key_path": (str, ""),

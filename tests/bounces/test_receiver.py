@@ -237,7 +237,7 @@ def test_bounces_process_reads_a_maildir_once(run, services: Services, tmp_path:
     ])
     first = run.json("bounces", "process", str(folder))
     assert first["reports"] == 4
-    assert first["by_kind"] == {"complaint": 1, "hard": 1, "policy": 1, "unknown": 1}
+    assert first["by_kind"] == {"autoreply": 1, "complaint": 1, "hard": 1, "policy": 1}
     assert first["by_action"] == {"recorded": 1, "suppressed": 2, "unmatched": 1}
     assert suppression(services, emails[0]) == "bounce"
     assert suppression(services, emails[2]) == "complaint"
