@@ -62,7 +62,8 @@ from newsletter.audience.subscribers import (
     suppressions_table,
 )
 from newsletter.db.models import BounceRecord, Delivery, OutboxMessage, utcnow
-from newsletter.tokens import email_hash
+from newsletter.delivery.headers import AddressError, ascii_address
+from newsletter.keyring import address_hash
 
 OUTBOX = cast(Table, OutboxMessage.__table__)
 DELIVERIES = cast(Table, Delivery.__table__)
@@ -103,16 +104,23 @@ class ErasureReport:
     wal_emptied: bool | None = None  # SQLite only: False when a reader kept the WAL alive
 
 
+def _wire_form(address: str) -> str:
+    """The punycode form the sender and bounce reports use for an IDN domain."""
+    try:
+        return ascii_address(address)
+    except AddressError:
+        return address
+
+
 def spellings(address: str) -> list[str]:
-    """The address as it may be written: plain, percent-encoded, JSON-escaped (lower case)."""
-    forms = {
-        address,
-        quote(address, safe=""),
-        quote_plus(address, safe=""),
-        quote(address, safe="@"),
-        address.replace("@", "%40"),
-        json.dumps(address)[1:-1],
-    }
+    """The address as it may be written: plain, percent-encoded, JSON-escaped (lower case).
+
+    Both the stored form and the wire form of an internationalised domain count.
+    """
+    forms: set[str] = set()
+    for form in {address, _wire_form(address)}:
+        forms |= {form, quote(form, safe=""), quote_plus(form, safe=""), quote(form, safe="@"),
+                  form.replace("@", "%40"), json.dumps(form)[1:-1]}
     return sorted({form.lower() for form in forms}, key=len, reverse=True)
 
 
@@ -148,10 +156,14 @@ def _filter(conn: Connection, table: Table, address: str) -> Any:
         row = row + " " + part
     # SQLite's LIKE ignores ASCII case by itself; PostgreSQL's needs ILIKE.
     like = row.like if conn.dialect.name == "sqlite" else row.ilike
-    cores = _cores(address)
-    if cores:  # two LIKEs per row rather than one per spelling and column
-        return and_(*(like(f"%{_escape(core)}%", escape="\\") for core in cores))
-    return or_(*(like(f"%{_escape(form)}%", escape="\\") for form in spellings(address)))
+    tests = []
+    for form in {address, _wire_form(address)}:  # an IDN domain has a second, punycode form
+        cores = _cores(form)
+        if cores:  # two LIKEs per row rather than one per spelling and column
+            tests.append(and_(*(like(f"%{_escape(core)}%", escape="\\") for core in cores)))
+        else:
+            tests.extend(like(f"%{_escape(spelt)}%", escape="\\") for spelt in spellings(form))
+    return or_(*tests)
 
 
 def _escape(text: str) -> str:
@@ -235,7 +247,7 @@ def checkpoint(conn: Connection, tries: int = 20) -> bool:
 def erase(
     engine: Engine,
     *,
-    secret_key: str,
+    address_key: str,
     email: str | None = None,
     subscriber_id: int | None = None,
     source: str = "cli",
@@ -256,7 +268,7 @@ def erase(
             select(s.id, s.email).where(func.lower(s.email) == address)).all()
         addresses = {address, *(row.email.lower() for row in people)}
         counts = remove_people(conn, [row.id for row in people], addresses)
-        digest = email_hash(address, secret_key)  # the one place erasure hashes an address
+        digest = address_hash(address, address_key)  # the one place erasure hashes an address
         fresh = not suppressed_hashes(conn, [digest])
         if fresh:
             conn.execute(insert(suppressions_table).values(

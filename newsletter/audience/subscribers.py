@@ -20,7 +20,7 @@ from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.db.models import Event, Subscriber, Subscription, Suppression, utcnow
 from newsletter.errors import NotFoundError, ValidationError
-from newsletter.tokens import email_hash
+from newsletter.keyring import address_hash
 
 subscribers_table = cast(Table, Subscriber.__table__)
 subscriptions_table = cast(Table, Subscription.__table__)
@@ -189,13 +189,13 @@ def merge_batch(
     lst: ListInfo,
     rows: list[NewRow],
     *,
-    secret_key: str,
+    address_key: str,
     confirmed: bool = False,
     source: str = "",
 ) -> MergeCounts:
     """Merge validated rows into the list inside the caller's transaction."""
     counts = MergeCounts()
-    hashes = {r.email: email_hash(r.email, secret_key) for r in rows}
+    hashes = {r.email: address_hash(r.email, address_key) for r in rows}
     blocked = suppressed_hashes(conn, list(hashes.values()))
     if blocked:
         counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
@@ -221,7 +221,7 @@ def add_subscriber(
     *,
     email: str,
     list_slug: str,
-    secret_key: str,
+    address_key: str,
     name: str = "",
     language: str = "",
     confirmed: bool = False,
@@ -238,7 +238,7 @@ def add_subscriber(
         )
     row = NewRow(email=normalize_email(email), name=clean_name(name), language=lang, line=1)
     with engine.begin() as conn:
-        counts = merge_batch(conn, lst, [row], secret_key=secret_key, confirmed=confirmed,
+        counts = merge_batch(conn, lst, [row], address_key=address_key, confirmed=confirmed,
                              source=consent_source or "cli")
     if counts.suppressed:
         raise ValidationError(f"{row.email} is suppressed (bounced, complained or erased)")
@@ -295,7 +295,7 @@ def iter_subscribers(
 
 
 def remove_subscriber(
-    engine: Engine, *, email: str, secret_key: str, list_slug: str | None = None
+    engine: Engine, *, email: str, address_key: str, list_slug: str | None = None
 ) -> str:
     """With a list: unsubscribe from it. Without: erase the person and suppress the address."""
     address = normalize_email(email)
@@ -303,7 +303,7 @@ def remove_subscriber(
     if not list_slug:
         from newsletter.audience.erasure import erase  # erasure builds on this module
 
-        erase(engine, email=address, secret_key=secret_key)
+        erase(engine, email=address, address_key=address_key)
         return "erased"
     with engine.begin() as conn:
         s = subscribers_table.c

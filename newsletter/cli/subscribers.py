@@ -49,8 +49,9 @@ def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
         confirmed: bool, consent_source: str) -> None:
     """Add EMAIL to a list (pending until confirmed, unless --confirmed)."""
     counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, name=name, language=language,
-                            confirmed=confirmed, consent_source=consent_source)
+                            address_key=app.services.keyring.address_key, name=name,
+                            language=language, confirmed=confirmed,
+                            consent_source=consent_source)
     if counts.kept_unsubscribed:
         click.echo(f"{email} had unsubscribed from {list_slug}: they must opt in again")
     elif counts.subscribed or counts.confirmed:
@@ -106,7 +107,7 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
     with progress:
         task = progress.add_task("import", total=None)
         report = import_csv(engine, path=file, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, confirmed=confirmed,
+                            address_key=app.services.keyring.address_key, confirmed=confirmed,
                             consent_source=consent_source, dry_run=dry_run, strict=strict,
                             fallback_language=fallback_to_default, check_dns=check_dns,
                             progress=lambda n: progress.advance(task, n))
@@ -167,10 +168,10 @@ def remove(app: AppContext, email: str, list_slug: str | None, as_json: bool) ->
     """Unsubscribe EMAIL from a list, or erase them (personal data deleted, address suppressed)."""
     if list_slug:
         remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                          secret_key=app.settings.secret_key)
+                          address_key=app.services.keyring.address_key)
         click.echo(f"{email} unsubscribed from {list_slug}")
         return
-    report = erase(app.services.engine, email=email, secret_key=app.settings.secret_key)
+    report = erase(app.services.engine, email=email, address_key=app.services.keyring.address_key)
     if as_json:
         print_json(report)
         return

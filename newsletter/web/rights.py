@@ -77,6 +77,6 @@ async def delete_post(request: Request) -> Response:
         return checked
     sid, language = checked
     web = web_context(request)
-    await web.write(erase, web.engine, subscriber_id=sid, secret_key=web.optin.secret_key,
+    await web.write(erase, web.engine, subscriber_id=sid, address_key=web.optin.address_key,
                     source="preferences-page")
     return page(request, "deleted.html", language)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.links import preferences_url
-from tests.conftest import Cli
+from tests.conftest import Cli, require_chromium, require_module
 from tests.web.conftest import WebEnv
-from tests.web.test_browser import ARGS, ARTIFACTS, CHROMIUM, live  # noqa: F401  (fixture)
+from tests.web.test_browser import ARGS, ARTIFACTS, live  # noqa: F401  (fixture)
 
 WORDS = {
     "en": {"download": "Download my data", "delete": "Delete me",
@@ -37,7 +37,8 @@ LOCALES = {"en": "en-GB", "fr": "fr-FR", "es": "es-ES"}
 def test_download_delete_and_no_way_back_in_a_real_browser(
     live: tuple[WebEnv, str], lang: str, tmp_path: Path  # noqa: F811
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
+    chromium = require_chromium()
     env, base = live
     words = WORDS[lang]
     address = f"rosa.{lang}@example.org"
@@ -46,7 +47,7 @@ def test_download_delete_and_no_way_back_in_a_real_browser(
     env.add_subscriber("someone.else@example.org", news, "confirmed", name="Other Person")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(locale=LOCALES[lang], accept_downloads=True)
 
         # 1. Download my data: a JSON file with Rosa's data and nobody else's.
