@@ -63,6 +63,7 @@ from newsletter.audience.subscribers import (
 )
 from newsletter.db.models import BounceRecord, Delivery, OutboxMessage, utcnow
 from newsletter.delivery.headers import AddressError, ascii_address
+from newsletter.errors import ValidationError
 from newsletter.keyring import address_hash
 
 OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -232,6 +233,23 @@ def secure_transaction(engine: Engine) -> Iterator[tuple[Connection, dict[str, A
             yield conn, outcome
         if sqlite:
             outcome["wal_emptied"] = checkpoint(conn)
+
+
+def compact(engine: Engine) -> bool:
+    """SQLite: rewrite the database file, then empty the WAL; whether the WAL was emptied.
+
+    Rows deleted or overwritten before `secure_delete` was on (by an earlier version) may still
+    sit in the file's free space; VACUUM writes a new file without it. It takes the database
+    for as long as copying the file takes.
+    """
+    if engine.dialect.name != "sqlite":
+        raise ValidationError(
+            "--vacuum rewrites a SQLite file; on PostgreSQL the server's files are its owner's: "
+            "run VACUUM FULL there"
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM")  # outside any transaction, as SQLite requires
+        return checkpoint(conn)
 
 
 def checkpoint(conn: Connection, tries: int = 20) -> bool:

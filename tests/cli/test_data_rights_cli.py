@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
@@ -125,3 +126,26 @@ def test_maintenance_follows_audience_pending_days(run, services, workspace):
     config = workspace / "newsletter.toml"
     config.write_text(config.read_text() + "\n[audience]\npending_days = 7\n")
     assert run.json("maintenance")["subscriptions"] == 1
+
+
+def test_maintenance_vacuum_leaves_no_old_deleted_row_in_the_sqlite_file(run, services):
+    if services.engine.dialect.name != "sqlite":
+        result = run("maintenance", "--vacuum", ok=False)
+        assert result.exit_code == 1 and "VACUUM FULL" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        return
+    import sqlite3
+
+    path = services.engine.url.database
+    # A row deleted the way versions before secure_delete did: its bytes stay in free space.
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA secure_delete=OFF")
+    db.execute("INSERT INTO events (kind, created_at, source, data) VALUES "
+               "('manage', '2026-01-01', 'https://x/?e=old.remnant@example.org', '{}')")
+    db.execute("DELETE FROM events WHERE kind = 'manage'")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    assert b"old.remnant@example.org" in Path(path).read_bytes()
+    assert run.json("maintenance", "--vacuum")["vacuumed"] is True
+    assert b"old.remnant@example.org" not in Path(path).read_bytes()
+    assert "database file rewritten" in run("maintenance", "--vacuum").output

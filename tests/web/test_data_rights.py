@@ -66,6 +66,8 @@ def test_delete_asks_first_then_erases_like_the_cli(web: WebEnv, two) -> None:
     confirm = web.client.get(f"{two.path}/delete")
     assert confirm.status_code == 200 and "Supprimer vos données" in confirm.text
     assert "ana@example.org" in confirm.text
+    assert confirm.headers["x-frame-options"] == "DENY"  # no framing a one-button delete
+    assert confirm.headers["referrer-policy"] == "no-referrer"
     assert web.subscriber("ana@example.org") is not None  # a GET changes nothing
     answer = web.client.post(f"{two.path}/delete", data={"csrf": _csrf(confirm.text)})
     assert answer.status_code == 200 and "Vos données sont supprimées" in answer.text
