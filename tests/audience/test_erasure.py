@@ -137,9 +137,8 @@ def test_erasure_leaves_the_address_and_name_in_no_table(services, run) -> None:
     assert kinds[-1] == "erase" and "subscribe" in kinds  # anonymous facts stay
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's files belong to the server; the table test covers it
 def test_on_sqlite_no_database_file_holds_the_address_or_the_name(services, run) -> None:
-    if services.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL's files belong to the server; the table test covers it")
     leave_traces(services)
     before = b"".join(path.read_bytes() for path in database_files(services.engine)).lower()
     assert all(marker in before for marker in MARKERS)

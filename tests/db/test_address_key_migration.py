@@ -18,7 +18,7 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import needs_upgrade, upgrade
 from newsletter.keyring import KeyringError, load_keyring
-from tests.conftest import BACKENDS, PG_ADMIN_URL, write_config
+from tests.conftest import BACKENDS, PG_ADMIN_URL, missing, write_config
 
 OLD_KEY = "the-key-of-2025-0123456789"
 BOUNCED = ["Gone@Example.org", "full@example.net"]
@@ -42,7 +42,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable: {str(exc).splitlines()[0]}")
+        missing(f"PostgreSQL is not reachable: {str(exc).splitlines()[0]}")
     yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
