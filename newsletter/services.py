@@ -20,7 +20,7 @@ class SchemaOutOfDate(NewsletterError):
 
 @dataclass
 class Services:
-    """Settings plus the lazily created engine; one per process."""
+    """Settings plus the lazily created engine and keyring; one per process."""
 
     settings: Settings
 

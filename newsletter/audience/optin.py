@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Table, func, select, update
@@ -22,7 +23,7 @@ from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
-from newsletter.keyring import address_hash, load_keyring
+from newsletter.keyring import address_hash, link_signer, read_address_key
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
 from newsletter.tokens import Signer, TokenError
@@ -93,22 +94,26 @@ class OptIn:
     engine: Engine
     signer: Signer
     mailer: Mailer
-    address_key: str  # hashes addresses for the suppression list; never rotates
     base_url: str
     confirm_days: int = 7
     max_per_address: int = 3
     max_per_ip: int = 20
     welcome: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def address_key(self) -> str:
+        """The key suppressions are hashed with; read on first use, so the app starts (and
+        its health check answers) while the database is still down."""
+        with self.engine.connect() as conn:
+            return read_address_key(conn)
+
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, mailer: Mailer) -> OptIn:
         web = settings["web"]
-        keys = load_keyring(settings, engine)
         return cls(
             engine=engine,
-            signer=keys.signer,
+            signer=link_signer(settings),
             mailer=mailer,
-            address_key=keys.address_key,
             base_url=settings["newsletter"]["base_url"],
             confirm_days=web["confirm_days"],
             max_per_address=web["max_confirmations_per_address"],

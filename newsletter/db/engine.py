@@ -26,8 +26,15 @@ def redact_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def unreachable(exc: BaseException) -> DatabaseError:
+def unreachable(exc: BaseException, engine: Engine) -> DatabaseError:
     """The one line saying why the database cannot be reached (drivers write several)."""
+    database = engine.url.database
+    if is_sqlite(engine) and database and not database.startswith("file:"):
+        folder = Path(database).parent
+        if database != ":memory:" and not folder.is_dir():
+            # SQLite itself only says "unable to open database file".
+            return DatabaseError(f"cannot open the SQLite database {database}: "
+                                 f"folder {folder} does not exist")
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
     return DatabaseError(f"cannot reach the database: {reason}")
 
@@ -65,7 +72,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise DatabaseError(f"invalid database URL {redact_url(url)!r}: the port must be a "
                             "number") from None
     if parsed.get_backend_name() == "sqlite":
-        _check_sqlite_folder(parsed.database)
+        if "\0" in (parsed.database or ""):
+            raise DatabaseError("invalid database URL: the SQLite path contains a NUL byte")
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -75,17 +83,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         shown = parsed.render_as_string(hide_password=True)
         raise DatabaseError(f"cannot use database URL {shown}: {exc}") from None
 
-
-def _check_sqlite_folder(database: str | None) -> None:
-    """SQLite only says "unable to open database file"; name the folder that is missing."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    if "\0" in database:
-        raise DatabaseError("invalid database URL: the SQLite path contains a NUL byte")
-    folder = Path(database).parent
-    if not folder.is_dir():
-        raise DatabaseError(f"cannot open the SQLite database {database}: "
-                            f"folder {folder} does not exist")
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -46,7 +46,7 @@ def upgrade(engine: Engine, revision: str = "head", secret_key: str = "") -> Non
     try:
         command.upgrade(alembic_config(engine, secret_key), revision)
     except OperationalError as exc:
-        raise unreachable(exc) from None
+        raise unreachable(exc, engine) from None
 
 
 def needs_upgrade(engine: Engine) -> bool:
@@ -57,5 +57,5 @@ def needs_upgrade(engine: Engine) -> bool:
                 return True
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        raise unreachable(exc) from None
+        raise unreachable(exc, engine) from None
     return current != HEAD
