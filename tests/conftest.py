@@ -1,17 +1,25 @@
 """Shared fixtures: a workspace, a real database (SQLite and PostgreSQL), a CLI runner.
 
-Every test that takes `services` or `db_url` runs once on SQLite and once on PostgreSQL.
+Every test that takes `services` or `db_url` runs once on SQLite and once on PostgreSQL
+(`@pytest.mark.sqlite_only` keeps a test to SQLite when the engine does not matter to it).
 PostgreSQL: 127.0.0.1:5432, trust auth. Each pytest run creates its own database so parallel
-runs never see each other's rows. With CI=true a missing server fails the run; elsewhere it skips.
+runs never see each other's rows.
+
+Real parts (PostgreSQL, Chromium, Playwright, `cryptography`) may be missing on a laptop: their
+tests skip there. With NEWSLETTER_TEST_REQUIRE_ALL=1 (set by .ci/run, and implied by CI=true)
+a missing part fails its tests, and so does any other skip: the suite either runs whole or fails.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
 import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 from click.testing import CliRunner
@@ -28,8 +36,78 @@ PG_ADMIN_URL = os.environ.get(
 )
 BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 SECRET = "test-secret-key-0123456789"
+REQUIRE_ALL = (os.environ.get("NEWSLETTER_TEST_REQUIRE_ALL") == "1"
+               or os.environ.get("CI") == "true")
+CHROMIUM = "/usr/bin/chromium"
 
 register()
+
+
+def missing(part: str) -> NoReturn:
+    """A real part is absent: skip here, fail when every part is required."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{part} (NEWSLETTER_TEST_REQUIRE_ALL=1: every real part must be present)",
+                    pytrace=False)
+    pytest.skip(part)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import an optional test dependency, or report it missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"{name} is not installed ({exc})")
+
+
+def require_chromium() -> str:
+    """Path of the Debian Chromium that Playwright drives (never a downloaded browser)."""
+    if not os.path.exists(CHROMIUM):
+        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_ALL and set(BACKENDS) != {"sqlite", "postgresql"}:
+        raise pytest.UsageError("NEWSLETTER_TEST_REQUIRE_ALL=1 runs both engines: unset "
+                                f"NEWSLETTER_TEST_BACKENDS (it is {','.join(BACKENDS)!r})")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL half of tests marked sqlite_only (deselected, not skipped)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("db_url") if callspec else None
+        only_sqlite = item.get_closest_marker("sqlite_only") is not None
+        (drop if only_sqlite and backend not in (None, "sqlite") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"skipped, but NEWSLETTER_TEST_REQUIRE_ALL=1 requires every test to "
+                       f"run: {reason}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """With every part required, a skip (however it was raised) is a failure."""
+    report = yield
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        _as_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a whole module skipped at import (pytest.importorskip at the top)."""
+    report = yield
+    if REQUIRE_ALL and report.skipped:
+        _as_failure(report)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +133,7 @@ def pg_url() -> str:
     except Exception as exc:
         admin.dispose()
         message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(message)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     engine = make_engine(url)
     upgrade(engine)
@@ -72,7 +148,9 @@ def _truncate_all(url: str) -> None:
     engine = make_engine(url)
     meta = MetaData()
     meta.reflect(engine)
-    names = ", ".join(f'"{t.name}"' for t in meta.sorted_tables if t.name != "alembic_version")
+    # The keyring's address key stays, as it does in a real database.
+    kept = ("alembic_version", "keyring")
+    names = ", ".join(f'"{t.name}"' for t in meta.sorted_tables if t.name not in kept)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
@@ -88,6 +166,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("pg_url")
     _truncate_all(url)
     return url
+
+
+def address_key(db_url: str) -> str:
+    """The test database's address key (the key suppression hashes are made with)."""
+    from newsletter.keyring import read_address_key
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        key = read_address_key(conn)
+    engine.dispose()
+    return key
 
 
 def write_config(workspace: Path, db_url: str, extra: str = "") -> None:
@@ -155,3 +244,8 @@ class Cli:
 def run(workspace: Path, services: Services) -> Cli:
     """Invoke the CLI in the test workspace (one database backend per parametrization)."""
     return Cli(workspace)
+
+
+def akey(services: Services) -> str:
+    """The database's address key (hashes suppressed addresses)."""
+    return services.keyring.address_key

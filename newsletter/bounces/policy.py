@@ -39,7 +39,7 @@ from newsletter.audience.subscribers import suppressed_hashes, suppressions_tabl
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings
 from newsletter.db.models import Delivery, Issue, utcnow
-from newsletter.tokens import email_hash
+from newsletter.keyring import address_hash
 
 DELIVERIES = Delivery.__table__
 ISSUES = Issue.__table__
@@ -141,10 +141,10 @@ def _seen(conn: Connection, source: str, subscriber_id: int | None) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def suppress(conn: Connection, email: str, secret_key: str, reason: str, detail: str,
+def suppress(conn: Connection, email: str, address_key: str, reason: str, detail: str,
              now: datetime) -> bool:
     """Put an address on the suppression list; False when it already was."""
-    digest = email_hash(email, secret_key)
+    digest = address_hash(email, address_key)
     if suppressed_hashes(conn, [digest]):
         return False
     conn.execute(insert(suppressions_table).values(
@@ -175,31 +175,31 @@ def _report_data(report: BounceReport, target: _Target | None) -> dict[str, Any]
     return data
 
 
-def _decide(conn: Connection, report: BounceReport, target: _Target, secret_key: str,
+def _decide(conn: Connection, report: BounceReport, target: _Target, address_key: str,
             policy: BouncePolicy, now: datetime) -> tuple[str, str, bool]:
     """Apply the policy to the delivery's subscriber: (action, note, unsubscribed)."""
     if report.kind == "complaint":
         meta = RequestMeta(source="complaint (ARF feedback report)")
         left = leave_list(conn, target.subscriber_id, target.list_id, meta, now, "complaint")
-        fresh = suppress(conn, target.email, secret_key, "complaint", report.diagnostic, now)
+        fresh = suppress(conn, target.email, address_key, "complaint", report.diagnostic, now)
         note = f"unsubscribed from {target.list_slug}" if left else "not subscribed"
         return "suppressed", note + ("" if fresh else "; already suppressed"), left
     if report.kind == "hard":
         detail = f"{report.status} {report.diagnostic}".strip()
-        fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+        fresh = suppress(conn, target.email, address_key, "bounce", detail, now)
         return "suppressed", "" if fresh else "already suppressed", False
     if report.kind == "soft":
         count = _soft_count(conn, target, now - timedelta(days=policy.soft_days))
         days = f"{policy.soft_days:g} days"
         if count >= policy.soft_limit:
             detail = f"{count} soft bounces within {days}"
-            fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+            fresh = suppress(conn, target.email, address_key, "bounce", detail, now)
             return "suppressed", detail + ("" if fresh else "; already suppressed"), False
         return "counted", f"{count} of {policy.soft_limit} within {days}", False
     return "recorded", "policy block: address kept" if report.kind == "policy" else "", False
 
 
-def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: str,
+def apply_report(engine: Engine, report: BounceReport, *, key: str, address_key: str,
                  policy: BouncePolicy | None = None, now: datetime | None = None) -> Outcome:
     """Record one parsed report and apply the bounce policy, in one transaction."""
     policy = policy or BouncePolicy()
@@ -221,7 +221,7 @@ def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: 
             record_event(conn, "bounce-unmatched", meta, now, None, None,
                          {**data, "outcome": "unmatched", "note": why})
             return replace(base, action="unmatched", note=why)
-        action, note, left = _decide(conn, report, target, secret_key, policy, now)
+        action, note, left = _decide(conn, report, target, address_key, policy, now)
         event = "complaint" if report.kind == "complaint" else "bounce"
         record_event(conn, event, meta, now, sid, target.list_id,
                      {**data, "outcome": action, "note": note})

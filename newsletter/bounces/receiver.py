@@ -38,6 +38,7 @@ from newsletter.config import ConfigError, Settings
 from newsletter.delivery.capture import ThreadedSmtpServer
 from newsletter.delivery.verp import verp_parts
 from newsletter.errors import NewsletterError
+from newsletter.keyring import load_keyring
 from newsletter.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Processor:
 
     engine: Engine
     signer: Signer
-    secret_key: str
+    address_key: str  # hashes addresses for the suppression list; never rotates
     policy: BouncePolicy
     prefix: str  # `bounces+`
     suffix: str  # `@bounces.example.org`
@@ -62,7 +63,7 @@ class Processor:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> Processor:
-        signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+        keys = load_keyring(settings, engine)
         prefix, suffix = verp_parts(settings)
         keep = settings["bounces"]["keep_unmatched"]
         box = None
@@ -72,7 +73,7 @@ class Processor:
             except OSError as exc:
                 raise ConfigError(f"[bounces] keep_unmatched: cannot create Maildir {keep}: "
                                   f"{exc.strerror or exc}") from None
-        return cls(engine=engine, signer=signer, secret_key=str(settings.secret_key),
+        return cls(engine=engine, signer=keys.signer, address_key=keys.address_key,
                    policy=BouncePolicy.from_settings(settings), prefix=prefix.lower(),
                    suffix=suffix.lower(), keep_unmatched=box)
 
@@ -91,7 +92,7 @@ class Processor:
         """Parse one message, apply the policy, keep the raw message if it matched nobody."""
         report = parse_bounce(data, self.signer, envelope_to)
         outcome = apply_report(self.engine, report, key=report_key(data),
-                               secret_key=self.secret_key, policy=self.policy, now=now)
+                               address_key=self.address_key, policy=self.policy, now=now)
         if outcome.action == "unmatched" and self.keep_unmatched is not None:
             trace = "".join(f"X-Bounce-Envelope-To: {a}\r\n" for a in envelope_to)
             self.keep_unmatched.add(trace.encode("utf-8", "replace") + data)

@@ -23,7 +23,7 @@ EXIT_PAUSED = 130
 
 def _engine(app: AppContext) -> Any:
     app.services.require_schema()
-    return q.sender_engine(app.settings.database_url, app.settings.secret_key)
+    return q.sender_engine(app.settings.database_url, app.services.keyring.address_key)
 
 
 def _addresses(value: str | None) -> list[str]:

@@ -22,7 +22,7 @@ from newsletter.delivery.pool import Build, PoolSettings, probe
 from newsletter.delivery.relay import Relay
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
 from newsletter.errors import NotFoundError
-from newsletter.tokens import Signer
+from newsletter.keyring import link_signer, read_address_key
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class SendPlan:
     @property
     def resuming(self) -> bool:
         return self.issue is not None and self.issue.status in ("sending", "paused")
+
+
+def address_key(engine: Engine) -> str:
+    """The database's address key, which the sender hashes with to skip suppressions."""
+    with engine.connect() as conn:
+        return read_address_key(conn)
 
 
 def _find_list(engine: Engine, slug: str) -> ListInfo:
@@ -139,7 +145,7 @@ def prepare_send(
     plan = None
     if issue is None or issue.status == "draft" or force:
         counts = q.count_by_language(engine, mailing_list.id, mailing_list.default_language,
-                                     settings.secret_key, issue.id if issue else None)
+                                     address_key(engine), issue.id if issue else None)
         plan = plan_languages(counts, languages, fallback)
     warnings = check_source(settings, source, list_languages, fallback) if check else ()
     remaining = q.remaining(engine, issue.id) if issue else 0
@@ -156,7 +162,7 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
         if plan.plan is not None:
             added = q.enqueue(conn, engine, issue_id=issue.id, list_id=plan.mailing_list.id,
                               default_language=plan.mailing_list.default_language,
-                              secret_key=settings.secret_key, mapping=plan.plan.mapping)
+                              address_key=address_key(engine), mapping=plan.plan.mapping)
         q.set_issue_status(conn, issue.id, "sending")
     return issue.id, added
 
@@ -166,7 +172,7 @@ def issue_content(settings: Settings, slug: str, mailing_list: ListInfo) -> Mapp
     from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
 
     _source, compiled = load_source(settings, slug)
-    signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+    signer = link_signer(settings)
     dkim = load_dkim(settings)
     builds: dict[str, Build] = {}
     for lang, edition in compiled.items():
@@ -205,7 +211,7 @@ def deliver(
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
     s = settings["smtp"]
     cfg = RunConfig(
-        settings=settings, issue_id=issue_id,
+        settings=settings, issue_id=issue_id, address_key=address_key(engine),
         content=functools.partial(issue_content, settings, slug, plan.mailing_list),
         pool=pool_settings(settings, connections, rate, workers), batch_size=s["batch_size"],
         lease=s["lease"], retry_window=s["retry_window"], workers=workers)
@@ -249,7 +255,7 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
     messages: dict[str, int] = {}
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
-    for rows in q.stream_audience(engine, ml.id, ml.default_language, settings.secret_key):
+    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine)):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)
             if lang not in builds:

@@ -15,10 +15,9 @@ from newsletter.archive.preview import serve_in_thread
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from tests.archive.conftest import ARTIFACTS, NOW, Newsroom
-from tests.conftest import write_config
+from tests.conftest import require_chromium, require_module, write_config
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -63,11 +62,10 @@ def site_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) ->
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    playwright = require_module("playwright.sync_api")
+    executable = require_chromium()
     with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = p.chromium.launch(executable_path=executable, args=ARGS)
         yield chromium
         chromium.close()
 

@@ -9,6 +9,7 @@ import pytest
 from newsletter.compose.preview import write_preview
 from newsletter.config import Settings
 from tests.compose.conftest import EXAMPLE, REPO
+from tests.conftest import require_chromium, require_module
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -17,9 +18,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = require_module("playwright.sync_api")
+    executable = require_chromium()
     with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        chromium = p.chromium.launch(executable_path=executable, args=ARGS)
         yield chromium
         chromium.close()
 

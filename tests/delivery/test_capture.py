@@ -99,7 +99,8 @@ def test_capture_keeps_up_with_a_few_hundred_messages(
     with CaptureServer(tmp_path / "md", port=0) as server:
         asyncio.run(deliver(server.host, server.port, batch))
     assert summarize_maildir(tmp_path / "md")["messages"] == 300
-    assert time.monotonic() - started < 20
+    # A generous bound, only to catch a stall; throughput is measured in bench/.
+    assert time.monotonic() - started < 60
 
 
 def test_taken_port_is_a_clear_error(tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         started = time.monotonic()
         with pytest.raises(CaptureError, match=f"cannot listen on 127.0.0.1:{port}"):
             CaptureServer(tmp_path / "md", port=port).start()
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 4  # aiosmtpd alone would wait 5 s to notice
 
 
 def test_summary_of_a_missing_maildir_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""SIGKILL the sender at random moments, resume each time: nobody twice, nobody skipped."""
+"""SIGKILL the sender while messages are in flight, resume each time: nobody twice, nobody
+skipped, and exactly the messages in flight at each kill are reported unknown."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.delivery.sender_fixtures import configure, deliveries, seed, write_is
 RECIPIENTS = 5000
 CONNECTIONS = 4
 KILLS = 5
+MAX_KILLS = 12  # more kills only until one has landed with messages in flight
 
 
 def _in_flight(workspace) -> int:
@@ -38,34 +40,49 @@ def _sender(workspace, *extra: str) -> subprocess.Popen[bytes]:
          *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def _until_sending(proc: subprocess.Popen[bytes], server, count: int, timeout: float) -> bool:
+    """Wait until the server has `count` messages while the sender still runs (False if not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if server.wait_for(count, timeout=0.05):
+            return proc.poll() is None
+    raise AssertionError(f"the sender did not reach {count} messages in {timeout:.0f}s")
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_duplicates_or_skips_anyone(
+@pytest.mark.timeout(600)  # seven sender processes; about 90 s on two busy cores
+def test_sigkill_while_messages_are_in_flight_never_duplicates_or_skips_anyone(
         workspace, db_url, smtp_server):
     configure(workspace, db_url, smtp_server.port, connections=CONNECTIONS, rate=900.0)
     write_issue(workspace)
     emails = seed(workspace, ["en", "fr", "es", None] * (RECIPIENTS // 4))
     rng = random.Random(20261126)
-    kills = 0
-    while kills < KILLS:
+    in_flight: list[int] = []  # rows marked `sending` and never answered, per kill
+    while len(in_flight) < KILLS or (max(in_flight) == 0 and len(in_flight) < MAX_KILLS):
         proc = _sender(workspace)
-        time.sleep(rng.uniform(1.0, 2.2))
-        if proc.poll() is not None:
+        # Kill only once this run is demonstrably sending: some of its messages arrived.
+        if not _until_sending(proc, smtp_server, len(smtp_server.messages) + rng.randint(20, 300),
+                              timeout=60):
             break  # finished before we could kill it
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
-        assert _in_flight(workspace) <= CONNECTIONS  # the write-ahead window
+        in_flight.append(_in_flight(workspace))
+        assert in_flight[-1] <= CONNECTIONS  # the write-ahead window
     final = _sender(workspace)
-    out, _ = final.communicate(timeout=120)
+    out, _ = final.communicate(timeout=240)
     assert final.returncode == 0, out.decode()
-    assert kills >= KILLS, "the sender finished before it could be killed 5 times"
+    assert len(in_flight) >= KILLS, "the sender finished before it could be killed 5 times"
+    assert max(in_flight) > 0, f"no kill landed with a message in flight: {in_flight}"
 
     rows = deliveries(workspace)
     copies = Counter(rcpts[0] for _s, rcpts, _d in smtp_server.messages)
     unknown = {e for e, (status, _l, _r) in rows.items() if status == "unknown"}
     assert set(rows) == set(emails)
     assert {status for status, _l, _r in rows.values()} <= {"sent", "unknown"}
-    assert len(unknown) <= CONNECTIONS * kills
+    # Exactly the rows each kill left in flight are reported unknown, no more.
+    assert len(unknown) == sum(in_flight)
     for email in emails:
         if email in unknown:
             assert copies[email] <= 1

@@ -18,6 +18,7 @@ from newsletter.config import load_settings
 from newsletter.delivery.dkim import DkimError, dns_record, load_dkim
 from newsletter.delivery.message import MessageBuilder, Recipient
 from newsletter.tokens import Signer
+from tests.conftest import require_module
 
 SECRET = "test-secret-key-0123456789"
 REQUIRED = {"from", "subject", "date", "message-id", "to", "list-id", "list-unsubscribe",
@@ -55,7 +56,7 @@ def dns_for(signer: Any) -> Any:
 def engine(request: pytest.FixtureRequest) -> str:
     """Sign with OpenSSL's RSA (cryptography installed) and with dkimpy's own code."""
     if request.param == "openssl":
-        pytest.importorskip("cryptography")
+        require_module("cryptography")
     return request.param
 
 
@@ -65,6 +66,8 @@ def with_engine(signer: Any, engine: str) -> Any:
 
 def build(settings: Any, fake_edition: Any, engine: str = "openssl", **kw: Any
           ) -> tuple[Any, bytes]:
+    if engine == "openssl":
+        require_module("cryptography")
     signer = with_engine(load_dkim(settings), engine)
     assert signer.engine == engine
     builder = MessageBuilder(settings=settings, edition=fake_edition(**kw), issue_slug="i1",
@@ -115,7 +118,7 @@ RAW = [
 @pytest.mark.parametrize("raw", RAW)
 def test_fast_signer_canonicalizes_like_dkimpy(
         tmp_path: Path, key_file: Path, raw: bytes) -> None:
-    pytest.importorskip("cryptography")
+    require_module("cryptography")
     signer = load_dkim(dkim_settings(tmp_path / "ws", str(key_file)))
     fast = signer.sign(raw)
     reference = signer.sign_with_dkimpy(raw)

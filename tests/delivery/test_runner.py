@@ -38,9 +38,9 @@ def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_se
     write_issue(workspace)
     emails = seed(workspace, ["en", "fr"] * 500)
     proc = _sender(workspace, "--workers", workers, start_new_session=True)
-    assert smtp_server.wait_for(50, timeout=20)
+    assert smtp_server.wait_for(50, timeout=60)
     os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out.decode()
     assert b"Paused" in out
     rows = deliveries(workspace)
@@ -48,7 +48,7 @@ def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_se
     assert statuses["sending"] == 0 and statuses["unknown"] == 0  # in-flight finished
     assert statuses["sent"] == len(smtp_server.messages) < len(emails)
     resumed = _sender(workspace, "--rate", "0")
-    out, _ = resumed.communicate(timeout=60)
+    out, _ = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, out.decode()
     assert Counter(r[0] for _s, r, _d in smtp_server.messages) == Counter(
         {e: 1 for e in emails})

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select
 
 from newsletter.config import Settings, load_settings
@@ -32,6 +31,7 @@ from newsletter.db.models import (
     Subscription,
     utcnow,
 )
+from newsletter.delivery.capture import SmtpController
 from newsletter.outbox import OutboxReport, deliver_outbox
 from newsletter.tokens import Signer
 from tests.conftest import SECRET, write_config
@@ -44,8 +44,9 @@ with warnings.catch_warnings():
 BASE_URL = "https://news.example.org"
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+def unused_port() -> int:
+    """A TCP port nobody listens on right now: only for "the server is down" tests. A server
+    a test starts binds port 0 instead and reports the port it got (no race between runs)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -87,10 +88,9 @@ class SmtpServer:
 def smtp() -> Iterator[SmtpServer]:
     """A real SMTP server on loopback that records what it accepts."""
     handler = RecordingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = SmtpController(handler, hostname="127.0.0.1", port=0)
     controller.start()
-    yield SmtpServer("127.0.0.1", port, handler)
+    yield SmtpServer("127.0.0.1", controller.port, handler)
     controller.stop()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +18,9 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.links import unsubscribe_url
-from tests.conftest import write_config
-from tests.web.conftest import SmtpServer, WebEnv, free_port, link_in, web_config
+from tests.conftest import require_chromium, require_module, write_config
+from tests.web.conftest import SmtpServer, WebEnv, link_in, web_config
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -37,10 +37,6 @@ def live(
     tmp_path: Path, db_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[WebEnv, str]]:
     """The app under a real uvicorn server in a thread, its base URL being the server's."""
-    if not db_url.startswith("sqlite"):
-        pytest.skip("the browser walk-through runs on SQLite only")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     import uvicorn
 
     from newsletter.web import create_app
@@ -48,34 +44,41 @@ def live(
     for key in list(os.environ):
         if key.startswith("NEWSLETTER_"):
             monkeypatch.delenv(key)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    # The test binds port 0 and keeps the socket: no other run can take the port meanwhile.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ws = tmp_path / "ws"
     write_config(ws, db_url, web_config(smtp))
     settings = load_settings(ws, overrides={"newsletter": {"base_url": base}})
     engine = make_engine(settings.database_url)
     app = create_app(settings, engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     env = WebEnv(settings, engine, None, smtp)  # type: ignore[arg-type]
     yield env, base
     server.should_exit = True
     thread.join(timeout=10)
+    sock.close()
     engine.dispose()
 
 
 @pytest.mark.browser
+@pytest.mark.sqlite_only
 def test_subscriber_journey_in_a_real_browser(live: tuple[WebEnv, str]) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
+    chromium = require_chromium()
     env, base = live
     news = env.add_list(name="Network News")
     events = env.add_list(slug="events", name="Events")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(locale="fr-FR")
 
         # 1. Subscribe in French.

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 import newsletter.tokens
+from newsletter.db.models import Subscription
 from newsletter.tokens import Signer
 from tests.conftest import SECRET
 from tests.web.conftest import BASE_URL, WebEnv, link_in
@@ -117,6 +118,10 @@ def test_link_of_a_deleted_subscriber_is_a_404(web: WebEnv) -> None:
     token = Signer(SECRET).sign("confirm", 999, list_id, timestamped=True)
     assert web.client.get(f"/confirm/{token}").status_code == 404
     assert web.client.post(f"/confirm/{token}").status_code == 404
+    resend = web.client.post(f"/confirm/{token}", data={"action": "resend"})
+    assert resend.status_code == 404
+    # Nobody is confirmed or brought back, and no mail is queued for a deleted person.
+    assert web.rows(Subscription) == [] and web.events() == [] and web.outbox() == []
 
 
 def test_old_secret_key_still_confirms_after_rotation(web: WebEnv) -> None:

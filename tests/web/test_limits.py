@@ -46,3 +46,8 @@ def test_the_ip_limit_is_shared_by_every_app_instance(web: WebEnv) -> None:
         web.client.post("/subscribe/news", data={"email": f"a{i}@example.org"})
         replica.post("/subscribe/news", data={"email": f"b{i}@example.org"})
     assert replica.post("/subscribe/news", data={"email": "c@example.org"}).status_code == 429
+    assert web.client.post("/subscribe/news", data={"email": "d@example.org"}).status_code == 429
+    # The refused requests wrote nobody and queued no mail; the four allowed ones did.
+    assert web.subscriber("c@example.org") is None and web.subscriber("d@example.org") is None
+    assert sorted(m["recipient"] for m in web.outbox("confirm")) == [
+        "a0@example.org", "a1@example.org", "b0@example.org", "b1@example.org"]

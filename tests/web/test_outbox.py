@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from newsletter.db.models import utcnow
 from newsletter.outbox import deliver_outbox, enqueue
-from tests.web.conftest import WebEnv, free_port
+from tests.web.conftest import WebEnv, unused_port
 
 MESSAGE = b"From: news@example.org\r\nTo: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -33,7 +33,7 @@ def test_a_refusing_relay_defers_the_mail_and_a_later_pass_sends_it(web: WebEnv)
 def test_a_relay_that_is_down_defers_every_mail(web: WebEnv) -> None:
     enqueue(web.engine, "confirm", "a@example.org", "news@example.org", MESSAGE)
     enqueue(web.engine, "confirm", "b@example.org", "news@example.org", MESSAGE)
-    down = web.other_app({"smtp": {"port": free_port()}})
+    down = web.other_app({"smtp": {"port": unused_port()}})
     settings = down.app.state.web.settings
     report = asyncio.run(deliver_outbox(settings, web.engine))
     assert report.deferred == 2

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import newsletter.tokens
+from newsletter.db.models import Subscription
 from newsletter.tokens import Signer
 from tests.conftest import SECRET
 from tests.web.conftest import WebEnv
@@ -126,13 +127,23 @@ def test_forged_and_wrong_purpose_tokens_are_refused(web: WebEnv, member) -> Non
     unsubscribe_token = Signer(SECRET).sign("unsubscribe", member.sid, member.news)
     for token in ("forged.token", unsubscribe_token, "x" * 1000):
         assert web.client.get(f"/preferences/{token}").status_code == 400
-        assert web.client.post(f"/preferences/{token}", data={"csrf": "x"}).status_code == 400
+        refused = web.client.post(f"/preferences/{token}", data={
+            "csrf": "x", "language": "es", "list": [str(member.events)]})
+        assert refused.status_code == 400 and "ana@example.org" not in refused.text
+    # Nothing changed and nothing was recorded.
+    assert web.subscriber("ana@example.org")["language"] == "fr"
+    assert web.subscription(member.sid, member.news)["status"] == "confirmed"
+    assert web.subscription(member.sid, member.events) is None
+    assert web.events() == []
 
 
 def test_link_of_an_erased_subscriber_is_a_404(web: WebEnv) -> None:
     list_id = web.add_list()
     token = Signer(SECRET).sign("preferences", 12345, list_id)
     assert web.client.get(f"/preferences/{token}").status_code == 404
+    gone = web.client.post(f"/preferences/{token}", data={"csrf": "x", "list": [str(list_id)]})
+    assert gone.status_code == 404
+    assert web.rows(Subscription) == [] and web.events() == []  # nobody was brought back
 
 
 def test_page_shows_its_sites_name_escaped_and_the_subscribers_language_selected(

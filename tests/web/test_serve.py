@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,20 +14,43 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
-from tests.web.conftest import SmtpServer, free_port, web_config
+from tests.web.conftest import SmtpServer, web_config
 
 
+def _reported_port(server: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """The port uvicorn bound, from its "Uvicorn running on" line (it was told port 0)."""
+    assert server.stderr is not None
+    found: list[int] = []
+    seen: list[str] = []
+
+    def read() -> None:
+        assert server.stderr is not None
+        for raw in server.stderr:
+            line = raw.decode(errors="replace")
+            seen.append(line)
+            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                found.append(int(match.group(1)))
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert found, f"the server reported no port in {timeout:.0f}s: {''.join(seen)}"
+    return found[0]
+
+
+@pytest.mark.sqlite_only  # one engine is enough to check the server process
 def test_serve_answers_health_and_sends_the_confirmation_mail_on_its_own(
     tmp_path: Path, db_url: str, smtp: SmtpServer
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("one backend is enough to check the server process")
     from sqlalchemy import text
 
     from newsletter.db.engine import make_engine
 
     ws = tmp_path / "ws"
-    write_config(ws, db_url, web_config(smtp).replace("outbox_interval = 0", "outbox_interval = 1"))
+    config = web_config(smtp).replace("outbox_interval = 0", "outbox_interval = 1\nport = 0")
+    write_config(ws, db_url, config)
     engine = make_engine(db_url)
     with engine.begin() as conn:
         conn.execute(
@@ -36,7 +61,6 @@ def test_serve_answers_health_and_sends_the_confirmation_mail_on_its_own(
             )
         )
     engine.dispose()
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     server = subprocess.Popen(
         [
@@ -46,17 +70,15 @@ def test_serve_answers_health_and_sends_the_confirmation_mail_on_its_own(
             "-w",
             str(ws),
             "serve",
-            "--port",
-            str(port),
             "--log-level",
-            "warning",
+            "info",
         ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{_reported_port(server)}"
         for _ in range(100):
             try:
                 health = httpx.get(f"{base}/healthz", timeout=1)
@@ -82,7 +104,7 @@ def test_several_workers_share_a_socket_without_nagle_delays() -> None:
 
     from newsletter.web.server import NoDelayConfig
 
-    config = NoDelayConfig("newsletter.web:app", host="127.0.0.1", port=free_port(), workers=2)
+    config = NoDelayConfig("newsletter.web:app", host="127.0.0.1", port=0, workers=2)
     sock = config.bind_socket()
     try:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from newsletter.db.models import Subscription
 from newsletter.links import unsubscribe_url
 from newsletter.tokens import Signer
 from tests.conftest import SECRET
@@ -109,3 +110,4 @@ def test_one_click_for_an_erased_subscriber_still_answers_200(web: WebEnv) -> No
         web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code
         == 200
     )
+    assert web.rows(Subscription) == [] and web.events() == []  # nothing written for nobody

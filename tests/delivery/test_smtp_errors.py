@@ -1,0 +1,168 @@
+"""The sender's error paths against a real SMTP server that refuses on request.
+
+Each test checks both sides: the delivery row (status, reply, attempts) and what actually
+reached the server. The run is the real `newsletter send`, in-process, on both engines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from newsletter.config import load_settings
+from newsletter.db.engine import make_engine
+from newsletter.db.models import Delivery, Subscriber, utcnow
+from newsletter.delivery import dispatch
+from tests.delivery.sender_fixtures import configure, seed, write_issue
+
+THIEF = "another-host:1:thief"
+
+
+def _setup(workspace, db_url, port, n=6, **smtp) -> list[str]:
+    configure(workspace, db_url, port, **smtp)
+    write_issue(workspace)
+    return seed(workspace, ["en", "fr", "es"] * (n // 3))
+
+
+def _rows(workspace) -> dict[str, dict[str, Any]]:
+    """email -> the delivery row's status, attempts, last reply and worker."""
+    engine = make_engine(load_settings(workspace).database_url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_reply,
+                   Delivery.worker).join(Subscriber, Subscriber.id == Delivery.subscriber_id))
+        rows = {r.email: dict(r._mapping) for r in found}
+    engine.dispose()
+    return rows
+
+
+def _copies(server) -> Counter[str]:
+    return Counter(rcpts[0] for _s, rcpts, _d in server.messages)
+
+
+def _everyone_else_once(server, emails: list[str], *odd: str) -> None:
+    assert _copies(server) == Counter({e: 1 for e in emails if e not in odd})
+
+
+def test_5yz_at_the_end_of_data_is_failed_with_the_reply_and_not_retried(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    spam = emails[2]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "550 5.7.1 message rejected as spam" if rcpts[0] == spam else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 5 and result["failed"] == 1 and result["status"] == "sent"
+    row = _rows(workspace)[spam]
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert row["last_reply"] == "550 5.7.1 message rejected as spam"
+    assert smtp_server.data_attempts[spam] == 1  # never retried
+    _everyone_else_once(smtp_server, emails, spam)
+
+
+def test_4yz_at_the_end_of_data_is_deferred_then_sent_once(run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    busy = emails[1]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "451 4.3.0 queue full, try later" if rcpts[0] == busy and n == 1 else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["deferred"] == 1 and result["sent"] == 6 and result["status"] == "sent"
+    row = _rows(workspace)[busy]
+    assert row["status"] == "sent" and row["attempts"] == 2
+    assert smtp_server.data_attempts[busy] == 2
+    _everyone_else_once(smtp_server, emails)
+
+
+def test_421_at_the_end_of_data_reconnects_and_sends_the_message_once(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    target = emails[4]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "421 4.3.2 shutting down" if rcpts[0] == target and n == 1 else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 6 and result["status"] == "sent"
+    assert _rows(workspace)[target]["status"] == "sent"
+    assert smtp_server.data_attempts[target] == 2 and smtp_server.connections > 2
+    _everyone_else_once(smtp_server, emails)
+
+
+def test_giving_up_after_the_maximum_attempts_marks_the_delivery_failed(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port, max_attempts=3)
+    stuck = emails[0]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "452 4.2.2 over quota" if rcpts[0] == stuck else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["failed"] == 1 and result["deferred"] == 2 and result["sent"] == 5
+    row = _rows(workspace)[stuck]
+    assert row["status"] == "failed" and row["attempts"] == 3
+    assert row["last_reply"] == "gave up after 3 attempts: 452 4.2.2 over quota"
+    assert smtp_server.data_attempts[stuck] == 3
+    _everyone_else_once(smtp_server, emails, stuck)
+
+
+def test_an_address_the_relay_refuses_at_rcpt_is_failed_and_nothing_is_sent_to_it(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    unknown = emails[3]
+    smtp_server.reply_for = lambda rcpt, n: (
+        "550 5.1.1 no such mailbox" if rcpt == unknown else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["failed"] == 1 and result["sent"] == 5
+    row = _rows(workspace)[unknown]
+    assert row["status"] == "failed" and row["last_reply"] == "550 5.1.1 no such mailbox"
+    assert smtp_server.rcpt_attempts[unknown] == 1 and smtp_server.data_attempts[unknown] == 0
+    _everyone_else_once(smtp_server, emails, unknown)
+
+
+def test_a_message_that_cannot_be_built_is_failed_and_the_rest_are_sent(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # an address only SMTPUTF8 could carry; the relay lacks it
+        conn.execute(update(Subscriber).where(Subscriber.email == emails[5])
+                     .values(email="josé@example.org"))
+    engine.dispose()
+    result = run.json("send", "nov", "--yes")
+    assert result["failed"] == 1 and result["sent"] == 5 and result["status"] == "sent"
+    row = _rows(workspace)["josé@example.org"]
+    assert row["status"] == "failed" and row["last_reply"].startswith("message not built: ")
+    assert "SMTPUTF8" in row["last_reply"]
+    assert smtp_server.connections >= 1 and "josé@example.org" not in _copies(smtp_server)
+    _everyone_else_once(smtp_server, emails[:5])
+
+
+def test_a_claim_stolen_between_the_claim_and_data_is_never_sent(
+        run, workspace, db_url, smtp_server, monkeypatch: pytest.MonkeyPatch):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    victim = emails[2]
+    engine = make_engine(db_url)
+    original = dispatch.issue_content
+
+    def content(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The real builders, except that building the victim's message lets another worker
+        take its row, as when a lease expires while this worker stalls."""
+        builds = original(*args, **kwargs)
+
+        def wrap(build):
+            def stolen(claimed):
+                if claimed.email == victim:
+                    with engine.begin() as conn:
+                        conn.execute(update(Delivery).where(Delivery.id == claimed.delivery_id)
+                                     .values(worker=THIEF,
+                                             lease_until=utcnow() + timedelta(hours=1)))
+                return build(claimed)
+            return stolen
+        return {lang: wrap(b) for lang, b in builds.items()}
+
+    monkeypatch.setattr(dispatch, "issue_content", content)
+    result = run("send", "nov", "--yes", ok=False)
+    engine.dispose()
+    assert "Traceback" not in result.output
+    row = _rows(workspace)[victim]
+    assert row["status"] == "queued" and row["worker"] == THIEF and row["attempts"] == 0
+    assert smtp_server.data_attempts[victim] == 0  # no DATA for a row this worker lost
+    _everyone_else_once(smtp_server, emails, victim)
