@@ -103,6 +103,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "audience": {
         "pending_days": (int, 30),
     },
+    "send": {
+        "publish_check": (bool, True),
+    },
     "capture": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8025),
