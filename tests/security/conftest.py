@@ -1,3 +1,5 @@
-"""The hostile-input tests use the fixtures of the parts they attack."""
+"""The security tests drive the real web app and SMTP server: the web tests' fixtures."""
 
-from tests.web.conftest import smtp, web, web_extra  # noqa: F401
+from tests.web.conftest import smtp, web, web_extra
+
+__all__ = ["smtp", "web", "web_extra"]
