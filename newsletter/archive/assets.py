@@ -42,6 +42,7 @@ class Asset:
 
     def content(self, cache: images.ImageCache | None = None) -> bytes:
         """What is published: pictures processed (ImageError if unreadable), the rest as is."""
+        images.refuse(self.ref)
         data = self.source.read_bytes()
         if not images.is_image(self.ref):
             return data

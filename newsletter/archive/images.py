@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,10 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 # Only these decoders are tried, whatever the file claims to be (JPEG includes MPO).
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# Never published: mail clients do not show these, an SVG opened from the archive's address
+# could run its script, and camera formats Pillow cannot clean may carry the GPS position.
+REFUSED = frozenset({".svg", ".svgz", ".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".nef",
+                     ".arw"})
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
@@ -45,9 +50,22 @@ class ImageError(NewsletterError):
     """A picture that cannot be read, or too large to open safely."""
 
 
+def _suffix(name: str) -> str:
+    return PurePosixPath(name.split("?", 1)[0].split("#", 1)[0]).suffix.lower()
+
+
 def is_image(name: str) -> bool:
     """A file name whose picture is processed before it is published."""
-    return PurePosixPath(name.split("?", 1)[0].split("#", 1)[0]).suffix.lower() in SUFFIXES
+    return _suffix(name) in SUFFIXES
+
+
+def refuse(name: str) -> None:
+    """Raise ImageError for a picture format the archive never publishes (SVG, HEIC, ...)."""
+    suffix = _suffix(name)
+    if suffix in REFUSED:
+        kind = suffix.removeprefix(".").upper()
+        raise ImageError(f"{name} is {kind}, which mail clients do not show and the archive "
+                         "does not publish: save it as " + ("PNG" if "SVG" in kind else "JPEG"))
 
 
 def _open(data: bytes, label: str) -> Image.Image:
@@ -57,8 +75,10 @@ def _open(data: bytes, label: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{label} is too large to open safely ({exc.args[0].split('pixels')[0]}"
-                         f"pixels, the limit is {MAX_PIXELS}): resize it before adding it") from exc
+        pixels = re.search(r"\d+", str(exc))
+        count = f"{int(pixels.group()):,} pixels, " if pixels else ""
+        raise ImageError(f"{label} is too large to open safely ({count}the limit is "
+                         f"{MAX_PIXELS:,}): resize it before adding it") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label} cannot be read as a picture: save it again as JPEG or PNG"
                          ) from exc

@@ -50,7 +50,7 @@ domain = "bounces.example.org"
 maildir = "maildir"
 """
 
-GITIGNORE = "newsletter.db\nnewsletter.db-*\nmaildir/\nsite/\npreview/\n"
+GITIGNORE = "newsletter.db\nnewsletter.db-*\nmaildir/\nsite/\npreview/\n.cache/\n"
 
 
 def create_workspace(target: Path, force: bool = False) -> list[str]:

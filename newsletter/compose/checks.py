@@ -236,10 +236,10 @@ def image_unreadable(ctx: CheckContext) -> Iterable[Finding]:
     """Pictures Pillow cannot read, that are too large to open, or in a format mail cannot show."""
     for edition, ref, path in _pictures(ctx):
         where = ctx.shown(edition.path)
-        if path.suffix.lower() == ".svg":
+        if path.suffix.lower() in (".svg", ".svgz"):
             yield Finding("warning", "image-format", where, ref.line,
-                          f"{ref.url!r} is SVG, which Gmail and Outlook do not show: export it "
-                          "as PNG")
+                          f"{ref.url!r} is SVG, which Gmail and Outlook do not show and the "
+                          "archive does not publish: export it as PNG")
         elif not is_image(path.name):
             yield Finding("error", "image-unreadable", where, ref.line,
                           f"{ref.url!r} is not a picture email clients show: save it as JPEG "

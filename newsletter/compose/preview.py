@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from sqlalchemy import Engine, func, select
 
 from newsletter import links
-from newsletter.archive.images import ImageError, cache_for, is_image
+from newsletter.archive.images import ImageError, cache_for, is_image, refuse
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import search_path
@@ -103,10 +103,11 @@ def write_preview(
 def _copy_asset(path: Path, target: Path, settings: Settings) -> None:
     """A file as subscribers will get it: pictures processed (an unreadable one is left out)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not is_image(path.name):
-        shutil.copyfile(path, target)
-        return
     try:
+        refuse(path.name)
+        if not is_image(path.name):
+            shutil.copyfile(path, target)
+            return
         target.write_bytes(cache_for(settings.workspace).get(path.read_bytes(), path.name))
     except ImageError:
         target.unlink(missing_ok=True)  # `issue check` says why; the preview shows it missing
