@@ -4,7 +4,7 @@ An editor's photo can be 36 MB, 4000 px wide and carry the GPS position where it
 What the archive publishes (and the email shows) is made here from it, once:
 
 - width at most 1200 px, twice the 600 px email body, sharp on high-density screens;
-- JPEG for photos (progressive, quality 82, 4:2:0), PNG for transparency and PNG sources:
+- JPEG for photos (progressive, quality 82, 4:2:0), PNG for transparency, PNG and GIF sources:
   WebP is not shown by Outlook and older clients, so it is never produced;
 - the EXIF orientation is applied, then every metadata block (EXIF, GPS, XMP, comments,
   ICC profile) is dropped; colours with an ICC profile are converted to sRGB first;
@@ -22,6 +22,8 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -35,7 +37,7 @@ JPEG_QUALITY = 82
 RECIPE = f"v1 w{MAX_WIDTH} q{JPEG_QUALITY} progressive 4:2:0 strip srgb"
 # Pillow's own safety limit (about 89 million pixels, a 9500 x 9500 picture).
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-# Files Pillow processes, by suffix; anything else (PDF, SVG, ...) is published unchanged.
+# Files Pillow processes, by suffix; other files (a PDF) are published unchanged, or REFUSED.
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 # Only these decoders are tried, whatever the file claims to be (JPEG includes MPO).
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -68,11 +70,19 @@ def refuse(name: str) -> None:
                          "does not publish: save it as " + ("PNG" if "SVG" in kind else "JPEG"))
 
 
+@contextmanager
+def _guarded() -> Iterator[None]:
+    """Pillow's remarks on damaged metadata are silenced; its bomb warning becomes an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def _open(data: bytes, label: str) -> Image.Image:
     """Open lazily (header only), refusing decompression bombs with a clear message."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _guarded():
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         pixels = re.search(r"\d+", str(exc))
@@ -94,11 +104,11 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def output_suffix(image: Image.Image) -> str:
-    """The published format: .gif kept if animated, .png for PNG or transparency, else .jpg."""
+    """The published format: .gif if animated, .png for PNG, GIF or transparency, else .jpg."""
     if _animated(image):
         return ".gif"
-    if image.format == "PNG" or _has_alpha(image):
-        return ".png"
+    if image.format in ("PNG", "GIF") or _has_alpha(image):
+        return ".png"  # drawings and logos: JPEG would blur their edges
     return ".jpg"
 
 
@@ -168,8 +178,7 @@ def process(data: bytes, label: str = "picture") -> tuple[bytes, str]:
     if suffix == ".gif":
         return data, suffix
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _guarded():
             image = _to_srgb(_shrink(image))
             return _encode(image, suffix), suffix
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning,

@@ -184,3 +184,14 @@ def test_the_same_photo_is_processed_once_and_named_the_same(tmp_path: Path) -> 
     assert hashed_name("crossing.jpg", source) == f"crossing.{cached.name[:10]}.jpg"
     cached.write_bytes(b"marker")  # proves the next call reads the cache, not the encoder
     assert cache.get(source) == b"marker" and len(list(cache.folder.iterdir())) == 1
+
+
+def test_a_gif_logo_becomes_png_and_an_animation_keeps_its_frames() -> None:
+    logo_gif, animation = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (300, 100), (200, 30, 30)).save(logo_gif, "GIF")
+    frames = [Image.new("RGB", (200, 200), (40 * n, 90, 160)) for n in range(4)]
+    frames[0].save(animation, "GIF", save_all=True, append_images=frames[1:], duration=200)
+    output, suffix = process(logo_gif.getvalue())
+    assert suffix == ".png" and Image.open(io.BytesIO(output)).format == "PNG"
+    output, suffix = process(animation.getvalue())
+    assert suffix == ".gif" and getattr(Image.open(io.BytesIO(output)), "n_frames", 1) == 4
