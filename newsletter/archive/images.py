@@ -114,7 +114,9 @@ def output_suffix(image: Image.Image) -> str:
 
 def digest(data: bytes) -> str:
     """Hash of the source bytes and the recipe: names the processed file."""
-    return hashlib.sha256(RECIPE.encode() + b"\0" + data).hexdigest()
+    hasher = hashlib.sha256(RECIPE.encode() + b"\0")
+    hasher.update(data)  # not concatenated: sources can be tens of megabytes
+    return hasher.hexdigest()
 
 
 def published_suffix(data: bytes, suffix: str) -> str:
