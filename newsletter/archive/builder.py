@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from newsletter.archive.assets import AssetScan, rewrite_refs, scan_assets
 from newsletter.archive.feeds import render_feed
+from newsletter.archive.images import ImageError, cache_for
 from newsletter.archive.plan import ArchiveConfig, EditionRecord, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
@@ -194,8 +195,13 @@ def build_archive(
                       if a.ref == asset.ref)
         if writer.is_current(asset.file, source.name):
             writer.keep(asset.file)
-        else:
-            writer.write(asset.file, source.source.read_bytes(), source.name)
+            continue
+        try:  # pictures are published processed, never as the editor's original
+            content = source.content(cache_for(settings.workspace))
+        except ImageError as exc:
+            warnings.append(f"{asset.slug} ({asset.language}): not published: {exc}")
+            continue
+        writer.write(asset.file, content, source.name)
     counts = writer.finish(dict(plan.urls))
     languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
     return BuildReport(
