@@ -103,6 +103,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "audience": {
         "pending_days": (int, 30),
     },
+    "doctor": {
+        "nameserver": (str, ""),  # HOST[:PORT]; empty: the system resolver
+        "timeout": (float, 5.0),
+    },
     "capture": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8025),
