@@ -9,6 +9,7 @@ from functools import cached_property
 from newsletter.config import Settings
 from newsletter.doctor.lookup import DnsLookup
 from newsletter.doctor.relay import RelayProbe, probe_relay
+from newsletter.errors import NewsletterError
 
 
 def domain_of(address: str) -> str:
@@ -52,7 +53,7 @@ class DoctorContext:
             return True
         try:
             ips = self.relay_ips
-        except Exception:  # DNS down: treat as remote, the DNS rules say why
+        except NewsletterError:  # DNS down: treat as remote, the DNS rules say why
             return False
         return bool(ips) and all(ipaddress.ip_address(ip).is_loopback for ip in ips)
 

@@ -88,8 +88,8 @@ class DnsLookup:
 
     def mx(self, name: str) -> list[tuple[int, str]]:
         """(preference, host) pairs, best first; a null MX shows as (0, '')."""
-        found = [(r.preference, r.exchange.to_text(omit_final_dot=True))
-                 for r in self._answer(name, "MX")]
+        found = [(r.preference, "" if r.exchange == dns.name.root
+                  else r.exchange.to_text(omit_final_dot=True)) for r in self._answer(name, "MX")]
         return sorted(found)
 
     def ptr(self, ip: str) -> list[str]:

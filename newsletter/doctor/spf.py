@@ -26,11 +26,15 @@ class SpfError(Exception):
     """The record cannot be evaluated (permerror in RFC 7208 terms)."""
 
 
+class SpfUnchecked(Exception):
+    """The record uses what this evaluator does not expand (macros)."""
+
+
 @dataclass(frozen=True)
 class SpfVerdict:
     """The SPF result for one IP, and the term that decided it."""
 
-    result: str  # pass, fail, softfail, neutral, none, permerror
+    result: str  # pass, fail, softfail, neutral, none, permerror, unchecked
     term: str = ""
     reason: str = ""
 
@@ -50,6 +54,8 @@ def evaluate(dns: DnsLookup, domain: str, ip: str) -> SpfVerdict:
         return _check(dns, domain, ipaddress.ip_address(ip), budget)
     except SpfError as exc:
         return SpfVerdict("permerror", reason=str(exc))
+    except SpfUnchecked as exc:
+        return SpfVerdict("unchecked", reason=str(exc))
 
 
 def _spend(budget: list[int]) -> None:
@@ -89,7 +95,7 @@ def _matches(dns: DnsLookup, domain: str, term: str, ip: IP,
     arg, _, arg_cidr = arg.partition("/")
     cidr = (cidr or arg_cidr).split("/")[0]  # a/24//64: the IPv4 length only
     if "%" in arg:
-        raise SpfError(f"macro in {term!r} (not evaluated here)")
+        raise SpfUnchecked(f"{term!r} uses a macro, which is not evaluated here")
     if mechanism == "all":
         return True
     if mechanism in ("ip4", "ip6"):
@@ -141,7 +147,11 @@ def check_spf(ctx: DoctorContext, domain: str, name: str) -> CheckResult:
     if broken:
         return fail(name, f"SPF of {domain} cannot be evaluated: {broken[0].reason}",
                     "simplify the record: one v=spf1 record, at most 10 include/a/mx/exists, "
-                    "no macros")
+                    "known mechanisms with valid networks")
+    unchecked = [v for v in verdicts.values() if v.result == "unchecked"]
+    if unchecked:
+        return warn(name, f"SPF of {domain} not checked: {unchecked[0].reason}",
+                    f"check by hand that the SPF record of {domain} allows {adds}")
     if adds:
         said = ", ".join(f"{ip} gets {v.result}" for ip, v in verdicts.items()
                          if v.result != "pass")
