@@ -114,6 +114,19 @@ def hashed_name(ref: str, content: bytes) -> str:
     return f"{stem}.{digest}{path.suffix.lower()}"
 
 
+def legacy_name(ref: str, content: bytes) -> str | None:
+    """The name releases before image processing gave a picture (a hash of the original).
+
+    Emails sent then still point at it; None when that name is today's name anyway.
+    """
+    if not images.is_image(ref):
+        return None
+    path = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0])
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "file"
+    old = f"{stem}.{hashlib.sha256(content).hexdigest()[:HASH_LENGTH]}{path.suffix.lower()}"
+    return None if old == hashed_name(ref, content) else old
+
+
 def scan_assets(web_html: str, source_dir: Path | None) -> AssetScan:
     """Find the issue's local files; references to missing files are reported, not guessed."""
     scan = AssetScan()
