@@ -35,7 +35,8 @@ def _rows(workspace) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         found = conn.execute(
             select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_reply,
-                   Delivery.worker, Delivery.next_attempt_at).join(Subscriber, Subscriber.id == Delivery.subscriber_id))
+                   Delivery.worker, Delivery.next_attempt_at)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id))
         rows = {r.email: dict(r._mapping) for r in found}
     engine.dispose()
     return rows
