@@ -6,6 +6,7 @@ reached the server. The run is the real `newsletter send`, in-process, on both e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from datetime import UTC, timedelta
@@ -210,3 +211,26 @@ def test_a_claim_stolen_between_the_claim_and_data_is_never_sent(
     assert row["status"] == "queued" and row["worker"] == THIEF and row["attempts"] == 0
     assert smtp_server.data_attempts[victim] == 0  # no DATA for a row this worker lost
     _everyone_else_once(smtp_server, emails, victim)
+
+
+def test_a_deferral_still_being_committed_is_retried_in_the_same_run(
+        run, workspace, db_url, smtp_server, monkeypatch: pytest.MonkeyPatch):
+    """A slow database: the run must not end while a deferral's commit is under way."""
+    from newsletter.delivery import journal
+
+    emails = _setup(workspace, db_url, smtp_server.port)
+    busy = emails[0]
+    # Its second deferral comes when nothing else is left: only that commit is under way.
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "451 4.3.0 try later" if rcpts[0] == busy and n <= 2 else None)
+    for writer in (journal.SqliteWriter, journal.PostgresWriter):
+        def slow(self, *args, _commit=writer.commit, **kwargs):
+            async def commit():
+                await asyncio.sleep(0.3)  # a commit that takes its time (a busy disk)
+                return await _commit(self, *args, **kwargs)
+            return commit()
+        monkeypatch.setattr(writer, "commit", slow)
+    result = run.json("send", "nov", "--yes")
+    assert result["status"] == "sent" and result["sent"] == 6 and result["deferred"] == 2
+    assert _rows(workspace)[busy]["status"] == "sent" and smtp_server.data_attempts[busy] == 3
+    _everyone_else_once(smtp_server, emails)
