@@ -6,6 +6,7 @@ reported with its exact place ("newsletter.toml: [smtp] port: ...") instead of f
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "soft_limit": (int, 5),
         "soft_days": (float, 7.0),
         "keep_unmatched": (str, ""),
+        "postmaster_maildir": (str, "bounces/postmaster"),
     },
     "dkim": {
         "key_path": (str, ""),
@@ -98,6 +100,12 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "per_page": (int, 20),
         "titles": (dict, {}),
     },
+    "audience": {
+        "pending_days": (int, 30),
+    },
+    "send": {
+        "publish_check": (bool, True),
+    },
     "capture": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8025),
@@ -106,6 +114,21 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
 }
 
 TLS_MODES = ("none", "starttls", "tls")
+PORTS = (("smtp", "port"), ("bounces", "port"), ("web", "port"), ("capture", "port"))
+SHOWN = 60  # characters of a wrong value quoted back in an error
+
+
+def is_secret(section: str, key: str) -> bool:
+    """Settings whose values never appear in an error message or a repr."""
+    return SCHEMA[section][key][0] is Secret or (section, key) == ("newsletter", "old_secret_keys")
+
+
+def _shown(value: Any, secret: bool = False) -> str:
+    """A wrong value as an error quotes it: secrets by type only, long values cut."""
+    if secret:
+        return f"a value of type {type(value).__name__} (not shown)"
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,14 @@ class Settings:
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
+
+    def __repr__(self) -> str:
+        # Secrets are Secret (masked repr); the database URL may carry a password of its own.
+        from newsletter.db.engine import redact_url
+
+        values = {**self.values, "database": {**self.values["database"],
+                                              "url": redact_url(self.values["database"]["url"])}}
+        return f"Settings(workspace={str(self.workspace)!r}, values={values!r})"
 
     @property
     def database_url(self) -> str:
@@ -142,36 +173,44 @@ def resolve_database_url(url: str, workspace: Path) -> str:
     return url
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
+def _coerce(value: Any, kind: type, where: str, secret: bool = False) -> Any:
     if kind is Secret:
         kind = str
+    shown = _shown(value, secret)
     if kind is bool:
         if isinstance(value, bool):
             return value
         words = ("1", "true", "yes", "on", "0", "false", "no", "off")
         if isinstance(value, str) and value.lower() in words:
             return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {shown}")
     if kind in (int, float):
+        name = "an integer" if kind is int else "a number"
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected {name}, got {shown}")
         try:
-            return kind(value)
-        except (TypeError, ValueError):
-            name = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{where}: expected {name}, got {value!r}") from None
+            number = kind(value)
+        except (TypeError, ValueError, OverflowError):  # Overflow: int(inf)
+            raise ConfigError(f"{where}: expected {name}, got {shown}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {shown}")
+        return number
     if kind is list:
         if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list):
-            return value
-        raise ConfigError(f"{where}: expected a list, got {value!r}")
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {shown}")
+        if secret and not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: expected a list of keys (text), got other values")
+        return [Secret(v) for v in value] if secret else value
     if kind is dict:
         if isinstance(value, dict):
             return value
-        raise ConfigError(f"{where}: expected a table, got {value!r}")
+        raise ConfigError(f"{where}: expected a table, got {shown}")
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {value!r}")
+        raise ConfigError(f"{where}: expected text, got {shown}")
+    if "\0" in value:
+        raise ConfigError(f"{where}: contains a NUL byte")
     return value
 
 
@@ -201,7 +240,8 @@ def _from_file(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path.name}: [{section}] unknown key {key!r} (known: {known})")
             kind = SCHEMA[section][key][0]
             where = f"{path.name}: [{section}] {key}"
-            out.setdefault(section, {})[key] = _coerce(value, kind, where)
+            out.setdefault(section, {})[key] = _coerce(value, kind, where,
+                                                       is_secret(section, key))
     return out
 
 
@@ -218,20 +258,25 @@ def _from_env(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         for key, (kind, _default) in keys.items():
             name = env_name(section, key)
             if name in environ:
-                out.setdefault(section, {})[key] = _coerce(environ[name], kind, name)
+                out.setdefault(section, {})[key] = _coerce(environ[name], kind, name,
+                                                           is_secret(section, key))
     return out
 
 
 def _validate(values: dict[str, dict[str, Any]]) -> None:
     tls = values["smtp"]["tls"]
     if tls not in TLS_MODES:
-        raise ConfigError(f"[smtp] tls: expected one of {', '.join(TLS_MODES)}, got {tls!r}")
+        raise ConfigError(f"[smtp] tls: expected one of {', '.join(TLS_MODES)}, got {_shown(tls)}")
+    for section, key in PORTS:
+        if not 0 <= values[section][key] <= 65535:
+            raise ConfigError(f"[{section}] {key}: expected a port from 0 to 65535, "
+                              f"got {values[section][key]}")
     for key in ("connections", "messages_per_connection", "batch_size"):
         if values["smtp"][key] < 1:
             raise ConfigError(f"[smtp] {key}: must be at least 1")
     base = values["newsletter"]["base_url"]
     if not base.startswith(("http://", "https://")):
-        raise ConfigError(f"[newsletter] base_url: expected an http(s) URL, got {base!r}")
+        raise ConfigError(f"[newsletter] base_url: expected an http(s) URL, got {_shown(base)}")
 
 
 def load_settings(
@@ -252,5 +297,7 @@ def load_settings(
         for key, (kind, _) in SCHEMA[section].items():
             if kind is Secret:
                 values[section][key] = Secret(values[section][key] or "")
+    olds = values["newsletter"]["old_secret_keys"]
+    values["newsletter"]["old_secret_keys"] = [Secret(k) for k in olds]
     _validate(values)
     return Settings(workspace=ws, values=values)

@@ -11,6 +11,7 @@ from newsletter.config import Settings
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import needs_upgrade, upgrade
 from newsletter.errors import NewsletterError
+from newsletter.keyring import Keyring, load_keyring
 
 
 class SchemaOutOfDate(NewsletterError):
@@ -19,7 +20,7 @@ class SchemaOutOfDate(NewsletterError):
 
 @dataclass
 class Services:
-    """Settings plus the lazily created engine; one per process."""
+    """Settings plus the lazily created engine and keyring; one per process."""
 
     settings: Settings
 
@@ -27,9 +28,14 @@ class Services:
     def engine(self) -> Engine:
         return make_engine(self.settings.database_url)
 
+    @cached_property
+    def keyring(self) -> Keyring:
+        """The link signer and the address key (read from the database once)."""
+        return load_keyring(self.settings, self.engine)
+
     def upgrade(self) -> None:
         """Run migrations up to head."""
-        upgrade(self.engine)
+        upgrade(self.engine, secret_key=str(self.settings.secret_key))
 
     def require_schema(self) -> None:
         """Fail with a clear message when `newsletter db upgrade` has not run."""

@@ -7,7 +7,8 @@ for one purpose never works for another. Plain hmac keeps signing to a couple of
 which matters because the sender signs several tokens per recipient.
 
 Key rotation: tokens are signed with the current secret key and accepted with it or any of the
-old keys (`[newsletter] old_secret_keys`).
+old keys (`[newsletter] old_secret_keys`). Addresses are hashed with a key that never rotates:
+see newsletter.keyring.
 """
 
 from __future__ import annotations
@@ -101,7 +102,3 @@ class Signer:
             raise TokenError("malformed token") from None
         return TokenData(purpose=purpose, values=values, issued_at=issued)
 
-
-def email_hash(email: str, secret_key: str) -> str:
-    """Keyed hash of a normalized address, as kept on the suppression list."""
-    return hmac.new(secret_key.encode(), email.lower().encode(), hashlib.sha256).hexdigest()

@@ -38,7 +38,7 @@ def parse_languages(text: str) -> list[str]:
     if not langs:
         raise ValidationError("at least one language is required (e.g. en,fr,es)")
     for lang in langs:
-        if not LANGUAGE.match(lang):
+        if not LANGUAGE.fullmatch(lang):
             raise ValidationError(f"{lang!r} is not a language code (use e.g. en, fr, es, pt-br)")
     return list(dict.fromkeys(langs))
 
@@ -55,7 +55,7 @@ def add_list(
     description: str = "",
 ) -> ListInfo:
     """Create a list; its slug must be new and its default language one it offers."""
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise ValidationError(
             f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
         )

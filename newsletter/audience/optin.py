@@ -10,21 +10,23 @@ throttled all look the same), so the result says what happened only for logs and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.audience.addresses import normalize_email as normalize_address
+from newsletter.audience.addresses import normalize_email
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.keyring import address_hash, link_signer, read_address_key
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
-from newsletter.tokens import Signer, TokenError, email_hash
+from newsletter.tokens import Signer, TokenError
 
 LISTS = cast(Table, MailingList.__table__)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
@@ -92,22 +94,26 @@ class OptIn:
     engine: Engine
     signer: Signer
     mailer: Mailer
-    secret_key: str
     base_url: str
     confirm_days: int = 7
     max_per_address: int = 3
     max_per_ip: int = 20
     welcome: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def address_key(self) -> str:
+        """The key suppressions are hashed with; read on first use, so the app starts (and
+        its health check answers) while the database is still down."""
+        with self.engine.connect() as conn:
+            return read_address_key(conn)
+
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, mailer: Mailer) -> OptIn:
         web = settings["web"]
-        signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
         return cls(
             engine=engine,
-            signer=signer,
+            signer=link_signer(settings),
             mailer=mailer,
-            secret_key=str(settings.secret_key),
             base_url=settings["newsletter"]["base_url"],
             confirm_days=web["confirm_days"],
             max_per_address=web["max_confirmations_per_address"],
@@ -138,14 +144,6 @@ class ConfirmResult:
     list_name: str
     language: str | None
     preferences_url: str
-
-
-def normalize_email(value: str) -> str:
-    """A valid address in its stored form; ValidationError naming the `email` field otherwise."""
-    try:
-        return normalize_address(value)
-    except ValidationError as exc:
-        raise ValidationError(f"email: {exc}") from None
 
 
 def clean_name(value: str | None) -> str:
@@ -216,9 +214,9 @@ def check_ip_limit(
         raise RateLimited("too many requests from this network address")
 
 
-def is_suppressed(conn: Connection, email: str, secret_key: str) -> bool:
+def is_suppressed(conn: Connection, email: str, address_key: str) -> bool:
     """True when the address is on the suppression list (kept as a keyed hash)."""
-    digest = email_hash(email, secret_key)
+    digest = address_hash(email, address_key)
     return digest in suppressed_hashes(conn, [digest])
 
 
@@ -324,7 +322,7 @@ def enqueue_confirmation(
     return True
 
 
-def _subscribe_once(
+def subscribe_in(
     ctx: OptIn,
     conn: Connection,
     mlist: dict[str, Any],
@@ -334,13 +332,16 @@ def _subscribe_once(
     meta: RequestMeta,
     now: datetime,
 ) -> tuple[str, int | None]:
-    check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+    """subscribe()'s work on a checked address, in the caller's transaction: (outcome, id)."""
     subscriber = _subscriber(conn, email)
     requested = {"lists": [mlist["slug"]], "language": language, "name": name}
-    if is_suppressed(conn, email, ctx.secret_key):
+    if is_suppressed(conn, email, ctx.address_key):
         sid = subscriber["id"] if subscriber else None
+        # Nothing is done for a suppressed (perhaps erased) address, so nothing about the person
+        # is kept either: no name, no referring URL (it may carry the address).
         record_event(
-            conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": "suppressed"}
+            conn, "subscribe", replace(meta, source=None), now, sid, mlist["id"],
+            {"lists": requested["lists"], "language": language, "outcome": "suppressed"},
         )
         return "suppressed", sid
     if subscriber is None:
@@ -404,7 +405,8 @@ def subscribe(
                 mlist = find_list(conn, list_slug)
                 languages = mlist["languages"] or [mlist["default_language"]]
                 lang = str(language if language in languages else mlist["default_language"])
-                outcome, sid = _subscribe_once(ctx, conn, mlist, email, name, lang, meta, now)
+                check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
+                outcome, sid = subscribe_in(ctx, conn, mlist, email, name, lang, meta, now)
         except IntegrityError:
             # Two requests created the same subscriber at once: the second one runs again.
             if attempt:
@@ -504,7 +506,7 @@ def resend_confirmation(
         language = subscriber["language"] or mlist["default_language"]
         outcome = "nothing"
         waiting = current is not None and current["status"] == "pending"
-        if waiting and not is_suppressed(conn, subscriber["email"], ctx.secret_key):
+        if waiting and not is_suppressed(conn, subscriber["email"], ctx.address_key):
             sent = enqueue_confirmation(
                 ctx, conn, dict(subscriber), dict(mlist), language, subscriber["name"], now
             )

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from newsletter.audience.addresses import normalize_email
 from newsletter.audience.optin import (
     ADDRESS_WINDOW,
     EVENT_INSERT,
@@ -42,7 +43,6 @@ from newsletter.audience.optin import (
     clean_name,
     event_row,
     is_suppressed,
-    normalize_email,
     record_event,
     set_status,
 )
@@ -492,21 +492,28 @@ def send_preferences_link(
     email = normalize_email(email)
     with ctx.engine.begin() as conn:
         check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
-        subscriber = (
-            conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.email == email)).mappings().first()
-        )
-        outcome = "unknown"
-        if subscriber is not None:
-            outcome = _mail_link(ctx, conn, dict(subscriber), language, now)
-        sid = subscriber["id"] if subscriber is not None else None
-        record_event(conn, "manage", meta, now, sid, None, {"outcome": outcome})
+        return preferences_link_in(ctx, conn, email, language, meta, now)
+
+
+def preferences_link_in(
+    ctx: OptIn, conn: Connection, email: str, language: str, meta: RequestMeta, now: datetime
+) -> str:
+    """send_preferences_link()'s work on a checked address, in the caller's transaction."""
+    subscriber = (
+        conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.email == email)).mappings().first()
+    )
+    outcome = "unknown"
+    if subscriber is not None:
+        outcome = _mail_link(ctx, conn, dict(subscriber), language, now)
+    sid = subscriber["id"] if subscriber is not None else None
+    record_event(conn, "manage", meta, now, sid, None, {"outcome": outcome})
     return outcome
 
 
 def _mail_link(
     ctx: OptIn, conn: Connection, subscriber: dict[str, Any], language: str, now: datetime
 ) -> str:
-    if is_suppressed(conn, subscriber["email"], ctx.secret_key):
+    if is_suppressed(conn, subscriber["email"], ctx.address_key):
         return "suppressed"
     if (
         count_recent(conn, "preferences", subscriber["email"], now - ADDRESS_WINDOW)

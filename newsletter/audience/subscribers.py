@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.db.models import Event, Subscriber, Subscription, Suppression, utcnow
 from newsletter.errors import NotFoundError, ValidationError
-from newsletter.tokens import email_hash
+from newsletter.keyring import address_hash
 
 subscribers_table = cast(Table, Subscriber.__table__)
 subscriptions_table = cast(Table, Subscription.__table__)
@@ -189,13 +189,13 @@ def merge_batch(
     lst: ListInfo,
     rows: list[NewRow],
     *,
-    secret_key: str,
+    address_key: str,
     confirmed: bool = False,
     source: str = "",
 ) -> MergeCounts:
     """Merge validated rows into the list inside the caller's transaction."""
     counts = MergeCounts()
-    hashes = {r.email: email_hash(r.email, secret_key) for r in rows}
+    hashes = {r.email: address_hash(r.email, address_key) for r in rows}
     blocked = suppressed_hashes(conn, list(hashes.values()))
     if blocked:
         counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
@@ -221,7 +221,7 @@ def add_subscriber(
     *,
     email: str,
     list_slug: str,
-    secret_key: str,
+    address_key: str,
     name: str = "",
     language: str = "",
     confirmed: bool = False,
@@ -238,7 +238,7 @@ def add_subscriber(
         )
     row = NewRow(email=normalize_email(email), name=clean_name(name), language=lang, line=1)
     with engine.begin() as conn:
-        counts = merge_batch(conn, lst, [row], secret_key=secret_key, confirmed=confirmed,
+        counts = merge_batch(conn, lst, [row], address_key=address_key, confirmed=confirmed,
                              source=consent_source or "cli")
     if counts.suppressed:
         raise ValidationError(f"{row.email} is suppressed (bounced, complained or erased)")
@@ -295,38 +295,31 @@ def iter_subscribers(
 
 
 def remove_subscriber(
-    engine: Engine, *, email: str, secret_key: str, list_slug: str | None = None
+    engine: Engine, *, email: str, address_key: str, list_slug: str | None = None
 ) -> str:
     """With a list: unsubscribe from it. Without: erase the person and suppress the address."""
     address = normalize_email(email)
     now = utcnow()
+    if not list_slug:
+        from newsletter.audience.erasure import erase  # erasure builds on this module
+
+        erase(engine, email=address, address_key=address_key)
+        return "erased"
     with engine.begin() as conn:
         s = subscribers_table.c
         sid = conn.scalar(select(s.id).where(s.email == address))
         if sid is None:
             raise NotFoundError(f"no subscriber {address}")
-        if list_slug:
-            lst = get_list(engine, list_slug)
-            c = subscriptions_table.c
-            done = conn.execute(
-                update(subscriptions_table)
-                .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
-                .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
-            )
-            if not done.rowcount:
-                raise NotFoundError(f"{address} is not on list {lst.slug!r}")
-            conn.execute(insert(events_table).values(
-                kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
-                source="cli", data={}))
-            return "unsubscribed"
-        digest = email_hash(address, secret_key)
-        if not suppressed_hashes(conn, [digest]):
-            conn.execute(insert(suppressions_table).values(
-                email_hash=digest, reason="erased", created_at=now, detail=""))
-        e = events_table.c
-        conn.execute(update(events_table).where(e.subscriber_id == sid)
-                     .values(ip=None, user_agent=None, data={}))
-        conn.execute(delete(subscribers_table).where(subscribers_table.c.id == sid))
+        lst = get_list(engine, list_slug)
+        c = subscriptions_table.c
+        done = conn.execute(
+            update(subscriptions_table)
+            .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
+            .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
+        )
+        if not done.rowcount:
+            raise NotFoundError(f"{address} is not on list {lst.slug!r}")
         conn.execute(insert(events_table).values(
-            kind="erase", subscriber_id=None, created_at=now, source="cli", data={}))
-        return "erased"
+            kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
+            source="cli", data={}))
+        return "unsubscribed"

@@ -20,12 +20,13 @@ is recorded and counted once.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
 from newsletter.audience.optin import (
     EVENTS,
@@ -39,12 +40,14 @@ from newsletter.audience.subscribers import suppressed_hashes, suppressions_tabl
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings
 from newsletter.db.models import Delivery, Issue, utcnow
-from newsletter.tokens import email_hash
+from newsletter.keyring import address_hash
 
 DELIVERIES = Delivery.__table__
 ISSUES = Issue.__table__
 REPORT_EVENTS = ("bounce", "complaint", "bounce-unmatched")
-ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "duplicate")
+ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "unreadable", "kept", "duplicate")
+BOUNCED = "bounced:"  # how a delivery's last_reply starts once a report named it
+_NOTES = {"policy": "policy block: address kept", "autoreply": "auto-reply: address kept"}
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,28 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def report_key(data: bytes) -> str:
-    """A stable digest naming one report: its Message-ID, or its bytes when it has none."""
+def report_key(data: bytes, digest: str = "") -> str:
+    """A stable digest naming one report: its Message-ID, or its content when it has none.
+
+    The content is the report's body and its From, Date and Subject: the trace headers a relay
+    or a mailbox adds (Received, Delivered-To, Return-Path) do not make a second report.
+    `data` may be only the report's head; `digest` (of the whole report) then stands in for
+    a body that could not be read.
+    """
     try:
-        message_id = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
+        headers = BytesHeaderParser().parsebytes(data[:65536])
+        message_id = headers.get("Message-ID")
+        fields = [str(headers.get(h) or "") for h in ("From", "Date", "Subject")]
     except Exception:  # header parsing of arbitrary bytes; fall back to the bytes
-        message_id = None
+        message_id, fields = None, []
     text = " ".join(str(message_id).split()) if message_id else ""
-    source = b"mid:" + text.encode("utf-8", "replace") if text else b"raw:" + data
+    if text:
+        source = b"mid:" + text.encode("utf-8", "replace")
+    else:
+        split = re.search(rb"\r?\n\r?\n", data)
+        body = data[split.end():] if split else b""
+        named = "\n".join(" ".join(f.split()) for f in fields).encode("utf-8", "replace")
+        source = b"content:" + named + b"\n" + (body or digest.encode() or data)
     return hashlib.sha256(source).hexdigest()[:32]
 
 
@@ -113,12 +130,14 @@ class _Target:
     list_slug: str
     email: str
     issue: str
+    sent_at: datetime | None
 
 
 def _target(conn: Connection, delivery_id: int) -> _Target | None:
     d, s, i, lt = DELIVERIES.c, SUBSCRIBERS.c, ISSUES.c, LISTS.c
     row = conn.execute(
-        select(d.id, d.subscriber_id, d.list_id, s.email, i.slug, lt.slug.label("list_slug"))
+        select(d.id, d.subscriber_id, d.list_id, d.sent_at, s.email, i.slug,
+               lt.slug.label("list_slug"))
         .join(SUBSCRIBERS, s.id == d.subscriber_id)
         .join(ISSUES, i.id == d.issue_id)
         .join(LISTS, lt.id == d.list_id)
@@ -128,7 +147,8 @@ def _target(conn: Connection, delivery_id: int) -> _Target | None:
         return None
     # Reports about one subscriber are applied one at a time (PostgreSQL; SQLite has one writer).
     conn.execute(select(s.id).where(s.id == row.subscriber_id).with_for_update()).first()
-    return _Target(row.id, row.subscriber_id, row.list_id, row.list_slug, row.email, row.slug)
+    return _Target(row.id, row.subscriber_id, row.list_id, row.list_slug, row.email, row.slug,
+                   row.sent_at)
 
 
 def _seen(conn: Connection, source: str, subscriber_id: int | None) -> bool:
@@ -141,10 +161,10 @@ def _seen(conn: Connection, source: str, subscriber_id: int | None) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def suppress(conn: Connection, email: str, secret_key: str, reason: str, detail: str,
+def suppress(conn: Connection, email: str, address_key: str, reason: str, detail: str,
              now: datetime) -> bool:
     """Put an address on the suppression list; False when it already was."""
-    digest = email_hash(email, secret_key)
+    digest = address_hash(email, address_key)
     if suppressed_hashes(conn, [digest]):
         return False
     conn.execute(insert(suppressions_table).values(
@@ -152,20 +172,44 @@ def suppress(conn: Connection, email: str, secret_key: str, reason: str, detail:
     return True
 
 
+def _last_success(conn: Connection, target: _Target) -> datetime | None:
+    """When the last delivery before this one went out and never bounced (resets soft)."""
+    d = DELIVERIES.c
+    if target.sent_at is None:
+        return None
+    bounced = d.last_reply.like(f"{BOUNCED}%")
+    return conn.scalar(select(func.max(d.sent_at)).where(
+        d.subscriber_id == target.subscriber_id, d.status == "sent", d.id != target.delivery_id,
+        d.sent_at < target.sent_at, or_(d.last_reply.is_(None), ~bounced)))
+
+
 def _soft_count(conn: Connection, target: _Target, since: datetime) -> int:
-    """Distinct deliveries that soft-bounced since `since`, this report's delivery included."""
-    e = EVENTS.c
+    """Distinct deliveries that soft-bounced since `since` and since the last delivery that
+    got through, this report's delivery included."""
+    e, d = EVENTS.c, DELIVERIES.c
     rows = conn.execute(select(e.data).where(
         e.subscriber_id == target.subscriber_id, e.kind == "bounce", e.created_at >= since))
     found = {data.get("delivery") for data in rows.scalars() if (data or {}).get("kind") == "soft"}
-    return len(found | {target.delivery_id})
+    found.discard(target.delivery_id)
+    success = _last_success(conn, target)
+    if found and success is not None:
+        found = set(conn.execute(select(d.id).where(
+            d.id.in_(list(found)), d.sent_at > success)).scalars())
+    return len(found) + 1
+
+
+def mark_delivery(conn: Connection, delivery_id: int, report: BounceReport) -> None:
+    """Note on the delivery row that it bounced, and how (its last reply from the world)."""
+    words = f"{BOUNCED} {report.kind} {report.status} {report.diagnostic}"
+    conn.execute(update(Delivery).where(Delivery.id == delivery_id)
+                 .values(last_reply=" ".join(words.split())[:500]))
 
 
 def _report_data(report: BounceReport, target: _Target | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "kind": report.kind, "status": report.status, "action": report.action,
         "diagnostic": report.diagnostic, "format": report.source,
-        "delivery": report.delivery_id,
+        "delivery": report.delivery_id, "reason": report.reason,
     }
     if target is not None:
         data["issue"] = target.issue
@@ -175,31 +219,31 @@ def _report_data(report: BounceReport, target: _Target | None) -> dict[str, Any]
     return data
 
 
-def _decide(conn: Connection, report: BounceReport, target: _Target, secret_key: str,
+def _decide(conn: Connection, report: BounceReport, target: _Target, address_key: str,
             policy: BouncePolicy, now: datetime) -> tuple[str, str, bool]:
     """Apply the policy to the delivery's subscriber: (action, note, unsubscribed)."""
     if report.kind == "complaint":
         meta = RequestMeta(source="complaint (ARF feedback report)")
         left = leave_list(conn, target.subscriber_id, target.list_id, meta, now, "complaint")
-        fresh = suppress(conn, target.email, secret_key, "complaint", report.diagnostic, now)
+        fresh = suppress(conn, target.email, address_key, "complaint", report.diagnostic, now)
         note = f"unsubscribed from {target.list_slug}" if left else "not subscribed"
         return "suppressed", note + ("" if fresh else "; already suppressed"), left
     if report.kind == "hard":
         detail = f"{report.status} {report.diagnostic}".strip()
-        fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+        fresh = suppress(conn, target.email, address_key, "bounce", detail, now)
         return "suppressed", "" if fresh else "already suppressed", False
     if report.kind == "soft":
         count = _soft_count(conn, target, now - timedelta(days=policy.soft_days))
         days = f"{policy.soft_days:g} days"
         if count >= policy.soft_limit:
             detail = f"{count} soft bounces within {days}"
-            fresh = suppress(conn, target.email, secret_key, "bounce", detail, now)
+            fresh = suppress(conn, target.email, address_key, "bounce", detail, now)
             return "suppressed", detail + ("" if fresh else "; already suppressed"), False
         return "counted", f"{count} of {policy.soft_limit} within {days}", False
-    return "recorded", "policy block: address kept" if report.kind == "policy" else "", False
+    return "recorded", _NOTES.get(report.kind, ""), False
 
 
-def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: str,
+def apply_report(engine: Engine, report: BounceReport, *, key: str, address_key: str,
                  policy: BouncePolicy | None = None, now: datetime | None = None) -> Outcome:
     """Record one parsed report and apply the bounce policy, in one transaction."""
     policy = policy or BouncePolicy()
@@ -216,12 +260,18 @@ def apply_report(engine: Engine, report: BounceReport, *, key: str, secret_key: 
             return replace(base, action="duplicate", note="report already processed")
         data = _report_data(report, target)
         meta = RequestMeta(source=source)
+        if report.kind == "unreadable":
+            record_event(conn, "bounce-unmatched", meta, now, None, None,
+                         {**data, "outcome": "unreadable", "note": report.diagnostic})
+            return replace(base, action="unreadable", note=report.diagnostic)
         if target is None:
             why = "no valid VERP token" if report.delivery_id is None else "delivery not found"
             record_event(conn, "bounce-unmatched", meta, now, None, None,
                          {**data, "outcome": "unmatched", "note": why})
             return replace(base, action="unmatched", note=why)
-        action, note, left = _decide(conn, report, target, secret_key, policy, now)
+        action, note, left = _decide(conn, report, target, address_key, policy, now)
+        if report.kind in ("hard", "soft", "policy", "complaint"):
+            mark_delivery(conn, target.delivery_id, report)
         event = "complaint" if report.kind == "complaint" else "bounce"
         record_event(conn, event, meta, now, sid, target.list_id,
                      {**data, "outcome": action, "note": note})

@@ -48,6 +48,9 @@ domain = "bounces.example.org"
 
 [capture]
 maildir = "maildir"
+
+[send]
+publish_check = true                        # `send` publishes the web version, checks it answers
 """
 
 GITIGNORE = "newsletter.db\nnewsletter.db-*\nmaildir/\nsite/\npreview/\n"

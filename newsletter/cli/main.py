@@ -53,7 +53,8 @@ def register() -> None:
 
     for module in (init, db, lists, subscribers):
         module.attach(cli)
-    for name in ("issue", "send", "capture", "serve", "archive", "outbox", "bounces"):
+    optional = ("issue", "send", "capture", "serve", "archive", "outbox", "bounces", "maintenance")
+    for name in optional:
         _attach_optional(name)
 
 

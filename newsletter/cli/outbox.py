@@ -25,6 +25,8 @@ def outbox() -> None:
 @pass_app
 def send(app: AppContext, retry_now: bool, as_json: bool) -> None:
     """Send every due mail once (serve does this on its own every few seconds)."""
+    # System mails carry signed links: a deployment without a secret key is refused here too.
+    app.services.keyring  # noqa: B018
     engine = app.services.engine
     totals = {"sent": 0, "deferred": 0, "failed": 0}
     while True:

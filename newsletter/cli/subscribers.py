@@ -1,7 +1,8 @@
-"""`newsletter subscribers`: add, import, list, export, remove."""
+"""`newsletter subscribers`: add, import, list, export, remove, export-data."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -11,8 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from newsletter.audience.erasure import erase
 from newsletter.audience.export import export_csv
 from newsletter.audience.importer import ImportReport, import_csv
+from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.db.models import SUBSCRIPTION_STATUSES
@@ -46,8 +49,9 @@ def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
         confirmed: bool, consent_source: str) -> None:
     """Add EMAIL to a list (pending until confirmed, unless --confirmed)."""
     counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, name=name, language=language,
-                            confirmed=confirmed, consent_source=consent_source)
+                            address_key=app.services.keyring.address_key, name=name,
+                            language=language, confirmed=confirmed,
+                            consent_source=consent_source)
     if counts.kept_unsubscribed:
         click.echo(f"{email} had unsubscribed from {list_slug}: they must opt in again")
     elif counts.subscribed or counts.confirmed:
@@ -103,7 +107,7 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
     with progress:
         task = progress.add_task("import", total=None)
         report = import_csv(engine, path=file, list_slug=list_slug,
-                            secret_key=app.settings.secret_key, confirmed=confirmed,
+                            address_key=app.services.keyring.address_key, confirmed=confirmed,
                             consent_source=consent_source, dry_run=dry_run, strict=strict,
                             fallback_language=fallback_to_default, check_dns=check_dns,
                             progress=lambda n: progress.advance(task, n))
@@ -158,15 +162,46 @@ def export(app: AppContext, list_slug: str, status: str | None, output: Path | N
 @click.argument("email")
 @click.option("--list", "list_slug",
               help="Unsubscribe from this list only. Without it, erase the person entirely.")
+@json_option
 @pass_app
-def remove(app: AppContext, email: str, list_slug: str | None) -> None:
+def remove(app: AppContext, email: str, list_slug: str | None, as_json: bool) -> None:
     """Unsubscribe EMAIL from a list, or erase them (personal data deleted, address suppressed)."""
-    done = remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                             secret_key=app.settings.secret_key)
-    if done == "erased":
-        click.echo(f"{email} erased; a keyed hash stays on the suppression list")
-    else:
+    if list_slug:
+        remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
+                          address_key=app.services.keyring.address_key)
         click.echo(f"{email} unsubscribed from {list_slug}")
+        return
+    report = erase(app.services.engine, email=email, address_key=app.services.keyring.address_key)
+    if as_json:
+        print_json(report)
+        return
+    if not report.subscribers:
+        click.echo(f"no subscriber {email}; other traces of the address were removed")
+    click.echo(
+        f"{email} erased: {report.subscribers} subscriber, {report.subscriptions} "
+        f"subscriptions, {report.deliveries} deliveries, {report.outbox} queued or sent mails, "
+        f"{report.events_anonymised} events anonymised, {report.rows_scrubbed} other rows "
+        "cleaned; a keyed hash stays on the suppression list"
+    )
+    if report.wal_emptied is False:
+        click.echo("warning: another process kept the SQLite WAL open; run "
+                   "`newsletter maintenance` later to empty it", err=True)
+
+
+@subscribers.command("export-data")
+@click.argument("email")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE instead of standard output.")
+@pass_app
+def export_data_(app: AppContext, email: str, output: Path | None) -> None:
+    """Everything kept about EMAIL as JSON (GDPR access and portability requests)."""
+    data = export_data(app.services.engine, email=email)
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"data of {email} written to {output}", err=True)
 
 
 def attach(cli: click.Group) -> None:

@@ -6,6 +6,7 @@ when known, the line. Errors block sending; warnings are advice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from newsletter.compose.slots import Slots
 from newsletter.compose.source import EditionSource, IssueSource
 from newsletter.config import Settings
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bqBQ]\?")
 GMAIL_CLIP_BYTES = 102 * 1024
 NEAR_CLIP_BYTES = 90 * 1024
 SUBJECT_RANGE = (10, 70)
@@ -141,6 +144,26 @@ def preheader_length(ctx: CheckContext) -> Iterable[Finding]:
     return _length(ctx, "preheader", "preheader-length", PREHEADER_RANGE)
 
 
+def one_line_text(ctx: CheckContext) -> Iterable[Finding]:
+    """Subject, title and preheader are one line of text: they go into headers and the inbox.
+
+    A line break or control character is an error (the mail would show it as a space); text
+    that looks like an RFC 2047 encoded word is shown to readers literally, so it is flagged.
+    """
+    for edition in ctx.source.editions.values():
+        for key in ("subject", "title", "preheader"):
+            value = getattr(edition, key)
+            path, line = edition.origin(key)
+            if _CONTROL.search(value):
+                yield Finding("error", "one-line-text", ctx.shown(path), line,
+                              f"{key} contains a line break or control character: write it "
+                              "on one line")
+            if key == "subject" and _ENCODED_WORD.search(value):
+                yield Finding("warning", "one-line-text", ctx.shown(path), line,
+                              "subject contains text like an encoded word (=?charset?q?...?=): "
+                              "readers will see it as typed, not decoded")
+
+
 def image_without_alt(ctx: CheckContext) -> Iterable[Finding]:
     """Every image needs alt text, unless marked {.decorative}."""
     for edition, ref in ctx.refs():
@@ -224,6 +247,7 @@ def mjml_warning(ctx: CheckContext) -> Iterable[Finding]:
 RULES: tuple[tuple[str, Rule], ...] = (
     ("missing-translation", missing_translation),
     ("subject-length", subject_length),
+    ("one-line-text", one_line_text),
     ("preheader-length", preheader_length),
     ("image-without-alt", image_without_alt),
     ("insecure-link", insecure_link),

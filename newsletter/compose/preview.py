@@ -22,7 +22,7 @@ from newsletter.compose.source import load_issue
 from newsletter.config import Settings
 from newsletter.db.models import MailingList, Subscriber
 from newsletter.errors import NotFoundError
-from newsletter.tokens import Signer
+from newsletter.keyring import link_signer
 
 RELOAD_SCRIPT = """<script>(function(){var v=null;setInterval(function(){
 fetch('/__version').then(function(r){return r.text()}).then(function(t){
@@ -47,6 +47,7 @@ def list_languages(engine: Engine, list_slug: str) -> list[str] | None:
 
 def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) -> Recipient:
     """The real slots of one subscriber (their signed unsubscribe and preferences links)."""
+    signer = link_signer(settings)  # first: no secret key is refused before any lookup
     lists, subs = MailingList.__table__, Subscriber.__table__
     with engine.connect() as conn:
         list_id = conn.execute(select(lists.c.id).where(lists.c.slug == list_slug)).scalar()
@@ -58,7 +59,6 @@ def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) ->
         raise NotFoundError(f"no list {list_slug!r} in the database")
     if row is None:
         raise NotFoundError(f"no subscriber {email!r}")
-    signer = Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
     base = settings["newsletter"]["base_url"]
     slots = Slots(
         name=row.name or "",

@@ -7,6 +7,8 @@ in-message anchors do not work in most mail clients.
 
 from __future__ import annotations
 
+import html as html_entities
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +68,13 @@ ALLOWED_ATTRIBUTES = {
     "th": {"align", "colspan", "rowspan", "scope"},
     "ol": {"start"},
 }
+
+
+_STYLE_ATTRIBUTE = re.compile(r'\sstyle="([^"]*)"')
+# CSS that runs code or loads a binding in some client (old IE, old Firefox), or hides such
+# text from a simple check (escapes, comments): the whole style attribute goes.
+_UNSAFE_CSS = re.compile(r"expression|javascript:|vbscript:|-moz-binding|behavior|@import|\\|/\*",
+                         re.IGNORECASE)
 
 
 def _footnote_ref(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
@@ -130,7 +139,7 @@ def render_html(md: MarkdownIt, tokens: Sequence[Token], env: dict[str, Any], cl
 
 def sanitize(html: str) -> str:
     """Keep formatting tags and styles; drop scripts, event handlers and unknown tags."""
-    return nh3.clean(
+    cleaned = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
@@ -138,3 +147,10 @@ def sanitize(html: str) -> str:
         link_rel=None,
         strip_comments=True,
     )
+    return _STYLE_ATTRIBUTE.sub(_safe_style, cleaned) if "style=" in cleaned else cleaned
+
+
+def _safe_style(match: re.Match[str]) -> str:
+    # nh3 writes every attribute double-quoted with entities, so the regex sees whole values.
+    css = re.sub(r"\s+", "", html_entities.unescape(match.group(1)))
+    return "" if _UNSAFE_CSS.search(css) else match.group(0)

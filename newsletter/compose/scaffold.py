@@ -6,13 +6,14 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
+from newsletter.audience.lists import SLUG as LIST_SLUG
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.source import LANGUAGE_RE, SLUG_RE
 from newsletter.i18n import translations
 
 ISSUE_TOML = """\
 # Shared by every language of this issue; a language file's front matter overrides these keys.
-list = "{list_slug}"
+list = {list_slug}
 date = {date}
 # volume = 1
 # number = "01"
@@ -39,13 +40,25 @@ preheader = "{preheader}"
 """
 
 
+def toml_string(value: str) -> str:
+    """`value` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = "".join(
+        f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f" else "\\" + ch if ch in '"\\' else ch
+        for ch in value
+    )
+    return f'"{escaped}"'
+
+
 def new_issue(
     workspace: Path, slug: str, languages: Sequence[str], list_slug: str, today: dt.date,
 ) -> list[Path]:
     """Write issues/<slug>/issue.toml and one Markdown file per language; never overwrite."""
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise ComposeError(f"invalid issue slug {slug!r}: use lowercase letters, digits, . _ -")
-    bad = [lang for lang in languages if not LANGUAGE_RE.match(lang)]
+    if not LIST_SLUG.fullmatch(list_slug):
+        raise ComposeError(f"invalid list slug {list_slug!r}: use lowercase letters, digits "
+                           "and dashes (at most 63), as in `newsletter lists add`")
+    bad = [lang for lang in languages if not LANGUAGE_RE.fullmatch(lang)]
     if bad or not languages:
         raise ComposeError(f"invalid language code(s): {', '.join(bad) or '(none)'}")
     folder = Path(workspace) / "issues" / slug
@@ -53,8 +66,8 @@ def new_issue(
         raise ComposeError(f"issues/{slug}/ already exists")
     folder.mkdir(parents=True)
     written = [folder / "issue.toml"]
-    written[0].write_text(ISSUE_TOML.format(list_slug=list_slug, date=today.isoformat()),
-                          encoding="utf-8")
+    issue_toml = ISSUE_TOML.format(list_slug=toml_string(list_slug), date=today.isoformat())
+    written[0].write_text(issue_toml, encoding="utf-8")
     for lang in languages:
         _ = translations(lang, "email").gettext
         path = folder / f"{lang}.md"

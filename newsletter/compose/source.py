@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsletter.audience.lists import SLUG as LIST_SLUG
 from newsletter.compose.errors import ComposeError
 
 FRONT_KEYS = {
@@ -143,7 +144,7 @@ def _parse_date(value: Any, shown: str, line: int | None) -> dt.date:
 
 def _read_text(path: Path, shown: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not content
     except UnicodeDecodeError as exc:
         raise ComposeError(f"not valid UTF-8 (byte {exc.start})", shown) from None
 
@@ -184,7 +185,7 @@ def _read_edition(
 def load_issue(workspace: Path, slug: str) -> IssueSource:
     """Read issues/<slug>/ and check its front matter; raise ComposeError naming file and line."""
     workspace = Path(workspace).resolve()
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise ComposeError(f"invalid issue slug {slug!r}: use lowercase letters, digits, . _ -")
     folder = workspace / "issues" / slug
     if not folder.is_dir():
@@ -208,7 +209,7 @@ def load_issue(workspace: Path, slug: str) -> IssueSource:
     for path in sorted(folder.glob("*.md")):
         if path.stem.upper() == "README":
             continue
-        if not LANGUAGE_RE.match(path.stem):
+        if not LANGUAGE_RE.fullmatch(path.stem):
             raise ComposeError(
                 "file name is not a language code (like en.md, fr.md, pt-BR.md)", show(path)
             )
@@ -224,7 +225,12 @@ def load_issue(workspace: Path, slug: str) -> IssueSource:
     if len(lists) > 1:
         raise ComposeError(f"the language files name different lists: {sorted(map(str, lists))}",
                            show(folder / "issue.toml"))
+    list_slug = str(next(iter(lists)))
+    if not LIST_SLUG.fullmatch(list_slug):
+        path, line = next(iter(editions.values())).origin("list")
+        raise ComposeError(f"list: {list_slug[:80]!r} is not a list slug (lowercase letters, "
+                           "digits and dashes)", show(path), line)
     return IssueSource(
-        slug=slug, path=folder, list_slug=str(lists.pop()), languages=tuple(editions),
+        slug=slug, path=folder, list_slug=list_slug, languages=tuple(editions),
         editions=editions, settings=settings, workspace=workspace,
     )

@@ -12,21 +12,23 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from newsletter.db.engine import DatabaseError
+from newsletter.db.engine import unreachable
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0002"  # the newest revision in migrations/versions; a test keeps the two in step
+HEAD = "0003"  # the newest revision in migrations/versions; a test keeps the two in step
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, secret_key: str = "") -> Config:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
+    # Migration 0003 keeps existing suppression hashes valid with the current secret key.
+    cfg.attributes["secret_key"] = secret_key
     return cfg
 
 
@@ -37,14 +39,14 @@ def script_head(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", secret_key: str = "") -> None:
     """Bring the schema to the newest revision; safe to run any number of times."""
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(engine, secret_key), revision)
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database: {exc.orig}") from None
+        raise unreachable(exc, engine) from None
 
 
 def needs_upgrade(engine: Engine) -> bool:
@@ -55,5 +57,5 @@ def needs_upgrade(engine: Engine) -> bool:
                 return True
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database: {exc.orig}") from None
+        raise unreachable(exc, engine) from None
     return current != HEAD

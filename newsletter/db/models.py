@@ -125,8 +125,17 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class KeyringEntry(Base):
+    """A key kept in the database so every host shares it (see newsletter.keyring)."""
+
+    __tablename__ = "keyring"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class Suppression(Base):
-    """An address never to be mailed, kept only as a keyed hash (HMAC with the secret key)."""
+    """An address never to be mailed, kept only as a keyed hash (HMAC with the address key)."""
 
     __tablename__ = "suppressions"
 

@@ -118,6 +118,11 @@ class CaptureHandler:
 class SmtpController(Controller):
     """aiosmtpd's threaded controller, able to bind port 0 and report the port it got."""
 
+    smtp_class: type[SMTP] = SMTP
+
+    def factory(self) -> SMTP:
+        return self.smtp_class(self.handler, **self.SMTP_kwargs)
+
     def _create_server(self):  # type: ignore[no-untyped-def]
         async def bind() -> asyncio.AbstractServer:
             server = await self.loop.create_server(
@@ -143,10 +148,11 @@ class ThreadedSmtpServer:
         raise NotImplementedError
 
     def listen(self, handler: Any, *, server_hostname: str, size_limit: int,
-               error: type[NewsletterError] = CaptureError) -> Self:
+               error: type[NewsletterError] = CaptureError,
+               smtp_class: type[SMTP] = SMTP) -> Self:
         """Start serving `handler` on host:port; `error` in one line when it cannot."""
         self._controller = listen(handler, self.host, self.port, server_hostname=server_hostname,
-                                  size_limit=size_limit, error=error)
+                                  size_limit=size_limit, error=error, smtp_class=smtp_class)
         self.port = self._controller.port
         return self
 
@@ -193,7 +199,8 @@ class CaptureServer(ThreadedSmtpServer):
 
 
 def listen(handler: Any, host: str, port: int, *, server_hostname: str, size_limit: int,
-           error: type[NewsletterError] = CaptureError) -> SmtpController:
+           error: type[NewsletterError] = CaptureError,
+           smtp_class: type[SMTP] = SMTP) -> SmtpController:
     """Start an aiosmtpd server thread for `handler`; `error` in one line when it cannot."""
     try:
         check_free(host, port)
@@ -202,6 +209,7 @@ def listen(handler: Any, host: str, port: int, *, server_hostname: str, size_lim
     controller = SmtpController(handler, hostname=host, port=port,
                                 server_hostname=server_hostname, data_size_limit=size_limit,
                                 ready_timeout=10)
+    controller.smtp_class = smtp_class
     try:
         controller.start()
     except OSError as exc:

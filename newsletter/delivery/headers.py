@@ -1,13 +1,21 @@
-"""Header fields written by hand, fast and safe: RFC 2047 words, folding, addresses.
+"""The one header writer: every header field of every mail we send is written here.
 
-The message builder formats a To header per recipient, thousands of times a second, so it
-cannot afford `email.message.EmailMessage`. These few functions do exactly what a newsletter
-needs, and the tests prove the result with the standard library's parser:
+Newsletters, test copies and system mails (confirmation, welcome, preferences link) all take
+their header lines from these functions; nothing else formats a header. The message builder
+formats a To header per recipient, thousands of times a second, so this is plain string work,
+not `email.message.EmailMessage` (whose parser also decodes encoded words a person typed into
+real CR/LF and then writes them out as new header lines: the hole this module closes).
+The tests prove the result with the standard library's parser:
 
 - every control character (CR and LF included) in a name or subject becomes a space before
   anything else happens, so no value can start a header of its own;
 - non-ASCII text goes out as `=?utf-8?b?...?=` encoded words, each at most 75 characters;
   an address never does: a non-ASCII domain is written in its IDNA (punycode) form;
+- text a person typed that looks like an encoded word (`=?utf-8?q?...?=`) is itself put
+  inside one of our encoded words, so a reader decodes it once, back to those literal
+  characters, never into the CR/LF or header it spells (RFC 2047 §5);
+- values we generate ourselves (dates, message ids, URLs) must be printable ASCII, or
+  `ascii_field` refuses them;
 - lines are folded at 76 characters, far below the 998-octet limit of RFC 5322 §2.1.1.
 """
 
@@ -23,6 +31,8 @@ from newsletter.errors import NewsletterError
 MAX_LINE = 76
 EW_OVERHEAD = len("=?utf-8?b??=")
 WORD_BYTES = (MAX_LINE - 1 - EW_OVERHEAD) // 4 * 3  # 45: a continuation line " =?...?=" fits
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ":"
+_PRINTABLE = re.compile(r"[ -~]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]+")
 _SPACES = re.compile(r"\s+")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
@@ -125,16 +135,42 @@ def text_tokens(value: str, header: str = "") -> list[str]:
 
 
 def phrase_tokens(name: str, header: str = "") -> list[str]:
-    """Tokens of a display name: atoms, one quoted string, or encoded words."""
+    """Tokens of a display name: atoms, one quoted string, or atoms and encoded words."""
     text = clean_text(name)
     if not text:
         return []
     if _needs_encoding(text) or len(text) > MAX_LINE - 20:
-        return encoded_words(text, header)
+        return _mixed_phrase(text, header)
     if _PHRASE_ATOMS.fullmatch(text):
         return text.split(" ")
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
     return [f'"{quoted}"']
+
+
+def _plain_word(word: str) -> bool:
+    return bool(_ATEXT.fullmatch(word)) and "=?" not in word and len(word) <= MAX_LINE - 20
+
+
+def _mixed_phrase(text: str, header: str) -> list[str]:
+    """Plain atoms as they are, every run of other words as encoded words.
+
+    The space between an encoded word and an atom is kept by every reader, so a long name
+    splits there rather than between two encoded words (where RFC 2047 readers drop the
+    space and Python's address parser adds one).
+    """
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in text.split(" "):
+        if not _plain_word(word):
+            run.append(word)
+            continue
+        if run:
+            tokens += encoded_words(" ".join(run), "" if tokens else header)
+            run = []
+        tokens.append(word)
+    if run:
+        tokens += encoded_words(" ".join(run), "" if tokens else header)
+    return tokens
 
 
 def unstructured(name: str, value: str) -> bytes:
@@ -147,6 +183,16 @@ def mailbox(name: str, display_name: str, address: str) -> bytes:
     addr = ascii_address(address)
     phrase = phrase_tokens(display_name, name)
     return fold(name, [*phrase, f"<{addr}>"] if phrase else [addr])
+
+
+def ascii_field(name: str, value: str) -> bytes:
+    """A header whose value we generate (Date, Message-ID, a URL): printable ASCII only.
+
+    A value from a person never comes here; anything else is a bug, refused loudly.
+    """
+    if not _FIELD_NAME.fullmatch(name) or not _PRINTABLE.fullmatch(value):
+        raise ValueError(f"refusing to write header {name!r}: {value!r}")
+    return fold(name, value.split(" "))
 
 
 def is_atom(text: str) -> bool:

@@ -30,6 +30,7 @@ from newsletter.delivery.dkim import DkimError, DkimSigner, load_dkim
 from newsletter.delivery.headers import (
     AddressError,
     ascii_address,
+    ascii_field,
     clean_text,
     fold,
     is_atom,
@@ -42,8 +43,9 @@ from newsletter.links import preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
 
 __all__ = [
-    "AddressError", "DkimError", "DkimSigner", "MessageBuilder", "Recipient", "decode_verp",
-    "load_dkim", "smtp_address",
+    "AddressError", "Alternative", "DkimError", "DkimSigner", "MessageBuilder", "Recipient",
+    "decode_verp", "load_dkim", "setting_address", "setting_domain", "setting_url",
+    "smtp_address",
 ]
 
 B64_LINE = 76
@@ -108,6 +110,40 @@ def base64_body(text: str) -> bytes:
     return b"\r\n".join(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """The MIME frame of every mail we send: multipart/alternative, text/plain then text/html.
+
+    One boundary per builder. text/plain goes as quoted-printable, text/html as base64; both
+    encoders keep lines at 76 characters (RFC 2045 §6.7, §6.8).
+    """
+
+    header: bytes  # MIME-Version and Content-Type lines, then the blank line ending the head
+    text_head: bytes
+    html_head: bytes
+    tail: bytes
+
+    @classmethod
+    def new(cls) -> Alternative:
+        """A frame with a fresh random boundary."""
+        boundary = f"=_nl_{os.urandom(12).hex()}"  # "=_" never occurs in QP or base64 text
+        mark = f"--{boundary}\r\n".encode()
+        return cls(
+            header=ascii_field("MIME-Version", "1.0") + ascii_field(
+                "Content-Type", f'multipart/alternative; boundary="{boundary}"') + b"\r\n",
+            text_head=mark + (b"Content-Type: text/plain; charset=utf-8\r\n"
+                              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"),
+            html_head=b"\r\n" + mark + (b"Content-Type: text/html; charset=utf-8\r\n"
+                                        b"Content-Transfer-Encoding: base64\r\n\r\n"),
+            tail=f"--{boundary}--\r\n".encode(),
+        )
+
+    def body(self, text: str, html: str) -> bytes:
+        """The MIME header lines, the blank line and both encoded parts."""
+        return b"".join((self.header, self.text_head, quoted_printable(text), self.html_head,
+                         base64_body(html), self.tail))
+
+
 def _year(date: Any) -> int:
     """The archive year of an edition date given as a date or an ISO string."""
     if hasattr(date, "year"):
@@ -116,7 +152,7 @@ def _year(date: Any) -> int:
     return int(text[:4]) if text[:4].isdigit() else datetime.now(UTC).year
 
 
-def _setting_address(settings: Settings, section: str, key: str) -> str:
+def setting_address(settings: Settings, section: str, key: str) -> str:
     """An address from the settings in wire form; a ConfigError naming the key if unusable."""
     try:
         return ascii_address(settings[section][key])
@@ -124,7 +160,7 @@ def _setting_address(settings: Settings, section: str, key: str) -> str:
         raise ConfigError(f"[{section}] {key}: {exc}") from None
 
 
-def _setting_domain(settings: Settings, key: str) -> str:
+def setting_domain(settings: Settings, key: str) -> str:
     """A [newsletter] domain setting in punycode form ('' stays ''), checked like an address's."""
     value = (settings["newsletter"][key] or "").strip()
     if not value:
@@ -135,7 +171,7 @@ def _setting_domain(settings: Settings, key: str) -> str:
         raise ConfigError(f"[newsletter] {key}: not a domain name: {value!r}") from None
 
 
-def _setting_url(settings: Settings) -> str:
+def setting_url(settings: Settings) -> str:
     """[newsletter] base_url, refused if it could break the List-Unsubscribe header."""
     base = settings["newsletter"]["base_url"]
     if not _SAFE_URL.fullmatch(base):
@@ -152,7 +188,8 @@ def _list_id(name: str, slug: str, domain: str) -> bytes:
 def _feedback_id(*fields: str) -> bytes:
     # Colons separate the fields; a colon or space inside one would shift them.
     clean = [clean_text(f).replace(":", "-").replace(" ", "-") or "-" for f in fields]
-    return f"Feedback-ID: {':'.join(clean)}\r\n".encode("ascii", "replace")
+    value = ":".join(clean).encode("ascii", "replace").decode("ascii")
+    return ascii_field("Feedback-ID", value)
 
 
 class MessageBuilder:
@@ -166,38 +203,31 @@ class MessageBuilder:
         self._signer = signer
         self._list_id = list_id
         self._dkim = dkim
-        self._base_url = _setting_url(settings)
+        self._base_url = setting_url(settings)
         self._slots = _slots_factory()
         self._verp_prefix, self._verp_suffix = verp_parts(settings)
         self._web_url = getattr(edition, "web_url", "") or issue_url(
             settings, edition.language, _year(edition.date), edition.slug)
-        from_address = _setting_address(settings, "newsletter", "from_address")
-        domain = (_setting_domain(settings, "message_id_domain")
+        from_address = setting_address(settings, "newsletter", "from_address")
+        domain = (setting_domain(settings, "message_id_domain")
                   or from_address.rpartition("@")[2])
         self._message_id_suffix = f"@{domain}>\r\n".encode("ascii")
         self._date_second = -1
         self._date_line = b""
-        boundary = f"=_nl_{os.urandom(12).hex()}"  # "=_" never occurs in QP or base64 text
+        self._mime = mime = Alternative.new()
         headers = [mailbox("From", nl["from_name"] or nl["name"], from_address)]
         if nl["reply_to"]:
-            reply_to = _setting_address(settings, "newsletter", "reply_to")
+            reply_to = setting_address(settings, "newsletter", "reply_to")
             headers.append(mailbox("Reply-To", "", reply_to))
         headers += [
             unstructured("Subject", edition.subject),
-            _list_id(list_name, list_slug, _setting_domain(settings, "list_id_domain")),
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            _list_id(list_name, list_slug, setting_domain(settings, "list_id_domain")),
+            ascii_field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             _feedback_id(issue_slug, list_slug, "newsletter", nl["sender_id"]),
             unstructured("Content-Language", edition.language),
-            b"MIME-Version: 1.0\r\n",
-            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode(),
+            mime.header,
         ]
         self._head = b"".join(headers)
-        mark = f"--{boundary}\r\n".encode()
-        self._text_head = mark + (b"Content-Type: text/plain; charset=utf-8\r\n"
-                                  b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-        self._html_head = b"\r\n" + mark + (b"Content-Type: text/html; charset=utf-8\r\n"
-                                            b"Content-Transfer-Encoding: base64\r\n\r\n")
-        self._tail = f"--{boundary}--\r\n".encode()
 
     @property
     def web_url(self) -> str:
@@ -211,8 +241,7 @@ class MessageBuilder:
     def _date(self) -> bytes:
         now = int(time.time())
         if now != self._date_second:
-            stamp = format_datetime(datetime.fromtimestamp(now, UTC))
-            self._date_line = f"Date: {stamp}\r\n".encode("ascii")
+            self._date_line = ascii_field("Date", format_datetime(datetime.fromtimestamp(now, UTC)))
             self._date_second = now
         return self._date_line
 
@@ -234,6 +263,9 @@ class MessageBuilder:
             attributes=r.attributes or {},
         )
         html, text = self._edition.fill(slots)
+        mime = self._mime
+        # Message-ID and List-Unsubscribe are the only lines not written by `ascii_field`:
+        # per recipient, and ASCII by construction (an int, hex, the checked base URL + token).
         message = b"".join((
             to,
             self._date(),
@@ -241,11 +273,11 @@ class MessageBuilder:
             self._message_id_suffix,
             b"List-Unsubscribe: <%s>\r\n" % unsubscribe.encode("ascii"),
             self._head,
-            self._text_head,
+            mime.text_head,
             quoted_printable(text),
-            self._html_head,
+            mime.html_head,
             base64_body(html),
-            self._tail,
+            mime.tail,
         ))
         if self._dkim is not None:
             message = self._dkim.sign(message) + message

@@ -63,8 +63,6 @@ subscriber left or was suppressed after enqueue are marked `skipped` when claime
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -100,7 +98,8 @@ from newsletter.db.models import (
     Suppression,
     utcnow,
 )
-from newsletter.tokens import email_hash
+from newsletter.delivery.liveness import worker_alive
+from newsletter.keyring import address_hash
 
 D: Table = Delivery.__table__  # type: ignore[assignment]
 S: Table = Subscriber.__table__  # type: ignore[assignment]
@@ -119,7 +118,7 @@ UNKNOWN_REPLY = (
 # ---------------------------------------------------------------- engine and address hashing
 
 
-def sender_engine(url: str, secret_key: str) -> Engine:
+def sender_engine(url: str, address_key: str) -> Engine:
     """An engine for the sender: SQLite gets BEGIN IMMEDIATE on demand and the hash function."""
     engine = make_engine(url)
     if engine.dialect.name == "sqlite":
@@ -128,7 +127,7 @@ def sender_engine(url: str, secret_key: str) -> Engine:
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             dbapi_conn.create_function(
-                "nl_email_hash", 1, lambda e: email_hash(e, secret_key), deterministic=True
+                "nl_email_hash", 1, lambda e: address_hash(e, address_key), deterministic=True
             )
 
         def on_begin(conn: Connection) -> None:
@@ -161,11 +160,11 @@ def sender_engine(url: str, secret_key: str) -> Engine:
     return engine
 
 
-def hash_expr(engine: Engine, email: Any, secret_key: str) -> ColumnElement[Any]:
-    """SQL computing tokens.email_hash(email, secret_key) for the engine's dialect."""
+def hash_expr(engine: Engine, email: Any, address_key: str) -> ColumnElement[Any]:
+    """SQL computing keyring.address_hash(email, address_key) for the engine's dialect."""
     if engine.dialect.name == "sqlite":
         return func.nl_email_hash(email)
-    key = secret_key.encode()
+    key = address_key.encode()
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
@@ -193,10 +192,10 @@ class IssueRow:
     status: str
 
 
-def audience(engine: Engine, list_id: int, default_language: str, secret_key: str) -> Any:
+def audience(engine: Engine, list_id: int, default_language: str, address_key: str) -> Any:
     """SELECT of the confirmed, non-suppressed subscribers of a list, language defaulted."""
     lang = func.coalesce(S.c.language, literal(default_language)).label("lang")
-    suppressed = exists().where(SUP.c.email_hash == hash_expr(engine, S.c.email, secret_key))
+    suppressed = exists().where(SUP.c.email_hash == hash_expr(engine, S.c.email, address_key))
     return (
         select(S.c.id, S.c.email, S.c.name, S.c.attributes, lang)
         .select_from(SUB.join(S, S.c.id == SUB.c.subscriber_id))
@@ -205,10 +204,10 @@ def audience(engine: Engine, list_id: int, default_language: str, secret_key: st
 
 
 def count_by_language(
-    engine: Engine, list_id: int, default_language: str, secret_key: str, issue_id: int | None
+    engine: Engine, list_id: int, default_language: str, address_key: str, issue_id: int | None
 ) -> dict[str, int]:
     """Recipients per subscriber language; with issue_id, only those not enqueued yet."""
-    sel = audience(engine, list_id, default_language, secret_key).subquery()
+    sel = audience(engine, list_id, default_language, address_key).subquery()
     q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
     if issue_id is not None:
         q = q.where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
@@ -217,10 +216,10 @@ def count_by_language(
 
 
 def stream_audience(
-    engine: Engine, list_id: int, default_language: str, secret_key: str, batch: int = 1000
+    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000
 ) -> Iterator[Sequence[Any]]:
     """Yield the audience in batches (keyset pagination: constant memory at any list size)."""
-    base = audience(engine, list_id, default_language, secret_key).order_by(S.c.id)
+    base = audience(engine, list_id, default_language, address_key).order_by(S.c.id)
     last = 0
     while True:
         with engine.connect() as conn:
@@ -259,11 +258,11 @@ def enqueue(
     issue_id: int,
     list_id: int,
     default_language: str,
-    secret_key: str,
+    address_key: str,
     mapping: Mapping[str, str],
 ) -> int:
     """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
-    sel = audience(engine, list_id, default_language, secret_key).subquery()
+    sel = audience(engine, list_id, default_language, address_key).subquery()
     language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
     now = utcnow()
     source = select(
@@ -327,26 +326,6 @@ def store_editions(conn: Connection, issue_id: int, editions: Iterable[EditionRe
 # ---------------------------------------------------------------- workers, leases, recovery
 
 
-def worker_name(tag: str = "") -> str:
-    """host:pid:tag identifies a worker; the pid lets a later run on this host see it is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}:{tag or os.urandom(3).hex()}"
-
-
-def worker_alive(worker: str) -> bool:
-    """False only when the worker surely died: it ran on this host and its pid is gone."""
-    host, _, rest = worker.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another host: wait for its lease to expire
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(engine: Engine, issue_id: int, resend_unknown: bool = False) -> dict[str, int]:
     """Settle what a dead worker left: in-flight rows become unknown, its claims return."""
     now = utcnow()
@@ -388,7 +367,7 @@ class Claimed:
 
 
 def claim(
-    engine: Engine, issue_id: int, worker: str, limit: int, lease: float, secret_key: str
+    engine: Engine, issue_id: int, worker: str, limit: int, lease: float, address_key: str
 ) -> list[Claimed]:
     """Lease up to `limit` due rows to `worker`; rows whose subscriber left become skipped."""
     now = utcnow()
@@ -418,7 +397,7 @@ def claim(
                 SUB, and_(SUB.c.subscriber_id == D.c.subscriber_id, SUB.c.list_id == D.c.list_id)))
             .where(D.c.id.in_(ids)).order_by(D.c.id)
         ).all()
-        hashes = {r.id: email_hash(r.email, secret_key) for r in rows}
+        hashes = {r.id: address_hash(r.email, address_key) for r in rows}
         suppressed = {h for (h,) in conn.execute(
             select(SUP.c.email_hash).where(SUP.c.email_hash.in_(set(hashes.values()))))}
         skip = {r.id: ("suppressed" if hashes[r.id] in suppressed else "no longer subscribed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiosmtplib
 
@@ -17,7 +17,7 @@ class Relay:
     port: int
     tls: str  # none | starttls | tls
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
     timeout: float
 
     @classmethod

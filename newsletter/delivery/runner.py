@@ -28,6 +28,7 @@ from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.journal import Journal, Progress
+from newsletter.delivery.liveness import worker_name
 from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
 from newsletter.delivery.relay import Relay
 
@@ -40,6 +41,7 @@ class RunConfig:
 
     settings: Settings
     issue_id: int
+    address_key: str  # hashes addresses to skip suppressions; never the rotating secret key
     content: ContentFactory
     pool: PoolSettings
     batch_size: int = 200
@@ -63,9 +65,8 @@ class Worker:
     def __init__(self, cfg: RunConfig, progress: Progress, stop: asyncio.Event) -> None:
         self.cfg = cfg
         self.stop = stop
-        secret = cfg.settings.secret_key
-        self.engine = q.sender_engine(cfg.settings.database_url, secret)
-        self.worker = q.worker_name()
+        self.engine = q.sender_engine(cfg.settings.database_url, cfg.address_key)
+        self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         self.relay = Relay.from_settings(cfg.settings)
         strikes = cfg.pool.strikes or 3 * cfg.pool.connections
@@ -134,7 +135,7 @@ class Worker:
                     continue
                 rows = await asyncio.to_thread(
                     q.claim, self.engine, cfg.issue_id, self.worker, cfg.batch_size, cfg.lease,
-                    cfg.settings.secret_key)
+                    cfg.address_key)
                 for row in rows:
                     self.jobs.put_nowait(row)
                 if rows:
@@ -295,7 +296,10 @@ def _collect(channel: Any, procs: list[Any], result: RunResult, failures: list[s
         try:
             kind, payload = channel.get(timeout=0.2)
         except stdqueue.Empty:
-            if all(not p.is_alive() for p in procs) and channel.empty():
+            # Poll every worker: is_alive() reaps one that exited (waitpid), so a killed
+            # worker does not linger as a zombie while the others run.
+            alive = [p.is_alive() for p in procs]
+            if not any(alive) and channel.empty():
                 break
             continue
         if kind == "progress":

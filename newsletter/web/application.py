@@ -17,14 +17,14 @@ from sqlalchemy import Engine, func, select, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import __version__
+from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import OptIn, RateLimited
 from newsletter.audience.preferences import AsyncHotReads, HotReads
 from newsletter.config import Settings
@@ -32,6 +32,7 @@ from newsletter.db.engine import make_engine
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.outbox import OUTBOX, deliver_outbox
 from newsletter.tokens import TokenError
+from newsletter.web.archive import PREFIX, ArchiveFiles
 from newsletter.web.confirm import confirm_page, confirm_post
 from newsletter.web.context import Check, Site, WebContext, cors_headers
 from newsletter.web.forms import FormError, is_json_request
@@ -40,6 +41,7 @@ from newsletter.web.mails import SystemMails
 from newsletter.web.manage import manage_page, manage_post
 from newsletter.web.pages import N_, STATIC, page, request_language
 from newsletter.web.preferences import preferences_page, preferences_post
+from newsletter.web.rights import data_download, delete_page, delete_post
 from newsletter.web.subscribe import subscribe_form, subscribe_post, subscribe_preflight
 from newsletter.web.unsubscribe import unsubscribe_page, unsubscribe_post
 
@@ -130,6 +132,7 @@ async def run_outbox(web: WebContext, interval: float) -> None:
     while True:
         busy = False
         try:
+            await web.write(run_pending, web.optin)  # form requests a crash left unprocessed
             report = await deliver_outbox(web.settings, web.engine)
             busy = report.total >= 100
         except Exception:  # keep the worker alive through database or relay hiccups
@@ -159,6 +162,11 @@ class WebApp(Starlette):
     """
 
     hot: ASGIApp | None = None  # SecurityHeaders around serve_hot, set by create_app
+    header_options: dict[str, str] = {}  # SecurityHeaders' css_url and logo_url
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack inside SecurityHeaders, so a 500 page gets the headers too."""
+        return SecurityHeaders(super().build_middleware_stack(), **self.header_options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot is not None and scope["type"] == "http" and not scope.get("root_path"):
@@ -199,6 +207,27 @@ async def serve_hot(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
+class SlashRedirect:
+    """The router's answer to an unknown path: /manage/ redirects to /manage (and the reverse)
+    at base_url, never at the request's Host header, which anyone can forge; else 404."""
+
+    def __init__(self, router: Router, base_url: str) -> None:
+        self.router = router
+        self.base_url = base_url.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        if scope["type"] == "http" and path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            other_scope = {**scope, "path": scope.get("root_path", "") + other}
+            if any(route.matches(other_scope)[0] is not Match.NONE for route in self.router.routes):
+                query = scope.get("query_string", b"").decode("latin-1")
+                url = self.base_url + other + (f"?{query}" if query else "")
+                await RedirectResponse(url, status_code=307)(scope, receive, send)
+                return
+        await self.router.not_found(scope, receive, send)
+
+
 def routes() -> list[Route | Mount]:
     """Every URL the app answers."""
     # The busiest first (the one-click POST, then preferences pages): Starlette tries them in
@@ -208,6 +237,9 @@ def routes() -> list[Route | Mount]:
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/preferences/{token}", preferences_page, methods=["GET"]),
         Route("/preferences/{token}", preferences_post, methods=["POST"]),
+        Route("/preferences/{token}/data", data_download, methods=["POST"]),
+        Route("/preferences/{token}/delete", delete_page, methods=["GET"]),
+        Route("/preferences/{token}/delete", delete_post, methods=["POST"]),
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/subscribe/{slug}", subscribe_form, methods=["GET"]),
@@ -270,12 +302,12 @@ def create_app(
             web.close()
             gc.unfreeze()
 
-    app = WebApp(
-        routes=routes(),
-        middleware=[Middleware(SecurityHeaders, css_url=site.css_url, logo_url=site.logo_url)],
-        exception_handlers=HANDLERS,
-        lifespan=lifespan,
-    )
-    app.hot = SecurityHeaders(serve_hot, css_url=site.css_url, logo_url=site.logo_url)
+    site_dir = settings.path(settings["archive"]["out"])
+    archive = Mount(PREFIX, ArchiveFiles(site_dir, settings["newsletter"]["base_url"] + PREFIX))
+    app = WebApp(routes=[*routes(), archive], exception_handlers=HANDLERS, lifespan=lifespan)
+    app.header_options = {"css_url": site.css_url, "logo_url": site.logo_url}
+    app.hot = SecurityHeaders(serve_hot, **app.header_options)
+    app.router.redirect_slashes = False  # SlashRedirect does it, at base_url
+    app.router.default = SlashRedirect(app.router, settings["newsletter"]["base_url"])
     app.state.web = web
     return app

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from newsletter.audience.jobs import run_job
 from newsletter.audience.optin import OptIn
 from newsletter.audience.preferences import (
     AsyncHotReads,
@@ -242,6 +243,14 @@ class WebContext:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
+
+    async def run_job(self, job_id: int) -> None:
+        """Process a queued form request once its answer went out (a BackgroundTask)."""
+        try:
+            await self.write(run_job, self.optin, job_id)
+        except Exception:  # the row stays queued: the outbox worker's next pass runs it again
+            log.exception("form request %s failed; the outbox worker will retry it", job_id)
+        self.wake_outbox()
 
     def wake_outbox(self) -> None:
         """Let the in-process outbox worker send a just-queued mail without waiting."""

@@ -116,6 +116,10 @@ def _json(body: bytes) -> list[tuple[str, str]]:
         data = json.loads(_utf8(body, "the JSON body"))
     except json.JSONDecodeError as exc:
         raise FormError(400, f"the JSON body is malformed: {exc.msg}") from None
+    except ValueError:  # an integer of more than sys.get_int_max_str_digits() digits
+        raise FormError(400, "the JSON body has a number that is too long") from None
+    except RecursionError:  # thousands of nested brackets
+        raise FormError(400, "the JSON body is nested too deeply") from None
     if not isinstance(data, dict) or len(data) > MAX_FIELDS:
         raise FormError(400, "the JSON body must be an object")
     pairs: list[tuple[str, str]] = []

@@ -5,15 +5,16 @@ answer is the same whether or not the address is known.
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience.preferences import send_preferences_link
+from newsletter.audience.jobs import queue_preferences_link
 from newsletter.errors import ValidationError
 from newsletter.web.context import web_context
 from newsletter.web.forms import read_fields, request_meta
 from newsletter.web.pages import N_, page, request_language
-from newsletter.web.subscribe import HONEYPOT
+from newsletter.web.subscribe import FIELD_MESSAGES, HONEYPOT, invalid_field
 
 
 async def manage_page(request: Request) -> Response:
@@ -41,22 +42,24 @@ async def manage_post(request: Request) -> Response:
                 ),
             )
     try:
-        await web.write(
-            lambda: send_preferences_link(
+        # The same work for a known or unknown address; the lookup runs after the answer.
+        job = await web.write(
+            lambda: queue_preferences_link(
                 web.optin,
                 email=fields.get("email"),
                 language=language,
                 meta=request_meta(request, "manage-page"),
             )
         )
-    except ValidationError:
+    except ValidationError as exc:
         return page(
             request,
             "manage.html",
             language,
             status=400,
             email=fields.get("email")[:320],
-            error=N_("Please enter a valid email address."),
+            error=FIELD_MESSAGES[invalid_field(exc)],
         )
-    web.wake_outbox()
-    return page(request, "manage_sent.html", language)
+    response = page(request, "manage_sent.html", language)
+    response.background = BackgroundTask(web.run_job, job)
+    return response

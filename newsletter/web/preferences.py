@@ -57,7 +57,8 @@ async def preferences_page(request: Request) -> Response:
     return _render(request, view)
 
 
-def _csrf_ok(web: WebContext, token: str, subscriber_id: int) -> bool:
+def csrf_ok(web: WebContext, token: str, subscriber_id: int) -> bool:
+    """True when a posted CSRF token is genuine, fresh and for this subscriber."""
     try:
         data = web.optin.signer.verify("csrf", token, max_age=CSRF_MAX_AGE)
     except TokenError:
@@ -71,7 +72,7 @@ async def preferences_post(request: Request) -> Response:
     sid, list_id = read_ids(web, "preferences", request.path_params["token"])
     fields = await read_fields(request)
     view = await web.preferences_view(sid, list_id)
-    if not _csrf_ok(web, fields.get("csrf"), sid):
+    if not csrf_ok(web, fields.get("csrf"), sid):
         language = request_language(request, preference=view.language)
         return page(request, "form_expired.html", language, status=403, back=request.url.path)
     meta = request_meta(request, source="preferences-page")

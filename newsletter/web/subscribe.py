@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from newsletter.audience.optin import RateLimited, find_list, subscribe
+from newsletter.audience.addresses import NonAsciiLocalPart
+from newsletter.audience.jobs import queue_subscribe
+from newsletter.audience.optin import RateLimited, find_list
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.links import subscribe_url
 from newsletter.web.context import WebContext, cors_headers, web_context
@@ -21,6 +24,10 @@ HONEYPOT = "website"
 # Field errors shown to people; the service's own messages are for logs.
 FIELD_MESSAGES = {
     "email": N_("Please enter a valid email address."),
+    "email-ascii": N_(
+        "The part before the @ must be plain ASCII, without accents or non-Latin letters: "
+        "we cannot deliver to other addresses."
+    ),
     "name": N_("Your name is too long."),
     "check": N_("We could not check that this request comes from a person. Please try again."),
 }
@@ -129,8 +136,9 @@ async def subscribe_post(request: Request) -> Response:
         request, fields.get("source")[:512] or None, consent_text(web, language, mlist["name"])
     )
     try:
-        await web.write(
-            subscribe,
+        # The same work whatever the address; what depends on it runs after the answer.
+        job = await web.write(
+            queue_subscribe,
             web.optin,
             list_slug=mlist["slug"],
             email=fields.get("email"),
@@ -139,14 +147,21 @@ async def subscribe_post(request: Request) -> Response:
             meta=meta,
         )
     except ValidationError as exc:
-        field = str(exc).split(":", 1)[0]
-        return _invalid(request, mlist, language, fields, field, json_wanted, 400)
+        return _invalid(request, mlist, language, fields, invalid_field(exc), json_wanted, 400)
     except RateLimited:
         if json_wanted:
             return _json_error(request, 429, "", "too many requests; try again later")
         raise
-    web.wake_outbox()
-    return _answer(request, mlist, language, json_wanted)
+    response = _answer(request, mlist, language, json_wanted)
+    response.background = BackgroundTask(web.run_job, job)
+    return response
+
+
+def invalid_field(exc: ValidationError) -> str:
+    """The FIELD_MESSAGES key for a refused value: email, email-ascii or name."""
+    if isinstance(exc, NonAsciiLocalPart):
+        return "email-ascii"
+    return getattr(exc, "field", "") or str(exc).split(":", 1)[0]
 
 
 def _invalid(
@@ -160,7 +175,8 @@ def _invalid(
 ) -> Response:
     message = FIELD_MESSAGES.get(field, N_("Please check the form and try again."))
     if json_wanted:
-        return _json_error(request, status, field, translator(language)(message))
+        text = translator(language)(message)
+        return _json_error(request, status, field.split("-")[0], text)
     values = {"email": fields.get("email")[:320], "name": fields.get("name")[:200]}
     return _form_page(request, mlist, language, status, message, values)
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from newsletter.audience.importer import import_csv
 from newsletter.audience.lists import add_list
 from newsletter.db.models import Subscriber
-from tests.conftest import SECRET
+from tests.conftest import akey
 
 FILE = (
     "email,name,language,organisation,city\n"
@@ -24,7 +24,7 @@ def test_duplicate_rows_in_one_batch_merge_to_the_last_row(services, tmp_path: P
              default_language="en")
     path = tmp_path / "subs.csv"
     path.write_text(FILE, encoding="utf-8")
-    report = import_csv(services.engine, path=path, list_slug="news", secret_key=SECRET)
+    report = import_csv(services.engine, path=path, list_slug="news", address_key=akey(services))
     assert report.accepted == 2 and report.duplicates_in_file == 1
     with services.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Subscriber)) == 2

@@ -15,7 +15,7 @@ from newsletter.audience.optin import RequestMeta
 from newsletter.audience.preferences import Leave, leave_list, leave_many
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.db.models import Event, Subscriber, Subscription, utcnow
-from tests.conftest import SECRET
+from tests.conftest import akey
 
 META = RequestMeta(ip="192.0.2.7", user_agent="test", source="one-click")
 
@@ -23,7 +23,7 @@ META = RequestMeta(ip="192.0.2.7", user_agent="test", source="one-click")
 def _member(services, email: str = "leo@example.org") -> tuple[int, int]:
     lst = add_list(services.engine, slug="news", name="News", languages=["en"],
                    default_language="en")
-    add_subscriber(services.engine, email=email, list_slug="news", secret_key=SECRET,
+    add_subscriber(services.engine, email=email, list_slug="news", address_key=akey(services),
                    confirmed=True, consent_source="test")
     with services.engine.connect() as conn:
         sid = conn.scalar(select(Subscriber.id).where(Subscriber.email == email))

@@ -25,7 +25,7 @@ from newsletter.db.models import (
 )
 from newsletter.delivery.verp import encode_verp
 from newsletter.services import Services
-from newsletter.tokens import Signer, email_hash
+from newsletter.tokens import Signer
 from tests.bounces.messages import arf, dsn
 from tests.conftest import SECRET
 from tests.delivery.sender_fixtures import seed
@@ -73,7 +73,7 @@ def suppression(services: Services, address: str) -> str | None:
     """The suppression reason for an address, or None."""
     with services.engine.connect() as conn:
         return conn.scalar(select(Suppression.reason).where(
-            Suppression.email_hash == email_hash(address, SECRET)))
+            Suppression.email_hash == services.keyring.hash_address(address)))
 
 
 def events(services: Services, *kinds: str) -> list[tuple[str, dict]]:
@@ -237,7 +237,7 @@ def test_bounces_process_reads_a_maildir_once(run, services: Services, tmp_path:
     ])
     first = run.json("bounces", "process", str(folder))
     assert first["reports"] == 4
-    assert first["by_kind"] == {"complaint": 1, "hard": 1, "policy": 1, "unknown": 1}
+    assert first["by_kind"] == {"autoreply": 1, "complaint": 1, "hard": 1, "policy": 1}
     assert first["by_action"] == {"recorded": 1, "suppressed": 2, "unmatched": 1}
     assert suppression(services, emails[0]) == "bounce"
     assert suppression(services, emails[2]) == "complaint"

@@ -154,3 +154,84 @@ Subject: Coalition news
 def test_malformed_input_is_unknown_not_an_exception(data: bytes) -> None:
     found = parse_bounce(data, SIGNER)
     assert found.kind == "unknown" and found.delivery_id is None
+
+
+@pytest.mark.parametrize(("status", "diagnostic", "kind"), [
+    # The specific code in the remote server's reply beats a generic Status.
+    ("5.0.0", "smtp; 550-5.7.1 [203.0.113.7] this message is likely unsolicited mail", "policy"),
+    ("5.0.0", "smtp; 552 Quota exceeded (mailbox for user is full)", "soft"),
+    ("5.0.0", "smtp; 552 Requested mail action aborted: exceeded storage allocation", "soft"),
+    ("5.0.0", "smtp; 550 Postfach des Empfaengers ist voll", "soft"),
+    ("5.0.0", "smtp; 552 La boîte aux lettres du destinataire est pleine", "soft"),
+    ("5.0.0", "smtp; 552 El buzón del destinatario está lleno", "soft"),
+    ("5.0.0", "smtp; 550 Message refusé pour cause de contenu indésirable", "policy"),
+    ("5.0.0", "smtp; 554 Mensaje rechazado: su servidor figura en una lista negra", "policy"),
+    ("5.0.0", "smtp; 554 Nachricht als unerwünscht abgelehnt", "policy"),
+    ("5.0.0", "smtp; 550 Benutzer unbekannt", "hard"),
+    ("5.0.0", "smtp; 550 5.0.0 Usuario desconocido", "hard"),
+    ("5.0.0", "smtp; 550 utilisateur inconnu", "hard"),
+    ("5.0.0", "smtp; 550 sorry, try again", "hard"),
+    # An IP address is not an enhanced code (4.5.6 would have been soft).
+    ("5.0.0", "smtp; 550 rejected by [4.5.6.7]", "hard"),
+    ("5.1.1", "smtp; 550 5.1.1 user unknown, mailbox full of spam", "hard"),
+])
+def test_the_most_specific_source_decides(verp: str, status: str, diagnostic: str,
+                                          kind: str) -> None:
+    found = parse_bounce(dsn(verp, status, diagnostic=diagnostic), SIGNER)
+    assert (found.kind, found.status) == (kind, status)
+
+
+@pytest.mark.parametrize(("words", "kind"), [
+    ("Your message could not be delivered: the recipient's mailbox is full.", "soft"),
+    ("The user is over quota.", "soft"),
+    ("Quota exceeded for this mailbox.", "soft"),
+])
+def test_words_in_the_report_text_decide_when_the_codes_do_not(verp: str, words: str,
+                                                                kind: str) -> None:
+    data = dsn(verp, "5.0.0", diagnostic="smtp; 550 Requested action not taken").replace(
+        b"Your message could not be delivered.", words.encode())
+    assert parse_bounce(data, SIGNER).kind == kind
+
+
+def test_status_is_one_line_even_when_the_field_is_folded(verp: str) -> None:
+    found = parse_bounce(dsn(verp, "5.1.1\n (user unknown)"), SIGNER)
+    assert found.status == "5.1.1" and found.kind == "hard"
+
+
+def test_original_recipient_stands_in_for_an_x400_final_recipient(verp: str) -> None:
+    data = dsn(verp).replace(b"Final-Recipient: rfc822; amelie@example.net",
+                             b"Final-Recipient: X400; /C=FR/P=CORP/O=EXCHANGE/CN=AMELIE")
+    assert parse_bounce(data, SIGNER).recipients == ("amelie@example.net",)
+
+
+def test_a_dsn_with_a_non_standard_action_falls_back_to_flufl_bounce(verp: str) -> None:
+    data = dsn(verp, status="", action="failure", diagnostic="").replace(
+        b"Subject: Report\r\n", b"Subject: Report\r\nX-Failed-Recipients: amelie@example.net\r\n")
+    found = parse_bounce(data, SIGNER)
+    assert (found.kind, found.source, found.recipients) == ("hard", "flufl",
+                                                            ("amelie@example.net",))
+
+
+def test_out_of_office_replies_are_auto_replies(verp: str) -> None:
+    data = (f"From: amelie@example.net\r\nTo: {verp}\r\nSubject: Abwesenheitsnotiz\r\n"
+            "Auto-Submitted: auto-replied\r\n\r\nIch bin nicht im Buero.\r\n").encode()
+    found = parse_bounce(data, SIGNER)
+    assert (found.kind, found.delivery_id) == ("autoreply", 4242)
+
+
+def test_a_text_bounce_is_read_up_to_the_copy_of_our_message(verp: str) -> None:
+    data = f"""From: Mail Delivery Subsystem <MAILER-DAEMON@old.example.net>
+To: {verp}
+Subject: Returned mail: see transcript for details
+X-Failed-Recipients: amelie@example.net
+
+   ----- The following addresses had permanent fatal errors -----
+<amelie@example.net>
+    (reason: 552 mailbox is full)
+
+   ----- Original message follows -----
+Return-Path: <{verp}>
+Subject: Our policy on spam, blocked accounts and unknown users
+""".replace("\n", "\r\n").encode()
+    found = parse_bounce(data, SIGNER)
+    assert (found.kind, found.source, found.reason) == ("soft", "flufl", "text words")

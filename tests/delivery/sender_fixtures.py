@@ -21,8 +21,8 @@ from newsletter.db.models import (
     Suppression,
     utcnow,
 )
-from newsletter.tokens import email_hash
-from tests.conftest import SECRET, write_config
+from newsletter.keyring import address_hash
+from tests.conftest import address_key, write_config
 
 BODY = {
     "en": "Hello {{ name | default(\"friend\") }},\n\nNews from the coalition in English.\n",
@@ -85,10 +85,11 @@ def seed(workspace: Path, languages: Sequence[str | None], *, list_slug: str = "
 
 def suppress(workspace: Path, email: str) -> None:
     """Put an address on the suppression list, as its keyed hash."""
-    engine = make_engine(load_settings(workspace).database_url)
+    url = load_settings(workspace).database_url
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(insert(Suppression).values(
-            email_hash=email_hash(email, SECRET), reason="hard-bounce", detail="",
+            email_hash=address_hash(email, address_key(url)), reason="hard-bounce", detail="",
             created_at=utcnow()))
     engine.dispose()
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from newsletter.db.models import Delivery, Edition, utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.journal import PostgresWriter, SqliteWriter, ThreadWriter, make_writer
+from tests.conftest import address_key
 from tests.delivery.test_queue import _enqueued
 
 
@@ -34,7 +35,7 @@ def test_the_writer_records_intents_and_every_kind_of_outcome(kind, workspace, d
     fast = SqliteWriter if db_url.startswith("sqlite") else PostgresWriter
     assert isinstance(writer, fast if kind == "fast" else ThreadWriter)
     me = "h:1:me"
-    ids = [c.delivery_id for c in q.claim(engine, issue_id, me, 10, 60, settings.secret_key)]
+    ids = [c.delivery_id for c in q.claim(engine, issue_id, me, 10, 60, address_key(db_url))]
     started = utcnow()
     retry_at = (started + timedelta(minutes=5)).replace(microsecond=123456)
     outcomes = [
@@ -69,7 +70,7 @@ def test_the_writer_records_intents_and_every_kind_of_outcome(kind, workspace, d
 
 def test_the_writer_refuses_intents_for_rows_it_no_longer_holds(workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url, n=2)
-    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, settings.secret_key)]
+    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, address_key(db_url))]
     writer = make_writer(engine)
 
     async def commit_and_close():  # PostgresWriter's connection belongs to this loop
@@ -87,7 +88,7 @@ def test_the_writer_refuses_intents_for_rows_it_no_longer_holds(workspace, db_ur
 def test_sqlite_writer_waits_for_the_other_process_lock_and_then_commits(
         workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url, n=2)
-    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, settings.secret_key)]
+    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, address_key(db_url))]
     writer = make_writer(engine)
     other = sqlite3.connect(engine.url.database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock
@@ -127,7 +128,7 @@ def _churn(writer, issue_id, ids, path, rounds=300):
 def test_sqlite_writer_keeps_the_wal_small_while_another_process_writes(
         workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url, n=4)
-    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, settings.secret_key)]
+    ids = [c.delivery_id for c in q.claim(engine, issue_id, "h:1:a", 10, 60, address_key(db_url))]
     path = engine.url.database
     unchecked = make_writer(engine)
     unchecked.checkpoint_every = float("inf")

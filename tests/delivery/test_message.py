@@ -174,6 +174,17 @@ def test_non_ascii_names_are_encoded_words_and_the_address_never_is(
         assert to.display_name == name
 
 
+@pytest.mark.parametrize("name", [
+    "Łukasz Żółć — a very long name that certainly needs more than one encoded word to fit",
+    "María José Fernández de la Peña y Hernández-Núñez, Coordinadora Regional",
+])
+def test_long_names_split_at_plain_words_so_python_reads_them_back_too(
+        builder: Any, name: str) -> None:
+    _, data = builder().build(recipient(name=name, email="person@example.net"))
+    assert all(len(line) <= 76 for line in folded_lines(data))
+    assert parse(data)["To"].addresses[0].display_name == name
+
+
 @pytest.mark.parametrize("subject", [
     "Actualités de la coalition : réfugiés et migrants, novembre 2026",
     "Boletín de la coalición: ¿qué pasó en noviembre? Niños, niñas y familias migrantes " * 2,

@@ -11,6 +11,7 @@ from newsletter.db.models import Delivery, utcnow
 from newsletter.delivery import dispatch
 from newsletter.delivery import queue as q
 from newsletter.delivery.plan import plan_languages
+from tests.conftest import address_key
 from tests.delivery.sender_fixtures import configure, seed, write_issue
 
 
@@ -19,7 +20,7 @@ def _enqueued(workspace, db_url, n=10):
     write_issue(workspace)
     seed(workspace, ["en", "fr"] * (n // 2))
     settings = load_settings(workspace)
-    engine = q.sender_engine(settings.database_url, settings.secret_key)
+    engine = q.sender_engine(settings.database_url, address_key(db_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
     issue_id, added = dispatch.begin_send(engine, settings, plan)
     assert added == n
@@ -30,15 +31,15 @@ def test_enqueue_is_idempotent_and_never_adds_a_second_row(workspace, db_url, se
     settings, engine, issue_id = _enqueued(workspace, db_url)
     with q.write_tx(engine) as conn, conn.begin():
         again = q.enqueue(conn, engine, issue_id=issue_id, list_id=1, default_language="en",
-                          secret_key=settings.secret_key, mapping={"en": "en", "fr": "fr"})
+                          address_key=address_key(db_url), mapping={"en": "en", "fr": "fr"})
     assert again == 0
     engine.dispose()
 
 
 def test_two_workers_claim_disjoint_batches(workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url)
-    a = q.claim(engine, issue_id, "h:1:a", 6, 60, settings.secret_key)
-    b = q.claim(engine, issue_id, "h:1:b", 6, 60, settings.secret_key)
+    a = q.claim(engine, issue_id, "h:1:a", 6, 60, address_key(db_url))
+    b = q.claim(engine, issue_id, "h:1:b", 6, 60, address_key(db_url))
     assert len(a) == 6 and len(b) == 4
     assert not {c.delivery_id for c in a} & {c.delivery_id for c in b}
     engine.dispose()
@@ -47,10 +48,10 @@ def test_two_workers_claim_disjoint_batches(workspace, db_url, services):
 def test_an_expired_lease_returns_rows_and_the_old_owner_cannot_send_them(
         workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url, n=2)
-    first = q.claim(engine, issue_id, "h:1:old", 10, 60, settings.secret_key)
+    first = q.claim(engine, issue_id, "h:1:old", 10, 60, address_key(db_url))
     with engine.begin() as conn:
         conn.execute(update(Delivery.__table__).values(lease_until=utcnow() - timedelta(1)))
-    second = q.claim(engine, issue_id, "h:1:new", 10, 60, settings.secret_key)
+    second = q.claim(engine, issue_id, "h:1:new", 10, 60, address_key(db_url))
     assert {c.delivery_id for c in second} == {c.delivery_id for c in first}
     owned = q.commit_journal(engine, issue_id=issue_id, worker="h:1:old",
                              intents=[c.delivery_id for c in first], outcomes=[])
@@ -64,7 +65,7 @@ def test_recovery_turns_a_dead_workers_in_flight_rows_unknown_and_frees_its_clai
 
     settings, engine, issue_id = _enqueued(workspace, db_url, n=4)
     dead = f"{socket.gethostname()}:999999:dead"  # no such pid
-    claimed = q.claim(engine, issue_id, dead, 10, 600, settings.secret_key)
+    claimed = q.claim(engine, issue_id, dead, 10, 600, address_key(db_url))
     q.commit_journal(engine, issue_id=issue_id, worker=dead,
                      intents=[claimed[0].delivery_id], outcomes=[])
     summary = q.recover(engine, issue_id)
@@ -72,7 +73,7 @@ def test_recovery_turns_a_dead_workers_in_flight_rows_unknown_and_frees_its_clai
     with engine.connect() as conn:
         rows = dict(conn.execute(select(Delivery.id, Delivery.status)).all())
     assert rows[claimed[0].delivery_id] == "unknown"
-    assert len(q.claim(engine, issue_id, "h:2:x", 10, 60, settings.secret_key)) == 3
+    assert len(q.claim(engine, issue_id, "h:2:x", 10, 60, address_key(db_url))) == 3
     engine.dispose()
 
 

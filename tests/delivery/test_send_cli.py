@@ -10,6 +10,7 @@ from sqlalchemy import select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Edition, Issue
+from tests.conftest import address_key
 from tests.delivery.sender_fixtures import configure, deliveries, seed, suppress, write_issue
 
 
@@ -57,7 +58,7 @@ def test_subscriber_suppressed_after_enqueue_is_skipped_not_mailed(
 
     emails = _setup(workspace, db_url, smtp_server, languages=["en"] * 3)
     settings = load_settings(workspace)
-    engine = q.sender_engine(settings.database_url, settings.secret_key)
+    engine = q.sender_engine(settings.database_url, address_key(settings.database_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
     dispatch.begin_send(engine, settings, plan)
     engine.dispose()

@@ -78,7 +78,53 @@ def test_health_check_reports_the_database_and_outbox(web: WebEnv) -> None:
     assert answer.json()["status"] == "ok" and answer.json()["database"] == "ok"
 
 
-def test_health_check_says_503_when_the_database_is_gone(web: WebEnv, tmp_path) -> None:
-    client = web.other_app({"database": {"url": f"sqlite:///{tmp_path}/missing/dir/x.db"}})
+def test_health_check_says_503_when_the_database_is_gone(
+        web: WebEnv, tmp_path, sqlite_template) -> None:
+    import shutil
+
+    from newsletter.db.engine import make_engine
+    from newsletter.web import create_app
+
+    db = tmp_path / "gone" / "newsletter.db"
+    db.parent.mkdir()
+    shutil.copy(sqlite_template, db)
+    engine = make_engine(f"sqlite:///{db}")
+    client = TestClient(create_app(web.settings, engine=engine, outbox_worker=False))
+    assert client.get("/healthz").status_code == 200
+    engine.dispose()
+    shutil.rmtree(db.parent)  # the database disappears while the app runs
     answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["database"] == "unreachable"
+
+
+def test_a_500_page_carries_the_security_headers(web: WebEnv) -> None:
+    from newsletter.web import create_app
+
+    async def broken_check(request, fields) -> bool:
+        raise RuntimeError("boom")
+
+    web.add_list()
+    app = create_app(web.settings, engine=web.engine, checks=[broken_check])
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.post("/subscribe/news", data={"email": "a@example.org"})
+    assert answer.status_code == 500
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_slash_redirect_goes_to_base_url_whatever_the_host_header(web: WebEnv) -> None:
+    answer = web.client.get("/manage/?lang=fr", headers={"Host": "evil.example.net"})
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "https://news.example.org/manage?lang=fr"
+    assert web.client.get("/nowhere/", headers={"Host": "evil.example.net"}).status_code == 404
+
+
+def test_a_json_number_too_long_to_read_is_a_400(web: WebEnv) -> None:
+    web.add_list()
+    body = '{"email": "a@example.org", "name": ' + "9" * 5000 + "}"
+    answer = web.client.post(
+        "/subscribe/news", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400 and "too long" in answer.json()["error"]
+    assert web.events() == []

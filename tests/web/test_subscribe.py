@@ -9,8 +9,7 @@ import json
 import pytest
 
 from newsletter.db.models import Suppression, utcnow
-from newsletter.tokens import email_hash
-from tests.conftest import SECRET
+from newsletter.keyring import address_hash, read_address_key
 from tests.web.conftest import WebEnv
 
 
@@ -134,7 +133,7 @@ def _suppress(web: WebEnv, address: str) -> None:
     with web.engine.begin() as conn:
         conn.execute(
             Suppression.__table__.insert().values(
-                email_hash=email_hash(address, SECRET),
+                email_hash=address_hash(address, read_address_key(conn)),
                 reason="complaint",
                 detail="",
                 created_at=utcnow(),
@@ -317,3 +316,17 @@ def test_cors_can_be_limited_to_the_organisations_sites(web: WebEnv) -> None:
     assert "access-control-allow-origin" not in theirs.headers
     preflight = client.options("/subscribe/news", headers={"Origin": "https://evil.example"})
     assert preflight.status_code == 404
+
+
+def test_non_ascii_local_part_gets_the_rule_not_a_500(web: WebEnv) -> None:
+    web.add_list()
+    form = web.client.post("/subscribe/news", data={"email": "jörg@exämple.org"})
+    assert form.status_code == 400 and "must be plain ASCII" in form.text
+    script = web.client.post("/subscribe/news", json={"email": "jörg@exämple.org"})
+    assert script.status_code == 400 and script.json()["field"] == "email"
+    assert "must be plain ASCII" in script.json()["error"]
+    manage = web.client.post("/manage", data={"email": "jörg@exämple.org"})
+    assert manage.status_code == 400 and "must be plain ASCII" in manage.text
+    assert web.outbox() == [] and web.events() == [] and web.subscriber("jörg@exämple.org") is None
+    idn = web.client.post("/subscribe/news", data={"email": "joerg@exämple.org"})
+    assert idn.status_code == 200 and web.outbox()[0]["recipient"] == "joerg@exämple.org"

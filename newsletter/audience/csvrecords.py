@@ -1,0 +1,127 @@
+"""CSV records read one at a time, so that one bad record never stops the file.
+
+Python's csv reader raises for the whole file on a field over its size limit, and a quote that
+never closes swallows every line after it. Here each record is read from a bounded window of
+physical lines: a record that is not UTF-8, is too long, spans too many lines or has broken
+quoting comes back as a problem with its first line number, and reading starts again on the
+line after that one, so the valid rows that follow are still read.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import deque
+from collections.abc import Iterator
+from typing import IO, NamedTuple
+
+MAX_RECORD_BYTES = 64 * 1024
+MAX_RECORD_LINES = 20
+BOM = b"\xef\xbb\xbf"
+
+
+class RecordError(Exception):
+    """One record cannot be read; the message says why, in the user's terms."""
+
+
+class Record(NamedTuple):
+    """Cells of one record and its first physical line; `problem` set when it is unreadable."""
+
+    line: int
+    cells: list[str]
+    problem: str = ""
+
+
+class _Lines:
+    """Physical lines of a byte stream, decoded one by one, with push-back for resyncing."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.number = 0
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.record: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        item = self.pending.popleft() if self.pending else self._read()
+        self.record.append(item)
+        raw = item[1]
+        self.size += len(raw)
+        if self.size > MAX_RECORD_BYTES or len(self.record) > MAX_RECORD_LINES:
+            raise RecordError(self._too_long())
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"not UTF-8 text (byte {exc.start + 1} of the line); "
+                              "save the file as CSV UTF-8") from None
+
+    def _too_long(self) -> str:
+        if self.size > MAX_RECORD_BYTES:
+            return f"row is longer than {MAX_RECORD_BYTES // 1024} KB"
+        return (f"a quoted cell runs over more than {MAX_RECORD_LINES} lines "
+                "(is a closing quote missing?)")
+
+    def _read(self) -> tuple[int, bytes]:
+        raw = self.stream.readline(MAX_RECORD_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        if self.number == 0 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        self.number += 1
+        if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+            self._skip_rest_of_line()  # memory stays bounded whatever the line's length
+        return self.number, raw
+
+    def _skip_rest_of_line(self) -> None:
+        while chunk := self.stream.readline(MAX_RECORD_BYTES):
+            if chunk.endswith(b"\n"):
+                return
+
+    def resync(self) -> int:
+        """Give back all but the first line of a bad record; returns that first line."""
+        self.pending.extendleft(reversed(self.record[1:]))
+        return self.record[0][0] if self.record else self.number
+
+
+def _reason(exc: csv.Error) -> str:
+    text = str(exc)
+    if "expected after" in text:
+        return "text after a closing quote (quote the whole cell and double any quote inside it)"
+    if "unexpected end of data" in text:
+        return "a quoted cell is never closed (missing closing quote)"
+    if "new-line character" in text:
+        return "a carriage return inside an unquoted cell"
+    return f"unreadable CSV: {text}"
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """';' or ',' (or tab), whichever the header uses most."""
+    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_records(stream: IO[bytes]) -> Iterator[Record]:
+    """Every record in file order, the header first; the header's line picks the delimiter."""
+    lines = _Lines(stream)
+    try:
+        first = lines._read()
+    except StopIteration:
+        return
+    lines.pending.append(first)
+    delimiter = sniff_delimiter(first[1].decode("utf-8", errors="replace"))
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    while True:
+        lines.record, lines.size = [], 0
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except RecordError as exc:
+            yield Record(lines.resync(), [], str(exc))
+        except csv.Error as exc:
+            yield Record(lines.resync(), [], _reason(exc))
+        else:
+            yield Record(lines.record[0][0], cells)
