@@ -38,7 +38,8 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "newsletter/audience/optin.py": (
         ["tests/web/test_subscribe.py", "tests/web/test_confirm.py", "tests/web/test_limits.py",
          "tests/web/test_mails.py", "tests/web/test_outbox.py"], "sqlite"),
-    "newsletter/delivery/pool.py": (["tests/delivery/test_smtp_errors.py"], "sqlite"),
+    "newsletter/delivery/pool.py": (
+        ["tests/delivery/test_smtp_errors.py", "tests/delivery/test_faults.py"], "sqlite"),
     "newsletter/delivery/queue.py": (
         ["tests/delivery/test_queue.py", "tests/delivery/test_send_cli.py",
          "tests/delivery/test_smtp_errors.py"], "sqlite"),
