@@ -67,6 +67,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_attempts": (int, 8),
         "lease": (float, 300.0),
     },
+    "send": {
+        "test_subject_prefix": (str, "[TEST] "),  # on `send --test-to` copies; "" turns it off
+    },
     "bounces": {
         "domain": (str, "bounces.example.org"),
         "local_part": (str, "bounces"),

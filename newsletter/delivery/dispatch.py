@@ -7,6 +7,7 @@ functions serve any other front end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,11 +168,15 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
     return issue.id, added
 
 
-def issue_content(settings: Settings, slug: str, mailing_list: ListInfo) -> Mapping[str, Build]:
+def issue_content(settings: Settings, slug: str, mailing_list: ListInfo,
+                  subject_prefix: str = "") -> Mapping[str, Build]:
     """Per-language build functions; compiled once per worker process."""
     from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
 
     _source, compiled = load_source(settings, slug)
+    if subject_prefix:
+        compiled = {lang: dataclasses.replace(e, subject=subject_prefix + e.subject)
+                    for lang, e in compiled.items()}
     signer = link_signer(settings)
     dkim = load_dkim(settings)
     builds: dict[str, Build] = {}
@@ -248,14 +253,28 @@ class DryRunReport:
     largest: int
 
 
-def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
-    """Build every message the send would build, without SMTP and without writing anything."""
+def _pending(plan: SendPlan, resend_unknown: bool) -> tuple[int, bool, tuple[str, ...]] | None:
+    """Whom the real send would mail: new recipients if it enqueues, plus unsettled rows."""
+    if plan.issue is None:
+        return None
+    statuses = (*q.OPEN, "unknown") if resend_unknown else q.OPEN
+    return plan.issue.id, plan.plan is not None, statuses
+
+
+def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
+            resend_unknown: bool = False) -> DryRunReport:
+    """Build every message the send would build, without SMTP and without writing anything.
+
+    Only the recipients the real run would mail are counted: after a first send, `--force`
+    adds those not mailed yet, and a resume mails the deliveries still waiting.
+    """
     mapping = plan.plan.mapping if plan.plan else {}
     builds = issue_content(settings, plan.slug, plan.mailing_list)
     messages: dict[str, int] = {}
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
-    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine)):
+    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine),
+                                  pending=_pending(plan, resend_unknown)):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)
             if lang not in builds:
@@ -273,8 +292,10 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
 
 def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
                addresses: Sequence[str]) -> list[tuple[str, str, str]]:
-    """Real copies of every language to each address; deliveries are not touched."""
-    builds = issue_content(settings, plan.slug, plan.mailing_list)
+    """Real copies of every language to each address, subject prefixed ([send]
+    test_subject_prefix) so nobody mistakes one for the real send; deliveries are not touched."""
+    prefix = settings["send"]["test_subject_prefix"]
+    builds = issue_content(settings, plan.slug, plan.mailing_list, prefix)
     return asyncio.run(_send_tests(Relay.from_settings(settings), builds, addresses))
 
 

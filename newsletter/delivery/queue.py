@@ -216,10 +216,20 @@ def count_by_language(
 
 
 def stream_audience(
-    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000
+    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000,
+    pending: tuple[int, bool, Sequence[str]] | None = None,
 ) -> Iterator[Sequence[Any]]:
-    """Yield the audience in batches (keyset pagination: constant memory at any list size)."""
+    """Yield the audience in batches (keyset pagination: constant memory at any list size).
+
+    `pending=(issue_id, new, statuses)` keeps only whom a send of that issue would mail: those
+    with a delivery in one of `statuses`, and, when `new`, those with no delivery yet.
+    """
     base = audience(engine, list_id, default_language, address_key).order_by(S.c.id)
+    if pending is not None:
+        issue_id, new, statuses = pending
+        mine = D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id
+        waiting = exists().where(*mine, D.c.status.in_(statuses))
+        base = base.where(or_(waiting, ~exists().where(*mine)) if new else waiting)
     last = 0
     while True:
         with engine.connect() as conn:
