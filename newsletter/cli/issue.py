@@ -78,13 +78,14 @@ def _print_report(report: CheckReport) -> None:
 def check(app: AppContext, slug: str, as_json: bool) -> None:
     """Check an issue before sending; exit 1 when any error is found."""
     try:
-        source = load_issue(app.settings.workspace, slug)
+        source = load_issue(app.settings.workspace, slug, keep_going=True)
     except ComposeError as exc:
         if not exc.file:
             raise
-        report = CheckReport([Finding("error", exc.rule, exc.file, exc.line, exc.message)])
+        report = CheckReport([Finding("error", "front-matter", exc.file, exc.line, exc.message)])
     else:
-        report = check_issue(source, app.settings, _list_languages(app, source.list_slug))
+        languages = _list_languages(app, source.list_slug) if source.list_slug else None
+        report = check_issue(source, app.settings, languages)
     if as_json:
         print_json({"slug": slug, **report.as_dict()})
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from newsletter.audience.lists import SLUG as LIST_SLUG
 from newsletter.compose.errors import ComposeError
-from newsletter.compose.source import LANGUAGE_RE, SLUG_RE
+from newsletter.compose.source import LANGUAGE_RE, SLUG_RE, toml_string
 from newsletter.i18n import translations
 
 ISSUE_TOML = """\
@@ -38,15 +38,6 @@ preheader = "{preheader}"
 
 [{more}](https://example.org/){{.button}}
 """
-
-
-def toml_string(value: str) -> str:
-    """`value` as a TOML basic string: quotes, backslashes and control characters escaped."""
-    escaped = "".join(
-        f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f" else "\\" + ch if ch in '"\\' else ch
-        for ch in value
-    )
-    return f'"{escaped}"'
 
 
 def new_issue(
