@@ -18,7 +18,7 @@ from newsletter.compose.preview import (
     watched_folders,
     write_preview,
 )
-from newsletter.compose.scaffold import new_issue
+from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.db.engine import make_engine
 from newsletter.errors import NewsletterError
 
@@ -51,17 +51,35 @@ def issue() -> None:
 @click.option("--lang", "langs", default="en,fr,es", show_default=True,
               help="Comma-separated languages, one Markdown file each.")
 @click.option("--list", "list_slug", default="news", show_default=True, help="Target list slug.")
+@click.option("--from", "previous", metavar="LAST",
+              help="Copy issue LAST (files, images, settings): number + 1, date cleared.")
 @json_option
 @pass_app
-def new(app: AppContext, slug: str, langs: str, list_slug: str, as_json: bool) -> None:
-    """Write a skeleton issue: issue.toml and one file per language."""
-    paths = new_issue(app.settings.workspace, slug, _languages(langs), list_slug, dt.date.today())
-    shown = [str(p.relative_to(app.settings.workspace)) for p in paths]
+def new(app: AppContext, slug: str, langs: str, list_slug: str, previous: str | None,
+        as_json: bool) -> None:
+    """Write a skeleton issue: issue.toml and one file per language (or a copy of LAST)."""
+    workspace = app.settings.workspace
+    if previous is not None:
+        copied = copy_issue(workspace, slug, previous)
+        paths, number, warnings = copied.files, copied.number, copied.warnings
+    else:
+        paths = new_issue(workspace, slug, _languages(langs), list_slug, dt.date.today())
+        number, warnings = None, []
+    shown = [str(p.relative_to(workspace)) for p in paths]
     if as_json:
-        print_json({"slug": slug, "files": shown})
+        print_json({"slug": slug, "files": shown, "copied_from": previous,
+                    "number": list(number) if number else None, "warnings": warnings})
         return
     for path in shown:
         click.echo(path)
+    if number:
+        click.echo(f"number {number[0]} -> {number[1]} (volume kept: change it if your "
+                   "numbering restarts each year); date cleared: set it before sending")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if previous:
+        click.echo(f"Write the new subject and text: `newsletter issue check {slug}` warns "
+                   f"while a subject is still the one of {previous}.")
 
 
 def _print_report(report: CheckReport) -> None:

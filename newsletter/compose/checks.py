@@ -32,7 +32,7 @@ from newsletter.compose.slots import (
     UnknownPlaceholder,
     substitute_placeholders,
 )
-from newsletter.compose.source import EditionSource, IssueSource
+from newsletter.compose.source import EditionSource, IssueSource, load_issue
 from newsletter.config import Settings
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -281,6 +281,23 @@ def unknown_placeholder(ctx: CheckContext) -> Iterable[Finding]:
                 yield Finding("error", exc.rule, shown, exc.line, exc.message)
 
 
+def subject_unchanged(ctx: CheckContext) -> Iterable[Finding]:
+    """After `issue new --from LAST`, a subject still equal to LAST's was not rewritten."""
+    previous = ctx.source.settings.get("copied_from")
+    if not previous:
+        return
+    try:
+        old = load_issue(ctx.source.workspace, str(previous), keep_going=True)
+    except ComposeError:
+        return  # LAST was renamed or removed: nothing to compare with
+    for edition in ctx.sound():
+        before = old.editions.get(edition.language)
+        if before is not None and edition.subject and before.subject == edition.subject:
+            path, line = edition.origin("subject")
+            yield Finding("warning", "subject-unchanged", ctx.shown(path), line,
+                          f"the subject is still the one of {previous}: write this issue's")
+
+
 def _without_unknown_placeholders(body: str) -> str:
     """The body with unknown placeholders blanked (lines kept), so the other rules can run."""
     def blank(match: re.Match[str]) -> str:
@@ -296,6 +313,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("front-matter", front_matter),
     ("markdown-error", unknown_placeholder),
     ("missing-translation", missing_translation),
+    ("subject-unchanged", subject_unchanged),
     ("subject-length", subject_length),
     ("one-line-text", one_line_text),
     ("preheader-length", preheader_length),

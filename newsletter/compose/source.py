@@ -23,7 +23,7 @@ FRONT_KEYS = {
     "title": str, "subject": str, "preheader": str, "date": (str, dt.date), "volume": (str, int),
     "number": (str, int), "list": str, "template": str,
 }
-ISSUE_KEYS = {**FRONT_KEYS, "allow_raw_html": bool}
+ISSUE_KEYS = {**FRONT_KEYS, "allow_raw_html": bool, "copied_from": str}
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 FENCE = "+++"
@@ -133,6 +133,44 @@ def toml_string(value: str) -> str:
         for ch in value
     )
     return f'"{escaped}"'
+
+
+_KEY_LINE = re.compile(r"\s*([A-Za-z_][\w-]*)\s*=")
+
+
+def set_keys(toml_text: str, changes: dict[str, str | None]) -> str:
+    """`toml_text` with top-level `key = value` lines set (value as TOML text) or removed (None).
+
+    Every other line is kept as the editor wrote it (comments, order, quoting); a key that is
+    not there yet is added after the last top-level line.
+    """
+    out: list[str] = []
+    done: set[str] = set()
+    table_at = None  # keys after a [table] header are not top-level
+    for line in toml_text.splitlines(keepends=True):
+        if table_at is None and line.lstrip().startswith("["):
+            table_at = len(out)
+        match = _KEY_LINE.match(line)
+        if table_at is None and match and match.group(1) in changes:
+            key = match.group(1)
+            value = changes[key]
+            if key not in done and value is not None:
+                out.append(f"{key} = {value}\n")
+            done.add(key)
+            continue
+        out.append(line)
+    if out and not out[-1].endswith("\n"):
+        out[-1] += "\n"
+    added = [f"{k} = {v}\n" for k, v in changes.items() if k not in done and v is not None]
+    at = len(out) if table_at is None else table_at
+    return "".join(out[:at] + added + out[at:])
+
+
+def set_front_keys(text: str, changes: dict[str, str | None], shown: str) -> str:
+    """A language file with keys of its +++ front matter set or removed; the body untouched."""
+    front, body, body_line = split_front_matter(text, shown)
+    head = text.splitlines(keepends=True)[: body_line - 1]
+    return head[0] + set_keys(front, changes) + head[-1] + body
 
 
 def _fix_hint(line: str) -> str:
