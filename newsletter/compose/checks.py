@@ -33,6 +33,8 @@ from newsletter.compose.slots import (
     substitute_placeholders,
 )
 from newsletter.compose.source import EditionSource, IssueSource, load_issue
+from newsletter.compose.translations import KEY as TRANSLATED_KEY
+from newsletter.compose.translations import staleness
 from newsletter.config import Settings
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -298,6 +300,18 @@ def subject_unchanged(ctx: CheckContext) -> Iterable[Finding]:
                           f"the subject is still the one of {previous}: write this issue's")
 
 
+def stale_translation(ctx: CheckContext) -> Iterable[Finding]:
+    """Sections of the source language changed since a file was marked translated."""
+    for lang in ctx.source.languages:
+        found = staleness(ctx.source, lang)
+        if found is None:
+            continue
+        path, line = ctx.source.editions[lang].origin(TRANSLATED_KEY)
+        message = found if isinstance(found, str) else found.describe(lang).replace(
+            "SLUG", ctx.source.slug)
+        yield Finding("warning", "stale-translation", ctx.shown(path), line, message)
+
+
 def _without_unknown_placeholders(body: str) -> str:
     """The body with unknown placeholders blanked (lines kept), so the other rules can run."""
     def blank(match: re.Match[str]) -> str:
@@ -314,6 +328,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("markdown-error", unknown_placeholder),
     ("missing-translation", missing_translation),
     ("subject-unchanged", subject_unchanged),
+    ("stale-translation", stale_translation),
     ("subject-length", subject_length),
     ("one-line-text", one_line_text),
     ("preheader-length", preheader_length),

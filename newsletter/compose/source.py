@@ -21,9 +21,9 @@ from newsletter.compose.errors import ComposeError
 
 FRONT_KEYS = {
     "title": str, "subject": str, "preheader": str, "date": (str, dt.date), "volume": (str, int),
-    "number": (str, int), "list": str, "template": str,
+    "number": (str, int), "list": str, "template": str, "translated_from": dict,
 }
-ISSUE_KEYS = {**FRONT_KEYS, "allow_raw_html": bool, "copied_from": str}
+ISSUE_KEYS = {**FRONT_KEYS, "allow_raw_html": bool, "copied_from": str, "source_language": str}
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 FENCE = "+++"

@@ -370,3 +370,17 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
                       "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
                      for r in last],
     )
+
+
+def issue_summaries(engine: Engine) -> dict[str, tuple[str, dict[str, int]]]:
+    """Every issue row: slug -> (status, deliveries by status), for `issue list`."""
+    out: dict[str, tuple[str, dict[str, int]]] = {}
+    with engine.connect() as conn:
+        for slug, status in conn.execute(select(q.ISSUES.c.slug, q.ISSUES.c.status)):
+            out[slug] = (status, {})
+        for slug, status, n in conn.execute(
+            select(q.ISSUES.c.slug, q.D.c.status, func.count())
+            .join(q.D, q.D.c.issue_id == q.ISSUES.c.id).group_by(q.ISSUES.c.slug, q.D.c.status)
+        ):
+            out[slug][1][status] = n
+    return out

@@ -89,3 +89,70 @@ def test_new_from_refuses_bad_slugs_missing_sources_and_existing_folders(
 def test_text_output_says_what_changed(compose_ws: Path) -> None:
     code, out = _cli(compose_ws, "issue", "new", "2026-12-update", "--from", EXAMPLE)
     assert code == 0 and "number 11 -> 12" in out and "date cleared" in out
+
+
+EN = ("Hello {{ name }},\n\nFirst section.\n\n---\n\n## Second\n\nThe meeting is on Monday.\n\n"
+      "---\n\n## Third\n\nSign the statement.\n\n---\n\n## Fourth\n\nSee you soon.\n")
+FR = ("Bonjour {{ name }},\n\nPremière section.\n\n---\n\n## Deux\n\nLa réunion est lundi.\n\n"
+      "---\n\n## Trois\n\nSignez.\n\n---\n\n## Quatre\n\nÀ bientôt.\n")
+
+
+def _stale(compose_ws: Path, slug: str = "broken") -> list[tuple[str, int | None, str]]:
+    data = _json(compose_ws, "issue", "check", slug)
+    return [(f["file"], f["line"], f["message"]) for f in data["findings"]
+            if f["rule"] == "stale-translation"]
+
+
+def test_a_translation_marked_current_warns_once_the_source_sections_change(
+        make_issue, compose_ws: Path) -> None:
+    from tests.compose.conftest import edition
+
+    folder = make_issue(files={"en.md": edition(EN), "fr.md": edition(FR)})
+    fr_before = (folder / "fr.md").read_text("utf-8")
+    data = _json(compose_ws, "issue", "translated", "broken", "--lang", "fr", "--source", "en")
+    assert data == {"exit": 0, "slug": "broken", "language": "fr", "source": "en",
+                    "file": "issues/broken/fr.md"}
+    fr_after = (folder / "fr.md").read_text("utf-8")
+    assert fr_after.replace(fr_after.splitlines()[4] + "\n", "", 1) == fr_before  # one line added
+    assert _stale(compose_ws) == []
+    en = folder / "en.md"
+    en.write_text(en.read_text("utf-8").replace("on Monday", "on Tuesday")
+                  .replace("See you soon.", "See you in Geneva."), "utf-8")
+    assert _stale(compose_ws) == [(
+        "issues/broken/fr.md", 5, "sections 2 and 4 changed in en.md since translation: update "
+        "fr.md, then run `newsletter issue translated broken --lang fr`")]
+    en.write_text(en.read_text("utf-8").replace("soon.", "soon.  \n\n"), "utf-8")  # spacing only
+    assert len(_stale(compose_ws)) == 1
+    data = _json(compose_ws, "issue", "translated", "broken", "--lang", "fr")  # source recorded
+    assert data["source"] == "en" and _stale(compose_ws) == []
+
+
+def test_a_new_section_in_the_source_is_named(make_issue, compose_ws: Path) -> None:
+    from tests.compose.conftest import edition
+
+    folder = make_issue(files={"en.md": edition(EN), "fr.md": edition(FR)})
+    _cli(compose_ws, "issue", "translated", "broken", "--lang", "fr", "--source", "en")
+    en = folder / "en.md"
+    en.write_text(en.read_text("utf-8") + "\n---\n\n## Fifth\n\nOne more thing.\n", "utf-8")
+    [(_f, _l, message)] = _stale(compose_ws)
+    assert message.startswith("section 5 changed (5 sections now, 4 then) in en.md")
+
+
+def test_translated_refuses_unknown_languages_in_one_line(make_issue, compose_ws: Path) -> None:
+    from tests.compose.conftest import edition
+
+    make_issue(files={"en.md": edition(EN), "fr.md": edition(FR)})
+    code, out = _cli(compose_ws, "issue", "translated", "broken", "--lang", "de")
+    assert code == 1 and "has no de.md" in out
+    code, out = _cli(compose_ws, "issue", "translated", "broken", "--lang", "fr", "--source", "es")
+    assert code == 1 and "has no es.md to translate from" in out
+
+
+def test_a_malformed_record_is_a_warning_that_says_how_to_rewrite_it(
+        make_issue, compose_ws: Path) -> None:
+    from tests.compose.conftest import edition
+
+    make_issue(files={"en.md": edition(EN),
+                      "fr.md": edition(FR, extra='translated_from = { source = "en" }\n')})
+    [(_f, line, message)] = _stale(compose_ws)
+    assert line == 5 and "issue translated broken --lang fr" in message
