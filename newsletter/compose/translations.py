@@ -19,6 +19,7 @@ from newsletter.compose.errors import ComposeError
 from newsletter.compose.source import IssueSource, set_front_keys, toml_string
 
 KEY = "translated_from"
+SHOWN = 10  # section numbers named in one warning
 _RULE = re.compile(r"^ {0,3}---\s*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
@@ -55,7 +56,9 @@ class Staleness:
 
     def describe(self, lang: str) -> str:
         """`sections 2 and 4 changed in en.md since translation` and what to do."""
-        numbers = [str(n) for n in self.changed]
+        numbers = [str(n) for n in self.changed[:SHOWN]]
+        if len(self.changed) > SHOWN:  # a rewritten source: the count says enough
+            numbers[-1] += f" (and {len(self.changed) - SHOWN} more)"
         named = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
         what = f"section{'s' if len(numbers) > 1 else ''} {named} changed"
         if self.count_then != self.count_now:
