@@ -66,6 +66,12 @@ def new(app: AppContext, slug: str, langs: str, list_slug: str, previous: str | 
         as_json: bool) -> None:
     """Write a skeleton issue: issue.toml and one file per language (or a copy of LAST)."""
     workspace = app.settings.workspace
+    given = [f"--{name}" for name in ("lang", "list") if click.get_current_context()
+             .get_parameter_source("langs" if name == "lang" else "list_slug")
+             is not click.core.ParameterSource.DEFAULT]
+    if previous is not None and given:
+        raise click.UsageError(f"--from copies {previous}'s languages and list: drop "
+                               f"{' and '.join(given)}")
     if previous is not None:
         copied = copy_issue(workspace, slug, previous)
         paths, number, warnings = copied.files, copied.number, copied.warnings

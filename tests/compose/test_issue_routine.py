@@ -83,6 +83,8 @@ def test_new_from_refuses_bad_slugs_missing_sources_and_existing_folders(
     assert code == 1 and "no issue folder issues/nothing-here/" in out
     code, out = _cli(compose_ws, "issue", "new", EXAMPLE, "--from", EXAMPLE)
     assert code == 1 and "already exists" in out
+    code, out = _cli(compose_ws, "issue", "new", "next", "--from", EXAMPLE, "--lang", "en")
+    assert code == 2 and "drop --lang" in out
     assert not (compose_ws / "issues" / "next").exists()
 
 
