@@ -11,11 +11,13 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
+from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import SendError
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
@@ -253,12 +255,14 @@ class DryRunReport:
     largest: int
 
 
-def _pending(plan: SendPlan, resend_unknown: bool) -> tuple[int, bool, tuple[str, ...]] | None:
-    """Whom the real send would mail: new recipients if it enqueues, plus unsettled rows."""
+def _pending(settings: Settings, plan: SendPlan, resend_unknown: bool) -> q.Pending | None:
+    """Whom the real send would mail: new recipients if it enqueues, plus the unsettled rows
+    due within [smtp] retry_window (the run waits that long for retries, no longer)."""
     if plan.issue is None:
         return None
     statuses = (*q.OPEN, "unknown") if resend_unknown else q.OPEN
-    return plan.issue.id, plan.plan is not None, statuses
+    due_by = utcnow() + timedelta(seconds=settings["smtp"]["retry_window"])
+    return q.Pending(plan.issue.id, plan.plan is not None, statuses, due_by)
 
 
 def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
@@ -274,7 +278,7 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
     for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine),
-                                  pending=_pending(plan, resend_unknown)):
+                                  pending=_pending(settings, plan, resend_unknown)):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)
             if lang not in builds:

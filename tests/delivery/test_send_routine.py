@@ -61,3 +61,32 @@ def test_test_prefix_is_configurable_and_an_empty_one_turns_it_off(
     smtp_server.messages.clear()
     run.json("send", "nov", "--test-to", "editor@example.org")
     assert _subjects(smtp_server) == ["Coalition news"]
+
+
+def test_resume_dry_run_counts_only_the_deliveries_the_run_would_retry(
+        run, workspace, db_url, smtp_server):
+    from sqlalchemy import update
+
+    from newsletter.config import load_settings
+    from newsletter.db.engine import make_engine
+    from newsletter.db.models import Delivery, utcnow
+
+    configure(workspace, db_url, smtp_server.port, retry_delay=3600.0, retry_window=1.0)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "en", "fr"])
+    smtp_server.reply_for = lambda rcpt, n: "451 4.3.0 try later" if (
+        rcpt == emails[1] and n == 1) else None
+    first = run.json("send", "nov", "--yes")
+    assert (first["sent"], first["deferred"], first["status"]) == (3, 1, "sending")
+    assert run.json("send", "nov", "--dry-run")["messages"] == {}  # its retry is an hour away
+    assert run.json("send", "nov", "--yes")["sent"] == 0
+    engine = make_engine(load_settings(workspace).database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.status == "deferred")
+                     .values(next_attempt_at=utcnow()))
+    engine.dispose()
+    dry = run.json("send", "nov", "--dry-run")
+    before = len(smtp_server.messages)
+    resumed = run.json("send", "nov", "--yes")
+    assert dry["messages"] == {"fr": 1}
+    assert resumed["sent"] == len(smtp_server.messages) - before == 1
