@@ -67,6 +67,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_attempts": (int, 8),
         "lease": (float, 300.0),
     },
+    "send": {
+        "test_subject_prefix": (str, "[TEST] "),  # on `send --test-to` copies; "" turns it off
+        "publish_check": (bool, True),
+    },
     "bounces": {
         "domain": (str, "bounces.example.org"),
         "local_part": (str, "bounces"),
@@ -102,9 +106,6 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "audience": {
         "pending_days": (int, 30),
-    },
-    "send": {
-        "publish_check": (bool, True),
     },
     "doctor": {
         "nameserver": (str, ""),  # HOST[:PORT]; empty: the system resolver

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
@@ -18,8 +22,11 @@ from newsletter.compose.preview import (
     watched_folders,
     write_preview,
 )
-from newsletter.compose.scaffold import new_issue
+from newsletter.compose.scaffold import copy_issue, new_issue
+from newsletter.compose.source import SLUG_RE
+from newsletter.compose.translations import mark_translated, source_language
 from newsletter.db.engine import make_engine
+from newsletter.db.models import MailingList
 from newsletter.errors import NewsletterError
 
 
@@ -51,17 +58,41 @@ def issue() -> None:
 @click.option("--lang", "langs", default="en,fr,es", show_default=True,
               help="Comma-separated languages, one Markdown file each.")
 @click.option("--list", "list_slug", default="news", show_default=True, help="Target list slug.")
+@click.option("--from", "previous", metavar="LAST",
+              help="Copy issue LAST (files, images, settings): number + 1, date cleared.")
 @json_option
 @pass_app
-def new(app: AppContext, slug: str, langs: str, list_slug: str, as_json: bool) -> None:
-    """Write a skeleton issue: issue.toml and one file per language."""
-    paths = new_issue(app.settings.workspace, slug, _languages(langs), list_slug, dt.date.today())
-    shown = [str(p.relative_to(app.settings.workspace)) for p in paths]
+def new(app: AppContext, slug: str, langs: str, list_slug: str, previous: str | None,
+        as_json: bool) -> None:
+    """Write a skeleton issue: issue.toml and one file per language (or a copy of LAST)."""
+    workspace = app.settings.workspace
+    given = [f"--{name}" for name in ("lang", "list") if click.get_current_context()
+             .get_parameter_source("langs" if name == "lang" else "list_slug")
+             is not click.core.ParameterSource.DEFAULT]
+    if previous is not None and given:
+        raise click.UsageError(f"--from copies {previous}'s languages and list: drop "
+                               f"{' and '.join(given)}")
+    if previous is not None:
+        copied = copy_issue(workspace, slug, previous)
+        paths, number, warnings = copied.files, copied.number, copied.warnings
+    else:
+        paths = new_issue(workspace, slug, _languages(langs), list_slug, dt.date.today())
+        number, warnings = None, []
+    shown = [str(p.relative_to(workspace)) for p in paths]
     if as_json:
-        print_json({"slug": slug, "files": shown})
+        print_json({"slug": slug, "files": shown, "copied_from": previous,
+                    "number": list(number) if number else None, "warnings": warnings})
         return
     for path in shown:
         click.echo(path)
+    if number:
+        click.echo(f"number {number[0]} -> {number[1]} (volume kept: change it if your "
+                   "numbering restarts each year); date cleared: set it before sending")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if previous:
+        click.echo(f"Write the new subject and text: `newsletter issue check {slug}` warns "
+                   f"while a subject is still the one of {previous}.")
 
 
 def _print_report(report: CheckReport) -> None:
@@ -78,19 +109,111 @@ def _print_report(report: CheckReport) -> None:
 def check(app: AppContext, slug: str, as_json: bool) -> None:
     """Check an issue before sending; exit 1 when any error is found."""
     try:
-        source = load_issue(app.settings.workspace, slug)
+        source = load_issue(app.settings.workspace, slug, keep_going=True)
     except ComposeError as exc:
         if not exc.file:
             raise
-        report = CheckReport([Finding("error", exc.rule, exc.file, exc.line, exc.message)])
+        report = CheckReport([Finding("error", "front-matter", exc.file, exc.line, exc.message)])
     else:
-        report = check_issue(source, app.settings, _list_languages(app, source.list_slug))
+        languages = _list_languages(app, source.list_slug) if source.list_slug else None
+        report = check_issue(source, app.settings, languages)
     if as_json:
         print_json({"slug": slug, **report.as_dict()})
     else:
         _print_report(report)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _default_language(app: AppContext, list_slug: str) -> str:
+    """The list's default language from the database, else [newsletter] default_language."""
+    url = app.settings.database_url
+    if list_slug and not (url.startswith("sqlite:///")
+                          and not Path(url.removeprefix("sqlite:///")).exists()):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(select(MailingList.default_language).where(
+                    MailingList.slug == list_slug)).scalar()
+            if found:
+                return str(found)
+        except SQLAlchemyError:
+            pass
+        finally:
+            engine.dispose()
+    return str(app.settings["newsletter"]["default_language"])
+
+
+@issue.command("translated")
+@click.argument("slug")
+@click.option("--lang", "lang", required=True, help="The translation now up to date.")
+@click.option("--source", "origin", metavar="LANG", help="The language it is translated from "
+              "(default: as recorded, issue.toml's source_language, or the list's language).")
+@json_option
+@pass_app
+def translated(app: AppContext, slug: str, lang: str, origin: str | None, as_json: bool) -> None:
+    """Mark <lang>.md as translated from the source's current text (issue check stops warning)."""
+    source = load_issue(app.settings.workspace, slug)
+    if lang not in source.editions:
+        raise ComposeError(f"issue {slug!r} has no {lang}.md")
+    origin = origin or source_language(source, lang, _default_language(app, source.list_slug))
+    path = mark_translated(source, lang, origin)
+    shown = source.display(path)
+    if as_json:
+        print_json({"slug": slug, "language": lang, "source": origin, "file": shown})
+        return
+    click.echo(f"{shown}: marked as translated from the current {origin}.md")
+
+
+def _summaries(app: AppContext) -> dict[str, tuple[str, dict[str, int]]]:
+    """Issue statuses and delivery counts from the database ({} when there is none yet)."""
+    from newsletter.delivery.dispatch import issue_summaries
+
+    url = app.settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}
+    app.services.require_schema()
+    return issue_summaries(app.services.engine)
+
+
+def _folder_facts(workspace: Path, slug: str) -> tuple[list[str], str | None]:
+    """Languages and date of issues/<slug>/, read leniently: a broken file does not hide it."""
+    try:
+        source = load_issue(workspace, slug, keep_going=True)
+    except ComposeError:
+        return [], None
+    dates = {str(e.front["date"]) for e in source.editions.values() if "date" in e.front}
+    return list(source.languages), min(dates) if dates else None
+
+
+@issue.command("list")
+@json_option
+@pass_app
+def list_issues(app: AppContext, as_json: bool) -> None:
+    """Every issue (folders and sent ones): status, languages, date and delivery counts."""
+    workspace = app.settings.workspace
+    known = _summaries(app)
+    folders = sorted(p.name for p in (workspace / "issues").glob("*")
+                     if p.is_dir() and SLUG_RE.fullmatch(p.name))
+    rows: list[dict[str, Any]] = []
+    for slug in sorted(set(folders) | set(known)):
+        languages, date = _folder_facts(workspace, slug) if slug in folders else ([], None)
+        status, counts = known.get(slug, ("draft", {}))
+        rows.append({"slug": slug, "status": status, "languages": languages, "date": date,
+                     "folder": slug in folders, "deliveries": sum(counts.values()),
+                     "counts": counts})
+    rows.sort(key=lambda r: (r["date"] or "9999", r["slug"]))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("issue", "status", "languages", "date", "sent", "failed", "waiting")
+    for r in rows:
+        c = r["counts"]
+        waiting = sum(c.get(k, 0) for k in ("queued", "deferred", "sending"))
+        table.add_row(r["slug"] + ("" if r["folder"] else " (no folder)"), r["status"],
+                      ",".join(r["languages"]) or "-", r["date"] or "-", str(c.get("sent", 0)),
+                      str(c.get("failed", 0)), str(waiting))
+    Console().print(table)
 
 
 @issue.command("preview")

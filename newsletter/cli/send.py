@@ -123,7 +123,7 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                 console.print(f"test copy ({lang}) to {address}: {reply}", highlight=False)
             return
         if dry_run:
-            report = dispatch.dry_run(settings, engine, plan)
+            report = dispatch.dry_run(settings, engine, plan, resend_unknown)
             if as_json:
                 print_json(report)
                 return

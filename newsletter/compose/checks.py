@@ -13,13 +13,29 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from newsletter.archive.images import ImageError, cache_for, is_image
-from newsletter.compose.blocks import Document, Ref, is_relative, keep, parse_body, relative_file
+from newsletter.compose.blocks import (
+    Document,
+    Ref,
+    is_relative,
+    keep,
+    parse_body,
+    relative_file,
+    substitute,
+)
 from newsletter.compose.compiler import CompiledEdition, compile_issue
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import search_path
 from newsletter.compose.mjmlrules import validate
-from newsletter.compose.slots import Slots
-from newsletter.compose.source import EditionSource, IssueSource
+from newsletter.compose.slots import (
+    PLACEHOLDER_RE,
+    Slots,
+    SlotTable,
+    UnknownPlaceholder,
+    substitute_placeholders,
+)
+from newsletter.compose.source import EditionSource, IssueSource, load_issue
+from newsletter.compose.translations import KEY as TRANSLATED_KEY
+from newsletter.compose.translations import staleness
 from newsletter.config import Settings
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -92,6 +108,10 @@ class CheckContext:
     def shown(self, path: Path) -> str:
         return self.source.display(path)
 
+    def sound(self) -> Iterable[EditionSource]:
+        """The editions whose front matter could be read (the others get front-matter errors)."""
+        return (e for lang, e in self.source.editions.items() if lang not in self.source.broken)
+
     def refs(self) -> Iterable[tuple[EditionSource, Ref]]:
         for lang, doc in self.docs.items():
             for ref in doc.refs:
@@ -123,7 +143,7 @@ def missing_translation(ctx: CheckContext) -> Iterable[Finding]:
 
 def _length(ctx: CheckContext, key: str, rule: str, bounds: tuple[int, int]) -> Iterable[Finding]:
     low, high = bounds
-    for edition in ctx.source.editions.values():
+    for edition in ctx.sound():
         value = getattr(edition, key)
         path, line = edition.origin(key)
         where = ctx.shown(path)
@@ -154,7 +174,7 @@ def one_line_text(ctx: CheckContext) -> Iterable[Finding]:
     A line break or control character is an error (the mail would show it as a space); text
     that looks like an RFC 2047 encoded word is shown to readers literally, so it is flagged.
     """
-    for edition in ctx.source.editions.values():
+    for edition in ctx.sound():
         for key in ("subject", "title", "preheader"):
             value = getattr(edition, key)
             path, line = edition.origin(key)
@@ -310,8 +330,71 @@ def mjml_warning(ctx: CheckContext) -> Iterable[Finding]:
             yield Finding("warning", "mjml-warning", shown, problem.line, problem.message)
 
 
+def front_matter(ctx: CheckContext) -> Iterable[Finding]:
+    """Every front-matter problem of every file (issue.toml and each language's +++ block)."""
+    for error in ctx.source.problems:
+        yield Finding("error", "front-matter", error.file or ctx.shown(ctx.source.path),
+                      error.line, error.message)
+
+
+def unknown_placeholder(ctx: CheckContext) -> Iterable[Finding]:
+    """Every `{{ ... }}` in a body that names no recipient slot, not just the first."""
+    for edition in ctx.source.editions.values():
+        shown = ctx.shown(edition.path)
+        for match in PLACEHOLDER_RE.finditer(edition.body):
+            line = edition.body_line + edition.body.count("\n", 0, match.start())
+            try:
+                substitute(match.group(0), SlotTable(), shown, line)
+            except ComposeError as exc:
+                yield Finding("error", exc.rule, shown, exc.line, exc.message)
+
+
+def subject_unchanged(ctx: CheckContext) -> Iterable[Finding]:
+    """After `issue new --from LAST`, a subject still equal to LAST's was not rewritten."""
+    previous = ctx.source.settings.get("copied_from")
+    if not previous:
+        return
+    try:
+        old = load_issue(ctx.source.workspace, str(previous), keep_going=True)
+    except ComposeError:
+        return  # LAST was renamed or removed: nothing to compare with
+    for edition in ctx.sound():
+        before = old.editions.get(edition.language)
+        if before is not None and edition.subject and before.subject == edition.subject:
+            path, line = edition.origin("subject")
+            yield Finding("warning", "subject-unchanged", ctx.shown(path), line,
+                          f"the subject is still the one of {previous}: write this issue's")
+
+
+def stale_translation(ctx: CheckContext) -> Iterable[Finding]:
+    """Sections of the source language changed since a file was marked translated."""
+    for lang in ctx.source.languages:
+        found = staleness(ctx.source, lang)
+        if found is None:
+            continue
+        path, line = ctx.source.editions[lang].origin(TRANSLATED_KEY)
+        message = found if isinstance(found, str) else found.describe(lang).replace(
+            "SLUG", ctx.source.slug)
+        yield Finding("warning", "stale-translation", ctx.shown(path), line, message)
+
+
+def _without_unknown_placeholders(body: str) -> str:
+    """The body with unknown placeholders blanked (lines kept), so the other rules can run."""
+    def blank(match: re.Match[str]) -> str:
+        try:
+            substitute_placeholders(match.group(0), SlotTable())
+            return match.group(0)
+        except UnknownPlaceholder:
+            return "\n" * match.group(0).count("\n")
+    return PLACEHOLDER_RE.sub(blank, body)
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
+    ("front-matter", front_matter),
+    ("markdown-error", unknown_placeholder),
     ("missing-translation", missing_translation),
+    ("subject-unchanged", subject_unchanged),
+    ("stale-translation", stale_translation),
     ("subject-length", subject_length),
     ("one-line-text", one_line_text),
     ("preheader-length", preheader_length),
@@ -334,9 +417,11 @@ def prepare(source: IssueSource, settings: Settings,
     ctx = CheckContext(source, settings, list_languages)
     for lang, edition in source.editions.items():
         shown = source.display(edition.path)
+        body = _without_unknown_placeholders(edition.body)  # reported by their own rule
         try:
-            ctx.docs[lang] = parse_body(edition.body, shown, edition.body_line, keep, True)
-            ctx.compiled[lang] = compile_issue(source, lang, settings)
+            ctx.docs[lang] = parse_body(body, shown, edition.body_line, keep, True)
+            if lang not in source.broken:  # no sound front matter: nothing to compile
+                ctx.compiled[lang] = compile_issue(source, lang, settings)
         except ComposeError as exc:
             ctx.failures[lang] = exc
     return ctx
@@ -347,4 +432,4 @@ def check_issue(source: IssueSource, settings: Settings,
     """Run every rule on every language; the report's `ok` is the go/no-go."""
     ctx = prepare(source, settings, list_languages)
     findings = [finding for _, rule in RULES for finding in rule(ctx)]
-    return CheckReport(findings)
+    return CheckReport(list(dict.fromkeys(findings)))  # one problem found two ways shows once

@@ -7,14 +7,17 @@ functions serve any other front end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
+from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import SendError
 from newsletter.delivery.livecheck import failing_urls, image_urls
@@ -227,11 +230,15 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
     return issue.id, added
 
 
-def issue_content(settings: Settings, slug: str, mailing_list: ListInfo) -> Mapping[str, Build]:
+def issue_content(settings: Settings, slug: str, mailing_list: ListInfo,
+                  subject_prefix: str = "") -> Mapping[str, Build]:
     """Per-language build functions; compiled once per worker process."""
     from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
 
     _source, compiled = load_source(settings, slug)
+    if subject_prefix:
+        compiled = {lang: dataclasses.replace(e, subject=subject_prefix + e.subject)
+                    for lang, e in compiled.items()}
     signer = link_signer(settings)
     dkim = load_dkim(settings)
     builds: dict[str, Build] = {}
@@ -308,14 +315,30 @@ class DryRunReport:
     largest: int
 
 
-def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
-    """Build every message the send would build, without SMTP and without writing anything."""
+def _pending(settings: Settings, plan: SendPlan, resend_unknown: bool) -> q.Pending | None:
+    """Whom the real send would mail: new recipients if it enqueues, plus the unsettled rows
+    due within [smtp] retry_window (the run waits that long for retries, no longer)."""
+    if plan.issue is None:
+        return None
+    statuses = (*q.OPEN, "unknown") if resend_unknown else q.OPEN
+    due_by = utcnow() + timedelta(seconds=settings["smtp"]["retry_window"])
+    return q.Pending(plan.issue.id, plan.plan is not None, statuses, due_by)
+
+
+def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
+            resend_unknown: bool = False) -> DryRunReport:
+    """Build every message the send would build, without SMTP and without writing anything.
+
+    Only the recipients the real run would mail are counted: after a first send, `--force`
+    adds those not mailed yet, and a resume mails the deliveries still waiting.
+    """
     mapping = plan.plan.mapping if plan.plan else {}
     builds = issue_content(settings, plan.slug, plan.mailing_list)
     messages: dict[str, int] = {}
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
-    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine)):
+    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine),
+                                  pending=_pending(settings, plan, resend_unknown)):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)
             if lang not in builds:
@@ -333,8 +356,10 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan) -> DryRunReport:
 
 def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
                addresses: Sequence[str]) -> list[tuple[str, str, str]]:
-    """Real copies of every language to each address; deliveries are not touched."""
-    builds = issue_content(settings, plan.slug, plan.mailing_list)
+    """Real copies of every language to each address, subject prefixed ([send]
+    test_subject_prefix) so nobody mistakes one for the real send; deliveries are not touched."""
+    prefix = settings["send"]["test_subject_prefix"]
+    builds = issue_content(settings, plan.slug, plan.mailing_list, prefix)
     return asyncio.run(_send_tests(Relay.from_settings(settings), builds, addresses))
 
 
@@ -409,3 +434,17 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
                       "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
                      for r in last],
     )
+
+
+def issue_summaries(engine: Engine) -> dict[str, tuple[str, dict[str, int]]]:
+    """Every issue row: slug -> (status, deliveries by status), for `issue list`."""
+    out: dict[str, tuple[str, dict[str, int]]] = {}
+    with engine.connect() as conn:
+        for slug, status in conn.execute(select(q.ISSUES.c.slug, q.ISSUES.c.status)):
+            out[slug] = (status, {})
+        for slug, status, n in conn.execute(
+            select(q.ISSUES.c.slug, q.D.c.status, func.count())
+            .join(q.D, q.D.c.issue_id == q.ISSUES.c.id).group_by(q.ISSUES.c.slug, q.D.c.status)
+        ):
+            out[slug][1][status] = n
+    return out

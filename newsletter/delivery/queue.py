@@ -215,11 +215,30 @@ def count_by_language(
         return {lang: n for lang, n in conn.execute(q)}
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Whom a send of an issue would mail: deliveries in `statuses` due by `due_by`, and, when
+    `new`, the audience with no delivery yet."""
+
+    issue_id: int
+    new: bool
+    statuses: tuple[str, ...]
+    due_by: datetime
+
+
 def stream_audience(
-    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000
+    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000,
+    pending: Pending | None = None,
 ) -> Iterator[Sequence[Any]]:
-    """Yield the audience in batches (keyset pagination: constant memory at any list size)."""
+    """Yield the audience in batches (keyset pagination: constant memory at any list size);
+    with `pending`, only the part of it that send would mail now."""
     base = audience(engine, list_id, default_language, address_key).order_by(S.c.id)
+    if pending is not None:
+        mine = D.c.issue_id == pending.issue_id, D.c.subscriber_id == S.c.id
+        due = or_(D.c.next_attempt_at.is_(None),
+                  D.c.next_attempt_at <= literal(pending.due_by, D.c.next_attempt_at.type))
+        waiting = exists().where(*mine, D.c.status.in_(pending.statuses), due)
+        base = base.where(or_(waiting, ~exists().where(*mine)) if pending.new else waiting)
     last = 0
     while True:
         with engine.connect() as conn:

@@ -166,7 +166,7 @@ def test_a_hostile_subject_in_a_test_send_stays_inside_the_subject(
     run("send", "hostile", "--test-to", "editor@example.org")
     [message] = web.smtp.messages
     assert_only_our_headers_and_body(message, None)
-    assert message["Subject"] == subject
+    assert message["Subject"] == "[TEST] " + subject  # test copies say so
     assert message["List-Id"].startswith(Q_WORD)
 
 
