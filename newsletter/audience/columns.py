@@ -1,0 +1,144 @@
+"""Which CSV column holds which field, and which language a cell names.
+
+Spreadsheets arrive with headers in English, French or Spanish ("Courriel", "Nom", "Idioma"),
+with accents, capitals and stray punctuation. Headers and language cells are compared by a key
+that ignores case, accents, spaces and punctuation, against the one table below; `--column
+FIELD=HEADER` names any other header.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from newsletter.errors import NewsletterError
+
+MAX_COLUMNS = 100
+# C0 and C1 controls other than tab and line breaks: NUL is refused by PostgreSQL (and would be
+# stored by SQLite), the others are invisible in a name and can rewrite the terminal.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+FIELDS = ("email", "name", "language")
+
+# field -> headers recognised for it (en, fr, es and their usual variants); the first match wins.
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "email", "e-mail", "mail", "email address", "e-mail address", "address",
+        "courriel", "adresse courriel", "adresse e-mail", "adresse email", "adresse mail",
+        "adresse électronique", "mél",
+        "correo", "correo electrónico", "dirección de correo", "dirección de correo electrónico",
+        "dirección de email", "email de contacto",
+    ),
+    "name": (
+        "name", "full name", "fullname", "display name",
+        "nom", "nom complet", "prénom nom", "prénom et nom",
+        "nombre", "nombre completo", "nombre y apellidos",
+    ),
+    "language": (
+        "language", "lang", "locale", "preferred language",
+        "langue", "langue préférée", "idioma", "idioma preferido", "lengua",
+    ),
+}
+
+# Language names as people type them in a cell (in en, fr, es) -> code.
+LANGUAGE_NAMES: dict[str, tuple[str, ...]] = {
+    "en": ("english", "anglais", "inglés"),
+    "fr": ("french", "français", "francés"),
+    "es": ("spanish", "espagnol", "español", "castellano"),
+    "pt": ("portuguese", "portugais", "portugués"),
+    "de": ("german", "allemand", "alemán"),
+    "it": ("italian", "italien", "italiano"),
+    "ar": ("arabic", "arabe", "árabe"),
+}
+
+
+class ImportFileError(NewsletterError):
+    """The file as a whole cannot be read (not the fault of one row)."""
+
+
+def loose_key(text: str) -> str:
+    """'  Correo Electrónico: ' -> 'correo electronico': no case, accents or punctuation."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
+
+
+_FIELD_BY_KEY = {loose_key(h): f for f, headers in HEADER_ALIASES.items() for h in headers}
+_CODE_BY_NAME = {loose_key(n): code for code, names in LANGUAGE_NAMES.items() for n in names}
+
+
+def language_from_name(cell: str) -> str:
+    """'Français' -> 'fr'; '' when the cell is not a language name we know."""
+    return _CODE_BY_NAME.get(loose_key(cell), "")
+
+
+def parse_column_options(options: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """['email=Courriel'] -> {'email': 'Courriel'}, refusing unknown fields with one line."""
+    out: dict[str, str] = {}
+    for option in options:
+        field, sep, header = option.partition("=")
+        field = field.strip().lower()
+        if not sep or not header.strip():
+            raise ImportFileError(f"--column {option!r}: write FIELD=HEADER, e.g. "
+                                  "--column email=Courriel")
+        if field not in FIELDS:
+            raise ImportFileError(f"--column {option!r}: unknown field {field!r} "
+                                  f"(use {', '.join(FIELDS)})")
+        out[field] = header.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the known fields are in the header; the rest become attributes."""
+
+    email: int
+    name: int | None
+    language: int | None
+    extra: tuple[tuple[int, str], ...]
+    width: int
+    header: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """The mapping as the report shows it: field -> header (None when absent)."""
+        def at(i: int | None) -> str | None:
+            return self.header[i].strip() if i is not None else None
+
+        return {"email": at(self.email), "name": at(self.name), "language": at(self.language),
+                "attributes": [h for _, h in self.extra]}
+
+
+def _find_named(header: list[str], wanted: str) -> int:
+    exact = next((i for i, h in enumerate(header) if h.strip() == wanted), None)
+    if exact is not None:
+        return exact
+    loose = next((i for i, h in enumerate(header) if loose_key(h) == loose_key(wanted)), None)
+    if loose is None:
+        found = ", ".join(repr(h.strip()) for h in header if h.strip()) or "nothing"
+        raise ImportFileError(f"--column names {wanted!r} but the header has no such column "
+                              f"(found: {found})")
+    return loose
+
+
+def map_columns(header: list[str], named: dict[str, str] | None = None) -> Columns:
+    """Find the email, name and language columns: `named` first, then the alias table."""
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(f"the header has {len(header)} columns; at most {MAX_COLUMNS}")
+    if CONTROL.search("".join(header)):
+        raise ImportFileError("the header contains a control character")
+    found: dict[str, int] = {f: _find_named(header, h) for f, h in (named or {}).items()}
+    for i, cell in enumerate(header):
+        field = _FIELD_BY_KEY.get(loose_key(cell))
+        if field and field not in found and i not in found.values():
+            found[field] = i
+    if "email" not in found:
+        raise ImportFileError(
+            f"no email column in the header (found: {', '.join(header) or 'nothing'}); "
+            "name it with --column email=HEADER"
+        )
+    taken = set(found.values())
+    extra = tuple((i, header[i].strip()) for i in range(len(header))
+                  if i not in taken and header[i].strip())
+    return Columns(found["email"], found.get("name"), found.get("language"), extra, len(header),
+                   tuple(header))
