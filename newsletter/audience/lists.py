@@ -1,14 +1,14 @@
-"""Mailing lists: create, read, describe."""
+"""Mailing lists: create, read, describe, change, rename, delete, sync from lists.toml."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
-from newsletter.db.models import MailingList, Subscription
+from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, ValidationError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -16,6 +16,11 @@ LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 lists_table = cast(Table, MailingList.__table__)
 subscriptions_table = cast(Table, Subscription.__table__)
+subscribers_table = cast(Table, Subscriber.__table__)
+issues_table = cast(Table, Issue.__table__)
+deliveries_table = cast(Table, Delivery.__table__)
+# An issue in these states still has mails to send to the list's subscribers.
+SENDING = ("sending", "paused")
 
 
 @dataclass(frozen=True)
@@ -147,24 +152,165 @@ def read_list_definitions(path) -> list[dict]:
     return out
 
 
-def sync_lists(engine: Engine, path) -> list[str]:
-    """Create the lists defined in lists.toml that do not exist yet; returns their slugs."""
-    created = []
-    existing = {lst.slug for lst in all_lists(engine)}
-    for item in read_list_definitions(path):
-        if item["slug"] in existing:
+def _languages_of(item: dict) -> list[str]:
+    langs = item["languages"]
+    return parse_languages(langs if isinstance(langs, str) else ",".join(langs))
+
+
+@dataclass
+class SyncReport:
+    """What `lists sync` did (or, for a dry run, would do)."""
+
+    created: list[str] = field(default_factory=list)
+    changed: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
+
+
+def sync_lists(engine: Engine, path, *, dry_run: bool = False,
+               force: bool = False) -> SyncReport:
+    """Create the lists of lists.toml that are missing and apply its changes to the others.
+
+    Every change is checked before any is written, so a refused one leaves every list as it was.
+    """
+    report = SyncReport()
+    existing = {lst.slug: lst for lst in all_lists(engine)}
+    items = read_list_definitions(path)
+    planned: list[tuple[str, ListUpdate]] = []
+    for item in items:
+        if item["slug"] not in existing:
+            report.created.append(item["slug"])
             continue
-        langs = item["languages"]
-        langs = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
-        add_list(
-            engine,
-            slug=item["slug"],
-            name=item["name"],
-            languages=langs,
-            default_language=item.get("default_language", langs[0]),
-            double_opt_in=item.get("opt_in", "double") == "double",
-            public=item.get("public", True),
-            description=item.get("description", ""),
-        )
-        created.append(item["slug"])
-    return created
+        langs = _languages_of(item)
+        wanted = ListUpdate(name=item["name"], description=item.get("description", ""),
+                            languages=langs,
+                            default_language=item.get("default_language", langs[0]))
+        changes = update_list(engine, item["slug"], wanted, force=force, dry_run=True)
+        if changes:
+            planned.append((item["slug"], wanted))
+            report.changed[item["slug"]] = changes
+    if dry_run:
+        return report
+    for item in items:
+        if item["slug"] in report.created:
+            langs = _languages_of(item)
+            add_list(engine, slug=item["slug"], name=item["name"], languages=langs,
+                     default_language=item.get("default_language", langs[0]),
+                     double_opt_in=item.get("opt_in", "double") == "double",
+                     public=item.get("public", True), description=item.get("description", ""))
+    for slug, wanted in planned:
+        update_list(engine, slug, wanted, force=force)
+    return report
+
+
+@dataclass(frozen=True)
+class ListUpdate:
+    """The new values of a list; None leaves a value as it is."""
+
+    name: str | None = None
+    description: str | None = None
+    languages: list[str] | None = None
+    default_language: str | None = None
+
+
+def _readers(conn: Connection, list_id: int, default: str, langs: list[str]) -> dict[str, int]:
+    """How many subscribers still on the list read each of `langs` (those read by nobody: none)."""
+    s, c = subscribers_table, subscriptions_table
+    lang = func.coalesce(s.c.language, default)
+    rows = conn.execute(
+        select(lang, func.count()).select_from(s.join(c, c.c.subscriber_id == s.c.id))
+        .where(c.c.list_id == list_id, c.c.status != "unsubscribed", lang.in_(langs))
+        .group_by(lang))
+    return {language: n for language, n in rows if n}
+
+
+def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = False,
+                dry_run: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Change a list's name, description, languages or default; returns field -> (old, new).
+
+    Removing a language that subscribers of the list read is refused with their count unless
+    `force`: their own preference is kept, and each send then needs --fallback-language.
+    """
+    with engine.begin() as conn:
+        row = conn.execute(select(lists_table).where(lists_table.c.slug == slug)).first()
+        if row is None:
+            raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
+        new = _new_values(row, wanted)
+        removed = [lang for lang in row.languages if lang not in new["languages"]]
+        readers = _readers(conn, row.id, row.default_language, removed) if removed else {}
+        if readers and not force:
+            raise ValidationError(
+                f"list {slug!r}: {sum(readers.values())} subscriber(s) read "
+                f"{', '.join(readers)}, which would no longer be offered; keep the language, or "
+                "add --force (their preference is kept, and each send will then need "
+                "--fallback-language)")
+        changes = {k: (getattr(row, k), v) for k, v in new.items() if getattr(row, k) != v}
+        if changes and not dry_run:
+            conn.execute(update(lists_table).where(lists_table.c.id == row.id)
+                         .values(**{k: v for k, (_, v) in changes.items()}))
+    return changes
+
+
+def _new_values(row: Any, wanted: ListUpdate) -> dict[str, Any]:
+    languages = list(wanted.languages) if wanted.languages is not None else list(row.languages)
+    default = (wanted.default_language or row.default_language).lower()
+    if wanted.default_language is None and default not in languages:
+        default = languages[0]  # the old default was removed: the first language takes over
+    if default not in languages:
+        raise ValidationError(f"default language {default!r} is not among the list's languages "
+                              f"({', '.join(languages)})")
+    name = row.name if wanted.name is None else wanted.name.strip()
+    if not name:
+        raise ValidationError("a list needs a name")
+    description = row.description if wanted.description is None else wanted.description
+    return {"name": name, "description": description, "languages": languages,
+            "default_language": default}
+
+
+def _refuse_while_sending(conn: Connection, list_id: int, slug: str, action: str) -> None:
+    sending = conn.scalars(select(issues_table.c.slug).where(
+        issues_table.c.list_id == list_id, issues_table.c.status.in_(SENDING))).all()
+    if sending:
+        raise ValidationError(f"cannot {action} list {slug!r} while issue "
+                              f"{', '.join(map(repr, sending))} is sending to it; let it finish "
+                              "(or cancel it) first")
+
+
+def rename_list(engine: Engine, old: str, new: str) -> ListInfo:
+    """Give a list a new slug (which List-Id and issue.toml files use)."""
+    if not SLUG.fullmatch(new):
+        raise ValidationError(
+            f"list slug {new!r} must be lowercase letters, digits and dashes (max 63)")
+    with engine.begin() as conn:
+        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == old))
+        if list_id is None:
+            raise NotFoundError(f"no list {old!r} (see `newsletter lists list`)")
+        if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == new)):
+            raise ValidationError(f"a list with slug {new!r} already exists")
+        _refuse_while_sending(conn, list_id, old, "rename")
+        conn.execute(update(lists_table).where(lists_table.c.id == list_id).values(slug=new))
+    return get_list(engine, new)
+
+
+@dataclass(frozen=True)
+class DeleteReport:
+    """What deleting a list removed; suppressions are never touched."""
+
+    subscriptions: int
+    issues: int
+    deliveries: int
+
+
+def delete_list(engine: Engine, slug: str) -> DeleteReport:
+    """Delete a list with its subscriptions and issue records; refused while an issue sends."""
+    with engine.begin() as conn:
+        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug))
+        if list_id is None:
+            raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
+        _refuse_while_sending(conn, list_id, slug, "delete")
+        deliveries = conn.execute(
+            delete(deliveries_table).where(deliveries_table.c.list_id == list_id)).rowcount
+        issues = conn.execute(
+            delete(issues_table).where(issues_table.c.list_id == list_id)).rowcount
+        subscriptions = conn.execute(
+            delete(subscriptions_table).where(subscriptions_table.c.list_id == list_id)).rowcount
+        conn.execute(delete(lists_table).where(lists_table.c.id == list_id))
+    return DeleteReport(subscriptions, issues, deliveries)

@@ -6,10 +6,9 @@ import asyncio
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import OUTBOX_STATUSES
 from newsletter.outbox import deliver_outbox, list_outbox
 
@@ -68,7 +67,7 @@ def list_(app: AppContext, status: str | None, limit: int, as_json: bool) -> Non
             when,
             (r.last_error or "")[:60],
         )
-    Console().print(table)
+    print_table(table)
 
 
 def attach(cli: click.Group) -> None:

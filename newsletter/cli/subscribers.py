@@ -18,7 +18,7 @@ from newsletter.audience.export import export_csv
 from newsletter.audience.importer import ImportPlan, ImportReport, import_csv
 from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import SUBSCRIPTION_STATUSES
 
 consent_options = [
@@ -167,7 +167,7 @@ def list_(app: AppContext, list_slug: str | None, status: str | None, language: 
     for r in rows:
         table.add_row(r.email, r.name, r.language or "", r.list, r.status, r.created_at[:10])
         count += 1
-    Console().print(table)
+    print_table(table)
     click.echo(f"{count} subscription(s)")
 
 
