@@ -60,18 +60,7 @@ def add_list(
     description: str = "",
 ) -> ListInfo:
     """Create a list; its slug must be new and its default language one it offers."""
-    if not SLUG.fullmatch(slug):
-        raise ValidationError(
-            f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
-        )
-    if not name.strip():
-        raise ValidationError("a list needs a --name")
-    default_language = default_language.lower()
-    if default_language not in languages:
-        raise ValidationError(
-            f"default language {default_language!r} is not among the list's languages "
-            f"({', '.join(languages)})"
-        )
+    name, default_language = check_new_list(slug, name, languages, default_language)
     with engine.begin() as conn:
         if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug)):
             raise ValidationError(f"a list with slug {slug!r} already exists")
@@ -87,6 +76,23 @@ def add_list(
             )
         )
     return get_list(engine, slug)
+
+
+def check_new_list(slug: str, name: str, languages: list[str],
+                   default_language: str) -> tuple[str, str]:
+    """The name and default language of a new list as stored, or a ValidationError."""
+    if not SLUG.fullmatch(slug):
+        raise ValidationError(
+            f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
+        )
+    name = check_name(name)
+    default_language = default_language.lower()
+    if default_language not in languages:
+        raise ValidationError(
+            f"default language {default_language!r} is not among the list's languages "
+            f"({', '.join(languages)})"
+        )
+    return name, default_language
 
 
 def _counts(engine: Engine, list_id: int | None = None) -> dict[int, dict[str, int]]:
@@ -141,15 +147,60 @@ def read_list_definitions(path) -> list[dict]:
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    lists = data.get("list", [])
+    if not isinstance(lists, list) or not all(isinstance(x, dict) for x in lists):
+        raise ConfigError(f"{path}: write each list as a [[list]] table")
     out = []
-    for i, item in enumerate(data.get("list", []), start=1):
+    for i, item in enumerate(lists, start=1):
         missing = [k for k in ("slug", "name", "languages") if k not in item]
         if missing:
             raise ConfigError(f"{path}: list #{i}: missing {', '.join(missing)}")
+        problem = _definition_problem(item)
+        if problem:
+            raise ConfigError(f"{path}: list #{i} ({str(item['slug'])[:64]!r}): {problem}")
         out.append(item)
     return out
+
+
+# key -> (accepted types, what to write): a wrong type is one line, not a traceback later
+_DEFINITION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "slug": ((str,), "a string"),
+    "name": ((str,), "a string"),
+    "description": ((str,), "a string"),
+    "languages": ((list, str), 'a list like ["en", "fr"]'),
+    "default_language": ((str,), "a string"),
+    "opt_in": ((str,), '"double" or "single"'),
+    "public": ((bool,), "true or false"),
+}
+
+
+def _definition_problem(item: dict) -> str:
+    """Why a [[list]] table cannot be used, or ''."""
+    for key, (types, what) in _DEFINITION_TYPES.items():
+        if key in item and not isinstance(item[key], types):
+            return f"{key} must be {what}"
+    langs = item["languages"]
+    if isinstance(langs, list) and not all(isinstance(x, str) for x in langs):
+        return 'languages must be a list of codes like ["en", "fr"]'
+    if item.get("opt_in", "double") not in ("double", "single"):
+        return 'opt_in must be "double" or "single"'
+    return ""
+
+
+def check_name(name: str) -> str:
+    """A list name as stored: stripped, non-empty, printable, at most 200 characters."""
+    name = name.strip()
+    if not name:
+        raise ValidationError("a list needs a --name")
+    if len(name) > 200:
+        raise ValidationError(f"a list name has at most 200 characters (this one has {len(name)})")
+    if any(not ch.isprintable() for ch in name):
+        raise ValidationError("a list name cannot contain control characters or line breaks")
+    return name
 
 
 def _languages_of(item: dict) -> list[str]:
@@ -176,10 +227,12 @@ def sync_lists(engine: Engine, path, *, dry_run: bool = False,
     items = read_list_definitions(path)
     planned: list[tuple[str, ListUpdate]] = []
     for item in items:
+        langs = _languages_of(item)
         if item["slug"] not in existing:
+            check_new_list(item["slug"], item["name"], langs,
+                           item.get("default_language", langs[0]))
             report.created.append(item["slug"])
             continue
-        langs = _languages_of(item)
         wanted = ListUpdate(name=item["name"], description=item.get("description", ""),
                             languages=langs,
                             default_language=item.get("default_language", langs[0]))
@@ -257,9 +310,7 @@ def _new_values(row: Any, wanted: ListUpdate) -> dict[str, Any]:
     if default not in languages:
         raise ValidationError(f"default language {default!r} is not among the list's languages "
                               f"({', '.join(languages)})")
-    name = row.name if wanted.name is None else wanted.name.strip()
-    if not name:
-        raise ValidationError("a list needs a name")
+    name = row.name if wanted.name is None else check_name(wanted.name)
     description = row.description if wanted.description is None else wanted.description
     return {"name": name, "description": description, "languages": languages,
             "default_language": default}
