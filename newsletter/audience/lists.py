@@ -350,6 +350,13 @@ class DeleteReport:
     deliveries: int
 
 
+def count_issues(engine: Engine, list_id: int) -> int:
+    """How many issues (drafts, sent, any) belong to a list."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(issues_table)
+                           .where(issues_table.c.list_id == list_id)) or 0
+
+
 def delete_list(engine: Engine, slug: str) -> DeleteReport:
     """Delete a list with its subscriptions and issue records; refused while an issue sends."""
     with engine.begin() as conn:

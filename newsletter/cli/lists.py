@@ -11,6 +11,7 @@ from newsletter.audience.lists import (
     ListUpdate,
     add_list,
     all_lists,
+    count_issues,
     delete_list,
     get_list,
     parse_languages,
@@ -138,6 +139,9 @@ def rename(app: AppContext, old: str, new: str) -> None:
     click.echo(f"list {old!r} is now {new!r}")
     click.echo(f"warning: the List-Id header of its mails changes from <{old}.…> to <{new}.…>; "
                "subscribers who filter on it must update their filters", err=True)
+    click.echo(f"warning: the subscribe form moves from /subscribe/{old} to /subscribe/{new}: "
+               "update the pages that link to it (confirmation and unsubscribe links keep "
+               "working)", err=True)
     issues = _issues_naming(app, old)
     if issues:
         click.echo(f"warning: set list = \"{new}\" in issue.toml of: {', '.join(issues)}",
@@ -154,8 +158,11 @@ def delete(app: AppContext, slug: str, yes: bool) -> None:
     """Delete the list SLUG, its subscriptions and issue records (refused while sending)."""
     info = get_list(app.services.engine, slug)
     total = sum(info.counts.values())
-    if not yes and not click.confirm(f"Delete list {slug!r} ({info.name}) and its {total} "
-                                     "subscription(s)?", default=False):
+    issues = count_issues(app.services.engine, info.id)
+    sent = (f" and {issues} issue(s), whose editions leave the public archive at its next "
+            "build" if issues else "")
+    if not yes and not click.confirm(f"Delete list {slug!r} ({info.name}) with its {total} "
+                                     f"subscription(s){sent}?", default=False):
         raise click.ClickException("nothing deleted")
     report = delete_list(app.services.engine, slug)
     click.echo(f"list {slug!r} deleted: {report.subscriptions} subscriptions, {report.issues} "

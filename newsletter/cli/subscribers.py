@@ -168,7 +168,8 @@ def list_(app: AppContext, list_slug: str | None, status: str | None, language: 
         table.add_row(r.email, r.name, r.language or "", r.list, r.status, r.created_at[:10])
         count += 1
     print_table(table)
-    click.echo(f"{count} subscription(s)")
+    # piped, stdout holds only the rows, so that `| cut -f1` gives addresses and nothing else
+    click.echo(f"{count} subscription(s)", err=not sys.stdout.isatty())
 
 
 @subscribers.command("export")

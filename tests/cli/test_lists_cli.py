@@ -60,6 +60,7 @@ def test_rename_moves_subscribers_and_warns_about_list_id_and_issues(run, worksp
     result = run("lists", "rename", "news", "coalition")
     assert "list 'news' is now 'coalition'" in result.output
     assert "List-Id" in result.output and "2026-12" in result.output
+    assert "/subscribe/coalition" in result.output
     assert [r["email"] for r in run.json("subscribers", "list", "--list", "coalition")] == [
         "a@example.org"]
     gone = run("lists", "show", "news", ok=False)
@@ -88,11 +89,11 @@ def test_delete_is_refused_while_an_issue_sends_and_keeps_suppressions(run, serv
     refused = run("lists", "delete", "news", "--yes", ok=False)
     assert refused.exit_code == 1 and "'2026-12' is sending" in refused.output
     assert "Traceback" not in refused.output
-    for rename in (run("lists", "rename", "news", "x", ok=False),):
-        assert "is sending" in rename.output
+    assert "is sending" in run("lists", "rename", "news", "x", ok=False).output
     with services.engine.begin() as conn:
         conn.execute(Issue.__table__.update().values(status="sent"))
     no = run("lists", "delete", "news", input="n\n", ok=False)
+    assert "with its 1 subscription(s) and 1 issue(s)" in no.output
     assert no.exit_code == 1 and "nothing deleted" in no.output
     assert run.json("lists", "show", "news")["slug"] == "news"
     yes = run("lists", "delete", "news", input="y\n")
@@ -136,5 +137,7 @@ def test_tables_are_never_cut_when_piped(run):
     header, row = lists_out.splitlines()[:2]
     assert header.split("\t")[:2] == ["slug", "name"]
     assert row.split("\t")[:3] == ["news", LONG_NAME, "en,fr,es"]
-    subs_out = run("subscribers", "list").output
-    assert email in subs_out and LONG_NAME in subs_out and "…" not in subs_out
+    subs = run("subscribers", "list")
+    assert email in subs.stdout and LONG_NAME in subs.stdout and "…" not in subs.stdout
+    assert [line.split("\t")[0] for line in subs.stdout.splitlines()] == ["email", email]
+    assert "1 subscription(s)" in subs.stderr
