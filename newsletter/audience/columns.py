@@ -42,6 +42,14 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# A name split in two columns is joined, first name first: "Prénom;Nom", "Nombre;Apellidos".
+FIRST_NAME_HEADERS = ("first name", "firstname", "given name", "forename", "prénom",
+                      "nombre de pila")
+LAST_NAME_HEADERS = ("last name", "lastname", "surname", "family name", "nom de famille",
+                     "apellido", "apellidos")
+# Next to a first-name column these mean the family name (in French and Spanish files they do).
+SHORT_NAME_HEADERS = ("name", "nom", "nombre")
+
 # Language names as people type them in a cell (in en, fr, es) -> code.
 LANGUAGE_NAMES: dict[str, tuple[str, ...]] = {
     "en": ("english", "anglais", "inglés"),
@@ -65,6 +73,9 @@ def loose_key(text: str) -> str:
 
 
 _FIELD_BY_KEY = {loose_key(h): f for f, headers in HEADER_ALIASES.items() for h in headers}
+_FIRST = {loose_key(h) for h in FIRST_NAME_HEADERS}
+_LAST = {loose_key(h) for h in LAST_NAME_HEADERS}
+_SHORT = {loose_key(h) for h in SHORT_NAME_HEADERS}
 _CODE_BY_NAME = {loose_key(n): code for code, names in LANGUAGE_NAMES.items() for n in names}
 
 
@@ -99,13 +110,17 @@ class Columns:
     extra: tuple[tuple[int, str], ...]
     width: int
     header: tuple[str, ...] = ()
+    surname: int | None = None  # joined after `name` when the name is split in two columns
 
     def describe(self) -> dict[str, Any]:
         """The mapping as the report shows it: field -> header (None when absent)."""
         def at(i: int | None) -> str | None:
             return self.header[i].strip() if i is not None else None
 
-        return {"email": at(self.email), "name": at(self.name), "language": at(self.language),
+        name = at(self.name)
+        if name is not None and self.surname is not None:
+            name = f"{name} + {at(self.surname)}"
+        return {"email": at(self.email), "name": name, "language": at(self.language),
                 "attributes": [h for _, h in self.extra]}
 
 
@@ -137,8 +152,27 @@ def map_columns(header: list[str], named: dict[str, str] | None = None) -> Colum
             f"no email column in the header (found: {', '.join(header) or 'nothing'}); "
             "name it with --column email=HEADER"
         )
-    taken = set(found.values())
+    name, surname = (found.get("name"), None) if "name" in (named or {}) else _name_parts(
+        header, found)
+    taken = {*found.values(), name, surname}
     extra = tuple((i, header[i].strip()) for i in range(len(header))
                   if i not in taken and header[i].strip())
-    return Columns(found["email"], found.get("name"), found.get("language"), extra, len(header),
-                   tuple(header))
+    return Columns(found["email"], name, found.get("language"), extra, len(header),
+                   tuple(header), surname)
+
+
+def _name_parts(header: list[str], found: dict[str, int]) -> tuple[int | None, int | None]:
+    """(name column, surname column joined after it) when the name is split in two."""
+    taken = set(found.values())
+    keys = [loose_key(h) if i not in taken else "" for i, h in enumerate(header)]
+    first = next((i for i, k in enumerate(keys) if k in _FIRST), None)
+    last = next((i for i, k in enumerate(keys) if k in _LAST), None)
+    name = found.get("name")
+    short = name is not None and loose_key(header[name]) in _SHORT
+    if first is not None and last is not None and (name is None or short):
+        return first, last
+    if first is not None and (name is None or short):
+        return first, name
+    if last is not None and (name is None or short):
+        return name, last
+    return name, None

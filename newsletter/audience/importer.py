@@ -150,10 +150,11 @@ class RowChecker:
             return None, shown(raw_email), [str(exc)]
         warnings: list[str] = []
         for label, value in [("name", cell(self.columns.name)),
+                             ("name", cell(self.columns.surname)),
                              *((h, cell(i)) for i, h in self.columns.extra)]:
             if FORMULA.match(value):
                 return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
-        raw_name = cell(self.columns.name)
+        raw_name = " ".join(p for p in (cell(self.columns.name), cell(self.columns.surname)) if p)
         name = clean_name(raw_name)
         if name != raw_name.strip():
             warnings.append("line breaks or extra spaces in the name were collapsed")
@@ -187,6 +188,7 @@ class RowChecker:
 
     def _label(self, i: int) -> str:
         known: dict[int | None, str] = {self.columns.email: "email", self.columns.name: "name",
+                                        self.columns.surname: "name",
                                         self.columns.language: "language",
                                         **dict(self.columns.extra)}
         return known.get(i) or f"column {i + 1}"

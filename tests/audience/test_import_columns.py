@@ -70,6 +70,20 @@ def test_french_and_spanish_header_variants_are_recognised(services, news, tmp_p
                                 "carlos@example.org": ("Carlos", "es", {})}
 
 
+@pytest.mark.parametrize(("header", "row", "columns_name"), [
+    ("Courriel;Prénom;Nom;Langue", "amina@example.org;Amina;Diallo;fr", "Prénom + Nom"),
+    ("Correo;Nombre;Apellidos;Idioma", "amina@example.org;Amina;Diallo;fr", "Nombre + Apellidos"),
+    ("Email;Last name;First name;Language", "amina@example.org;Diallo;Amina;fr",
+     "First name + Last name"),
+])
+def test_a_name_split_in_two_columns_is_joined_first_name_first(services, news, tmp_path,
+                                                                header, row, columns_name):
+    report = import_csv(services.engine, path=write(tmp_path, f"{header}\n{row}\n"),
+                        list_slug="news", address_key=akey(services))
+    assert people(services) == {"amina@example.org": ("Amina Diallo", "fr", {})}
+    assert report.plan is not None and report.plan.columns["name"] == columns_name
+
+
 def test_column_option_names_any_other_header(services, news, tmp_path):
     text = "Contacto;Persona;Habla\namina@example.org;Amina;fr\n"
     path = write(tmp_path, text)
