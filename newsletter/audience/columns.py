@@ -2,16 +2,21 @@
 
 Spreadsheets arrive with headers in English, French or Spanish ("Courriel", "Nom", "Idioma"),
 with accents, capitals and stray punctuation. Headers and language cells are compared by a key
-that ignores case, accents, spaces and punctuation, against the one table below; `--column
-FIELD=HEADER` names any other header.
+that ignores case, accents, spaces and punctuation: headers against the one table below
+(`--column FIELD=HEADER` names any other), language names against CLDR's names (via Babel)
+written in English, French, Spanish or a language the list offers ("Français", "Inglés",
+"Deutsch").
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+from babel import Locale, UnknownLocaleError
 
 from newsletter.errors import NewsletterError
 
@@ -50,16 +55,8 @@ LAST_NAME_HEADERS = ("last name", "lastname", "surname", "family name", "nom de 
 # Next to a first-name column these mean the family name (in French and Spanish files they do).
 SHORT_NAME_HEADERS = ("name", "nom", "nombre")
 
-# Language names as people type them in a cell (in en, fr, es) -> code.
-LANGUAGE_NAMES: dict[str, tuple[str, ...]] = {
-    "en": ("english", "anglais", "inglés"),
-    "fr": ("french", "français", "francés"),
-    "es": ("spanish", "espagnol", "español", "castellano"),
-    "pt": ("portuguese", "portugais", "portugués"),
-    "de": ("german", "allemand", "alemán"),
-    "it": ("italian", "italien", "italiano"),
-    "ar": ("arabic", "arabe", "árabe"),
-}
+# Language names are read in these languages (and in each language the list offers).
+NAME_LANGUAGES = ("en", "fr", "es")
 
 
 class ImportFileError(NewsletterError):
@@ -76,12 +73,25 @@ _FIELD_BY_KEY = {loose_key(h): f for f, headers in HEADER_ALIASES.items() for h 
 _FIRST = {loose_key(h) for h in FIRST_NAME_HEADERS}
 _LAST = {loose_key(h) for h in LAST_NAME_HEADERS}
 _SHORT = {loose_key(h) for h in SHORT_NAME_HEADERS}
-_CODE_BY_NAME = {loose_key(n): code for code, names in LANGUAGE_NAMES.items() for n in names}
 
 
-def language_from_name(cell: str) -> str:
-    """'Français' -> 'fr'; '' when the cell is not a language name we know."""
-    return _CODE_BY_NAME.get(loose_key(cell), "")
+@functools.lru_cache(maxsize=64)
+def _codes_by_name(display: str) -> dict[str, str]:
+    """Language names written in `display` (from CLDR, via Babel) -> language code."""
+    try:
+        names = Locale.parse(display.replace("-", "_")).languages
+    except (ValueError, UnknownLocaleError):
+        return {}
+    return {loose_key(name): code for code, name in names.items() if "_" not in code}
+
+
+def language_from_name(cell: str, offered: tuple[str, ...] | list[str] = ()) -> str:
+    """'Français', 'French', 'Francés' -> 'fr'; '' when the cell names no language we know."""
+    key = loose_key(cell)
+    for display in (*NAME_LANGUAGES, *offered):
+        if code := _codes_by_name(display).get(key):
+            return code
+    return ""
 
 
 def parse_column_options(options: tuple[str, ...] | list[str]) -> dict[str, str]:

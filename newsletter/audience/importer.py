@@ -204,7 +204,7 @@ class RowChecker:
         base = lang.split("-")[0]
         if base in offered:
             return base, ""
-        if (named := language_from_name(raw)) in offered:
+        if (named := language_from_name(raw, tuple(offered))) in offered:
             return named, ""
         langs = ", ".join(offered)
         message = f"language {raw!r} is not offered by list {self.lst.slug!r} ({langs})"

@@ -154,3 +154,20 @@ def test_a_bad_column_option_is_one_line(cli_news, tmp_path):
                           ok=False)
         assert result.exit_code == 1 and words in result.output
         assert result.output.count("\n") == 1, result.output
+
+
+def test_language_names_are_read_in_the_list_languages_too(services, tmp_path):
+    add_list(services.engine, slug="news", name="News", languages=["en", "de"],
+             default_language="en")
+    text = "email,language\nx@example.org,Deutsch\ny@example.org,Anglais\nz@example.org,Alemán\n"
+    import_csv(services.engine, path=write(tmp_path, text), list_slug="news",
+               address_key=akey(services))
+    assert {e: v[1] for e, v in people(services).items()} == {
+        "x@example.org": "de", "y@example.org": "en", "z@example.org": "de"}
+
+
+def test_a_single_language_list_needs_no_language_column(run: Cli, tmp_path):
+    run("lists", "add", "news", "--name", "News", "--languages", "fr")
+    path = str(write(tmp_path, "Courriel;Nom\na@example.org;A\n"))
+    result = run("subscribers", "import", path, "--list", "news", "--strict")
+    assert "WARNING" not in result.output and "languages: fr 1" in result.output
