@@ -58,7 +58,7 @@ def test_a_file_headed_email_nom_langue_keeps_names_and_languages(services, news
 @pytest.mark.parametrize("header", [
     "Courriel,Nom complet,Langue préférée",
     "Correo electrónico,Nombre,Idioma",
-    "  E-MAIL ,Name,LANGUAGE",
+    "  E-MAIL: ,Name,LANGUAGE",
     "Adresse e-mail,nom,langue",
     "correo,nombre,lengua",
 ])
