@@ -70,6 +70,9 @@ host = "127.0.0.1"
 port = {port}
 connections = {connections}
 batch_size = 500
+
+[send]
+publish_check = false  # measures sending only: no site is served here
 """, "utf-8")
     (ws / "issues" / "bench" / "issue.toml").write_text(
         'list = "news"\ndate = 2026-11-20\nvolume = 9\nnumber = "11"\n', "utf-8")

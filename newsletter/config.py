@@ -103,6 +103,13 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "audience": {
         "pending_days": (int, 30),
     },
+    "send": {
+        "publish_check": (bool, True),
+    },
+    "doctor": {
+        "nameserver": (str, ""),  # HOST[:PORT]; empty: the system resolver
+        "timeout": (float, 5.0),
+    },
     "capture": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8025),

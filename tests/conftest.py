@@ -183,7 +183,8 @@ def write_config(workspace: Path, db_url: str, extra: str = "") -> None:
     """Write a newsletter.toml for tests."""
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "newsletter.toml").write_text(
-        f"""[newsletter]
+        f"""send = {{ publish_check = false }}  # tests of publishing turn it on
+[newsletter]
 name = "Test Network News"
 base_url = "https://news.example.org"
 from_address = "news@example.org"

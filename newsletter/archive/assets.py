@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from newsletter.archive import images
+
 # One pattern per attribute name, each starting with a literal, lets `re` jump between
 # candidates: a name alternation scans 20 KB emails thirty times slower. Names are matched in
 # lower case, as MJML and the composer write them.
@@ -37,6 +39,14 @@ class Asset:
     ref: str
     source: Path
     name: str
+
+    def content(self, cache: images.ImageCache | None = None) -> bytes:
+        """What is published: pictures processed (ImageError if unreadable), the rest as is."""
+        images.refuse(self.ref)
+        data = self.source.read_bytes()
+        if not images.is_image(self.ref):
+            return data
+        return cache.get(data, self.ref) if cache else images.process(data, self.ref)[0]
 
 
 @dataclass
@@ -90,11 +100,31 @@ def local_refs(html: str) -> list[str]:
 
 
 def hashed_name(ref: str, content: bytes) -> str:
-    """photo.png -> photo.<content hash>.png (folders flattened: the page folder holds all)."""
+    """photo.png -> photo.<content hash>.png (folders flattened: the page folder holds all).
+
+    A picture is named after its processed form (images.digest, images.published_suffix), so
+    the email, the check and the archive agree on one name for one source and recipe.
+    """
     path = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0])
-    digest = hashlib.sha256(content).hexdigest()[:HASH_LENGTH]
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "file"
+    if images.is_image(ref):
+        digest = images.digest(content)[:HASH_LENGTH]
+        return f"{stem}.{digest}{images.published_suffix(content, path.suffix.lower())}"
+    digest = hashlib.sha256(content).hexdigest()[:HASH_LENGTH]
     return f"{stem}.{digest}{path.suffix.lower()}"
+
+
+def legacy_name(ref: str, content: bytes) -> str | None:
+    """The name releases before image processing gave a picture (a hash of the original).
+
+    Emails sent then still point at it; None when that name is today's name anyway.
+    """
+    if not images.is_image(ref):
+        return None
+    path = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0])
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "file"
+    old = f"{stem}.{hashlib.sha256(content).hexdigest()[:HASH_LENGTH]}{path.suffix.lower()}"
+    return None if old == hashed_name(ref, content) else old
 
 
 def scan_assets(web_html: str, source_dir: Path | None) -> AssetScan:

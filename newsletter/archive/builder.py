@@ -17,8 +17,9 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy import Engine, select
 
-from newsletter.archive.assets import AssetScan, rewrite_refs, scan_assets
+from newsletter.archive.assets import Asset, AssetScan, legacy_name, rewrite_refs, scan_assets
 from newsletter.archive.feeds import render_feed
+from newsletter.archive.images import ImageError, cache_for
 from newsletter.archive.plan import ArchiveConfig, EditionRecord, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
@@ -164,6 +165,12 @@ class _Site:
         return self.renderer.render(page)
 
 
+def _legacy_file(file: str, source: Asset) -> list[str]:
+    """The picture's pre-processing name beside it, so mails sent before still show it."""
+    old = legacy_name(source.ref, source.source.read_bytes())
+    return [file.rsplit("/", 1)[0] + "/" + old] if old and "/" in file else []
+
+
 def build_archive(
     *,
     settings: Settings,
@@ -192,10 +199,18 @@ def build_archive(
     for asset in plan.assets:
         source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
                       if a.ref == asset.ref)
-        if writer.is_current(asset.file, source.name):
-            writer.keep(asset.file)
-        else:
-            writer.write(asset.file, source.source.read_bytes(), source.name)
+        files = [asset.file, *_legacy_file(asset.file, source)]
+        if all(writer.is_current(file, source.name) for file in files):
+            for file in files:
+                writer.keep(file)
+            continue
+        try:  # pictures are published processed, never as the editor's original
+            content = source.content(cache_for(settings.workspace))
+        except ImageError as exc:
+            warnings.append(f"{asset.slug} ({asset.language}): not published: {exc}")
+            continue
+        for file in files:
+            writer.write(file, content, source.name)
     counts = writer.finish(dict(plan.urls))
     languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
     return BuildReport(

@@ -6,9 +6,12 @@ server's words, so the sources are read from the most specific to the least:
 1. an enhanced code (RFC 3463) about the address, the mailbox or policy (x.1.x, x.2.x, x.7.x),
    in Status, else in the Diagnostic-Code (a generic 5.0.0 Status says nothing);
 2. phrases in the Diagnostic-Code, then in the report's human-readable text: over quota
-   (soft), unknown user (hard), policy or spam block (policy), in English, French, Spanish
-   and German, as those servers word them;
-3. the class of the code: a 4.x.x / 4yz is soft, a 5.x.x / 5yz hard.
+   (soft), unknown user (hard), policy or spam block, a sender refused by the recipient,
+   relaying denied or a message too big (policy), in English, French, Spanish and German,
+   as those servers word them;
+3. an enhanced code about the address, mailbox or policy in the human-readable text
+   (qmail's "(#4.4.1)", an X.400 gateway's "5.7.1 Unable to relay");
+4. the class of the code: a 4.x.x / 4yz is soft, a 5.x.x / 5yz hard.
 
 Kinds: hard (suppress), soft (count), policy (record only: a block proves nothing about the
 address). x.2.2 "mailbox full" is soft even as 5.2.2; x.2.3 and x.3.4 (message too big) are
@@ -32,6 +35,8 @@ _QUOTA = re.compile("|".join([
     r"insufficient (?:disk |storage )?space", r"not enough (?:disk |storage )?space",
     r"mail ?box (?:size |storage )?(?:limit|quota)", r"mail ?box (?:is )?over",
     r"out of (?:disk |storage )?space", r"too many messages in (?:this|the) mail ?box",
+    r"quota violation", r"exceeding (?:the |its |their |his |her )?(?:storage |disk )?quota",
+    r"mail ?folder (?:is )?(?:full|over)",
     # French
     r"bo[iî]te (?:aux lettres|mail|de r[ée]ception)?[^.;]{0,40}pleine",
     r"quota (?:est )?d[ée]pass[ée]", r"d[ée]passement (?:de |du )?quota",
@@ -53,7 +58,9 @@ _UNKNOWN_USER = re.compile("|".join([
     r"account (?:is |has been )?(?:disabled|deactivated|closed|suspended|inactive)",
     r"(?:address|user|account) (?:is )?no longer (?:active|valid|in use)",
     r"doesn'?t have an? [\w.\-]+ account", r"not a valid (?:user|mailbox|recipient)",
-    r"address (?:not found|rejected)",
+    r"address (?:not found|rejected)", r"user not known", r"invalid final delivery userid",
+    r"recipient name is not recognized",
+    r"not listed in (?:the )?(?:domino directory|public name (?:&|and) address book)",
     # French
     r"utilisateur inconnu", r"destinataire inconnu", r"adresse (?:inconnue|invalide|introuvable)",
     r"n'existe pas", r"compte (?:d[ée]sactiv[ée]|inexistant)",
@@ -73,6 +80,10 @@ _POLICY = re.compile("|".join([
     r"dkim", r"not authori[sz]ed", r"rejected (?:for|due to|because of|as) (?:content|policy|"
     r"security)", r"content (?:was )?rejected", r"virus", r"malware", r"phishing",
     r"rate limit", r"too many (?:messages|connections|recipients)",
+    r"not accepting (?:mail|messages|e-?mail) from",
+    r"unable to relay", r"relay(?:ing)? (?:access )?(?:denied|not permitted)",
+    r"maximum (?:incoming )?message size", r"message (?:size )?(?:is )?too (?:large|big)",
+    r"message size exceeds",
     # French
     r"ind[ée]sirable", r"pourriel", r"bloqu[ée]", r"liste noire", r"politique",
     # Spanish
@@ -142,6 +153,9 @@ def classify(status: str = "", diagnostic: str = "", text: str = "",
         kind = phrase_kind(value)
         if kind:
             return kind, f"{source} words"
+    found = _specific(text)  # "(#4.4.1)" or "5.7.1 Unable to relay" in the report's words
+    if found is not None:
+        return found[0], f"text {found[1]}"
     for source, value in (("status", status), ("diagnostic", diagnostic)):
         match = ENHANCED.search(value or "")
         if match is not None:

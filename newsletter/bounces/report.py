@@ -40,7 +40,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_LIMIT = 20_000  # of a report's human-readable words
 # Where a text bounce starts quoting the returned message (our own words must not count).
 _QUOTE_START = re.compile(
-    r"^(?:.*(?:below this line is a copy|copy of the (?:original )?message|original message|"
+    # "The original message was received at ..." opens sendmail's own text: not the quote.
+    r"^(?!.*original message was received)(?:.*(?:below this line is a copy|"
+    r"copy of the (?:original )?message|original message|"
     r"message (?:header|headers) follows?|returned message|nachricht folgt|"
     r"message d'origine|mensaje original).*|(?:return-path|received|message-id|mime-version|"
     r"content-type|dkim-signature|list-unsubscribe):.*)$",
@@ -210,10 +212,13 @@ def _jmrp_recipient(msg: Message, original: Message | None) -> str | None:
 def _is_autoreply(msg: Message) -> bool:
     """An out-of-office or other automatic reply (RFC 3834), not a delivery failure."""
     sender = _one_line(msg.get("From")).lower()
-    if "mailer-daemon" in sender or "postmaster" in sender:
-        return False
+    if "mailer-daemon" in sender or "postmaster" in sender or sender.endswith("<>"):
+        return False  # a mail system, not a person
+    # RFC 3834: a person's responder says auto-replied; auto-generated is a mail system's
+    # notice, a delivery failure among them ("auto-generated (failure)").
     auto = _one_line(msg.get("Auto-Submitted")).lower()
-    return bool((auto and auto != "no") or msg.get("X-Autoreply") or msg.get("X-Autorespond")
+    return bool(auto.startswith("auto-replied") or msg.get("X-Autoreply")
+                or msg.get("X-Autorespond")
                 or "auto_reply" in _one_line(msg.get("Precedence")).lower()
                 or _AUTO_SUBJECT.search(_one_line(msg.get("Subject"))))
 

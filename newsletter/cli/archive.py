@@ -65,7 +65,11 @@ def build(app: AppContext, out: Path | None, clean: bool, as_json: bool) -> None
 @click.option("--port", type=int, default=8800, show_default=True)
 @pass_app
 def serve(app: AppContext, out: Path | None, host: str, port: int) -> None:
-    """Preview the built archive on localhost (Ctrl-C stops)."""
+    """Preview the built archive on localhost, at / (Ctrl-C stops).
+
+    The public side is `newsletter serve`, which serves the archive under /archive/, where the
+    emails' pictures and "view in browser" links point.
+    """
     from newsletter.archive.preview import make_server
 
     root = _out(app, out)

@@ -48,9 +48,12 @@ domain = "bounces.example.org"
 
 [capture]
 maildir = "maildir"
+
+[send]
+publish_check = true                        # `send` publishes the web version, checks it answers
 """
 
-GITIGNORE = "newsletter.db\nnewsletter.db-*\nmaildir/\nsite/\npreview/\n"
+GITIGNORE = "newsletter.db\nnewsletter.db-*\nmaildir/\nsite/\npreview/\n.cache/\n"
 
 
 def create_workspace(target: Path, force: bool = False) -> list[str]:

@@ -53,7 +53,8 @@ def register() -> None:
 
     for module in (init, db, lists, subscribers):
         module.attach(cli)
-    optional = ("issue", "send", "capture", "serve", "archive", "outbox", "bounces", "maintenance")
+    optional = ("issue", "send", "capture", "serve", "archive", "outbox", "bounces", "maintenance",
+                "doctor")
     for name in optional:
         _attach_optional(name)
 

@@ -8,9 +8,12 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
+from newsletter.audience.jobs import run_pending
+from newsletter.audience.optin import OptIn
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import OUTBOX_STATUSES
 from newsletter.outbox import deliver_outbox, list_outbox
+from newsletter.web.mails import SystemMails
 
 
 @click.group("outbox")
@@ -27,6 +30,8 @@ def send(app: AppContext, retry_now: bool, as_json: bool) -> None:
     # System mails carry signed links: a deployment without a secret key is refused here too.
     app.services.keyring  # noqa: B018
     engine = app.services.engine
+    # Form requests whose web process died before running them (normally none).
+    run_pending(OptIn.from_settings(app.settings, engine, SystemMails(app.settings)))
     totals = {"sent": 0, "deferred": 0, "failed": 0}
     while True:
         report = asyncio.run(deliver_outbox(app.settings, engine, include_deferred=retry_now))

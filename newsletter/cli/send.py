@@ -87,6 +87,10 @@ class _Bar:
 @click.option("--force", is_flag=True, help="Send an already sent issue to those not mailed yet.")
 @click.option("--resend-unknown", is_flag=True,
               help="Mail again the deliveries whose outcome a crash left unknown.")
+@click.option("--publish-check/--no-publish-check", default=None,
+              help="Publish the issue's web version and pictures to the archive folder and "
+              "check that they answer before sending, then update the archive after it "
+              "(default: [send] publish_check, on). Turn off if you publish by other means.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Sender processes.")
 @click.option("--connections", type=click.IntRange(1, 500),
@@ -95,8 +99,9 @@ class _Bar:
 @json_option
 @pass_app
 def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | None,
-         fallback_language: str | None, force: bool, resend_unknown: bool, workers: int,
-         connections: int | None, rate: float | None, as_json: bool) -> None:
+         fallback_language: str | None, force: bool, resend_unknown: bool,
+         publish_check: bool | None, workers: int, connections: int | None, rate: float | None,
+         as_json: bool) -> None:
     """Send issue SLUG to every confirmed subscriber of its list, each in their language."""
     settings = app.settings
     engine = _engine(app)
@@ -108,6 +113,9 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
             addresses = _addresses(test_to)
             if not addresses:
                 raise ValidationError("--test-to: give at least one address")
+            # A test copy is where the editor looks at the pictures: publish and check first.
+            if dispatch.publishes(settings, publish_check):
+                dispatch.publish(settings, engine, plan, every_language=True)
             results = dispatch.send_tests(settings, engine, plan, addresses)
             if as_json:
                 print_json([{"to": a, "language": lang, "reply": r} for a, lang, r in results])
@@ -126,14 +134,15 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                           f"largest {report.largest}; nothing was sent", highlight=False)
             return
         _send(app, console, engine, plan, yes=yes, as_json=as_json, workers=workers,
-              connections=connections, rate=rate, resend_unknown=resend_unknown)
+              connections=connections, rate=rate, resend_unknown=resend_unknown,
+              publish_check=publish_check)
     finally:
         engine.dispose()
 
 
 def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPlan, *, yes: bool,
           as_json: bool, workers: int, connections: int | None, rate: float | None,
-          resend_unknown: bool) -> None:
+          resend_unknown: bool, publish_check: bool | None) -> None:
     settings = app.settings
     total = _show_plan(console, plan)
     if total == 0 and not resend_unknown:
@@ -146,6 +155,9 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
     if not yes:
         click.confirm(f"Send {plan.slug} to {total} recipients?", abort=True)
     dispatch.check_relay(settings)
+    publishing = dispatch.publishes(settings, publish_check)
+    if publishing:
+        dispatch.publish(settings, engine, plan)
     issue_id, _added = dispatch.begin_send(engine, settings, plan)
     bar = _Bar(console, q.remaining(engine, issue_id), console.is_terminal and not as_json)
     with bar.progress:
@@ -154,6 +166,9 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
             connections=connections, rate=rate, resend_unknown=resend_unknown)
     counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
     elapsed = time.monotonic() - bar.started
+    archive_problem = dispatch.update_archive(settings, engine) if publishing else None
+    if archive_problem:
+        console.print(f"[yellow]warning:[/] {archive_problem}", highlight=False)
     if as_json:
         print_json({"issue": plan.slug, "status": status, **counts,
                     "warnings": list(plan.warnings),

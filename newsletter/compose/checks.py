@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from newsletter.archive.images import ImageError, cache_for, is_image
 from newsletter.compose.blocks import Document, Ref, is_relative, keep, parse_body, relative_file
 from newsletter.compose.compiler import CompiledEdition, compile_issue
 from newsletter.compose.errors import ComposeError
@@ -27,6 +28,8 @@ GMAIL_CLIP_BYTES = 102 * 1024
 NEAR_CLIP_BYTES = 90 * 1024
 SUBJECT_RANGE = (10, 70)
 PREHEADER_RANGE = (30, 140)
+IMAGE_BYTES = 200 * 1024  # one picture, after processing: slow on mobile data beyond this
+EMAIL_IMAGE_BYTES = 1024 * 1024  # all the pictures of one email, after processing
 # Realistic per-recipient values, so the size check measures what a subscriber receives.
 SAMPLE_SLOTS = Slots(
     name="Maria Fernanda Rodríguez", unsubscribe_url="https://example.org/unsubscribe/" + "x" * 60,
@@ -84,6 +87,7 @@ class CheckContext:
     docs: dict[str, Document] = field(default_factory=dict)
     compiled: dict[str, CompiledEdition] = field(default_factory=dict)
     failures: dict[str, ComposeError] = field(default_factory=dict)
+    weights: dict[Path, int | ImageError] = field(default_factory=dict)
 
     def shown(self, path: Path) -> str:
         return self.source.display(path)
@@ -205,6 +209,68 @@ def broken_image(ctx: CheckContext) -> Iterable[Finding]:
     return _missing(ctx, "image", "broken-image")
 
 
+def _pictures(ctx: CheckContext) -> Iterable[tuple[EditionSource, Ref, Path]]:
+    """Relative images that exist beside the issue (the missing ones are broken-image's)."""
+    root = ctx.source.path.resolve()
+    for edition, ref in ctx.refs():
+        if ref.kind == "image" and ref.url.strip() and is_relative(ref.url):
+            target = (root / relative_file(ref.url)).resolve()
+            if target.is_relative_to(root) and target.is_file():
+                yield edition, ref, target
+
+
+def _weigh(ctx: CheckContext, path: Path, label: str) -> int | ImageError:
+    """Bytes of the picture as published (processed once, then cached), or why it cannot be."""
+    if path not in ctx.weights:
+        try:
+            data = path.read_bytes()
+            if is_image(path.name):
+                data = cache_for(ctx.source.workspace).get(data, label)
+            ctx.weights[path] = len(data)
+        except ImageError as exc:
+            ctx.weights[path] = exc
+    return ctx.weights[path]
+
+
+def image_unreadable(ctx: CheckContext) -> Iterable[Finding]:
+    """Pictures Pillow cannot read, that are too large to open, or in a format mail cannot show."""
+    for edition, ref, path in _pictures(ctx):
+        where = ctx.shown(edition.path)
+        if path.suffix.lower() in (".svg", ".svgz"):
+            yield Finding("warning", "image-format", where, ref.line,
+                          f"{ref.url!r} is SVG, which Gmail and Outlook do not show and the "
+                          "archive does not publish: export it as PNG")
+        elif not is_image(path.name):
+            yield Finding("error", "image-unreadable", where, ref.line,
+                          f"{ref.url!r} is not a picture email clients show: save it as JPEG "
+                          "or PNG")
+        elif isinstance(weight := _weigh(ctx, path, ref.url), ImageError):
+            yield Finding("error", "image-unreadable", where, ref.line, str(weight))
+
+
+def image_too_heavy(ctx: CheckContext) -> Iterable[Finding]:
+    """A picture over 200 KB after processing: slow to load on a phone."""
+    for edition, ref, path in _pictures(ctx):
+        weight = _weigh(ctx, path, ref.url) if is_image(path.name) else 0
+        if isinstance(weight, int) and weight > IMAGE_BYTES:
+            yield Finding("warning", "image-too-heavy", ctx.shown(edition.path), ref.line,
+                          f"{ref.url!r} weighs {weight / 1024:.0f} KB after processing (over "
+                          f"{IMAGE_BYTES // 1024} KB): crop it or pick a simpler picture")
+
+
+def images_too_heavy(ctx: CheckContext) -> Iterable[Finding]:
+    """All the pictures of one email over 1 MB after processing."""
+    for lang, edition in ctx.source.editions.items():
+        seen = {path for e, _, path in _pictures(ctx) if e.language == lang}
+        weights = [_weigh(ctx, path, path.name) for path in seen if is_image(path.name)]
+        total = sum(w for w in weights if isinstance(w, int))
+        if total > EMAIL_IMAGE_BYTES:
+            yield Finding("warning", "images-too-heavy", ctx.shown(edition.path), None,
+                          f"the pictures of this email weigh {total / 1024 / 1024:.1f} MB after "
+                          f"processing (over {EMAIL_IMAGE_BYTES // 1024 // 1024} MB): use fewer "
+                          "or smaller pictures")
+
+
 def html_too_large(ctx: CheckContext) -> Iterable[Finding]:
     """Gmail clips HTML over about 102 KB, hiding the footer and its unsubscribe link."""
     for lang, edition in ctx.compiled.items():
@@ -253,6 +319,9 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("insecure-link", insecure_link),
     ("broken-link", broken_link),
     ("broken-image", broken_image),
+    ("image-unreadable", image_unreadable),
+    ("image-too-heavy", image_too_heavy),
+    ("images-too-heavy", images_too_heavy),
     ("html-too-large", html_too_large),
     ("compile", compile_errors),
     ("mjml-warning", mjml_warning),

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from sqlalchemy import Engine, func, select
 
 from newsletter import links
+from newsletter.archive.images import ImageError, cache_for, is_image, refuse
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import search_path
@@ -91,14 +92,25 @@ def write_preview(
         edition = compile_issue(source, lang, settings, asset_base_url="")
         html, text = edition.fill(slots or public_slots(settings))
         for asset in edition.assets:
-            target = out / asset
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source.path / asset, target)
+            _copy_asset(source.path / asset, out / asset, settings)
         for suffix, content in ((".html", html), (".txt", text)):
             path = out / f"{lang}{suffix}"
             path.write_text(content, encoding="utf-8")
             written.append(path)
     return written
+
+
+def _copy_asset(path: Path, target: Path, settings: Settings) -> None:
+    """A file as subscribers will get it: pictures processed (an unreadable one is left out)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        refuse(path.name)
+        if not is_image(path.name):
+            shutil.copyfile(path, target)
+            return
+        target.write_bytes(cache_for(settings.workspace).get(path.read_bytes(), path.name))
+    except ImageError:
+        target.unlink(missing_ok=True)  # `issue check` says why; the preview shows it missing
 
 
 def _fingerprint(folders: Sequence[Path]) -> float:

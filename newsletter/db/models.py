@@ -50,7 +50,7 @@ class UTCDateTime(TypeDecorator):
 SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed")
 ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
 DELIVERY_STATUSES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
-OUTBOX_STATUSES = ("queued", "sent", "deferred", "failed")
+OUTBOX_STATUSES = ("queued", "sent", "deferred", "failed", "job")  # job: audience/jobs.py
 
 
 class Base(DeclarativeBase):

@@ -10,19 +10,23 @@ import asyncio
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import SendError
+from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.pool import Build, PoolSettings, probe
 from newsletter.delivery.relay import Relay
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
 from newsletter.errors import NotFoundError
 from newsletter.keyring import link_signer, read_address_key
+
+if TYPE_CHECKING:
+    from newsletter.archive.publish import PublishedIssue
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class SendPlan:
     remaining: int  # deliveries already queued and not settled
     editions: dict[str, q.EditionRecord] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # The email's pictures and "view in browser" pages, which must answer before it goes out.
+    live_urls: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def resuming(self) -> bool:
@@ -149,8 +155,62 @@ def prepare_send(
         plan = plan_languages(counts, languages, fallback)
     warnings = check_source(settings, source, list_languages, fallback) if check else ()
     remaining = q.remaining(engine, issue.id) if issue else 0
+    live = {lang: tuple(u for u in (e.web_url, *image_urls(e.html_shell)) if u)
+            for lang, e in compiled.items()}
     return SendPlan(slug=slug, mailing_list=mailing_list, languages=languages, issue=issue,
-                    plan=plan, remaining=remaining, editions=editions, warnings=warnings)
+                    plan=plan, remaining=remaining, editions=editions, warnings=warnings,
+                    live_urls=live)
+
+
+def publishes(settings: Settings, check: bool | None) -> bool:
+    """Whether send publishes and checks the web version: the flag, else [send] publish_check."""
+    return bool(settings["send"]["publish_check"] if check is None else check)
+
+
+def publish(settings: Settings, engine: Engine, plan: SendPlan, *,
+            every_language: bool = False) -> PublishedIssue:
+    """Put the issue's web version and images in the site, then check the email's URLs answer.
+
+    Only the languages that go out are published (all of them for test copies). The pages stay
+    out of the indexes and feeds until the send is done (update_archive).
+    """
+    from newsletter.archive.publish import publish_issue
+
+    languages = [lang for lang in plan.languages if every_language or plan.plan is None
+                 or lang in plan.plan.recipients]
+    published = publish_issue(settings, engine, plan.slug, plan.mailing_list.slug,
+                              plan.mailing_list.name, [plan.editions[lang] for lang in languages])
+    check_live(settings, plan, languages)
+    return published
+
+
+def check_live(settings: Settings, plan: SendPlan, languages: Sequence[str]) -> None:
+    """Refuse, naming every failing URL, unless each picture and web-version URL answers 200."""
+    failing = failing_urls(u for lang in languages for u in plan.live_urls.get(lang, ()))
+    if not failing:
+        return
+    from newsletter.archive.urls import archive_base_url
+
+    listed = "; ".join(f"{url} {problem}" for url, problem in failing)
+    raise SendError(
+        f"issue {plan.slug!r} was not sent: {len(failing)} of the email's picture and web "
+        f"version URLs do not answer: {listed}. The site was written to "
+        f"{settings['archive']['out']}/; serve it at {archive_base_url(settings)}/ (`newsletter "
+        f"serve` does, under /archive/), or pass --no-publish-check if you publish it by "
+        f"other means")
+
+
+def update_archive(settings: Settings, engine: Engine) -> str | None:
+    """After a send, rebuild the archive so indexes and feeds list the issue; None if done,
+    else why not (the mails are out: a site problem must not look like a failed send)."""
+    from newsletter.archive.builder import build_archive
+    from newsletter.errors import NewsletterError
+
+    try:
+        build_archive(settings=settings, engine=engine)
+    except (NewsletterError, OSError) as exc:
+        return f"the archive was not updated ({exc}); run `newsletter archive build`"
+    return None
 
 
 def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int, int]:

@@ -263,6 +263,7 @@ class Journal:
         self.writer = make_writer(engine)
         self.intents: list[tuple[int, asyncio.Future[bool]]] = []
         self.outcomes: list[q.Outcome] = []
+        self.committing = 0  # outcomes taken for the commit under way, not durable yet
         self.released: list[int] = []
         self.wake = asyncio.Event()
         self.closing = False
@@ -276,6 +277,11 @@ class Journal:
         self.intents.append((delivery_id, future))
         self.wake.set()
         return future
+
+    @property
+    def pending(self) -> bool:
+        """Outcomes recorded but not committed yet: the run is not over while there are any."""
+        return bool(self.outcomes) or self.committing > 0
 
     def record(self, outcome: q.Outcome) -> None:
         self.outcomes.append(outcome)
@@ -304,6 +310,7 @@ class Journal:
         outcomes, self.outcomes = self.outcomes, []
         released, self.released = self.released, []
         langs = {o.language for o in outcomes if o.status == "sent"} - self.marked
+        self.committing = len(outcomes)
         try:
             owned = await self.writer.commit(self.issue_id, self.worker,
                                              [i for i, _ in intents], outcomes, released, langs)
@@ -312,6 +319,8 @@ class Journal:
                 if not future.done():
                     future.set_exception(exc)
             raise
+        finally:
+            self.committing = 0
         self.marked |= langs
         for delivery_id, future in intents:
             if not future.done():

@@ -140,7 +140,9 @@ class Worker:
                     self.jobs.put_nowait(row)
                 if rows:
                     continue
-                if self.inflight or not self.jobs.empty() or self.journal.outcomes:
+                # A deferral still being committed is not in the database yet: wait for it,
+                # or next_due() would miss it and end the run before its retry.
+                if self.inflight or not self.jobs.empty() or self.journal.pending:
                     await asyncio.sleep(0.02)
                     continue
                 due = await asyncio.to_thread(q.next_due, self.engine, cfg.issue_id)

@@ -32,6 +32,7 @@ from newsletter.db.engine import make_engine
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.outbox import OUTBOX, deliver_outbox
 from newsletter.tokens import TokenError
+from newsletter.web.archive import PREFIX, ArchiveFiles
 from newsletter.web.confirm import confirm_page, confirm_post
 from newsletter.web.context import Check, Site, WebContext, cors_headers
 from newsletter.web.forms import FormError, is_json_request
@@ -301,7 +302,9 @@ def create_app(
             web.close()
             gc.unfreeze()
 
-    app = WebApp(routes=routes(), exception_handlers=HANDLERS, lifespan=lifespan)
+    site_dir = settings.path(settings["archive"]["out"])
+    archive = Mount(PREFIX, ArchiveFiles(site_dir, settings["newsletter"]["base_url"] + PREFIX))
+    app = WebApp(routes=[*routes(), archive], exception_handlers=HANDLERS, lifespan=lifespan)
     app.header_options = {"css_url": site.css_url, "logo_url": site.logo_url}
     app.hot = SecurityHeaders(serve_hot, **app.header_options)
     app.router.redirect_slashes = False  # SlashRedirect does it, at base_url

@@ -6,6 +6,7 @@ them: an issue row, and one edition per language whose sent_at is set once it we
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from lxml import html as lxml_html
 from mjml import mjml2html
+from PIL import Image
 from sqlalchemy import Engine, insert, select, update
 
 from newsletter.archive.builder import BuildReport, build_archive
@@ -34,6 +36,13 @@ WORDS = {
     "fr": ("Nouvelles du réseau", "Lisez la déclaration et signez-la."),
     "es": ("Noticias de la red", "Lea la declaración y fírmela."),
 }
+
+
+def png_bytes(colour: str = "teal", size: tuple[int, int] = (40, 30)) -> bytes:
+    """A real, small PNG picture (the archive publishes only pictures it can read)."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
 
 
 def web_html(language: str, title: str, *, image: str | None = None, extra: str = "") -> str:

@@ -10,7 +10,8 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from newsletter.archive.assets import hashed_name
+from newsletter.archive.assets import hashed_name, legacy_name
+from newsletter.archive.images import process
 from newsletter.archive.writer import MANIFEST
 from tests.archive.conftest import (
     ARCHIVE_URL,
@@ -18,6 +19,7 @@ from tests.archive.conftest import (
     Builder,
     Newsroom,
     internal_links,
+    png_bytes,
     resolves,
     site_files,
 )
@@ -66,12 +68,12 @@ def test_only_sent_issues_appear_and_only_in_languages_they_were_sent_in(
 def test_every_internal_link_and_image_resolves_to_a_file(
     newsroom: Newsroom, build: Builder
 ) -> None:
-    newsroom.picture("2026-01-spring", b"\x89PNG\r\n\x1a\n not really a picture")
+    newsroom.picture("2026-01-spring", png_bytes("navy"))
     newsroom_with_history(newsroom)
     newsroom.issue("2026-06-pictures", image="https://cdn.example.net/remote.jpg")
     build(per_page=2)
     newsroom.issue("2026-07-photo", image="photo.png", sent=("fr",))
-    newsroom.picture("2026-07-photo", b"other")
+    newsroom.picture("2026-07-photo", png_bytes("olive"))
     build(per_page=2)
     pages = [p for rel, p in site_files(build.out).items() if rel.endswith(".html")]
     assert len(pages) > 10
@@ -84,23 +86,25 @@ def test_every_internal_link_and_image_resolves_to_a_file(
 def test_images_next_to_an_issue_are_copied_under_content_hashed_names(
     newsroom: Newsroom, build: Builder
 ) -> None:
-    picture = newsroom.picture("2026-01-photo", b"first picture")
+    picture = newsroom.picture("2026-01-photo", png_bytes("navy"))
     newsroom.issue("2026-01-photo", image="photo.png", languages=("en",))
     build()
     page = build.out / "en/2026/2026-01-photo"
-    copies = sorted(p.name for p in page.glob("photo.*.png"))
+    legacy = legacy_name("photo.png", png_bytes("navy"))  # what mails sent before point at
+    copies = sorted(p.name for p in page.glob("photo.*.png") if p.name != legacy)
     assert len(copies) == 1 and re.fullmatch(r"photo\.[0-9a-f]{10}\.png", copies[0])
+    assert (page / str(legacy)).read_bytes() == (page / copies[0]).read_bytes()
     assert f'src="{copies[0]}"' in (page / "index.html").read_text()
-    assert (page / copies[0]).read_bytes() == b"first picture"
+    assert (page / copies[0]).read_bytes() == process(png_bytes("navy"))[0]
     # the composer points the sent email at this very file: issue URL + hashed_name(...)
-    assert copies[0] == hashed_name("photo.png", b"first picture")
+    assert copies[0] == hashed_name("photo.png", png_bytes("navy"))
     feed = (build.out / "en/feed.xml").read_text()
     assert f"{ARCHIVE_URL}/en/2026/2026-01-photo/{copies[0]}" in feed
 
-    picture.write_bytes(b"a corrected picture")
+    picture.write_bytes(png_bytes("maroon"))
     report = build()
-    assert [p.name for p in page.glob("photo.*.png")] != copies
-    assert report.removed == 1
+    assert copies[0] not in [p.name for p in page.glob("photo.*.png")]
+    assert report.removed == 2  # the picture and its name for older mails
 
 
 def test_feeds_are_valid_atom_with_full_content_newest_first(

@@ -6,8 +6,10 @@ reached the server. The run is the real `newsletter send`, in-process, on both e
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -34,7 +36,8 @@ def _rows(workspace) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         found = conn.execute(
             select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_reply,
-                   Delivery.worker).join(Subscriber, Subscriber.id == Delivery.subscriber_id))
+                   Delivery.worker, Delivery.next_attempt_at)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id))
         rows = {r.email: dict(r._mapping) for r in found}
     engine.dispose()
     return rows
@@ -73,6 +76,48 @@ def test_4yz_at_the_end_of_data_is_deferred_then_sent_once(run, workspace, db_ur
     row = _rows(workspace)[busy]
     assert row["status"] == "sent" and row["attempts"] == 2
     assert smtp_server.data_attempts[busy] == 2
+    _everyone_else_once(smtp_server, emails)
+
+
+def test_a_4yz_due_later_than_the_retry_window_stays_deferred_with_its_reply_and_time(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port, retry_delay=3600.0, retry_window=5.0)
+    busy = emails[0]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "451 4.3.0 queue full, try later" if rcpts[0] == busy else None)
+    before = utcnow()
+    result = run.json("send", "nov", "--yes")
+    assert result["deferred"] == 1 and result["sent"] == 5 and result["status"] == "sending"
+    row = _rows(workspace)[busy]
+    assert row["status"] == "deferred" and row["attempts"] == 1
+    assert row["last_reply"] == "451 4.3.0 queue full, try later"
+    due = row["next_attempt_at"].replace(tzinfo=UTC) - before.replace(tzinfo=UTC)
+    assert timedelta(minutes=59) < due < timedelta(minutes=61)  # retry_delay after the reply
+    assert smtp_server.data_attempts[busy] == 1
+    _everyone_else_once(smtp_server, emails, busy)
+
+
+def test_mailbox_full_at_the_end_of_data_is_transient_even_as_5_2_2(
+        run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port)
+    full = emails[5]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "552 5.2.2 mailbox full" if rcpts[0] == full and n == 1 else None)
+    result = run.json("send", "nov", "--yes")
+    assert result["deferred"] == 1 and result["sent"] == 6
+    assert _rows(workspace)[full]["status"] == "sent"
+    _everyone_else_once(smtp_server, emails)
+
+
+def test_the_rate_limit_spaces_the_messages(run, workspace, db_url, smtp_server):
+    emails = _setup(workspace, db_url, smtp_server.port, n=9, rate=10.0)
+    arrivals: list[float] = []
+    smtp_server.data_reply_for = lambda rcpts, n: arrivals.append(time.monotonic())
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 9
+    # 9 messages at 10 a second: 8 intervals of 100 ms between the first and the last. The
+    # bound leaves room for a late first message (unlimited, all 9 arrive within 0.15 s).
+    assert max(arrivals) - min(arrivals) >= 0.5
     _everyone_else_once(smtp_server, emails)
 
 
@@ -166,3 +211,26 @@ def test_a_claim_stolen_between_the_claim_and_data_is_never_sent(
     assert row["status"] == "queued" and row["worker"] == THIEF and row["attempts"] == 0
     assert smtp_server.data_attempts[victim] == 0  # no DATA for a row this worker lost
     _everyone_else_once(smtp_server, emails, victim)
+
+
+def test_a_deferral_still_being_committed_is_retried_in_the_same_run(
+        run, workspace, db_url, smtp_server, monkeypatch: pytest.MonkeyPatch):
+    """A slow database: the run must not end while a deferral's commit is under way."""
+    from newsletter.delivery import journal
+
+    emails = _setup(workspace, db_url, smtp_server.port)
+    busy = emails[0]
+    # Its second deferral comes when nothing else is left: only that commit is under way.
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "451 4.3.0 try later" if rcpts[0] == busy and n <= 2 else None)
+    for writer in (journal.SqliteWriter, journal.PostgresWriter):
+        def slow(self, *args, _commit=writer.commit, **kwargs):
+            async def commit():
+                await asyncio.sleep(0.3)  # a commit that takes its time (a busy disk)
+                return await _commit(self, *args, **kwargs)
+            return commit()
+        monkeypatch.setattr(writer, "commit", slow)
+    result = run.json("send", "nov", "--yes")
+    assert result["status"] == "sent" and result["sent"] == 6 and result["deferred"] == 2
+    assert _rows(workspace)[busy]["status"] == "sent" and smtp_server.data_attempts[busy] == 3
+    _everyone_else_once(smtp_server, emails)

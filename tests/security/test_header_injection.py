@@ -156,20 +156,25 @@ def write_issue(workspace: Path, subject: str, list_slug: str = "news") -> None:
         "Hello {{ name | default(\"friend\") }},\n\nNews from the coalition.\n", "utf-8")
 
 
-@pytest.mark.parametrize("subject, reads", [
-    (f'"{Q_WORD}"', Q_WORD),
-    (f'"{B_WORD}"', B_WORD),
-    ('"News\\r\\nReply-To: attacker@evil.org\\r\\n\\r\\n<h1>Account locked</h1>"',
-     "News Reply-To: attacker@evil.org <h1>Account locked</h1>"),
-], ids=["q", "b", "escaped CR/LF"])
+@pytest.mark.parametrize("subject", [Q_WORD, B_WORD], ids=["q", "b"])
 def test_a_hostile_subject_in_a_test_send_stays_inside_the_subject(
-        web: WebEnv, subject: str, reads: str) -> None:
+        web: WebEnv, subject: str) -> None:
     """Newsletter headers were never built with EmailMessage; this guards that they stay so."""
     run = Cli(web.settings.workspace)
     run("lists", "add", "news", "--name", Q_WORD, "--languages", "en")
-    write_issue(web.settings.workspace, subject)
+    write_issue(web.settings.workspace, f'"{subject}"')
     run("send", "hostile", "--test-to", "editor@example.org")
     [message] = web.smtp.messages
     assert_only_our_headers_and_body(message, None)
-    assert message["Subject"] == reads
+    assert message["Subject"] == subject
     assert message["List-Id"].startswith(Q_WORD)
+
+
+def test_a_subject_with_line_breaks_is_refused_before_any_test_send(web: WebEnv) -> None:
+    run = Cli(web.settings.workspace)
+    run("lists", "add", "news", "--name", "News", "--languages", "en")
+    write_issue(web.settings.workspace,
+                '"News\\r\\nReply-To: attacker@evil.org\\r\\n\\r\\n<h1>Account locked</h1>"')
+    result = run("send", "hostile", "--test-to", "editor@example.org", ok=False)
+    assert result.exit_code == 1 and "subject contains a line break" in result.output
+    assert "Traceback" not in result.output and web.smtp.messages == []

@@ -104,3 +104,23 @@ def test_a_request_whose_background_work_was_lost_is_done_by_the_worker(web: Web
 
 async def _lost(job_id: int) -> None:
     return None
+
+
+def test_outbox_send_also_runs_requests_a_dead_process_left(web: WebEnv) -> None:
+    from newsletter.audience.jobs import queue_subscribe
+    from newsletter.audience.optin import RequestMeta
+    from tests.conftest import Cli
+
+    web.add_list()
+    queue_subscribe(
+        web.client.app.state.web.optin,
+        list_slug="news",
+        email="orphan@example.org",
+        name="",
+        language="fr",
+        meta=RequestMeta(ip="192.0.2.1"),
+        now=utcnow() - timedelta(minutes=2),
+    )
+    assert Cli(web.settings.workspace).json("outbox", "send")["sent"] == 1
+    assert [m["To"] for m in web.smtp.messages] == ["orphan@example.org"]
+    assert [r["status"] for r in web.outbox()] == ["sent"]
