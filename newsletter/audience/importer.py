@@ -11,6 +11,10 @@ a formula-like cell and a language the list lacks are each rejected with their l
 around them still land. A row the database refuses anyway is found by merging its batch one row
 at a time, and rejected alone.
 
+Before anything is written the file is read once more, cheaply, to plan: the column mapping
+(newsletter.audience.columns) and the rows per language are handed to `on_plan`, and a file
+without a language column for a list of several languages is refused under `strict`.
+
 Transactions: by default each batch commits, so valid rows land even when others are bad.
 With `strict` (or `dry_run`) everything runs in one transaction that is rolled back when any row
 is rejected (or always, for a dry run), so the counts are exact and nothing lands.
@@ -29,25 +33,21 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.audience.addresses import AddressError, normalize_email
+from newsletter.audience.columns import (
+    CONTROL,
+    Columns,
+    ImportFileError,
+    language_from_name,
+    map_columns,
+)
 from newsletter.audience.csvrecords import Record, read_records
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.subscribers import MergeCounts, NewRow, clean_name, merge_batch
 from newsletter.db.engine import is_sqlite
-from newsletter.errors import NewsletterError, ValidationError
+from newsletter.errors import ValidationError
 
-EMAIL_HEADERS = ("email", "e-mail", "email address", "e-mail address", "mail", "address")
-NAME_HEADERS = ("name", "full name", "fullname", "display name")
-LANGUAGE_HEADERS = ("language", "lang", "locale", "preferred language")
 FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
-# C0 and C1 controls other than tab and line breaks: NUL is refused by PostgreSQL (and would be
-# stored by SQLite), the others are invisible in a name and can rewrite the terminal.
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_CELL = 1000
-MAX_COLUMNS = 100
-
-
-class ImportFileError(NewsletterError):
-    """The file as a whole cannot be read (not the fault of one row)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class ImportReport:
     dry_run: bool = False
     strict: bool = False
     committed: bool = False
+    plan: ImportPlan | None = None
+    languages: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         m = self.merge
@@ -91,42 +93,37 @@ class ImportReport:
             "committed": self.committed,
             "errors": [vars(p) for p in self.rejected],
             "warnings": [vars(p) for p in self.warnings],
+            "columns": self.plan.columns if self.plan else {},
+            "languages": dict(sorted(self.languages.items())),
+            "notices": [self.plan.warning] if self.plan and self.plan.warning else [],
         }
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Where the known fields are in the header; the rest become attributes."""
+@dataclass
+class ImportPlan:
+    """What the file holds, found before anything is written: the mapping, rows per language."""
 
-    email: int
-    name: int | None
-    language: int | None
-    extra: tuple[tuple[int, str], ...]
-    width: int
+    columns: dict[str, Any]
+    rows: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    unknown_language: int = 0
+    default_language: str = ""
+    list_languages: tuple[str, ...] = ()
 
+    @property
+    def defaulted(self) -> bool:
+        """Every row gets the default language because the file has no language column."""
+        return self.columns.get("language") is None and len(self.list_languages) > 1
 
-def map_columns(header: list[str]) -> Columns:
-    """Find email, name and language columns by their header names (case-insensitive)."""
-    if len(header) > MAX_COLUMNS:
-        raise ImportFileError(f"the header has {len(header)} columns; at most {MAX_COLUMNS}")
-    if CONTROL.search("".join(header)):
-        raise ImportFileError("the header contains a control character")
-    names = [h.strip().lower() for h in header]
-
-    def find(choices: tuple[str, ...]) -> int | None:
-        return next((i for i, n in enumerate(names) if n in choices), None)
-
-    email = find(EMAIL_HEADERS)
-    if email is None:
-        raise ImportFileError(
-            f"no email column in the header (found: {', '.join(header) or 'nothing'}); "
-            "name one column 'email'"
-        )
-    name, language = find(NAME_HEADERS), find(LANGUAGE_HEADERS)
-    taken = {email, name, language}
-    extra = tuple((i, header[i].strip()) for i in range(len(header))
-                  if i not in taken and header[i].strip())
-    return Columns(email, name, language, extra, len(header))
+    @property
+    def warning(self) -> str:
+        """The loud warning shown when no language column was found, or ''."""
+        if not self.defaulted:
+            return ""
+        return (f"no language column found: all {self.rows} rows get the list's default "
+                f"language {self.default_language!r} (the list offers "
+                f"{', '.join(self.list_languages)}); name the column with "
+                "--column language=HEADER, or use --strict to refuse such a file")
 
 
 @dataclass
@@ -153,21 +150,23 @@ class RowChecker:
             return None, shown(raw_email), [str(exc)]
         warnings: list[str] = []
         for label, value in [("name", cell(self.columns.name)),
+                             ("name", cell(self.columns.surname)),
                              *((h, cell(i)) for i, h in self.columns.extra)]:
             if FORMULA.match(value):
                 return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
-        raw_name = cell(self.columns.name)
+        raw_name = " ".join(p for p in (cell(self.columns.name), cell(self.columns.surname)) if p)
         name = clean_name(raw_name)
         if name != raw_name.strip():
             warnings.append("line breaks or extra spaces in the name were collapsed")
-        language, problem = self._language(cell(self.columns.language))
+        raw_language = cell(self.columns.language)
+        language, problem = self.language(raw_language)
         if problem and not language:
             return None, email, [problem]
         if problem:
             warnings.append(problem)
         attrs = {h: cell(i) for i, h in self.columns.extra if cell(i)}
-        return NewRow(email=email, name=name, language=language, attributes=attrs,
-                      line=line), email, warnings
+        return NewRow(email=email, name=name, language=language, attributes=attrs, line=line,
+                      default_language=not raw_language), email, warnings
 
     def _cells_problem(self, cells: list[str]) -> str:
         """Why the raw cells cannot be stored as they are, or ''."""
@@ -189,11 +188,13 @@ class RowChecker:
 
     def _label(self, i: int) -> str:
         known: dict[int | None, str] = {self.columns.email: "email", self.columns.name: "name",
+                                        self.columns.surname: "name",
                                         self.columns.language: "language",
                                         **dict(self.columns.extra)}
         return known.get(i) or f"column {i + 1}"
 
-    def _language(self, raw: str) -> tuple[str, str]:
+    def language(self, raw: str) -> tuple[str, str]:
+        """(code or '', problem or ''): a code, a regional variant or a name like 'Français'."""
         offered = self.lst.languages
         if not raw:
             return self.lst.default_language, ""
@@ -203,6 +204,8 @@ class RowChecker:
         base = lang.split("-")[0]
         if base in offered:
             return base, ""
+        if (named := language_from_name(raw, tuple(offered))) in offered:
+            return named, ""
         langs = ", ".join(offered)
         message = f"language {raw!r} is not offered by list {self.lst.slug!r} ({langs})"
         if self.fallback_language:
@@ -234,21 +237,27 @@ class Importer:
     check_dns: bool = False
     batch_size: int = 2000
     progress: ProgressFn | None = None
+    named_columns: dict[str, str] = field(default_factory=dict)
+    on_plan: Callable[[ImportPlan], None] | None = None
     report: ImportReport = field(default_factory=ImportReport)
     _seen: set[int] = field(default_factory=set)
 
     def run(self, stream: IO[bytes], source: str) -> ImportReport:
-        """Import every row of the stream."""
+        """Read the file once to plan (nothing written), then import every row of it."""
         self.report.dry_run, self.report.strict = self.dry_run, self.strict
+        columns = self._columns(stream)
+        checker = RowChecker(self.lst, columns, self.fallback_language, self.check_dns)
+        stream.seek(0)
+        plan = self.report.plan = self._plan(read_records(stream), checker)
+        if self.on_plan:
+            self.on_plan(plan)
+        if self.strict and plan.defaulted:
+            raise ImportFileError(f"--strict: no language column, so all {plan.rows} rows would "
+                                  f"get the default language {plan.default_language!r}; name "
+                                  "the column with --column language=HEADER")
+        stream.seek(0)
         rows = read_records(stream)
-        first = next((r for r in rows if r.problem or any(c.strip() for c in r.cells)), None)
-        if first is None:
-            raise ImportFileError("the file is empty")
-        if first.problem:
-            raise ImportFileError(f"line 1: the header cannot be read: {first.problem}")
-        header = first.cells
-        checker = RowChecker(self.lst, map_columns(header), self.fallback_language,
-                             self.check_dns)
+        next(r for r in rows if r.problem or any(c.strip() for c in r.cells))  # the header
         single = self.dry_run or self.strict
         with self.engine.connect() as conn:
             transaction = conn.begin() if single else None
@@ -261,6 +270,36 @@ class Importer:
             else:
                 self.report.committed = True
         return self.report
+
+    def _columns(self, stream: IO[bytes]) -> Columns:
+        first = next((r for r in read_records(stream)
+                      if r.problem or any(c.strip() for c in r.cells)), None)
+        if first is None:
+            raise ImportFileError("the file is empty")
+        if first.problem:
+            raise ImportFileError(f"line 1: the header cannot be read: {first.problem}")
+        return map_columns(first.cells, self.named_columns)
+
+    def _plan(self, rows: Iterator[Record], checker: RowChecker) -> ImportPlan:
+        """Rows per language in the file (only the language cell is checked: it is cheap)."""
+        columns = checker.columns
+        plan = ImportPlan(columns.describe(), default_language=self.lst.default_language,
+                          list_languages=tuple(self.lst.languages))
+        records = (r for r in rows if r.problem or any(c.strip() for c in r.cells))
+        next(records, None)  # the header
+        at = columns.language
+        for record in records:
+            plan.rows += 1
+            if record.problem:
+                continue
+            cell = record.cells[at].strip() if at is not None and at < len(record.cells) else ""
+            language = checker.language(cell)[0]
+            if language:
+                plan.languages[language] = plan.languages.get(language, 0) + 1
+            else:
+                plan.unknown_language += 1
+        plan.languages = dict(sorted(plan.languages.items(), key=lambda kv: (-kv[1], kv[0])))
+        return plan
 
     def _batches(self, rows: Iterator[Record], checker: RowChecker):
         batch: dict[str, NewRow] = {}
@@ -288,6 +327,7 @@ class Importer:
         if key not in self._seen:
             self._seen.add(key)
             self.report.accepted += 1
+            self._count_language(row.language, 1)
             batch[row.email] = row
             return
         self.report.duplicates_in_file += 1
@@ -296,7 +336,10 @@ class Importer:
             batch[row.email] = row
             return
         earlier.name = row.name or earlier.name
-        earlier.language = row.language or earlier.language
+        if not row.default_language and row.language != earlier.language:
+            self._count_language(earlier.language, -1)
+            self._count_language(row.language, 1)
+            earlier.language, earlier.default_language = row.language, False
         earlier.attributes = {**earlier.attributes, **row.attributes}
 
     def _merge(self, conn: Connection, batch: list[NewRow], source: str, commit: bool) -> None:
@@ -314,6 +357,13 @@ class Importer:
             row = next(r for r in batch if r.line == line)
             self.report.rejected.append(RowProblem(line, row.email, "address is suppressed"))
             self.report.accepted -= 1
+            self._count_language(row.language, -1)
+
+    def _count_language(self, language: str, n: int) -> None:
+        counts = self.report.languages
+        counts[language] = counts.get(language, 0) + n
+        if not counts[language]:
+            del counts[language]
 
 
     @staticmethod
@@ -335,6 +385,7 @@ class Importer:
                 self.report.rejected.append(
                     RowProblem(row.line, row.email, f"the database refused this row: {reason}"))
                 self.report.accepted -= 1
+                self._count_language(row.language, -1)
         return counts
 
 
@@ -351,6 +402,8 @@ def import_csv(
     fallback_language: bool = False,
     check_dns: bool = False,
     progress: ProgressFn | None = None,
+    columns: dict[str, str] | None = None,
+    on_plan: Callable[[ImportPlan], None] | None = None,
 ) -> ImportReport:
     """Import a CSV file of subscribers into a list."""
     if confirmed and not consent_source.strip():
@@ -359,7 +412,7 @@ def import_csv(
     importer = Importer(engine, lst, address_key, confirmed=confirmed,
                         consent_source=consent_source, dry_run=dry_run, strict=strict,
                         fallback_language=fallback_language, check_dns=check_dns,
-                        progress=progress)
+                        progress=progress, named_columns=columns or {}, on_plan=on_plan)
     source = consent_source or f"import:{path.name}"
     try:
         with path.open("rb") as stream:

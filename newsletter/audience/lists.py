@@ -1,14 +1,14 @@
-"""Mailing lists: create, read, describe."""
+"""Mailing lists: create, read, describe, change, rename, delete, sync from lists.toml."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
-from newsletter.db.models import MailingList, Subscription
+from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, ValidationError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -16,6 +16,11 @@ LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 lists_table = cast(Table, MailingList.__table__)
 subscriptions_table = cast(Table, Subscription.__table__)
+subscribers_table = cast(Table, Subscriber.__table__)
+issues_table = cast(Table, Issue.__table__)
+deliveries_table = cast(Table, Delivery.__table__)
+# An issue in these states still has mails to send to the list's subscribers.
+SENDING = ("sending", "paused")
 
 
 @dataclass(frozen=True)
@@ -55,18 +60,7 @@ def add_list(
     description: str = "",
 ) -> ListInfo:
     """Create a list; its slug must be new and its default language one it offers."""
-    if not SLUG.fullmatch(slug):
-        raise ValidationError(
-            f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
-        )
-    if not name.strip():
-        raise ValidationError("a list needs a --name")
-    default_language = default_language.lower()
-    if default_language not in languages:
-        raise ValidationError(
-            f"default language {default_language!r} is not among the list's languages "
-            f"({', '.join(languages)})"
-        )
+    name, default_language = check_new_list(slug, name, languages, default_language)
     with engine.begin() as conn:
         if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug)):
             raise ValidationError(f"a list with slug {slug!r} already exists")
@@ -82,6 +76,23 @@ def add_list(
             )
         )
     return get_list(engine, slug)
+
+
+def check_new_list(slug: str, name: str, languages: list[str],
+                   default_language: str) -> tuple[str, str]:
+    """The name and default language of a new list as stored, or a ValidationError."""
+    if not SLUG.fullmatch(slug):
+        raise ValidationError(
+            f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
+        )
+    name = check_name(name)
+    default_language = default_language.lower()
+    if default_language not in languages:
+        raise ValidationError(
+            f"default language {default_language!r} is not among the list's languages "
+            f"({', '.join(languages)})"
+        )
+    return name, default_language
 
 
 def _counts(engine: Engine, list_id: int | None = None) -> dict[int, dict[str, int]]:
@@ -136,35 +147,228 @@ def read_list_definitions(path) -> list[dict]:
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    lists = data.get("list", [])
+    if not isinstance(lists, list) or not all(isinstance(x, dict) for x in lists):
+        raise ConfigError(f"{path}: write each list as a [[list]] table")
     out = []
-    for i, item in enumerate(data.get("list", []), start=1):
+    for i, item in enumerate(lists, start=1):
         missing = [k for k in ("slug", "name", "languages") if k not in item]
         if missing:
             raise ConfigError(f"{path}: list #{i}: missing {', '.join(missing)}")
+        problem = _definition_problem(item)
+        if problem:
+            raise ConfigError(f"{path}: list #{i} ({str(item['slug'])[:64]!r}): {problem}")
         out.append(item)
     return out
 
 
-def sync_lists(engine: Engine, path) -> list[str]:
-    """Create the lists defined in lists.toml that do not exist yet; returns their slugs."""
-    created = []
-    existing = {lst.slug for lst in all_lists(engine)}
-    for item in read_list_definitions(path):
-        if item["slug"] in existing:
+# key -> (accepted types, what to write): a wrong type is one line, not a traceback later
+_DEFINITION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "slug": ((str,), "a string"),
+    "name": ((str,), "a string"),
+    "description": ((str,), "a string"),
+    "languages": ((list, str), 'a list like ["en", "fr"]'),
+    "default_language": ((str,), "a string"),
+    "opt_in": ((str,), '"double" or "single"'),
+    "public": ((bool,), "true or false"),
+}
+
+
+def _definition_problem(item: dict) -> str:
+    """Why a [[list]] table cannot be used, or ''."""
+    for key, (types, what) in _DEFINITION_TYPES.items():
+        if key in item and not isinstance(item[key], types):
+            return f"{key} must be {what}"
+    langs = item["languages"]
+    if isinstance(langs, list) and not all(isinstance(x, str) for x in langs):
+        return 'languages must be a list of codes like ["en", "fr"]'
+    if item.get("opt_in", "double") not in ("double", "single"):
+        return 'opt_in must be "double" or "single"'
+    return ""
+
+
+def check_name(name: str) -> str:
+    """A list name as stored: stripped, non-empty, printable, at most 200 characters."""
+    name = name.strip()
+    if not name:
+        raise ValidationError("a list needs a --name")
+    if len(name) > 200:
+        raise ValidationError(f"a list name has at most 200 characters (this one has {len(name)})")
+    if any(not ch.isprintable() for ch in name):
+        raise ValidationError("a list name cannot contain control characters or line breaks")
+    return name
+
+
+def _languages_of(item: dict) -> list[str]:
+    langs = item["languages"]
+    return parse_languages(langs if isinstance(langs, str) else ",".join(langs))
+
+
+@dataclass
+class SyncReport:
+    """What `lists sync` did (or, for a dry run, would do)."""
+
+    created: list[str] = field(default_factory=list)
+    changed: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
+
+
+def sync_lists(engine: Engine, path, *, dry_run: bool = False,
+               force: bool = False) -> SyncReport:
+    """Create the lists of lists.toml that are missing and apply its changes to the others.
+
+    Every change is checked before any is written, so a refused one leaves every list as it was.
+    """
+    report = SyncReport()
+    existing = {lst.slug: lst for lst in all_lists(engine)}
+    items = read_list_definitions(path)
+    planned: list[tuple[str, ListUpdate]] = []
+    for item in items:
+        langs = _languages_of(item)
+        if item["slug"] not in existing:
+            check_new_list(item["slug"], item["name"], langs,
+                           item.get("default_language", langs[0]))
+            report.created.append(item["slug"])
             continue
-        langs = item["languages"]
-        langs = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
-        add_list(
-            engine,
-            slug=item["slug"],
-            name=item["name"],
-            languages=langs,
-            default_language=item.get("default_language", langs[0]),
-            double_opt_in=item.get("opt_in", "double") == "double",
-            public=item.get("public", True),
-            description=item.get("description", ""),
-        )
-        created.append(item["slug"])
-    return created
+        wanted = ListUpdate(name=item["name"], description=item.get("description", ""),
+                            languages=langs,
+                            default_language=item.get("default_language", langs[0]))
+        changes = update_list(engine, item["slug"], wanted, force=force, dry_run=True)
+        if changes:
+            planned.append((item["slug"], wanted))
+            report.changed[item["slug"]] = changes
+    if dry_run:
+        return report
+    for item in items:
+        if item["slug"] in report.created:
+            langs = _languages_of(item)
+            add_list(engine, slug=item["slug"], name=item["name"], languages=langs,
+                     default_language=item.get("default_language", langs[0]),
+                     double_opt_in=item.get("opt_in", "double") == "double",
+                     public=item.get("public", True), description=item.get("description", ""))
+    for slug, wanted in planned:
+        update_list(engine, slug, wanted, force=force)
+    return report
+
+
+@dataclass(frozen=True)
+class ListUpdate:
+    """The new values of a list; None leaves a value as it is."""
+
+    name: str | None = None
+    description: str | None = None
+    languages: list[str] | None = None
+    default_language: str | None = None
+
+
+def _readers(conn: Connection, list_id: int, default: str, langs: list[str]) -> dict[str, int]:
+    """How many subscribers still on the list read each of `langs` (those read by nobody: none)."""
+    s, c = subscribers_table, subscriptions_table
+    lang = func.coalesce(s.c.language, default)
+    rows = conn.execute(
+        select(lang, func.count()).select_from(s.join(c, c.c.subscriber_id == s.c.id))
+        .where(c.c.list_id == list_id, c.c.status != "unsubscribed", lang.in_(langs))
+        .group_by(lang))
+    return {language: n for language, n in rows if n}
+
+
+def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = False,
+                dry_run: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Change a list's name, description, languages or default; returns field -> (old, new).
+
+    Removing a language that subscribers of the list read is refused with their count unless
+    `force`: their own preference is kept, and each send then needs --fallback-language.
+    """
+    with engine.begin() as conn:
+        row = conn.execute(select(lists_table).where(lists_table.c.slug == slug)).first()
+        if row is None:
+            raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
+        new = _new_values(row, wanted)
+        removed = [lang for lang in row.languages if lang not in new["languages"]]
+        readers = _readers(conn, row.id, row.default_language, removed) if removed else {}
+        if readers and not force:
+            raise ValidationError(
+                f"list {slug!r}: {sum(readers.values())} subscriber(s) read "
+                f"{', '.join(readers)}, which would no longer be offered; keep the language, or "
+                "add --force (their preference is kept, and each send will then need "
+                "--fallback-language)")
+        changes = {k: (getattr(row, k), v) for k, v in new.items() if getattr(row, k) != v}
+        if changes and not dry_run:
+            conn.execute(update(lists_table).where(lists_table.c.id == row.id)
+                         .values(**{k: v for k, (_, v) in changes.items()}))
+    return changes
+
+
+def _new_values(row: Any, wanted: ListUpdate) -> dict[str, Any]:
+    languages = list(wanted.languages) if wanted.languages is not None else list(row.languages)
+    default = (wanted.default_language or row.default_language).lower()
+    if wanted.default_language is None and default not in languages:
+        default = languages[0]  # the old default was removed: the first language takes over
+    if default not in languages:
+        raise ValidationError(f"default language {default!r} is not among the list's languages "
+                              f"({', '.join(languages)})")
+    name = row.name if wanted.name is None else check_name(wanted.name)
+    description = row.description if wanted.description is None else wanted.description
+    return {"name": name, "description": description, "languages": languages,
+            "default_language": default}
+
+
+def _refuse_while_sending(conn: Connection, list_id: int, slug: str, action: str) -> None:
+    sending = conn.scalars(select(issues_table.c.slug).where(
+        issues_table.c.list_id == list_id, issues_table.c.status.in_(SENDING))).all()
+    if sending:
+        raise ValidationError(f"cannot {action} list {slug!r} while issue "
+                              f"{', '.join(map(repr, sending))} is sending to it; let it finish "
+                              "(or cancel it) first")
+
+
+def rename_list(engine: Engine, old: str, new: str) -> ListInfo:
+    """Give a list a new slug (which List-Id and issue.toml files use)."""
+    if not SLUG.fullmatch(new):
+        raise ValidationError(
+            f"list slug {new!r} must be lowercase letters, digits and dashes (max 63)")
+    with engine.begin() as conn:
+        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == old))
+        if list_id is None:
+            raise NotFoundError(f"no list {old!r} (see `newsletter lists list`)")
+        if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == new)):
+            raise ValidationError(f"a list with slug {new!r} already exists")
+        _refuse_while_sending(conn, list_id, old, "rename")
+        conn.execute(update(lists_table).where(lists_table.c.id == list_id).values(slug=new))
+    return get_list(engine, new)
+
+
+@dataclass(frozen=True)
+class DeleteReport:
+    """What deleting a list removed; suppressions are never touched."""
+
+    subscriptions: int
+    issues: int
+    deliveries: int
+
+
+def count_issues(engine: Engine, list_id: int) -> int:
+    """How many issues (drafts, sent, any) belong to a list."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(issues_table)
+                           .where(issues_table.c.list_id == list_id)) or 0
+
+
+def delete_list(engine: Engine, slug: str) -> DeleteReport:
+    """Delete a list with its subscriptions and issue records; refused while an issue sends."""
+    with engine.begin() as conn:
+        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug))
+        if list_id is None:
+            raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
+        _refuse_while_sending(conn, list_id, slug, "delete")
+        deliveries = conn.execute(
+            delete(deliveries_table).where(deliveries_table.c.list_id == list_id)).rowcount
+        issues = conn.execute(
+            delete(issues_table).where(issues_table.c.list_id == list_id)).rowcount
+        subscriptions = conn.execute(
+            delete(subscriptions_table).where(subscriptions_table.c.list_id == list_id)).rowcount
+        conn.execute(delete(lists_table).where(lists_table.c.id == list_id))
+    return DeleteReport(subscriptions, issues, deliveries)

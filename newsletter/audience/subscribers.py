@@ -37,6 +37,8 @@ class NewRow:
     language: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
     line: int = 0
+    # The language is only the list's default (no cell): it must not replace a known one.
+    default_language: bool = False
 
 
 @dataclass
@@ -70,7 +72,8 @@ def _changes(row: NewRow, existing: Any) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if row.name and row.name != existing.name:
         changes["name"] = row.name
-    if row.language and row.language != existing.language:
+    if row.language and row.language != existing.language and not (
+            row.default_language and existing.language):
         changes["language"] = row.language
     if row.attributes:
         merged = {**(existing.attributes or {}), **row.attributes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from newsletter.config import Settings, load_settings
 from newsletter.services import Services, build_services
@@ -51,6 +54,21 @@ def _plain(value: Any) -> Any:
 def print_json(data: Any) -> None:
     """The one JSON renderer for --json output."""
     click.echo(json.dumps(data, default=_plain, ensure_ascii=False, indent=2))
+
+
+def print_table(table: Table) -> None:
+    """A table on a terminal; plain tab-separated rows, never cut, when piped or redirected."""
+    if sys.stdout.isatty():
+        Console().print(table)
+        return
+
+    def plain(cell: Any) -> str:
+        return " ".join(str(cell).split())  # a tab or line break would split the row
+
+    columns = table.columns
+    click.echo("\t".join(plain(c.header) for c in columns))
+    for row in zip(*(list(c.cells) for c in columns), strict=True):
+        click.echo("\t".join(plain(cell) for cell in row))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

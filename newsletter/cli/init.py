@@ -90,7 +90,7 @@ def init(directory: Path, force: bool, database_url: str | None) -> None:
     try:
         services.upgrade()
         lists_file = directory / "subscribers" / "lists.toml"
-        created = sync_lists(services.engine, lists_file) if lists_file.exists() else []
+        created = sync_lists(services.engine, lists_file).created if lists_file.exists() else []
     finally:
         services.close()
     for item in made:

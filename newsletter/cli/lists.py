@@ -5,16 +5,26 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from newsletter.audience.lists import add_list, all_lists, get_list, parse_languages, sync_lists
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.audience.lists import (
+    ListUpdate,
+    add_list,
+    all_lists,
+    count_issues,
+    delete_list,
+    get_list,
+    parse_languages,
+    rename_list,
+    sync_lists,
+    update_list,
+)
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 
 
 @click.group("lists")
 def lists() -> None:
-    """Mailing lists: add, list, show, sync from subscribers/lists.toml."""
+    """Mailing lists: add, list, show, update, rename, delete, sync from subscribers/lists.toml."""
 
 
 @lists.command("add")
@@ -56,7 +66,7 @@ def list_(app: AppContext, as_json: bool) -> None:
         table.add_row(i.slug, i.name, ",".join(i.languages), i.default_language, i.opt_in,
                       "yes" if i.public else "no", *(str(i.counts[s]) for s in
                                                      ("confirmed", "pending", "unsubscribed")))
-    Console().print(table)
+    print_table(table)
 
 
 @lists.command("show")
@@ -76,15 +86,110 @@ def show(app: AppContext, slug: str, as_json: bool) -> None:
         click.echo(f"  {status}: {n}")
 
 
-@lists.command("sync")
+def _show_changes(slug: str, changes: dict) -> None:
+    for key, (old, new) in changes.items():
+        if isinstance(old, list):
+            old, new = ",".join(old), ",".join(new)
+        click.echo(f"{slug}: {key.replace('_', ' ')} {old!r} -> {new!r}")
+
+
+@lists.command("update")
+@click.argument("slug")
+@click.option("--name", help="New display name.")
+@click.option("--description", help="New one-line description.")
+@click.option("--languages", help="The languages offered from now on: en,fr,es")
+@click.option("--default-language", help="New fallback language (one of the languages).")
+@click.option("--force", is_flag=True,
+              help="Remove a language even though subscribers read it (sends will then need "
+                   "--fallback-language).")
 @pass_app
-def sync(app: AppContext) -> None:
-    """Create the lists defined in subscribers/lists.toml that do not exist yet."""
+def update(app: AppContext, slug: str, name: str | None, description: str | None,
+           languages: str | None, default_language: str | None, force: bool) -> None:
+    """Change the name, description or languages of the list SLUG."""
+    wanted = ListUpdate(name=name, description=description,
+                        languages=parse_languages(languages) if languages is not None else None,
+                        default_language=default_language)
+    changes = update_list(app.services.engine, slug, wanted, force=force)
+    if not changes:
+        click.echo(f"list {slug!r}: nothing to change")
+    _show_changes(slug, changes)
+
+
+def _issues_naming(app: AppContext, slug: str) -> list[str]:
+    """Issue folders whose issue.toml names the list `slug`."""
+    import tomllib
+
+    found = []
+    for path in sorted(app.settings.path("issues").glob("*/issue.toml")):
+        try:
+            if tomllib.loads(path.read_text(encoding="utf-8")).get("list") == slug:
+                found.append(path.parent.name)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # `issue check` reports a broken file; here it only cannot be listed
+    return found
+
+
+@lists.command("rename")
+@click.argument("old")
+@click.argument("new")
+@pass_app
+def rename(app: AppContext, old: str, new: str) -> None:
+    """Change the slug of a list from OLD to NEW."""
+    rename_list(app.services.engine, old, new)
+    click.echo(f"list {old!r} is now {new!r}")
+    click.echo(f"warning: the List-Id header of its mails changes from <{old}.…> to <{new}.…>; "
+               "subscribers who filter on it must update their filters", err=True)
+    click.echo(f"warning: the subscribe form moves from /subscribe/{old} to /subscribe/{new}: "
+               "update the pages that link to it (confirmation and unsubscribe links keep "
+               "working)", err=True)
+    issues = _issues_naming(app, old)
+    if issues:
+        click.echo(f"warning: set list = \"{new}\" in issue.toml of: {', '.join(issues)}",
+                   err=True)
+    click.echo(f"warning: rename it in subscribers/lists.toml too, or `lists sync` will create "
+               f"{old!r} again", err=True)
+
+
+@lists.command("delete")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete(app: AppContext, slug: str, yes: bool) -> None:
+    """Delete the list SLUG, its subscriptions and issue records (refused while sending)."""
+    info = get_list(app.services.engine, slug)
+    total = sum(info.counts.values())
+    issues = count_issues(app.services.engine, info.id)
+    sent = (f" and {issues} issue(s), whose editions leave the public archive at its next "
+            "build" if issues else "")
+    if not yes and not click.confirm(f"Delete list {slug!r} ({info.name}) with its {total} "
+                                     f"subscription(s){sent}?", default=False):
+        raise click.ClickException("nothing deleted")
+    report = delete_list(app.services.engine, slug)
+    click.echo(f"list {slug!r} deleted: {report.subscriptions} subscriptions, {report.issues} "
+               f"issue records, {report.deliveries} deliveries; subscribers and the suppression "
+               "list are kept")
+
+
+@lists.command("sync")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--force", is_flag=True,
+              help="Remove languages even though subscribers read them.")
+@pass_app
+def sync(app: AppContext, dry_run: bool, force: bool) -> None:
+    """Create the lists of subscribers/lists.toml and apply its changes to existing ones."""
     path = app.settings.path("subscribers/lists.toml")
     if not path.exists():
         raise click.ClickException(f"{path}: no such file")
-    created = sync_lists(app.services.engine, path)
-    click.echo(f"created: {', '.join(created)}" if created else "all lists already exist")
+    report = sync_lists(app.services.engine, path, dry_run=dry_run, force=force)
+    verb = "would be " if dry_run else ""
+    if report.created:
+        click.echo(f"{verb}created: {', '.join(report.created)}")
+    for slug, changes in report.changed.items():
+        _show_changes(slug, changes)
+    if not report.created and not report.changed:
+        click.echo("every list already matches lists.toml")
+    elif dry_run:
+        click.echo("dry run: nothing was changed")
 
 
 def attach(cli: click.Group) -> None:

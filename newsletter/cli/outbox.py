@@ -6,12 +6,11 @@ import asyncio
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import OptIn
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import OUTBOX_STATUSES
 from newsletter.outbox import deliver_outbox, list_outbox
 from newsletter.web.mails import SystemMails
@@ -73,7 +72,7 @@ def list_(app: AppContext, status: str | None, limit: int, as_json: bool) -> Non
             when,
             (r.last_error or "")[:60],
         )
-    Console().print(table)
+    print_table(table)
 
 
 def attach(cli: click.Group) -> None:

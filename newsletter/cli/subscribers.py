@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from newsletter.audience.columns import parse_column_options
 from newsletter.audience.erasure import erase
 from newsletter.audience.export import export_csv
-from newsletter.audience.importer import ImportReport, import_csv
+from newsletter.audience.importer import ImportPlan, ImportReport, import_csv
 from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import SUBSCRIPTION_STATUSES
 
 consent_options = [
@@ -83,6 +84,24 @@ def _print_report(report: ImportReport, path: Path) -> None:
         click.echo("strict: nothing was written because some rows were rejected")
 
 
+def _print_plan(plan: ImportPlan, as_json: bool, strict: bool) -> None:
+    """The column mapping and rows per language, shown before anything is written."""
+    if as_json:  # the warning is in the report's "notices"
+        return
+    if plan.warning and not strict:  # under --strict the import stops with its own error
+        click.secho(f"WARNING: {plan.warning}", err=True, fg="yellow", bold=True)
+    cols = plan.columns
+    fields = ", ".join(f"{f} <- {cols[f]!r}" if cols[f] else f"{f}: (none)"
+                       for f in ("email", "name", "language"))
+    click.echo(f"columns: {fields}")
+    if cols["attributes"]:
+        click.echo(f"  kept as attributes: {', '.join(cols['attributes'])}")
+    langs = ", ".join(f"{lang} {n}" for lang, n in plan.languages.items()) or "none"
+    unknown = (f" (+{plan.unknown_language} with a language the list lacks)"
+               if plan.unknown_language else "")
+    click.echo(f"languages: {langs}{unknown}")
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_slug", required=True, help="List slug.")
@@ -92,13 +111,22 @@ def _print_report(report: ImportReport, path: Path) -> None:
               help="Give rows with a language the list lacks the list's default language.")
 @click.option("--check-dns", is_flag=True,
               help="Also reject addresses whose domain has no mail server (slow: DNS lookups).")
+@click.option("--column", "columns", multiple=True, metavar="FIELD=HEADER",
+              help="Which column holds a field (email, name, language), e.g. "
+                   "--column language=Idioma. Repeatable.")
 @with_consent
 @json_option
 @pass_app
 def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: bool,
-            fallback_to_default: bool, check_dns: bool, confirmed: bool, consent_source: str,
-            as_json: bool) -> None:
-    """Import subscribers from a CSV FILE (columns: email, name, language, any others)."""
+            fallback_to_default: bool, check_dns: bool, columns: tuple[str, ...],
+            confirmed: bool, consent_source: str, as_json: bool) -> None:
+    """Import subscribers from a CSV FILE (columns: email, name, language, any others).
+
+    Headers are recognised in English, French and Spanish (Email/Courriel/Correo,
+    Name/Nom/Nombre, Language/Langue/Idioma); the mapping and rows per language are printed
+    before anything is written.
+    """
+    named = parse_column_options(columns)
     engine = app.services.engine
     total = max(file.stat().st_size, 1) if file.exists() else 1
     progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
@@ -110,7 +138,8 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
                             address_key=app.services.keyring.address_key, confirmed=confirmed,
                             consent_source=consent_source, dry_run=dry_run, strict=strict,
                             fallback_language=fallback_to_default, check_dns=check_dns,
-                            progress=lambda n: progress.advance(task, n))
+                            progress=lambda n: progress.advance(task, n), columns=named,
+                            on_plan=lambda plan: _print_plan(plan, as_json, strict))
     if as_json:
         print_json(report.as_dict())
     else:
@@ -138,8 +167,9 @@ def list_(app: AppContext, list_slug: str | None, status: str | None, language: 
     for r in rows:
         table.add_row(r.email, r.name, r.language or "", r.list, r.status, r.created_at[:10])
         count += 1
-    Console().print(table)
-    click.echo(f"{count} subscription(s)")
+    print_table(table)
+    # piped, stdout holds only the rows, so that `| cut -f1` gives addresses and nothing else
+    click.echo(f"{count} subscription(s)", err=not sys.stdout.isatty())
 
 
 @subscribers.command("export")

@@ -234,7 +234,8 @@ def test_a_row_the_database_refuses_is_rejected_alone(services, news, tmp_path):
         else:
             conn.execute(text("ALTER TABLE subscribers ADD CONSTRAINT no_refused "
                               "CHECK (name <> 'Refused')"))
-    text_ = "email,name\na@example.org,Ann\nr@example.org,Refused\nc@example.org,Cy\n"
+    text_ = ("email,name,language\na@example.org,Ann,en\nr@example.org,Refused,en\n"
+             "c@example.org,Cy,en\n")
     try:
         for strict in (True, False):
             report = do_import(services, write(tmp_path, text_), strict=strict)
