@@ -66,6 +66,8 @@ def print_table(table: Table) -> None:
         return " ".join(str(cell).split())  # a tab or line break would split the row
 
     columns = table.columns
+    if table.title:
+        click.echo(plain(table.title))
     click.echo("\t".join(plain(c.header) for c in columns))
     for row in zip(*(list(c.cells) for c in columns), strict=True):
         click.echo("\t".join(plain(cell) for cell in row))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.delivery import dispatch
 from newsletter.delivery import queue as q
 from newsletter.errors import NotFoundError, ValidationError
@@ -206,7 +206,7 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
     for lang, counts in sorted(report.by_language.items()):
         table.add_row(lang, *(str(counts.get(s, 0)) for s in shown))
     table.add_row("all", *(str(report.counts[s]) for s in shown))
-    console.print(table)
+    print_table(table)
     for err in report.last_errors:
         console.print(f"{err['status']} {err['email']} ({err['language']}, "
                       f"{err['attempts']} attempts): {err['reply']}", highlight=False)
