@@ -87,13 +87,14 @@ def browser(site: Path) -> Iterator[tuple[Any, str]]:
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("path", PAGES)
 def test_axe_finds_no_moderate_or_worse_violation_in_the_archive(
-        browser: tuple[Any, str], path: str) -> None:
+        browser: tuple[Any, str], path: str, scheme: str) -> None:
     chromium, base = browser
-    page = chromium.new_page()
+    page = chromium.new_page(color_scheme=scheme)  # issue pages keep the email's dark styles
     try:
         page.goto(base + path)
-        assert_accessible(page, chromium.axe, path)
+        assert_accessible(page, chromium.axe, f"{path} ({scheme})")
     finally:
         page.close()

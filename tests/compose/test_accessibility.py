@@ -64,13 +64,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_axe_finds_no_moderate_or_worse_violation_in_the_email(
-        browser: Any, compose_ws: Path, settings: Settings, lang: str) -> None:
+        browser: Any, compose_ws: Path, settings: Settings, lang: str, scheme: str) -> None:
     _, html = email_html(compose_ws, settings, lang)
-    page = browser.new_page()
+    page = browser.new_page(color_scheme=scheme)  # the email has dark-mode styles too
     page.set_content(html)
     try:
-        assert_accessible(page, browser.axe, f"the {lang} email", PAGE_LEVEL_RULES)
+        assert_accessible(page, browser.axe, f"the {lang} email ({scheme})", PAGE_LEVEL_RULES)
     finally:
         page.close()
