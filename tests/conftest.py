@@ -66,6 +66,13 @@ def require_chromium() -> str:
     return CHROMIUM
 
 
+def require_file(path: Path, how: str) -> Path:
+    """A file a test reads from outside the repository (a tool, a cached package), or missing."""
+    if not path.is_file():
+        missing(f"{path} is missing ({how})")
+    return path
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if REQUIRE_ALL and set(BACKENDS) != {"sqlite", "postgresql"}:
         raise pytest.UsageError("NEWSLETTER_TEST_REQUIRE_ALL=1 runs both engines: unset "

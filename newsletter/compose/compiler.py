@@ -161,12 +161,22 @@ def _context(
 
 # mjml-python rejects a run of spaces between two MJML tags unless it starts with a newline.
 MJML_GAP_RE = re.compile(r">[ \t]+(?=</?mj-)")
+# mj-preview becomes a hidden <div> at the top of <body> whose text is white: SpamAssassin
+# (HTML_FONT_LOW_CONTRAST) reads any text coloured like its background as a trick, hidden or
+# not. Hiding it by display and size alone, with no colour, scores nothing.
+PREVIEW_RE = re.compile(r'(<body\b[^>]*>\s*<div style=")display:none;[^"]*(">)')
+PREVIEW_STYLE = "display:none;max-height:0;max-width:0;overflow:hidden;mso-hide:all;"
+
+
+def _hide_preview(page: str) -> str:
+    """Restyle MJML's preheader <div> so it is hidden without a text colour."""
+    return PREVIEW_RE.sub(rf"\g<1>{PREVIEW_STYLE}\g<2>", page, count=1)
 
 
 def _mjml_to_html(mjml: str, doc: Document, shown: str, template: str) -> str:
     mjml = MJML_GAP_RE.sub(">\n", mjml)
     try:
-        return mjml2html(mjml, disable_comments=True, fonts={})
+        page = mjml2html(mjml, disable_comments=True, fonts={})
     except (ValueError, RuntimeError) as exc:
         blamed = _blame_block(doc)
         if blamed:
@@ -174,6 +184,7 @@ def _mjml_to_html(mjml: str, doc: Document, shown: str, template: str) -> str:
                                shown, blamed.line) from None
         raise ComposeError(f"the layout does not produce valid MJML: {exc}{_near(mjml, exc)}",
                            template, rule="template-error") from None
+    return _hide_preview(page)
 
 
 def _near(mjml: str, exc: Exception) -> str:
