@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Engine, Table, func, insert, select, update
 
 from newsletter.db.models import MailingList, Subscription
 from newsletter.errors import NotFoundError, ValidationError
+from newsletter.localized import Localized, check_text, pick
+from newsletter.typography import typeset_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
@@ -30,6 +34,41 @@ class ListInfo:
     opt_in: str
     public: bool
     counts: dict[str, int]
+    names: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def display_name(self, language: str) -> str:
+        """The list's name as a reader of `language` sees it."""
+        return list_text(self.names, self.name, language, self.default_language)
+
+
+def _table(value: Any) -> dict[str, str]:
+    """A names/descriptions column: a dict, JSON text (raw driver reads), or nothing."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else None
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def list_text(table: Any, fallback: str, language: str, default_language: str) -> str:
+    """A list's name or description in a language (its table, else the stored text), typeset."""
+    text = pick(_table(table) or fallback, language, default_language)
+    return typeset_text(text, language)
+
+
+def localized_list(mlist: Mapping[str, Any], language: str) -> dict[str, Any]:
+    """A list row as a reader of `language` sees it: name and description in that language."""
+    default = str(mlist.get("default_language") or language)
+    return {**mlist,
+            "name": list_text(mlist.get("names"), mlist["name"], language, default),
+            "description": list_text(mlist.get("descriptions"), mlist.get("description") or "",
+                                     language, default)}
+
+
+def _split(value: Localized, default_language: str) -> tuple[str, dict[str, str] | None]:
+    """(text in the default language, the table or None) of a name or description."""
+    if isinstance(value, str):
+        return value.strip(), None
+    return pick(value, default_language, default_language).strip(), dict(value)
 
 
 def parse_languages(text: str) -> list[str]:
@@ -47,21 +86,27 @@ def add_list(
     engine: Engine,
     *,
     slug: str,
-    name: str,
+    name: Localized,
     languages: list[str],
     default_language: str,
     double_opt_in: bool = True,
     public: bool = True,
-    description: str = "",
+    description: Localized = "",
 ) -> ListInfo:
-    """Create a list; its slug must be new and its default language one it offers."""
+    """Create a list; its slug must be new and its default language one it offers.
+
+    The name and description may be tables {language: text}; the default language's text is
+    also stored as the plain name and description.
+    """
     if not SLUG.fullmatch(slug):
         raise ValidationError(
             f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
         )
-    if not name.strip():
-        raise ValidationError("a list needs a --name")
     default_language = default_language.lower()
+    name, names = _split(name, default_language)
+    description, descriptions = _split(description, default_language)
+    if not name:
+        raise ValidationError("a list needs a --name")
     if default_language not in languages:
         raise ValidationError(
             f"default language {default_language!r} is not among the list's languages "
@@ -73,7 +118,9 @@ def add_list(
         conn.execute(
             insert(lists_table).values(
                 slug=slug,
-                name=name.strip(),
+                name=name,
+                names=names,
+                descriptions=descriptions,
                 languages=languages,
                 default_language=default_language,
                 opt_in="double" if double_opt_in else "single",
@@ -108,6 +155,8 @@ def _info(row, counts: dict[str, int]) -> ListInfo:
         opt_in=row.opt_in,
         public=row.public,
         counts=full,
+        names=_table(row.names),
+        descriptions=_table(row.descriptions),
     )
 
 
@@ -143,16 +192,26 @@ def read_list_definitions(path) -> list[dict]:
         missing = [k for k in ("slug", "name", "languages") if k not in item]
         if missing:
             raise ConfigError(f"{path}: list #{i}: missing {', '.join(missing)}")
+        for key in ("name", "description"):
+            try:
+                if key in item:
+                    item[key] = check_text(item[key])
+            except ValueError as exc:
+                raise ConfigError(f"{path}: list #{i}: {key}: {exc}") from None
         out.append(item)
     return out
 
 
 def sync_lists(engine: Engine, path) -> list[str]:
-    """Create the lists defined in lists.toml that do not exist yet; returns their slugs."""
+    """Create the lists defined in lists.toml that do not exist yet; returns their slugs.
+
+    Lists that exist take the file's per-language names and descriptions.
+    """
     created = []
-    existing = {lst.slug for lst in all_lists(engine)}
+    existing = {lst.slug: lst for lst in all_lists(engine)}
     for item in read_list_definitions(path):
         if item["slug"] in existing:
+            _retitle(engine, existing[item["slug"]], item)
             continue
         langs = item["languages"]
         langs = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
@@ -168,3 +227,16 @@ def sync_lists(engine: Engine, path) -> list[str]:
         )
         created.append(item["slug"])
     return created
+
+
+def _retitle(engine: Engine, mlist: ListInfo, item: Mapping[str, Any]) -> None:
+    """Store a lists.toml entry's names and descriptions on an existing list."""
+    values: dict[str, Any] = {}
+    for key, tables in (("name", "names"), ("description", "descriptions")):
+        if key in item:
+            text, table = _split(item[key], mlist.default_language)
+            if text or key == "description":
+                values.update({key: text, tables: table})
+    if values:
+        with engine.begin() as conn:
+            conn.execute(update(lists_table).where(lists_table.c.id == mlist.id).values(**values))
