@@ -22,6 +22,7 @@ PROTECTED = re.compile(
     r"|&#?\w+;",
     re.IGNORECASE,
 )
+PROTECTED_MARKS = ("://", "mailto:", "@", "&", "www.")  # one is in every PROTECTED match
 # A run of ; ! ? : after a word or closing mark, then a space or the end: "Titre : suite".
 HIGH_PUNCTUATION = re.compile(rf"(?<=[^\s])[{SPACES}]?([;!?:]+)(?=[\s)\]»\"”’<]|$)")
 # A run that starts the text after a space ("» ?" in a new node keeps its own space).
@@ -53,6 +54,8 @@ def _french_words(text: str) -> str:
 
 def _outside_protected(text: str, rule: Callable[[str], str]) -> str:
     """Apply a rule to the parts of a text that are not URLs, addresses or entities."""
+    if not any(mark in text for mark in PROTECTED_MARKS):
+        return rule(text)  # the common case, without scanning every word for a URL
     out, last = [], 0
     for match in PROTECTED.finditer(text):
         out += [rule(text[last:match.start()]), match.group(0)]

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, func, insert, select, update
@@ -51,8 +52,11 @@ def _table(value: Any) -> dict[str, str]:
 
 def list_text(table: Any, fallback: str, language: str, default_language: str) -> str:
     """A list's name or description in a language (its table, else the stored text), typeset."""
-    text = pick(_table(table) or fallback, language, default_language)
-    return typeset_text(text, language)
+    return _typeset(pick(_table(table) or fallback, language, default_language), language)
+
+
+# Names are few and shown on every preferences page: typeset each once.
+_typeset = lru_cache(maxsize=1024)(typeset_text)
 
 
 def localized_list(mlist: Mapping[str, Any], language: str) -> dict[str, Any]:
