@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import NewsletterError
+from newsletter.localized import Localized, check_languages, check_text, pick
 
 CONFIG_FILE = "newsletter.toml"
 
 
 class ConfigError(NewsletterError):
     """A setting is missing or has a value we cannot use."""
+
+
+class Text(str):
+    """Marks a setting readers see: one string, or a table {language: text} (localized.py)."""
 
 
 class Secret(str):
@@ -29,15 +34,17 @@ class Secret(str):
         return "Secret('**********')" if self else "Secret('')"
 
 
-# section -> key -> (type, default). Types: str, int, float, bool, list, Secret.
+# section -> key -> (type, default). Types: str, int, float, bool, list, Secret, Text.
+# [languages.<code>] tables (date locale and format per language) are checked by localized.py.
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "newsletter": {
-        "name": (str, "Newsletter"),
-        "organisation": (str, ""),
-        "postal_address": (str, ""),
+        "name": (Text, "Newsletter"),
+        "organisation": (Text, ""),
+        "postal_address": (Text, ""),
+        "masthead": (Text, ""),
         "base_url": (str, "http://127.0.0.1:8000"),
         "from_address": (str, "newsletter@example.org"),
-        "from_name": (str, ""),
+        "from_name": (Text, ""),
         "reply_to": (str, ""),
         "sender_id": (str, "newsletter"),
         "list_id_domain": (str, "lists.example.org"),
@@ -142,6 +149,9 @@ class Settings:
 
     workspace: Path
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (section, key) -> {language: text} for the Text settings given as a table; their entry in
+    # `values` holds the default language's text, so code that needs no language reads that.
+    tables: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -162,6 +172,18 @@ class Settings:
     def secret_key(self) -> Secret:
         return self.values["newsletter"]["secret_key"]
 
+    def text(self, section: str, key: str, language: str) -> str:
+        """A reader-facing setting in a language, falling back to the default language."""
+        table: Localized | None = self.tables.get((section, key))
+        if table is None:
+            return str(self.values[section][key])
+        return pick(table, language, self.values["newsletter"]["default_language"])
+
+    @property
+    def languages(self) -> dict[str, dict[str, str]]:
+        """[languages.<code>] options: locale and date_format per language."""
+        return self.values.get("languages", {})
+
     def path(self, relative: str) -> Path:
         """A workspace-relative path made absolute."""
         p = Path(relative)
@@ -179,7 +201,12 @@ def resolve_database_url(url: str, workspace: Path) -> str:
 
 
 def _coerce(value: Any, kind: type, where: str, secret: bool = False) -> Any:
-    if kind is Secret:
+    if kind is Text and isinstance(value, dict):
+        try:
+            return check_text(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if kind in (Secret, Text):
         kind = str
     shown = _shown(value, secret)
     if kind is bool:
@@ -234,8 +261,14 @@ def read_toml(path: Path) -> dict[str, Any]:
 def _from_file(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section, keys in data.items():
+        if section == "languages":
+            try:
+                out["languages"] = check_languages(keys)
+            except ValueError as exc:
+                raise ConfigError(f"{path.name}: {exc}") from None
+            continue
         if section not in SCHEMA:
-            known = ", ".join(SCHEMA)
+            known = ", ".join([*SCHEMA, "languages"])
             raise ConfigError(f"{path.name}: unknown section [{section}] (known: {known})")
         if not isinstance(keys, dict):
             raise ConfigError(f"{path.name}: [{section}] must be a table")
@@ -295,6 +328,7 @@ def load_settings(
     path = ws / CONFIG_FILE
     values = {s: {k: (list(d) if isinstance(d, list) else d) for k, (_, d) in keys.items()}
               for s, keys in SCHEMA.items()}
+    values["languages"] = {}
     for layer in (_from_file(read_toml(path), path), _from_env(env), overrides or {}):
         for section, keys in layer.items():
             values[section].update(keys)
@@ -304,5 +338,13 @@ def load_settings(
                 values[section][key] = Secret(values[section][key] or "")
     olds = values["newsletter"]["old_secret_keys"]
     values["newsletter"]["old_secret_keys"] = [Secret(k) for k in olds]
+    tables: dict[tuple[str, str], dict[str, str]] = {}
+    for section, keys in SCHEMA.items():
+        for key, (kind, _) in keys.items():
+            if kind is Text and isinstance(values[section][key], dict):
+                tables[(section, key)] = dict(values[section][key])
+    default = str(values["newsletter"]["default_language"])
+    for (section, key), table in tables.items():
+        values[section][key] = pick(table, default, default)
     _validate(values)
-    return Settings(workspace=ws, values=values)
+    return Settings(workspace=ws, values=values, tables=tables)

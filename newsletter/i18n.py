@@ -13,12 +13,14 @@ from pathlib import Path
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
+from newsletter.typography import typeset_text
+
 LOCALES = Path(__file__).parent / "locales"
 LANGUAGES = ("en", "fr", "es")
 
 
 class _PoTranslations(Translations):
-    def __init__(self, path: Path, domain: str) -> None:
+    def __init__(self, path: Path, domain: str, language: str) -> None:
         super().__init__(domain=domain)
         with path.open("rb") as fh:
             catalog = read_po(fh)
@@ -26,7 +28,8 @@ class _PoTranslations(Translations):
             if message.id and message.string and not message.fuzzy:
                 key = message.id if isinstance(message.id, str) else message.id[0]
                 value = message.string if isinstance(message.string, str) else message.string[0]
-                self._catalog[key] = value
+                # The language's typography is set once here, for every page and mail.
+                self._catalog[key] = typeset_text(value, language)
         self.plural = catalog.plural_expr and (lambda n: int(n != 1))  # type: ignore[assignment]
 
 
@@ -38,7 +41,7 @@ def translations(language: str, domain: str) -> NullTranslations:
         path = LOCALES / language.split("-")[0].lower() / "LC_MESSAGES" / f"{domain}.po"
     if not path.exists():
         return NullTranslations()
-    return _PoTranslations(path, domain)
+    return _PoTranslations(path, domain, path.parent.parent.name)
 
 
 def gettext(language: str, domain: str, message: str) -> str:

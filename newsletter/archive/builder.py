@@ -31,6 +31,7 @@ from newsletter.archive.webversion import (
     split_web_version,
 )
 from newsletter.archive.writer import SiteWriter, clean_output, read_manifest
+from newsletter.audience.lists import list_text
 from newsletter.config import Settings
 from newsletter.db.models import Edition, Issue, MailingList
 from newsletter.i18n import gettext
@@ -72,10 +73,11 @@ def archive_config(settings: Settings) -> ArchiveConfig:
         base_url=archive_base_url(settings),
         app_url=news["base_url"].rstrip("/"),
         per_page=archive["per_page"],
-        name=news["name"],
+        name=settings.tables.get(("newsletter", "name")) or news["name"],
         titles={str(k): str(v) for k, v in (archive["titles"] or {}).items()},
         default_language=news["default_language"],
-        organisation=news["organisation"],
+        organisation=settings.tables.get(("newsletter", "organisation")) or news["organisation"],
+        dates=settings.languages,
         feed_entries=max(20, archive["per_page"]),
     )
 
@@ -93,7 +95,8 @@ def load_editions(
         select(
             Issue.slug, Edition.language, MailingList.slug, MailingList.name, Edition.subject,
             Edition.title, Edition.preheader, Edition.issue_date, Edition.volume, Edition.number,
-            Edition.sent_at, Edition.web_html, Edition.data,
+            Edition.sent_at, Edition.web_html, Edition.data, MailingList.names,
+            MailingList.default_language,
         )
         .join(Issue, Issue.id == Edition.issue_id)
         .join(MailingList, MailingList.id == Issue.list_id)
@@ -106,7 +109,8 @@ def load_editions(
     with engine.connect() as conn:
         for row in conn.execute(query):
             (slug, language, list_slug, list_name, subject, title, preheader, issue_date,
-             volume, number, sent_at, web_html, data) = row
+             volume, number, sent_at, web_html, data, list_names, list_language) = row
+            list_name = list_text(list_names, list_name, language, list_language)
             web_html = web_html or ""
             scan = scan_assets(web_html, _source_dir(settings, slug, data or {}))
             warnings += [f"{slug} ({language}): missing file {ref!r}" for ref in scan.missing]

@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
 
 from newsletter.archive.urls import (
     feed_path,
@@ -27,6 +26,8 @@ from newsletter.archive.urls import (
     relative_href,
 )
 from newsletter.links import subscribe_url
+from newsletter.localized import Localized, format_day, pick
+from newsletter.typography import typeset_text
 
 # Bumped when the way pages are built changes, so every page is rebuilt once after an upgrade.
 RENDER_VERSION = "1"
@@ -60,15 +61,21 @@ class ArchiveConfig:
     base_url: str
     app_url: str
     per_page: int
-    name: str
+    name: Localized
     titles: Mapping[str, str]
     default_language: str
-    organisation: str = ""
+    organisation: Localized = ""
     feed_entries: int = 20
+    dates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # [languages]
 
     def title(self, language: str) -> str:
         """Site title in a language: [archive] titles, else the newsletter's name."""
-        return str(self.titles.get(language) or self.name)
+        title = self.titles.get(language) or pick(self.name, language, self.default_language)
+        return typeset_text(str(title), language)
+
+    def organisation_in(self, language: str) -> str:
+        """The organisation's name in a language."""
+        return typeset_text(pick(self.organisation, language, self.default_language), language)
 
 
 @dataclass(frozen=True)
@@ -141,12 +148,6 @@ def language_name_in(language: str, reader: str) -> str:
     return name or language
 
 
-@lru_cache(maxsize=8192)
-def _display_date(day: date, language: str) -> str:
-    try:
-        return format_date(day, format="long", locale=language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return day.isoformat()
 
 
 def _order_languages(found: Iterable[str], default: str) -> list[str]:
@@ -207,7 +208,7 @@ class _Planner:
         return {
             "lang": language,
             "site_title": self.config.title(language),
-            "organisation": self.config.organisation,
+            "organisation": self.config.organisation_in(language),
             "canonical": base + here,
             "root_href": relative_href(here, "/"),
             "home_href": relative_href(here, index_path(language)),
@@ -223,8 +224,10 @@ class _Planner:
         here = "/"
         language = self.config.default_language
         context = self.common(here, language)
-        every = {(e.list_slug, e.list_name) for items in self.by_language.values() for e in items}
-        context["subscribe"] = [self.subscribe(slug, name) for slug, name in sorted(every)]
+        # One link per list, named in the root page's language when an edition has it.
+        every = {e.list_slug: e.list_name for lang in reversed(self.languages)
+                 for e in self.by_language[lang]}
+        context["subscribe"] = [self.subscribe(slug, name) for slug, name in sorted(every.items())]
         context["languages"] = [
             {"lang": lang, "name": language_name(lang),
              "href": relative_href(here, index_path(lang)), "title": self.config.title(lang)}
@@ -256,7 +259,7 @@ class _Planner:
             "volume": e.volume,
             "number": e.number,
             "date_iso": day.isoformat(),
-            "date": _display_date(day, e.language),
+            "date": format_day(day, e.language, self.config.dates),
             "href": relative_href(here, self.paths[(e.slug, e.language)]),
         }
 
@@ -326,7 +329,8 @@ class _Planner:
             })
         context = {
             "lang": language, "title": self.config.title(language),
-            "author": self.config.organisation or self.config.name,
+            "author": (self.config.organisation_in(language)
+                       or pick(self.config.name, language, self.config.default_language)),
             "url": self.config.base_url + index_path(language),
             "self_url": self.config.base_url + here, "entries": entries,
         }

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
 from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, ValidationError
+from newsletter.localized import Localized, check_text, pick
+from newsletter.typography import typeset_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
@@ -35,6 +40,44 @@ class ListInfo:
     opt_in: str
     public: bool
     counts: dict[str, int]
+    names: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def display_name(self, language: str) -> str:
+        """The list's name as a reader of `language` sees it."""
+        return list_text(self.names, self.name, language, self.default_language)
+
+
+def _table(value: Any) -> dict[str, str]:
+    """A names/descriptions column: a dict, JSON text (raw driver reads), or nothing."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else None
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def list_text(table: Any, fallback: str, language: str, default_language: str) -> str:
+    """A list's name or description in a language (its table, else the stored text), typeset."""
+    return _typeset(pick(_table(table) or fallback, language, default_language), language)
+
+
+# Names are few and shown on every preferences page: typeset each once.
+_typeset = lru_cache(maxsize=1024)(typeset_text)
+
+
+def localized_list(mlist: Mapping[str, Any], language: str) -> dict[str, Any]:
+    """A list row as a reader of `language` sees it: name and description in that language."""
+    default = str(mlist.get("default_language") or language)
+    return {**mlist,
+            "name": list_text(mlist.get("names"), mlist["name"], language, default),
+            "description": list_text(mlist.get("descriptions"), mlist.get("description") or "",
+                                     language, default)}
+
+
+def _split(value: Localized, default_language: str) -> tuple[str, dict[str, str] | None]:
+    """(text in the default language, the table or None) of a name or description."""
+    if isinstance(value, str):
+        return value.strip(), None
+    return pick(value, default_language, default_language).strip(), dict(value)
 
 
 def parse_languages(text: str) -> list[str]:
@@ -52,22 +95,30 @@ def add_list(
     engine: Engine,
     *,
     slug: str,
-    name: str,
+    name: Localized,
     languages: list[str],
     default_language: str,
     double_opt_in: bool = True,
     public: bool = True,
-    description: str = "",
+    description: Localized = "",
 ) -> ListInfo:
-    """Create a list; its slug must be new and its default language one it offers."""
+    """Create a list; its slug must be new and its default language one it offers.
+
+    The name and description may be tables {language: text}; the default language's text is
+    also stored as the plain name and description.
+    """
     name, default_language = check_new_list(slug, name, languages, default_language)
+    name, names = _split(name, default_language)
+    description, descriptions = _split(description, default_language)
     with engine.begin() as conn:
         if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug)):
             raise ValidationError(f"a list with slug {slug!r} already exists")
         conn.execute(
             insert(lists_table).values(
                 slug=slug,
-                name=name.strip(),
+                name=name,
+                names=names,
+                descriptions=descriptions,
                 languages=languages,
                 default_language=default_language,
                 opt_in="double" if double_opt_in else "single",
@@ -78,15 +129,15 @@ def add_list(
     return get_list(engine, slug)
 
 
-def check_new_list(slug: str, name: str, languages: list[str],
-                   default_language: str) -> tuple[str, str]:
-    """The name and default language of a new list as stored, or a ValidationError."""
+def check_new_list(slug: str, name: Localized, languages: list[str],
+                   default_language: str) -> tuple[Localized, str]:
+    """The name (a text or a table) and default language of a new list, or a ValidationError."""
     if not SLUG.fullmatch(slug):
         raise ValidationError(
             f"list slug {slug!r} must be lowercase letters, digits and dashes (max 63)"
         )
-    name = check_name(name)
     default_language = default_language.lower()
+    check_name(_split(name, default_language)[0])
     if default_language not in languages:
         raise ValidationError(
             f"default language {default_language!r} is not among the list's languages "
@@ -119,6 +170,8 @@ def _info(row, counts: dict[str, int]) -> ListInfo:
         opt_in=row.opt_in,
         public=row.public,
         counts=full,
+        names=_table(row.names),
+        descriptions=_table(row.descriptions),
     )
 
 
@@ -162,6 +215,12 @@ def read_list_definitions(path) -> list[dict]:
         problem = _definition_problem(item)
         if problem:
             raise ConfigError(f"{path}: list #{i} ({str(item['slug'])[:64]!r}): {problem}")
+        for key in ("name", "description"):
+            try:
+                if key in item:
+                    item[key] = check_text(item[key])
+            except ValueError as exc:
+                raise ConfigError(f"{path}: list #{i}: {key}: {exc}") from None
         out.append(item)
     return out
 
@@ -169,8 +228,8 @@ def read_list_definitions(path) -> list[dict]:
 # key -> (accepted types, what to write): a wrong type is one line, not a traceback later
 _DEFINITION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "slug": ((str,), "a string"),
-    "name": ((str,), "a string"),
-    "description": ((str,), "a string"),
+    "name": ((str, dict), "a string or a table { en = \"...\", fr = \"...\" }"),
+    "description": ((str, dict), "a string or a table { en = \"...\", fr = \"...\" }"),
     "languages": ((list, str), 'a list like ["en", "fr"]'),
     "default_language": ((str,), "a string"),
     "opt_in": ((str,), '"double" or "single"'),
@@ -233,7 +292,9 @@ def sync_lists(engine: Engine, path, *, dry_run: bool = False,
                            item.get("default_language", langs[0]))
             report.created.append(item["slug"])
             continue
-        wanted = ListUpdate(name=item["name"], description=item.get("description", ""),
+        default = existing[item["slug"]].default_language
+        wanted = ListUpdate(name=_split(item["name"], default)[0],
+                            description=_split(item.get("description", ""), default)[0],
                             languages=langs,
                             default_language=item.get("default_language", langs[0]))
         changes = update_list(engine, item["slug"], wanted, force=force, dry_run=True)
@@ -251,6 +312,9 @@ def sync_lists(engine: Engine, path, *, dry_run: bool = False,
                      public=item.get("public", True), description=item.get("description", ""))
     for slug, wanted in planned:
         update_list(engine, slug, wanted, force=force)
+    for item in items:
+        if item["slug"] in existing:  # their per-language names and descriptions
+            _retitle(engine, existing[item["slug"]], item)
     return report
 
 
@@ -372,3 +436,16 @@ def delete_list(engine: Engine, slug: str) -> DeleteReport:
             delete(subscriptions_table).where(subscriptions_table.c.list_id == list_id)).rowcount
         conn.execute(delete(lists_table).where(lists_table.c.id == list_id))
     return DeleteReport(subscriptions, issues, deliveries)
+
+
+def _retitle(engine: Engine, mlist: ListInfo, item: Mapping[str, Any]) -> None:
+    """Store a lists.toml entry's names and descriptions on an existing list."""
+    values: dict[str, Any] = {}
+    for key, tables in (("name", "names"), ("description", "descriptions")):
+        if key in item:
+            text, table = _split(item[key], mlist.default_language)
+            if text or key == "description":
+                values.update({key: text, tables: table})
+    if values:
+        with engine.begin() as conn:
+            conn.execute(update(lists_table).where(lists_table.c.id == mlist.id).values(**values))

@@ -10,6 +10,7 @@ throttled all look the same), so the result says what happened only for logs and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, Engine, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.lists import localized_list
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
@@ -289,7 +291,7 @@ def enqueue_welcome(
         email=subscriber["email"],
         name=subscriber["name"],
         language=language,
-        list_name=mlist["name"],
+        list_name=_list_name(mlist, language),
         text=text,
         preferences_url=preferences_url(ctx.base_url, ctx.signer, *ids),
         unsubscribe_url=unsubscribe_url(ctx.base_url, ctx.signer, *ids),
@@ -314,7 +316,7 @@ def enqueue_confirmation(
         email=subscriber["email"],
         name=name,
         language=language,
-        list_name=mlist["name"],
+        list_name=_list_name(mlist, language),
         url=confirm_url(ctx.base_url, ctx.signer, subscriber["id"], mlist["id"]),
         days=ctx.confirm_days,
     )
@@ -479,7 +481,7 @@ def confirm(
         outcome=outcome,
         subscriber_id=sid,
         list_id=list_id,
-        list_name=mlist["name"],
+        list_name=_list_name(mlist, subscriber["language"] or mlist["default_language"]),
         language=subscriber["language"],
         preferences_url=preferences_url(ctx.base_url, ctx.signer, sid, list_id),
     )
@@ -512,4 +514,9 @@ def resend_confirmation(
             )
             outcome = "pending" if sent else "throttled"
         record_event(conn, "resend", meta, now, sid, list_id, {"outcome": outcome})
-    return mlist["name"], language
+    return _list_name(dict(mlist), language), language
+
+
+def _list_name(mlist: Mapping[str, Any], language: str) -> str:
+    """The list's name in the reader's language."""
+    return localized_list(mlist, language)["name"]

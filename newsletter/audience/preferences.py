@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.lists import list_text
 from newsletter.audience.optin import (
     ADDRESS_WINDOW,
     EVENT_INSERT,
@@ -98,6 +99,9 @@ _CHOICES = (
         LISTS.c.name,
         LISTS.c.description,
         SUBSCRIPTIONS.c.status,
+        LISTS.c.default_language,
+        LISTS.c.names,
+        LISTS.c.descriptions,
     )
     .select_from(
         SUBSCRIBERS.join(LISTS, true()).outerjoin(
@@ -117,7 +121,8 @@ _CHOICES = (
     .order_by(LISTS.c.name)
 )
 _MEMBERSHIP = (
-    select(SUBSCRIBERS.c.language, LISTS.c.default_language, LISTS.c.name, SUBSCRIPTIONS.c.status)
+    select(SUBSCRIBERS.c.language, LISTS.c.default_language, LISTS.c.name, SUBSCRIPTIONS.c.status,
+           LISTS.c.names)
     .select_from(
         SUBSCRIBERS.join(LISTS, LISTS.c.id == bindparam("lid")).outerjoin(
             SUBSCRIPTIONS,
@@ -164,7 +169,14 @@ class Membership:
 def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership | None:
     """The subscriber's language, the list's default and name, the status; None when gone."""
     row = conn.execute(_MEMBERSHIP, {"sid": subscriber_id, "lid": list_id}).first()
-    return Membership(*row) if row else None
+    return _membership(row) if row else None
+
+
+def _membership(row: Sequence[Any]) -> Membership:
+    """Membership from a _MEMBERSHIP row, the list's name in the subscriber's language."""
+    language, default, name, status, names = row
+    return Membership(language, default, list_text(names, name, language or default, default),
+                      status)
 
 
 def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
@@ -182,8 +194,12 @@ def _view(subscriber_id: int, rows: Sequence[Any], alone: Sequence[Any] | None) 
         raise NotFoundError("this subscriber no longer exists")
     else:  # no list to show at all: the subscriber alone
         email, name, language = alone[1], alone[2], alone[3]
+    # Names and descriptions in the subscriber's language, else the list's default.
     lists = tuple(
-        ListChoice(r[3], r[4], r[5], r[6] or "", r[7] == "confirmed", r[7]) for r in rows
+        ListChoice(r[3], r[4], list_text(r[9], r[5], language or r[8], r[8]),
+                   list_text(r[10], r[6] or "", language or r[8], r[8]),
+                   r[7] == "confirmed", r[7])
+        for r in rows
     )
     return PreferencesView(subscriber_id, email, name, language, lists)
 
@@ -239,7 +255,7 @@ class HotReads:
     def membership(self, subscriber_id: int, list_id: int) -> Membership | None:
         """Same as membership."""
         rows = self._rows(self.membership_sql, {"sid": subscriber_id, "lid": list_id})
-        return Membership(*rows[0]) if rows else None
+        return _membership(rows[0]) if rows else None
 
     def close(self) -> None:
         """Give the held connections back to the pool."""
@@ -316,7 +332,7 @@ class AsyncHotReads:
     async def membership(self, subscriber_id: int, list_id: int) -> Membership | None:
         """Same as membership."""
         rows = await self._rows(self.membership_sql, {"sid": subscriber_id, "lid": list_id})
-        return Membership(*rows[0]) if rows else None
+        return _membership(rows[0]) if rows else None
 
     async def close(self) -> None:
         conns, self.conns = self.conns, [None] * self.size

@@ -5,7 +5,6 @@ This runs once per issue and language. What is left per recipient is CompiledEdi
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import html
 import re
@@ -14,8 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from babel.core import UnknownLocaleError
-from babel.dates import format_date
 from mjml import mjml2html
 
 from newsletter import links
@@ -29,6 +26,8 @@ from newsletter.compose.source import EditionSource, IssueSource
 from newsletter.compose.text import TextWriter, underline, wrap
 from newsletter.config import Settings
 from newsletter.i18n import translations
+from newsletter.localized import format_day, pick
+from newsletter.typography import typeset_html, typeset_text
 
 TEXT_TEMPLATE = "email/text.txt.j2"
 RTL = ("ar", "he", "fa", "ur", "yi", "ps")
@@ -92,18 +91,13 @@ class SlotRefs:
         return self._table.sentinel(f"attr.{key}", default)
 
 
-def _date_text(date: dt.date, language: str) -> str:
-    try:
-        return format_date(date, format="long", locale=language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return date.isoformat()
-
-
-def _social(items: list[Any]) -> list[dict[str, str]]:
+def _social(items: list[Any], language: str, default: str) -> list[dict[str, str]]:
     out = []
     for item in items:
         if isinstance(item, dict) and item.get("url"):
-            out.append({"name": str(item.get("name") or item["url"]), "url": str(item["url"])})
+            label = item.get("name")
+            label = pick(label, language, default) if isinstance(label, dict) else label
+            out.append({"name": str(label or item["url"]), "url": str(item["url"])})
         elif isinstance(item, str) and item:
             host = urlsplit(item).hostname or item
             name = host.removeprefix("www.").split(".")[0].capitalize()
@@ -128,6 +122,10 @@ def _context(
     catalog = translations(lang, "email")
     conf = settings["newsletter"]
     base_url = conf["base_url"]
+
+    def text(key: str) -> str:
+        return settings.text("newsletter", key, lang)
+
     return {
         "lang": lang,
         "dir": "rtl" if lang.split("-")[0] in RTL else "ltr",
@@ -137,14 +135,15 @@ def _context(
         "subject": edition.subject,
         "preheader": edition.preheader,
         "date": edition.date.isoformat(),
-        "date_text": _date_text(edition.date, lang),
+        "date_text": format_day(edition.date, lang, settings.languages),
         "volume": edition.volume,
         "number": edition.number,
         "issue_label": _issue_label(catalog.gettext, edition.volume, edition.number),
         "newsletter": {
-            "name": conf["name"], "organisation": conf["organisation"],
-            "postal_address": conf["postal_address"], "logo_url": conf["logo_url"],
-            "social_links": _social(conf["social_links"]), "base_url": base_url,
+            "name": text("name"), "organisation": text("organisation"),
+            "postal_address": text("postal_address"), "masthead": text("masthead"),
+            "logo_url": conf["logo_url"], "base_url": base_url,
+            "social_links": _social(conf["social_links"], lang, conf["default_language"]),
         },
         "sections": doc.sections,
         "notes": doc.notes,
@@ -296,14 +295,16 @@ def compile_issue(
     email_mjml = render(env, template_name, context, source.workspace, requested)
     web_mjml = render(env, template_name, {**context, "web_version": True}, source.workspace,
                       requested)
-    text = _render_text(source, doc, context, requested)
-    html_shell = Shell(_mjml_to_html(email_mjml, doc, shown, template_name))
+    # The reader's typography (French spacing) on the finished words, around the slots.
+    text = typeset_text(_render_text(source, doc, context, requested), language)
+    html_shell = Shell(typeset_html(_mjml_to_html(email_mjml, doc, shown, template_name),
+                                    language))
     # "view in browser" needs no per-recipient value: default it to this edition's page.
     specs = tuple(SlotSpec(s.key, web_url) if s.key == "web_url" and not s.default else s
                   for s in doc.slots.specs)
     web_values = resolve_values(specs, _public_slots(settings, web_url))[0]
-    web_html = resolver.relativize(
-        Shell(_mjml_to_html(web_mjml, doc, shown, template_name)).fill(web_values))
+    web_page = typeset_html(_mjml_to_html(web_mjml, doc, shown, template_name), language)
+    web_html = resolver.relativize(Shell(web_page).fill(web_values))
     text_shell = Shell(text)
     shown_html = html_shell.show(doc.slots.specs)
     digest = hashlib.sha256()

@@ -31,13 +31,14 @@ STYLES: dict[str, str] = {
     "ol": "margin:0 0 14px;padding:0 0 0 24px;",
     "li": "margin:0 0 6px;",
     "blockquote": "margin:0 0 14px;padding:2px 0 2px 14px;border-left:4px solid #c9d3dd;",
-    # A fixed layout keeps wide tables inside a phone screen: cells wrap instead of overflowing.
-    "table": "border-collapse:collapse;width:100%;table-layout:fixed;margin:0 0 14px;"
-    "font-size:14px;",
+    # Column widths follow the content (a date column stays narrow), words wrap whole (MJML
+    # columns set word-break:break-word, which would cut them); on a phone the head.mjml.j2
+    # .nl-table rules stack each row, its header above each value.
+    "table": "border-collapse:collapse;width:100%;margin:0 0 14px;font-size:14px;",
     "th": "border:1px solid #c9d3dd;padding:6px 8px;text-align:left;font-weight:bold;"
-    "word-break:break-word;overflow-wrap:anywhere;",
+    "word-break:normal;overflow-wrap:break-word;hyphens:auto;",
     "td": "border:1px solid #c9d3dd;padding:6px 8px;text-align:left;vertical-align:top;"
-    "word-break:break-word;overflow-wrap:anywhere;",
+    "word-break:normal;overflow-wrap:break-word;hyphens:auto;",
     "pre": "margin:0 0 14px;padding:10px;white-space:pre-wrap;overflow-wrap:anywhere;"
     "word-break:break-all;"
     "font-family:Menlo,Consolas,monospace;font-size:13px;background:#f2f4f7;color:#1d2733;",
@@ -64,7 +65,7 @@ ALLOWED_ATTRIBUTES = {
     "*": {"style", "class", "title", "dir", "lang"},
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
-    "td": {"align", "colspan", "rowspan"},
+    "td": {"align", "colspan", "rowspan", "data-label"},
     "th": {"align", "colspan", "rowspan", "scope"},
     "ol": {"start"},
 }
@@ -120,8 +121,49 @@ def _style(token: Token) -> None:
         token.attrSet("style", style + existing)
 
 
+# What a column needs at least, in px of the 14 px table text: its longest word plus padding.
+CHAR_PX, CELL_PX, TABLE_PX = 8, 18, 552  # 552: the 600 px email less its side padding
+
+
+def label_cells(tokens: Sequence[Token]) -> None:
+    """Mark tables `nl-table` and give each body cell its column's header as `data-label`,
+    which a phone shows above the value when it stacks the rows. A table whose longest words
+    cannot sit side by side even at 600 px is marked `nl-table-stacked`: stacked everywhere."""
+    table: Token | None = None
+    headers: list[str] = []
+    longest: dict[int, int] = {}
+    column = 0
+    for index, token in enumerate(tokens):
+        if token.type == "table_open":
+            table, headers, longest = token, [], {}
+        elif token.type in ("th_open", "td_open"):
+            text = _plain(tokens[index + 1])
+            words = text.split() or [""]
+            longest[column] = max(longest.get(column, 0), *(len(w) for w in words))
+            if token.type == "th_open":
+                headers.append(text)
+            elif column < len(headers) and headers[column]:
+                token.attrSet("data-label", headers[column])
+            column += 1
+        elif token.type == "tr_open":
+            column = 0
+        elif token.type == "table_close" and table is not None:
+            need = sum(CHAR_PX * n + CELL_PX for n in longest.values())
+            marks = ["nl-table"] + (["nl-table-stacked"] if need > TABLE_PX else [])
+            table.attrSet("class", " ".join([str(table.attrGet("class") or ""), *marks]).strip())
+
+
+def _plain(token: Token) -> str:
+    """The visible text of an inline token (a header cell)."""
+    if token.type != "inline":
+        return ""
+    parts = [c.content for c in token.children or () if c.type in ("text", "code_inline")]
+    return "".join(parts).strip()
+
+
 def style_tokens(tokens: Sequence[Token]) -> None:
     """Put the inline styles on each element (block and inline tokens)."""
+    label_cells(tokens)
     for token in tokens:
         _style(token)
         for child in token.children or ():

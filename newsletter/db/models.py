@@ -69,6 +69,9 @@ class MailingList(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # {language: text} when given per language; name/description hold the default language's.
+    names: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    descriptions: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Subscriber(Base):

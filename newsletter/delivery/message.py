@@ -215,7 +215,10 @@ class MessageBuilder:
         self._date_second = -1
         self._date_line = b""
         self._mime = mime = Alternative.new()
-        headers = [mailbox("From", nl["from_name"] or nl["name"], from_address)]
+        language = edition.language
+        sender = (settings.text("newsletter", "from_name", language)
+                  or settings.text("newsletter", "name", language))  # in the reader's language
+        headers = [mailbox("From", sender, from_address)]
         if nl["reply_to"]:
             reply_to = setting_address(settings, "newsletter", "reply_to")
             headers.append(mailbox("Reply-To", "", reply_to))

@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -25,6 +25,8 @@ from newsletter.audience.preferences import (
     membership,
 )
 from newsletter.config import Settings
+from newsletter.localized import pick
+from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
 
 # A proof-of-work or CAPTCHA hook: called with the request and the posted fields before a
@@ -50,6 +52,25 @@ class Site:
     organisation: str = ""
     consent_texts: dict[str, str] = field(default_factory=dict)
     language_names: dict[str, str] = field(default_factory=lambda: dict(LANGUAGE_NAMES))
+    # {language: text} when newsletter.toml gives the name or organisation per language.
+    names: dict[str, str] = field(default_factory=dict)
+    organisations: dict[str, str] = field(default_factory=dict)
+    default_language: str = "en"
+    # init=False: a copy made with dataclasses.replace starts with an empty cache.
+    _by_language: dict[str, Site] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
+
+    def for_language(self, language: str) -> Site:
+        """The site as a page in `language` shows it: its name and organisation, typeset."""
+        site = self._by_language.get(language)
+        if site is None:
+            name = pick(self.names or self.name, language, self.default_language)
+            organisation = pick(self.organisations or self.organisation, language,
+                                self.default_language)
+            site = replace(self, name=typeset_text(name, language),
+                           organisation=typeset_text(organisation, language))
+            self._by_language[language] = site
+        return site
 
     @functools.cached_property
     def template_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -65,6 +86,9 @@ class Site:
             css_url=web["css_url"],
             logo_url=site["logo_url"],
             organisation=site["organisation"],
+            names=settings.tables.get(("newsletter", "name"), {}),
+            organisations=settings.tables.get(("newsletter", "organisation"), {}),
+            default_language=site["default_language"],
             consent_texts={str(k): str(v) for k, v in (web.get("consent_text") or {}).items()},
         )
 

@@ -29,6 +29,7 @@ from newsletter.delivery.message import (
     setting_url,
 )
 from newsletter.errors import ValidationError
+from newsletter.typography import typeset_text
 from newsletter.web.pages import render, translator
 
 
@@ -37,6 +38,7 @@ class SystemMails:
 
     def __init__(self, settings: Settings) -> None:
         site = settings["newsletter"]
+        self.settings = settings
         self.site_name = site["name"]
         self.logo_url = site["logo_url"]
         self.organisation = site["organisation"]
@@ -63,11 +65,15 @@ class SystemMails:
         headers: dict[str, str] | None = None,
         **ctx: Any,
     ) -> bytes:
+        def text(section: str, key: str, language: str) -> str:
+            """A name given per language in newsletter.toml, with the language's typography."""
+            return typeset_text(self.settings.text(section, key, language), language)
+
         context = {
-            "site_name": self.site_name,
+            "site_name": text("newsletter", "name", language),
             "logo_url": self.logo_url,
-            "organisation": self.organisation,
-            "postal_address": self.postal_address,
+            "organisation": text("newsletter", "organisation", language),
+            "postal_address": text("newsletter", "postal_address", language),
             "name": name,
             "subject": subject,
             **ctx,

@@ -219,15 +219,15 @@ def page(
     request: Request, template: str, language: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """An HTML page in a language, with the organisation's name, logo and stylesheet."""
-    web = request.app.state.web
+    site = request.app.state.web.site.for_language(language)
     request.scope.setdefault("state", {})["language"] = language  # request.state.language
     body = (
-        environment(language, web.site.template_key)
+        environment(language, site.template_key)
         .get_template(template)
         .render(
             _=translator(language),
             lang=language,
-            site=web.site,
+            site=site,
             languages=LANGUAGES,
             here=request_path(request),
             **context,

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.audience.addresses import NonAsciiLocalPart
 from newsletter.audience.jobs import queue_subscribe
+from newsletter.audience.lists import localized_list
 from newsletter.audience.optin import RateLimited, find_list
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.links import subscribe_url
@@ -63,6 +64,7 @@ def _form_page(
     values: dict[str, str] | None = None,
 ) -> Response:
     web = web_context(request)
+    mlist = localized_list(mlist, language)
     return page(
         request,
         "subscribe.html",
@@ -91,7 +93,8 @@ def _answer(request: Request, mlist: dict[str, Any], language: str, json_wanted:
         return JSONResponse(
             {"status": status, "message": message}, headers=cors_headers(web, request)
         )
-    return page(request, "subscribed.html", language, mlist=mlist, single=single)
+    return page(request, "subscribed.html", language, mlist=localized_list(mlist, language),
+                single=single)
 
 
 def _json_error(request: Request, status: int, field: str, message: str) -> Response:
@@ -132,9 +135,8 @@ async def subscribe_post(request: Request) -> Response:
             return _invalid(request, mlist, language, fields, "check", json_wanted, 400)
     if not fields.get("email").strip():
         return _invalid(request, mlist, language, fields, "email", json_wanted, 400)
-    meta = request_meta(
-        request, fields.get("source")[:512] or None, consent_text(web, language, mlist["name"])
-    )
+    consent = consent_text(web, language, localized_list(mlist, language)["name"])
+    meta = request_meta(request, fields.get("source")[:512] or None, consent)
     try:
         # The same work whatever the address; what depends on it runs after the answer.
         job = await web.write(

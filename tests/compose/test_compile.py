@@ -109,8 +109,9 @@ def test_text_part_reads_well(compose_ws: Path, settings: Settings) -> None:
 
 def test_text_part_uses_french_punctuation(compose_ws: Path, settings: Settings) -> None:
     _, text = compile_issue(load_issue(compose_ws, EXAMPLE), "fr", settings).fill(ALICE)
-    assert "Se désabonner : https://news.example.org/unsubscribe/TOKEN-U" in text
-    assert "Vol. 9, n° 11 · 20 novembre 2026" in text
+    # A narrow no-break space before the colon, no-break spaces inside the date.
+    assert "Se désabonner\u202f: https://news.example.org/unsubscribe/TOKEN-U" in text
+    assert "Vol. 9, n°\u00a011 · 20\u00a0novembre\u00a02026" in text
 
 
 def test_fill_costs_no_template_render(compose_ws: Path, settings: Settings) -> None:
