@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.audience.importer import ImportFileError, import_csv
-from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.db.models import Event, Subscriber
 from newsletter.errors import ValidationError
+from tests.audience.conftest import write
 
 MIXED = (
     "\ufeffEmail;Name;Language;Organisation\r\n"
@@ -25,16 +25,6 @@ MIXED = (
 )
 
 
-@pytest.fixture
-def news(services):
-    return add_list(services.engine, slug="news", name="News", languages=["en", "fr", "es"],
-                    default_language="en")
-
-
-def write(tmp_path: Path, text: str, name: str = "subs.csv") -> Path:
-    path = tmp_path / name
-    path.write_bytes(text.encode("utf-8"))
-    return path
 
 
 def key(services) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from newsletter.audience.importer import ImportFileError, import_csv
 from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import iter_subscribers
+from tests.audience.conftest import write
 from tests.conftest import Cli, akey
 
 FRENCH = (
@@ -22,16 +21,6 @@ FRENCH = (
 )
 
 
-@pytest.fixture
-def news(services):
-    return add_list(services.engine, slug="news", name="News", languages=["en", "fr", "es"],
-                    default_language="en")
-
-
-def write(tmp_path: Path, text: str, name: str = "subs.csv") -> Path:
-    path = tmp_path / name
-    path.write_bytes(text.encode("utf-8"))
-    return path
 
 
 def people(services) -> dict[str, tuple[str, str | None, dict]]:
