@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import require_file
+from tests.conftest import CHROMIUM_ARGS, require_file
 
 AXE = Path(__file__).resolve().parents[1] / ".cache/axe/node_modules/axe-core/axe.min.js"
 FAILING = ("moderate", "serious", "critical")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 RUN = """async (off) => {
   const rules = Object.fromEntries(off.map(id => [id, {enabled: false}]));
   const result = await axe.run(document, {resultTypes: ['violations'], rules});

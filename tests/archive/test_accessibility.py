@@ -20,8 +20,8 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Edition, Issue
 from tests.archive.conftest import NOW, Newsroom
-from tests.axe import ARGS, assert_accessible, axe_source
-from tests.conftest import require_chromium, require_module, write_config
+from tests.axe import assert_accessible, axe_source
+from tests.conftest import chromium_browser, write_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "issues" / "2026-11-coalition-update"
 ISSUE = "/{lang}/2026/2026-11-coalition-update/"
@@ -73,15 +73,11 @@ def test_headings_go_down_one_level_at_a_time(site: Path) -> None:
 @pytest.fixture(scope="module")
 def browser(site: Path) -> Iterator[tuple[Any, str]]:
     """One Chromium for the module, and the archive served on localhost."""
-    playwright = require_module("playwright.sync_api")
-    executable = require_chromium()
     source = axe_source()
     server = serve_in_thread(site)
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=ARGS)
+    with chromium_browser() as chromium:
         chromium.axe = source
         yield chromium, f"http://127.0.0.1:{server.server_address[1]}"
-        chromium.close()
     server.shutdown()
     server.server_close()
 

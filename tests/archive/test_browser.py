@@ -15,11 +15,14 @@ from newsletter.archive.preview import serve_in_thread
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from tests.archive.conftest import ARTIFACTS, NOW, Newsroom
-from tests.conftest import require_chromium, require_module, write_config
+from tests.conftest import (
+    CHROMIUM_ARGS,
+    chromium_browser,
+    write_config,
+)
 
 pytestmark = pytest.mark.browser
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -62,12 +65,8 @@ def site_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) ->
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    playwright = require_module("playwright.sync_api")
-    executable = require_chromium()
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=ARGS)
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture

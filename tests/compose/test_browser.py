@@ -9,11 +9,10 @@ import pytest
 from newsletter.compose.preview import write_preview
 from newsletter.config import Settings
 from tests.compose.conftest import EXAMPLE, REPO
-from tests.conftest import require_chromium, require_module
+from tests.conftest import CHROMIUM_ARGS, require_chromium, require_module
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

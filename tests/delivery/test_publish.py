@@ -23,14 +23,13 @@ from sqlalchemy import func, select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery, Issue
-from tests.conftest import SECRET, require_chromium, require_module
+from tests.conftest import CHROMIUM_ARGS, SECRET, require_chromium, require_module
 from tests.delivery.sender_fixtures import configure, seed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "newsletter" / "skeleton" / "issues" \
     / "2026-11-coalition-update"
 SLUG = EXAMPLE.name
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 
 
 @dataclass

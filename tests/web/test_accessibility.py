@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
-from tests.axe import ARGS, violations
-from tests.conftest import require_chromium, require_module
+from tests.axe import violations
+from tests.conftest import chromium_browser
 from tests.web.conftest import WebEnv
 from tests.web.test_browser import live  # noqa: F401  (the app under a real uvicorn server)
 
@@ -18,12 +18,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = require_module("playwright.sync_api")
-    executable = require_chromium()
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=ARGS)
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture

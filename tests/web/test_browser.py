@@ -18,17 +18,10 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.links import unsubscribe_url
-from tests.conftest import require_chromium, require_module, write_config
+from tests.conftest import CHROMIUM_ARGS, require_chromium, require_module, write_config
 from tests.web.conftest import SmtpServer, WebEnv, link_in, web_config
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARGS = CHROMIUM_ARGS
 ARTIFACTS = Path(__file__).parents[1] / "artifacts" / "web"
 
 
