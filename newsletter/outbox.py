@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import aiosmtplib
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from newsletter.db.models import OutboxMessage, utcnow
-from newsletter.delivery.relay import Relay, classify_reply
+from newsletter.delivery.relay import Relay
+from newsletter.delivery.smtp import send_each
 
 log = logging.getLogger(__name__)
 
@@ -151,43 +151,17 @@ def record(
             conn.execute(update(OUTBOX).where(OUTBOX.c.id == row["id"]).values(**values))
 
 
-async def _send_one(client: aiosmtplib.SMTP, row: dict[str, Any]) -> tuple[str, str]:
-    """Send one message over an open connection; map the reply to an outbox status."""
-    try:
-        _errors, reply = await client.sendmail(row["sender"], [row["recipient"]], row["message"])
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        first = exc.recipients[0]
-        return classify_reply(first.code, first.message), f"{first.code} {first.message}"
-    except aiosmtplib.SMTPResponseException as exc:
-        return classify_reply(exc.code, exc.message), f"{exc.code} {exc.message}"
-    return "sent", reply
+# The outbox has no `unknown` state: a system mail whose DATA reply was lost is tried again
+# (a second confirmation mail is better than none); `retry` (421, sender refused, relay down)
+# waits like any transient reply.
+OUTBOX_STATUS = {"sent": "sent", "deferred": "deferred", "failed": "failed",
+                 "retry": "deferred", "unknown": "deferred"}
 
 
 async def _send_batch(relay: Relay, rows: list[dict[str, Any]]) -> list[tuple[dict, str, str]]:
-    outcomes: list[tuple[dict, str, str]] = []
-    client: aiosmtplib.SMTP | None = None
-    for row in rows:
-        try:
-            if client is None or not client.is_connected:
-                client = relay.client()
-                await client.connect()
-            status, reply = await _send_one(client, row)
-            if reply.startswith("421"):
-                client.close()
-                client = None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            # No connection or a dropped one: transient for this row, and reconnect next time.
-            status, reply = "deferred", f"{relay.describe()}: {type(exc).__name__}: {exc}"
-            if client is not None:
-                client.close()
-            client = None
-        outcomes.append((row, status, reply))
-    if client is not None and client.is_connected:
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
-    return outcomes
+    envelopes = [(row["sender"], row["recipient"], bytes(row["message"])) for row in rows]
+    results = await send_each(relay, envelopes)
+    return [(row, OUTBOX_STATUS[r.status], r.reply) for row, r in zip(rows, results, strict=True)]
 
 
 async def deliver_outbox(

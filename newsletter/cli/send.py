@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -118,9 +119,11 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                 dispatch.publish(settings, engine, plan, every_language=True)
             results = dispatch.send_tests(settings, engine, plan, addresses)
             if as_json:
-                print_json([{"to": a, "language": lang, "reply": r} for a, lang, r in results])
-            for address, lang, reply in results if not as_json else ():
-                console.print(f"test copy ({lang}) to {address}: {reply}", highlight=False)
+                print_json([dataclasses.asdict(copy) for copy in results])
+            for copy in results if not as_json else ():
+                outcome = copy.reply if copy.status == "sent" else f"{copy.status}: {copy.reply}"
+                console.print(f"test copy ({copy.language}) to {copy.to}: {outcome}",
+                              highlight=False)
             return
         if dry_run:
             report = dispatch.dry_run(settings, engine, plan, resend_unknown)

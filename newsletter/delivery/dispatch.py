@@ -19,12 +19,13 @@ from sqlalchemy import Engine, func, select
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
-from newsletter.delivery.errors import SendError
+from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
-from newsletter.delivery.pool import Build, PoolSettings, probe
+from newsletter.delivery.pool import Build, PoolSettings
 from newsletter.delivery.relay import Relay
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
+from newsletter.delivery.smtp import Unreachable, probe, send_each
 from newsletter.errors import NotFoundError
 from newsletter.keyring import link_signer, read_address_key
 
@@ -302,7 +303,12 @@ def finish(engine: Engine, issue_id: int, paused: bool = False) -> str:
 
 def check_relay(settings: Settings) -> None:
     """Fail fast, before anything is written, when the relay is down."""
-    asyncio.run(probe(Relay.from_settings(settings)))
+    relay = Relay.from_settings(settings)
+    try:
+        asyncio.run(probe(relay))
+    except Unreachable as exc:
+        raise RelayUnavailable(f"cannot send: the SMTP relay at {relay.describe()} "
+                               f"{exc.reason}") from None
 
 
 @dataclass(frozen=True)
@@ -355,7 +361,7 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
 
 
 def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
-               addresses: Sequence[str]) -> list[tuple[str, str, str]]:
+               addresses: Sequence[str]) -> list[TestCopy]:
     """Real copies of every language to each address, subject prefixed ([send]
     test_subject_prefix) so nobody mistakes one for the real send; deliveries are not touched."""
     prefix = settings["send"]["test_subject_prefix"]
@@ -363,31 +369,28 @@ def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
     return asyncio.run(_send_tests(Relay.from_settings(settings), builds, addresses))
 
 
+@dataclass(frozen=True)
+class TestCopy:
+    """What happened to one test copy: status as smtp.Result has it, and the server's reply."""
+
+    to: str
+    language: str
+    status: str
+    reply: str
+
+
 async def _send_tests(relay: Relay, builds: Mapping[str, Build],
-                      addresses: Sequence[str]) -> list[tuple[str, str, str]]:
-    import aiosmtplib
-
-    from newsletter.delivery.pool import describe_error, reply_text
-
-    client = relay.client()
+                      addresses: Sequence[str]) -> list[TestCopy]:
+    copies = [(address, lang) for address in addresses for lang in builds]
+    envelopes = [builds[lang](q.Claimed(0, 0, address, "", {}, lang, 0))
+                 for address, lang in copies]
     try:
-        await client.connect()
-    except (aiosmtplib.SMTPException, OSError) as exc:
+        results = await send_each(relay, envelopes, stop_if_unreachable=True)
+    except Unreachable as exc:
         raise SendError(f"cannot send test copies: the SMTP relay at {relay.describe()} "
-                        f"{describe_error(exc)}") from None
-    results = []
-    try:
-        for address in addresses:
-            for lang, build in builds.items():
-                mail_from, rcpt, data = build(q.Claimed(0, 0, address, "", {}, lang, 0))
-                try:
-                    errors, reply = await client.sendmail(mail_from, [rcpt], data)
-                    results.append((address, lang, reply))
-                except aiosmtplib.SMTPResponseException as exc:
-                    results.append((address, lang, reply_text(exc.code, exc.message)))
-    finally:
-        client.close()
-    return results
+                        f"{exc.reason}") from None
+    return [TestCopy(address, lang, result.status, result.reply)
+            for (address, lang), result in zip(copies, results, strict=True)]
 
 
 # ---------------------------------------------------------------- status report

@@ -1,7 +1,9 @@
-"""A pool of persistent SMTP connections: rate limit, reconnects, and what each reply means.
+"""A pool of persistent SMTP connections: rate limit, reconnects, relay health, the journal.
 
-aiosmtplib has no PIPELINING, so parallelism comes from several connections, each sending many
-messages (up to `[smtp] messages_per_connection`) before it says QUIT and opens a new one.
+Every SMTP command goes through smtp.Session, which also classifies the replies; this module
+decides what each result means for a delivery row. aiosmtplib has no PIPELINING, so
+parallelism comes from several connections, each sending many messages (up to
+`[smtp] messages_per_connection`) before it says QUIT and opens a new one.
 
 Per message, a connection (1) submits the write-ahead intent to the journal, (2) sends MAIL FROM
 and RCPT TO while the journal commits, (3) awaits that commit, (4) sends DATA, (5) hands the
@@ -27,14 +29,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aiosmtplib
-
 from newsletter.db.models import utcnow
 from newsletter.delivery.errors import RelayUnavailable
 from newsletter.delivery.plan import backoff
 from newsletter.delivery.queue import Claimed, Outcome
-from newsletter.delivery.relay import Relay, classify_reply
-from newsletter.delivery.wire import send_data, send_mail_from, send_rcpt_to
+from newsletter.delivery.relay import Relay
+from newsletter.delivery.smtp import Session, Unreachable
 from newsletter.errors import NewsletterError
 
 Build = Callable[[Claimed], tuple[str, str, bytes]]  # -> (envelope from, rcpt to, message)
@@ -90,163 +90,67 @@ class RelayHealth:
             )
 
 
-def reply_text(code: int, message: str) -> str:
-    return f"{code} {message}".strip()
-
-
-async def probe(relay: Relay) -> None:
-    """Connect, greet and quit once, so a dead relay stops the send before anything changes."""
-    client = relay.client()
-    try:
-        await client.connect()
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        client.close()
-        raise RelayUnavailable(
-            f"cannot send: the SMTP relay at {relay.describe()} {describe_error(exc)}"
-        ) from None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short phrase for a connection-level error, for one-line messages."""
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return f"answered {reply_text(exc.code, exc.message)}"
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return "did not answer in time"
-    text = str(exc) or type(exc).__name__
-    return f"is unreachable ({text})"
-
-
 class Connection:
-    """One persistent SMTP session that sends jobs one at a time."""
+    """One persistent SMTP session (smtp.Session) that sends jobs one at a time."""
 
     def __init__(self, relay: Relay, settings: PoolSettings, health: RelayHealth) -> None:
         self.relay = relay
         self.settings = settings
         self.health = health
-        self.client: aiosmtplib.SMTP | None = None
-        self.used = 0
+        self.session = Session(relay)
         self.failures = 0
 
     async def ensure(self) -> bool:
         """Have an open session; False (after a backoff pause) when the relay refused."""
-        if self.client is not None and self.client.is_connected and \
-                self.used < self.settings.messages_per_connection:
+        session = self.session
+        if session.connected and session.sent < self.settings.messages_per_connection:
             return True
-        await self.close()
-        client = self.relay.client()
         try:
-            await client.connect()
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            client.close()
+            await session.connect()
+        except Unreachable as exc:
             self.failures += 1
-            self.health.strike(describe_error(exc))
+            self.health.strike(exc.reason)
             await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self.failures, 6)))
             return False
-        self.client, self.used, self.failures = client, 0, 0
+        self.failures = 0
         return True
 
     async def close(self) -> None:
-        client, self.client = self.client, None
-        if client is None:
-            return
-        if client.is_connected:
-            try:
-                await asyncio.wait_for(client.quit(), timeout=2.0)
-            except (TimeoutError, aiosmtplib.SMTPException, OSError):
-                client.close()
-        else:
-            client.close()
-
-    def _drop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client = None
+        await self.session.quit()
 
     async def send(self, job: Claimed, build: Build, intend: Intend) -> Outcome | None:
         """Send one message; the outcome to record, or None if the claim was lost."""
-        client = self.client
-        assert client is not None  # ensure() ran first
         try:
             mail_from, rcpt, data = build(job)
         except NewsletterError as exc:  # e.g. an address that cannot be written in a header
             if not await intend(job.delivery_id):
                 return None
             return Outcome(job.delivery_id, "failed", f"message not built: {exc}", job.language)
+        # The journal commits the intent while MAIL FROM and RCPT TO go out; the session awaits
+        # it before DATA, so the row is durably `sending` before the message can arrive.
         intent = asyncio.ensure_future(intend(job.delivery_id))
-        try:
-            await send_mail_from(client, mail_from)
-            await send_rcpt_to(client, rcpt)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            if not await intent:
-                return None
-            await self._after_error(exc.code)
-            if exc.code == 421:
-                return self._requeue(job, reply_text(exc.code, exc.message))
-            return self._judge(job, exc.code, exc.message)
-        except aiosmtplib.SMTPResponseException as exc:  # MAIL FROM (or EHLO) refused
-            owned = await intent
-            await self._after_error(exc.code)
-            reply = reply_text(exc.code, exc.message)
-            self.health.strike(f"refused the sender: {reply}", fatal=exc.code >= 500)
-            return self._requeue(job, reply) if owned else None
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-            owned = await intent
-            self._drop()
-            self.health.strike(describe_error(exc))
-            return self._requeue(job, f"connection lost before DATA: {exc}") if owned else None
-        except (ValueError, UnicodeError) as exc:  # an address SMTP cannot carry
-            if not await intent:
-                return None
-            await self._reset()
-            return Outcome(job.delivery_id, "failed", f"address not sendable: {exc}",
-                           job.language)
-        if not await intent:
-            await self._reset()
+        result = await self.session.send(mail_from, rcpt, data, intent)
+        if result.status == "withheld":
             return None
-        try:
-            await send_data(client, data)
-        except aiosmtplib.SMTPDataError as exc:
-            await self._after_error(exc.code)
-            if exc.code == 421:
-                return self._requeue(job, reply_text(exc.code, exc.message))
-            return self._judge(job, exc.code, exc.message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-            self._drop()
-            self.health.strike(describe_error(exc))
-            return Outcome(job.delivery_id, "unknown", f"connection lost during DATA: {exc}",
-                           job.language)
-        self.used += 1
-        self.health.ok()
-        return Outcome(job.delivery_id, "sent", None, job.language)
+        owned = await intent
+        if result.relay_fault:
+            self.health.strike(result.relay_fault, fatal=result.fatal)
+        if not owned:
+            return None
+        if result.status == "sent":
+            self.health.ok()
+            return Outcome(job.delivery_id, "sent", None, job.language)
+        if result.status == "retry":
+            return Outcome(job.delivery_id, "queued", result.reply, job.language)
+        if result.status == "deferred":
+            return self._defer(job, result.reply)
+        return Outcome(job.delivery_id, result.status, result.reply, job.language)
 
-    async def _after_error(self, code: int) -> None:
-        if code == 421 or self.client is None or not self.client.is_connected:
-            self._drop()
-        else:
-            await self._reset()
-
-    async def _reset(self) -> None:
-        client = self.client
-        if client is None or not client.is_connected:
-            return
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            self._drop()
-
-    def _requeue(self, job: Claimed, reply: str) -> Outcome:
-        return Outcome(job.delivery_id, "queued", reply, job.language)
-
-    def _judge(self, job: Claimed, code: int, message: str) -> Outcome:
-        verdict = classify_reply(code, message)
-        reply = reply_text(code, message)
-        if verdict == "deferred":
-            attempts = job.attempts + 1
-            if attempts >= self.settings.max_attempts:
-                return Outcome(job.delivery_id, "failed",
-                               f"gave up after {attempts} attempts: {reply}", job.language)
-            delay = backoff(attempts, self.settings.retry_delay)
-            return Outcome(job.delivery_id, "deferred", reply, job.language,
-                           utcnow() + timedelta(seconds=delay))
-        return Outcome(job.delivery_id, verdict, reply, job.language)
+    def _defer(self, job: Claimed, reply: str) -> Outcome:
+        attempts = job.attempts + 1
+        if attempts >= self.settings.max_attempts:
+            return Outcome(job.delivery_id, "failed",
+                           f"gave up after {attempts} attempts: {reply}", job.language)
+        delay = backoff(attempts, self.settings.retry_delay)
+        return Outcome(job.delivery_id, "deferred", reply, job.language,
+                       utcnow() + timedelta(seconds=delay))

@@ -1,4 +1,4 @@
-"""SMTP relay connection settings and reply classification, shared by every mail we send."""
+"""SMTP relay connection settings, shared by every mail we send (the client is smtp.py)."""
 
 from __future__ import annotations
 
@@ -40,17 +40,3 @@ class Relay:
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.tls})"
 
-
-def classify_reply(code: int, message: str = "") -> str:
-    """Map an SMTP reply to sent, deferred or failed (RFC 5321 §4.2.1, RFC 3463).
-
-    x.2.2 (mailbox full) is transient even when the server sends it as 5.2.2.
-    """
-    if 200 <= code < 300:
-        return "sent"
-    enhanced = message.strip().split(" ", 1)[0] if message else ""
-    if enhanced.endswith(".2.2") and enhanced[:1] in ("4", "5"):
-        return "deferred"
-    if 400 <= code < 500:
-        return "deferred"
-    return "failed"

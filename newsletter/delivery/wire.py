@@ -5,7 +5,7 @@ two regular expressions over every message (line endings, then dot-stuffing). Fo
 newsletter that is about 400 µs a message, a third of the sender's CPU. Our builder already
 emits CRLF-only bytes and ASCII envelope addresses, so here the envelope goes out as is and
 dot-stuffing is one `bytes.replace`. The replies raise the same aiosmtplib exceptions as the
-library's own methods, so the pool's reply handling is unchanged.
+library's own methods; smtp.py's Session is the only caller.
 
 `send_data` uses the protocol's command lock, as aiosmtplib's own DATA does; with a protocol
 that lacks it (another aiosmtplib version) it falls back to `SMTP.data`.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPDataError, SMTPRecipientRefused, SMTPSenderRefused
+from aiosmtplib.response import SMTPResponse
 
 
 async def send_mail_from(client: aiosmtplib.SMTP, address: str) -> None:
@@ -45,13 +46,12 @@ def dot_stuff(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-async def send_data(client: aiosmtplib.SMTP, data: bytes) -> None:
-    """DATA with a CRLF-only message; raises SMTPDataError on any reply but 250."""
+async def send_data(client: aiosmtplib.SMTP, data: bytes) -> SMTPResponse:
+    """DATA with a CRLF-only message; the final reply, or SMTPDataError on any but 250."""
     protocol = client.protocol
     lock = getattr(protocol, "_command_lock", None)
     if protocol is None or lock is None or not hasattr(protocol, "_response_pending"):
-        await client.data(data)
-        return
+        return await client.data(data)
     payload = dot_stuff(data)
     try:
         async with lock:
@@ -68,3 +68,4 @@ async def send_data(client: aiosmtplib.SMTP, data: bytes) -> None:
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
+    return done
