@@ -126,7 +126,8 @@ def test_the_archive_publishes_only_processed_pictures(newsroom: Newsroom, build
     assert not originals & set(published.values())
     for data in published.values():
         assert_private(data)
-    assert len(published) == len(READABLE), sorted(published)
+    # Each readable picture once, under its name and the one older releases gave it.
+    assert len(set(published.values())) == len(READABLE), sorted(published)
     refused = [name for name in VERDICTS if name not in READABLE]
     for name in refused:
         assert any(f"not published: {name}" in warning for warning in report.warnings), name
