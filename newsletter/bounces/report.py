@@ -241,6 +241,22 @@ def _from_flufl(msg: Message, text: str) -> BounceReport | None:
                         diagnostic=text[:500])
 
 
+def _from_text(msg: Message, text: str) -> BounceReport | None:
+    """A mail system's bounce that says why only in words and names no usable address.
+
+    Used only when the VERP address already names the delivery, so the words need not name
+    the recipient; a person's message (not from a mail system) is never read this way.
+    """
+    sender = _one_line(msg.get("From")).lower()
+    if not any(word in sender for word in ("mailer-daemon", "postmaster", "mail delivery")):
+        return None
+    kind, reason = classify(text=text, action="")
+    if kind not in ("hard", "soft", "policy"):
+        return None
+    return BounceReport(kind=kind, delivery_id=None, source="text", reason=reason,
+                        diagnostic=text[:500])
+
+
 def parse_bounce(data: bytes, signer: Signer, envelope_to: Sequence[str] = ()) -> BounceReport:
     """Read a bounce or complaint in this process; never raises (kind "unreadable")."""
     try:
@@ -285,6 +301,8 @@ def parse_report(data: bytes, signer: Signer, envelope_to: Sequence[str] = ()) -
                                  diagnostic=_one_line(msg.get("Subject")), reason="headers")
         else:
             found = _from_flufl(msg, text) or found
+    if (found is None or found.kind == "unknown") and delivery_id is not None and not blocks:
+        found = _from_text(msg, text) or found
     if found is None:
         return BounceReport(kind="unknown", delivery_id=delivery_id, source="none")
     return replace(found, delivery_id=delivery_id)

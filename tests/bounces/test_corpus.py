@@ -53,7 +53,7 @@ EXPECTED = {
     "qmail-mailfolder-full": SOFT, "qmail-quota-violation": SOFT, "isp-exceeding-quota": SOFT,
     "qmail-expired-4.4.1": SOFT, "domino-not-listed": HARD, "aol-not-accepting-mail": POLICY,
     "dsn-message-too-large": POLICY, "x400-unable-to-relay": POLICY,
-    "sendmail-text-auto-generated": HARD,
+    "sendmail-text-auto-generated": HARD, "isp-relay-user-unknown-no-address": HARD,
 }
 
 
