@@ -62,6 +62,7 @@ step "8. the pictures of a captured message, fetched as a mail client would"
 import mailbox
 import sys
 import urllib.request
+from email.header import decode_header, make_header
 
 from newsletter.delivery.livecheck import image_urls
 
@@ -76,7 +77,8 @@ for url in urls:
     print(f"{url}: {kind}, {size} bytes")
 if not urls:
     sys.exit("the captured message has no picture")
-print(f"The {len(urls)} picture(s) of the message to {message['To']} load.")
+to = str(make_header(decode_header(message["To"])))
+print(f"The {len(urls)} picture(s) of the message to {to} load.")
 PY
 echo
 echo "Done. Try: cd $DEMO && newsletter serve   (subscribe, preferences, unsubscribe, /archive/)"
