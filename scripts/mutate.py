@@ -28,7 +28,9 @@ MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 MODULES: dict[str, tuple[list[str], str]] = {
     "newsletter/tokens.py": (["tests/test_tokens.py", "tests/test_tokens_contract.py"], "sqlite"),
     "newsletter/bounces/policy.py": (
-        ["tests/bounces/test_receiver.py", "tests/bounces/test_report.py"], "sqlite"),
+        ["tests/bounces/test_receiver.py", "tests/bounces/test_report.py",
+         "tests/bounces/test_records.py", "tests/bounces/test_poison.py",
+         "tests/bounces/test_policy.py"], "sqlite"),
     "newsletter/audience/importer.py": (
         ["tests/audience/test_import.py", "tests/audience/test_import_duplicates.py",
          "tests/cli/test_audience_cli.py"], "sqlite"),
