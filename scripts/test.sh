@@ -13,4 +13,6 @@ then
 fi
 "$BIN/ruff" check newsletter tests bench
 "$BIN/mypy"
-"$BIN/python" -m pytest "$@"
+# Two processes, one per core; a test file stays in one process (its module fixtures, e.g. one
+# Chromium, are set up once). NEWSLETTER_TEST_WORKERS=0 runs everything in this process.
+"$BIN/python" -m pytest -n "${NEWSLETTER_TEST_WORKERS:-2}" --dist loadfile "$@"
