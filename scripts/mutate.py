@@ -33,7 +33,7 @@ MODULES: dict[str, tuple[list[str], str]] = {
          "tests/bounces/test_policy.py"], "sqlite"),
     "newsletter/audience/importer.py": (
         ["tests/audience/test_import.py", "tests/audience/test_import_duplicates.py",
-         "tests/cli/test_audience_cli.py"], "sqlite"),
+         "tests/audience/test_import_columns.py", "tests/cli/test_audience_cli.py"], "sqlite"),
     "newsletter/audience/preferences.py": (
         ["tests/audience/test_leave.py", "tests/web/test_preferences.py",
          "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],
