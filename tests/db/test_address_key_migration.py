@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import needs_upgrade, upgrade
 from newsletter.keyring import KeyringError, load_keyring
-from tests.conftest import BACKENDS, PG_ADMIN_URL, missing, write_config
+from tests.conftest import BACKENDS, pg_database, write_config
 
 OLD_KEY = "the-key-of-2025-0123456789"
 BOUNCED = ["Gone@Example.org", "full@example.net"]
@@ -35,18 +33,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    name = f"nl_mig_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        missing(f"PostgreSQL is not reachable: {str(exc).splitlines()[0]}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_database("nl_mig") as url:
+        yield url
 
 
 def at_0002_with_suppressions(url: str) -> None:
