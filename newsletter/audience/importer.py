@@ -42,7 +42,8 @@ from newsletter.audience.columns import (
 )
 from newsletter.audience.csvrecords import Record, read_records
 from newsletter.audience.lists import ListInfo, get_list
-from newsletter.audience.subscribers import MergeCounts, NewRow, clean_name, merge_batch
+from newsletter.audience.names import clean_name
+from newsletter.audience.subscribers import MergeCounts, NewRow, merge_batch
 from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
 
@@ -155,7 +156,10 @@ class RowChecker:
             if FORMULA.match(value):
                 return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
         raw_name = " ".join(p for p in (cell(self.columns.name), cell(self.columns.surname)) if p)
-        name = clean_name(raw_name)
+        try:
+            name = clean_name(raw_name)
+        except ValidationError as exc:
+            return None, email, [str(exc)]
         if name != raw_name.strip():
             warnings.append("line breaks or extra spaces in the name were collapsed")
         raw_language = cell(self.columns.language)

@@ -21,10 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import localized_list
+from newsletter.audience.names import clean_name
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
-from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import address_hash, link_signer, read_address_key
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
@@ -38,7 +39,6 @@ EVENT_INSERT = EVENTS.insert()  # built once: building a statement costs more th
 
 IP_WINDOW = timedelta(hours=1)
 ADDRESS_WINDOW = timedelta(days=1)
-MAX_NAME = 200
 FORM_KINDS = ("subscribe", "resend", "manage")  # events that count towards the per-IP limit
 
 
@@ -146,14 +146,6 @@ class ConfirmResult:
     list_name: str
     language: str | None
     preferences_url: str
-
-
-def clean_name(value: str | None) -> str:
-    """A display name without control characters; ValidationError when too long."""
-    value = "".join(ch for ch in (value or "") if ch.isprintable()).strip()
-    if len(value) > MAX_NAME:
-        raise ValidationError(f"name: longer than {MAX_NAME} characters")
-    return value
 
 
 def find_list(conn: Connection, slug: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import list_text
+from newsletter.audience.names import clean_name
 from newsletter.audience.optin import (
     ADDRESS_WINDOW,
     EVENT_INSERT,
@@ -41,7 +42,6 @@ from newsletter.audience.optin import (
     OptIn,
     RequestMeta,
     check_ip_limit,
-    clean_name,
     event_row,
     is_suppressed,
     record_event,

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, selec
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
+from newsletter.audience.names import clean_name
 from newsletter.db.models import Event, Subscriber, Subscription, Suppression, utcnow
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.keyring import address_hash
@@ -246,11 +247,6 @@ def add_subscriber(
     if counts.suppressed:
         raise ValidationError(f"{row.email} is suppressed (bounced, complained or erased)")
     return counts
-
-
-def clean_name(name: str) -> str:
-    """Collapse whitespace, including line breaks, so a name always stays one header-safe line."""
-    return " ".join((name or "").split())[:200]
 
 
 @dataclass(frozen=True)
