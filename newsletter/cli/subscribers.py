@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, import, list, export, remove, export-data."""
+"""`newsletter subscribers`: add, import, invite, list, export, remove, export-data."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from newsletter.audience.importer import ImportPlan, ImportReport, import_csv
 from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
-from newsletter.db.models import SUBSCRIPTION_STATUSES
+from newsletter.db.models import SUBSCRIPTION_STATUSES, utcnow
 
 consent_options = [
     click.option("--confirmed", is_flag=True,
@@ -34,9 +34,44 @@ def with_consent(f):
     return f
 
 
+no_invite_option = click.option(
+    "--no-invite", is_flag=True,
+    help="Do not queue confirmation mails for the pending people now; "
+         "`subscribers invite` queues them later.")
+
+
+def _optin(app: AppContext):
+    from newsletter.audience.optin import OptIn
+    from newsletter.web.mails import SystemMails
+
+    return OptIn.from_settings(app.settings, app.services.engine, SystemMails(app.settings))
+
+
+def _invite(app: AppContext, list_slug: str, added_since, quiet: bool = False):
+    """Queue confirmation mails for the people just added as pending, with a progress bar."""
+    from newsletter.audience.invite import invite_pending
+
+    progress = Progress(TextColumn("queueing confirmation mails"), BarColumn(),
+                        TextColumn("{task.completed}"), TimeElapsedColumn(), transient=True,
+                        disable=quiet, console=Console(stderr=True))
+    with progress:
+        task = progress.add_task("invite", total=None)
+        return invite_pending(_optin(app), list_slug, added_since=added_since,
+                              progress=lambda n: progress.advance(task, n))
+
+
+def _say_invited(queued: int, throttled: int) -> None:
+    if queued:
+        click.echo(f"{queued} confirmation mail(s) queued: `newsletter serve` sends them, "
+                   "or run `newsletter outbox send`")
+    if throttled:
+        click.echo(f"{throttled} address(es) already had today's confirmation mails; "
+                   "run `newsletter subscribers invite` tomorrow")
+
+
 @click.group("subscribers")
 def subscribers() -> None:
-    """Subscribers: add, import CSV, list, export, remove."""
+    """Subscribers: add, import CSV, invite, list, export, remove."""
 
 
 @subscribers.command("add")
@@ -45,10 +80,12 @@ def subscribers() -> None:
 @click.option("--name", default="", help="Display name.")
 @click.option("--language", default="", help="Preferred language (default: the list's).")
 @with_consent
+@no_invite_option
 @pass_app
 def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
-        confirmed: bool, consent_source: str) -> None:
-    """Add EMAIL to a list (pending until confirmed, unless --confirmed)."""
+        confirmed: bool, consent_source: str, no_invite: bool) -> None:
+    """Add EMAIL to a list: pending, and sent a confirmation mail, unless --confirmed."""
+    started = utcnow()
     counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
                             address_key=app.services.keyring.address_key, name=name,
                             language=language, confirmed=confirmed,
@@ -58,6 +95,8 @@ def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
     elif counts.subscribed or counts.confirmed:
         state = "confirmed" if confirmed else "pending"
         click.echo(f"{email} added to {list_slug} ({state})")
+        if not confirmed and not no_invite:
+            _say_invited(**_invite(app, list_slug, started, quiet=True).as_dict())
     else:
         click.echo(f"{email} is already on {list_slug}")
 
@@ -115,12 +154,16 @@ def _print_plan(plan: ImportPlan, as_json: bool, strict: bool) -> None:
               help="Which column holds a field (email, name, language), e.g. "
                    "--column language=Idioma. Repeatable.")
 @with_consent
+@no_invite_option
 @json_option
 @pass_app
 def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: bool,
             fallback_to_default: bool, check_dns: bool, columns: tuple[str, ...],
-            confirmed: bool, consent_source: str, as_json: bool) -> None:
+            confirmed: bool, consent_source: str, no_invite: bool, as_json: bool) -> None:
     """Import subscribers from a CSV FILE (columns: email, name, language, any others).
+
+    Without --confirmed the new subscribers are pending and each is queued a confirmation
+    mail in their language (--no-invite holds them; `subscribers invite` sends them later).
 
     Headers are recognised in English, French and Spanish (Email/Courriel/Correo,
     Name/Nom/Nombre, Language/Langue/Idioma); the mapping and rows per language are printed
@@ -128,6 +171,7 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
     """
     named = parse_column_options(columns)
     engine = app.services.engine
+    started = utcnow()
     total = max(file.stat().st_size, 1) if file.exists() else 1
     progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
                         TimeElapsedColumn(), transient=True, disable=as_json or total < 200_000,
@@ -140,10 +184,15 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
                             fallback_language=fallback_to_default, check_dns=check_dns,
                             progress=lambda n: progress.advance(task, n), columns=named,
                             on_plan=lambda plan: _print_plan(plan, as_json, strict))
+    invited = None
+    if report.committed and not confirmed and not no_invite:
+        invited = _invite(app, list_slug, started, quiet=as_json).as_dict()
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), **({"invites": invited} if invited else {})})
     else:
         _print_report(report, file)
+        if invited:
+            _say_invited(**invited)
     if strict and report.rejected:
         sys.exit(1)
 
@@ -236,3 +285,31 @@ def export_data_(app: AppContext, email: str, output: Path | None) -> None:
 
 def attach(cli: click.Group) -> None:
     cli.add_command(subscribers)
+
+
+@subscribers.command("invite")
+@click.option("--list", "list_slug", required=True, help="List slug.")
+@click.option("--dry-run", is_flag=True, help="Only count who would be asked.")
+@json_option
+@pass_app
+def invite(app: AppContext, list_slug: str, dry_run: bool, as_json: bool) -> None:
+    """Queue a confirmation mail for each pending subscriber of a list never asked to confirm.
+
+    People who subscribed on the form, or were already asked, are not mailed again.
+    """
+    if dry_run:
+        from newsletter.audience.invite import count_never_asked
+
+        count = count_never_asked(_optin(app), list_slug)
+        if as_json:
+            print_json({"would_queue": count})
+        else:
+            click.echo(f"{count} pending subscriber(s) of {list_slug} would be asked to confirm")
+        return
+    result = _invite(app, list_slug, None, quiet=as_json).as_dict()
+    if as_json:
+        print_json(result)
+    elif not any(result.values()):
+        click.echo(f"nobody to ask: every pending subscriber of {list_slug} was already asked")
+    else:
+        _say_invited(**result)

@@ -1,0 +1,103 @@
+"""Confirmation mails for people the editors added (`subscribers add`, `subscribers import`).
+
+A person added without `--confirmed` is pending: they get nothing until they confirm, so they
+must be asked. The web form asks at once; for the CLI this module does it, by queueing the same
+confirmation mail in the outbox (sent by `newsletter serve`, or `newsletter outbox send`).
+
+Whom to ask: pending subscriptions of a list that were never asked, that is with no "invite",
+"subscribe" (the form) or "confirm" entry in the audit trail for that list. Each mail queued is
+recorded as an "invite" event, so asking twice never mails anyone twice. The per-address limit
+of confirmation mails a day applies as on the form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, exists, select
+
+from newsletter.audience.optin import (
+    OptIn,
+    RequestMeta,
+    enqueue_confirmation,
+    find_list,
+    record_event,
+)
+from newsletter.db.models import Event, Subscriber, Subscription, utcnow
+
+ASKED = ("invite", "subscribe", "confirm")
+BATCH = 500
+CLI = RequestMeta(source="cli")
+
+
+@dataclass(frozen=True)
+class InviteReport:
+    """What an invite run did."""
+
+    queued: int = 0
+    throttled: int = 0  # had their confirmation mails for today already
+
+    def as_dict(self) -> dict[str, int]:
+        return {"queued": self.queued, "throttled": self.throttled}
+
+
+def _never_asked(list_id: int, added_since: datetime | None) -> Any:
+    """Pending subscribers of a list never asked to confirm (added since a time, if given)."""
+    asked = select(Event.id).where(Event.subscriber_id == Subscription.subscriber_id,
+                                   Event.list_id == list_id, Event.kind.in_(ASKED))
+    query = (select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)
+             .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+             .where(Subscription.list_id == list_id, Subscription.status == "pending",
+                    ~exists(asked))
+             .order_by(Subscriber.id))
+    if added_since is not None:
+        added = select(Event.id).where(Event.subscriber_id == Subscription.subscriber_id,
+                                       Event.list_id == list_id, Event.kind == "import",
+                                       Event.created_at >= added_since)
+        query = query.where(exists(added))
+    return query
+
+
+def _language(mlist: dict[str, Any], language: str | None) -> str:
+    offered = mlist["languages"] or [mlist["default_language"]]
+    return str(language) if language in offered else str(mlist["default_language"])
+
+
+def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], person: Any,
+         now: datetime) -> bool:
+    subscriber = {"id": person.id, "email": person.email, "name": person.name}
+    language = _language(mlist, person.language)
+    sent = enqueue_confirmation(ctx, conn, subscriber, mlist, language, person.name, now)
+    if sent:
+        record_event(conn, "invite", CLI, now, person.id, mlist["id"], {"language": language})
+    return sent
+
+
+def invite_pending(ctx: OptIn, list_slug: str, *, added_since: datetime | None = None,
+                   progress: Callable[[int], None] | None = None) -> InviteReport:
+    """Queue a confirmation mail for each pending subscriber of a list never asked."""
+    queued = throttled = 0
+    with ctx.engine.connect() as conn:
+        mlist = find_list(conn, list_slug)
+        people = conn.execute(_never_asked(mlist["id"], added_since)).all()
+    for start in range(0, len(people), BATCH):
+        now = utcnow()
+        with ctx.engine.begin() as conn:
+            for person in people[start:start + BATCH]:
+                if _ask(ctx, conn, mlist, person, now):
+                    queued += 1
+                else:
+                    throttled += 1
+        if progress:
+            progress(len(people[start:start + BATCH]))
+    return InviteReport(queued, throttled)
+
+
+def count_never_asked(ctx: OptIn, list_slug: str) -> int:
+    """How many pending subscribers of a list were never asked to confirm."""
+    with ctx.engine.connect() as conn:
+        mlist = find_list(conn, list_slug)
+        return len(conn.execute(_never_asked(mlist["id"], None)).all())

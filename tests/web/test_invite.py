@@ -1,0 +1,81 @@
+"""People an editor adds without --confirmed are asked to confirm, in their language.
+
+Before, `subscribers add` and `subscribers import` left them pending and never mailed them, so
+they could never receive anything; only the web form sent a confirmation mail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Cli
+from tests.web.conftest import BASE_URL, WebEnv, link_in
+
+
+def _cli(web: WebEnv) -> Cli:
+    return Cli(web.settings.workspace)
+
+
+def _csv(tmp_path: Path, rows: str) -> str:
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,language\n" + rows, encoding="utf-8")
+    return str(path)
+
+
+def test_a_pending_person_added_by_the_cli_gets_a_mail_in_their_language_and_can_confirm(
+        web: WebEnv) -> None:
+    list_id = web.add_list()
+    run = _cli(web)
+    out = run("subscribers", "add", "ines@example.org", "--list", "news", "--language", "es",
+              "--name", "Inés").output
+    assert "pending" in out and "1 confirmation mail(s) queued" in out
+    assert run.json("outbox", "send")["sent"] == 1
+    [mail] = web.smtp.messages
+    assert mail["To"].addresses[0].addr_spec == "ines@example.org"
+    assert mail["Content-Language"] == "es"
+    path = link_in(mail, f"{BASE_URL}/confirm/").removeprefix(BASE_URL)
+    assert web.client.post(path).status_code == 200
+    sid = web.subscriber("ines@example.org")["id"]
+    assert web.subscription(sid, list_id)["status"] == "confirmed"
+
+
+def test_no_invite_holds_the_mail_and_invite_sends_it_later_once(web: WebEnv) -> None:
+    web.add_list()
+    run = _cli(web)
+    out = run("subscribers", "add", "leo@example.org", "--list", "news", "--no-invite").output
+    assert "queued" not in out and web.outbox() == []
+    assert run.json("subscribers", "invite", "--list", "news", "--dry-run") == {"would_queue": 1}
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 1, "throttled": 0}
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 0, "throttled": 0}
+    assert [row["recipient"] for row in web.outbox("confirm")] == ["leo@example.org"]
+
+
+def test_an_import_asks_each_new_pending_person_once_and_not_the_confirmed_or_form_ones(
+        web: WebEnv, tmp_path: Path) -> None:
+    list_id = web.add_list()
+    web.add_subscriber("old@example.org", list_id, status="confirmed")
+    web.client.post("/subscribe/news", data={"email": "form@example.org"})
+    web.deliver()
+    before = len(web.smtp.messages)
+    run = _cli(web)
+    rows = ("a@example.org,Ana,fr\nb@example.org,Bo,en\n"
+            "old@example.org,Old,en\nform@example.org,F,en\n")
+    report = run.json("subscribers", "import", _csv(tmp_path, rows), "--list", "news")
+    assert report["invites"] == {"queued": 2, "throttled": 0}
+    run.json("outbox", "send")
+    new = {m["To"].addresses[0].addr_spec: m["Content-Language"]
+           for m in web.smtp.messages[before:]}
+    assert new == {"a@example.org": "fr", "b@example.org": "en"}
+    # Importing the same file again asks nobody twice.
+    again = run.json("subscribers", "import", _csv(tmp_path, rows), "--list", "news")
+    assert "invites" not in again or again["invites"]["queued"] == 0
+
+
+def test_a_confirmed_import_and_a_dry_run_queue_nothing(web: WebEnv, tmp_path: Path) -> None:
+    web.add_list()
+    run = _cli(web)
+    path = _csv(tmp_path, "c@example.org,C,en\n")
+    run("subscribers", "import", path, "--list", "news", "--dry-run")
+    run("subscribers", "import", path, "--list", "news", "--confirmed",
+        "--consent-source", "AGM sheet")
+    assert web.outbox() == []
