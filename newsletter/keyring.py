@@ -25,15 +25,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, select
 
 from newsletter.config import Settings
-from newsletter.db.models import KeyringEntry
+from newsletter.db.tables import KEYRING
 from newsletter.errors import NewsletterError
 from newsletter.tokens import Signer
 
 ADDRESS_KEY = "address_key"
-KEYRING: Table = KeyringEntry.__table__  # type: ignore[assignment]
 
 
 class KeyringError(NewsletterError):

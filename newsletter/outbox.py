@@ -16,19 +16,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
-from newsletter.db.models import OutboxMessage, utcnow
+from newsletter.db.engine import is_sqlite
+from newsletter.db.models import utcnow
+from newsletter.db.tables import OUTBOX
 from newsletter.delivery.relay import Relay
 from newsletter.delivery.smtp import send_each
 
 log = logging.getLogger(__name__)
 
-OUTBOX = cast(Table, OutboxMessage.__table__)
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
@@ -110,7 +111,7 @@ def claim(
 ) -> list[dict[str, Any]]:
     """Lease up to `limit` due rows to this worker and return them."""
     query = select(OUTBOX).where(_due(now, include_deferred)).order_by(OUTBOX.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
+    if not is_sqlite(engine):
         query = query.with_for_update(skip_locked=True)
     claimed: list[dict[str, Any]] = []
     with engine.begin() as conn:

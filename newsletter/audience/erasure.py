@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
@@ -54,21 +54,22 @@ from sqlalchemy import (
 )
 
 from newsletter.audience.addresses import normalize_email
-from newsletter.audience.subscribers import (
-    events_table,
-    subscribers_table,
-    subscriptions_table,
-    suppressed_hashes,
-    suppressions_table,
+from newsletter.audience.subscribers import suppressed_hashes
+from newsletter.db.engine import is_sqlite
+from newsletter.db.models import utcnow
+from newsletter.db.tables import (
+    BOUNCES,
+    DELIVERIES,
+    EVENTS,
+    OUTBOX,
+    SUBSCRIBERS,
+    SUBSCRIPTIONS,
+    SUPPRESSIONS,
 )
-from newsletter.db.models import BounceRecord, Delivery, OutboxMessage, utcnow
 from newsletter.delivery.headers import AddressError, ascii_address
 from newsletter.errors import ValidationError
 from newsletter.keyring import address_hash
 
-OUTBOX = cast(Table, OutboxMessage.__table__)
-DELIVERIES = cast(Table, Delivery.__table__)
-BOUNCES = cast(Table, BounceRecord.__table__)
 # Where the address may be written down about someone else: other subscribers' names and
 # attributes, audit events (a referring URL, an unmatched bounce's diagnostic), suppressions (a
 # bounce reply), bounce records. The person's own outbox mails and deliveries are deleted whole,
@@ -156,7 +157,7 @@ def _filter(conn: Connection, table: Table, address: str) -> Any:
     for part in parts[1:]:
         row = row + " " + part
     # SQLite's LIKE ignores ASCII case by itself; PostgreSQL's needs ILIKE.
-    like = row.like if conn.dialect.name == "sqlite" else row.ilike
+    like = row.like if is_sqlite(conn) else row.ilike
     tests = []
     for form in {address, _wire_form(address)}:  # an IDN domain has a second, punycode form
         cores = _cores(form)
@@ -175,7 +176,7 @@ def sweep(conn: Connection, address: str) -> int:
     """Replace every spelling of the address in the people tables; returns rows changed."""
     pattern = address_pattern(address)
     changed = 0
-    for table in (subscribers_table, events_table, suppressions_table, BOUNCES):
+    for table in (SUBSCRIBERS, EVENTS, SUPPRESSIONS, BOUNCES):
         names = SWEPT[table.name]
         query = select(table.c.id, *(table.c[n] for n in names)).where(
             _filter(conn, table, address))
@@ -195,10 +196,10 @@ def _count(conn: Connection, table: Table, where: Any) -> int:
 def remove_people(conn: Connection, ids: list[int], addresses: Iterable[str]) -> dict[str, int]:
     """Delete these subscribers with their mails and bounce records; anonymise their events."""
     addresses = sorted(set(addresses))
-    e = events_table.c
+    e = EVENTS.c
     counts = {
-        "subscriptions": _count(conn, subscriptions_table,
-                                subscriptions_table.c.subscriber_id.in_(ids)),
+        "subscriptions": _count(conn, SUBSCRIPTIONS,
+                                SUBSCRIPTIONS.c.subscriber_id.in_(ids)),
         "deliveries": _count(conn, DELIVERIES, DELIVERIES.c.subscriber_id.in_(ids)),
         # Stored recipients are normalised addresses, so the index finds them all.
         "outbox": conn.execute(delete(OUTBOX).where(
@@ -207,13 +208,13 @@ def remove_people(conn: Connection, ids: list[int], addresses: Iterable[str]) ->
             BOUNCES.c.subscriber_id.in_(ids))).rowcount,
         # A bounce event's source is a digest of the report, kept so a late copy of the same
         # report is still recognised as a duplicate; any other source may name the person.
-        "events_anonymised": conn.execute(update(events_table).where(e.subscriber_id.in_(ids))
+        "events_anonymised": conn.execute(update(EVENTS).where(e.subscriber_id.in_(ids))
             .values(ip=None, user_agent=None, consent_text=None, data={},
                     source=case((e.source.like("bounce:%"), e.source), else_=None))).rowcount,
     }
     # Subscriptions and deliveries go with their subscriber (ON DELETE CASCADE).
     counts["subscribers"] = conn.execute(
-        delete(subscribers_table).where(subscribers_table.c.id.in_(ids))).rowcount
+        delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(ids))).rowcount
     return counts
 
 
@@ -225,7 +226,7 @@ def secure_transaction(engine: Engine) -> Iterator[tuple[Connection, dict[str, A
     """
     outcome: dict[str, Any] = {"wal_emptied": None}
     with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
+        sqlite = is_sqlite(conn)
         if sqlite:
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
             conn.commit()  # ends SQLAlchemy's autobegun transaction; the pragma stays
@@ -242,7 +243,7 @@ def compact(engine: Engine) -> bool:
     sit in the file's free space; VACUUM writes a new file without it. It takes the database
     for as long as copying the file takes.
     """
-    if engine.dialect.name != "sqlite":
+    if not is_sqlite(engine):
         raise ValidationError(
             "--vacuum rewrites a SQLite file; on PostgreSQL the server's files are its owner's: "
             "run VACUUM FULL there"
@@ -275,7 +276,7 @@ def erase(
     An address with no subscriber is still swept and suppressed: it may sit in bounce reports.
     """
     now = utcnow()
-    s = subscribers_table.c
+    s = SUBSCRIBERS.c
     with secure_transaction(engine) as (conn, outcome):
         if subscriber_id is not None:
             email = conn.scalar(select(s.email).where(s.id == subscriber_id))
@@ -289,10 +290,10 @@ def erase(
         digest = address_hash(address, address_key)  # the one place erasure hashes an address
         fresh = not suppressed_hashes(conn, [digest])
         if fresh:
-            conn.execute(insert(suppressions_table).values(
+            conn.execute(insert(SUPPRESSIONS).values(
                 email_hash=digest, reason="erased", created_at=now, detail=""))
         scrubbed = sweep(conn, address)
-        conn.execute(insert(events_table).values(
+        conn.execute(insert(EVENTS).values(
             kind="erase", subscriber_id=None, created_at=now, source=source, data={}))
     return ErasureReport(**counts, rows_scrubbed=scrubbed, suppressed=fresh,
                          wal_emptied=outcome["wal_emptied"])
@@ -314,7 +315,7 @@ def purge_pending(
 ) -> PurgeReport:
     """Delete subscriptions still pending after `days`; a subscriber left with none goes too."""
     now = now or utcnow()
-    c, s = subscriptions_table.c, subscribers_table.c
+    c, s = SUBSCRIPTIONS.c, SUBSCRIBERS.c
     stale = and_(c.status == "pending", c.created_at < now - timedelta(days=days))
     with secure_transaction(engine) as (conn, outcome):
         rows = conn.execute(select(c.id, c.subscriber_id).where(stale)).all()
@@ -324,12 +325,12 @@ def purge_pending(
         alone = [sid for sid in sids if sid not in others]
         if not dry_run and rows:
             people = conn.execute(select(s.id, s.email).where(s.id.in_(alone))).all()
-            conn.execute(delete(subscriptions_table).where(
+            conn.execute(delete(SUBSCRIPTIONS).where(
                 c.id.in_([row.id for row in rows])))
             # Everything tied to them goes; no sweep for stray copies of each address, which
             # would scan the audit trail once per person (a consent nobody gave leaves few).
             remove_people(conn, alone, (row.email for row in people))
-            conn.execute(insert(events_table).values(
+            conn.execute(insert(EVENTS).values(
                 kind="purge", subscriber_id=None, created_at=now, source="maintenance",
                 data={"pending_days": days, "subscriptions": len(rows),
                       "subscribers": len(alone)}))

@@ -7,11 +7,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
+from newsletter.db.tables import DELIVERIES, ISSUES, LISTS, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.localized import Localized, check_text, pick
 from newsletter.typography import typeset_text
@@ -19,11 +19,6 @@ from newsletter.typography import typeset_text
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
-lists_table = cast(Table, MailingList.__table__)
-subscriptions_table = cast(Table, Subscription.__table__)
-subscribers_table = cast(Table, Subscriber.__table__)
-issues_table = cast(Table, Issue.__table__)
-deliveries_table = cast(Table, Delivery.__table__)
 # An issue in these states still has mails to send to the list's subscribers.
 SENDING = ("sending", "paused")
 
@@ -111,10 +106,10 @@ def add_list(
     name, names = _split(name, default_language)
     description, descriptions = _split(description, default_language)
     with engine.begin() as conn:
-        if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug)):
+        if conn.scalar(select(LISTS.c.id).where(LISTS.c.slug == slug)):
             raise ValidationError(f"a list with slug {slug!r} already exists")
         conn.execute(
-            insert(lists_table).values(
+            insert(LISTS).values(
                 slug=slug,
                 name=name,
                 names=names,
@@ -148,10 +143,10 @@ def check_new_list(slug: str, name: Localized, languages: list[str],
 
 def _counts(engine: Engine, list_id: int | None = None) -> dict[int, dict[str, int]]:
     stmt = select(
-        subscriptions_table.c.list_id, subscriptions_table.c.status, func.count()
-    ).group_by(subscriptions_table.c.list_id, subscriptions_table.c.status)
+        SUBSCRIPTIONS.c.list_id, SUBSCRIPTIONS.c.status, func.count()
+    ).group_by(SUBSCRIPTIONS.c.list_id, SUBSCRIPTIONS.c.status)
     if list_id is not None:
-        stmt = stmt.where(subscriptions_table.c.list_id == list_id)
+        stmt = stmt.where(SUBSCRIPTIONS.c.list_id == list_id)
     out: dict[int, dict[str, int]] = {}
     with engine.connect() as conn:
         for lid, status, n in conn.execute(stmt):
@@ -178,7 +173,7 @@ def _info(row, counts: dict[str, int]) -> ListInfo:
 def get_list(engine: Engine, slug: str) -> ListInfo:
     """One list by slug, with subscription counts."""
     with engine.connect() as conn:
-        row = conn.execute(select(lists_table).where(lists_table.c.slug == slug)).first()
+        row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).first()
     if row is None:
         raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
     return _info(row, _counts(engine, row.id).get(row.id, {}))
@@ -188,7 +183,7 @@ def all_lists(engine: Engine) -> list[ListInfo]:
     """Every list, by slug."""
     counts = _counts(engine)
     with engine.connect() as conn:
-        rows = conn.execute(select(lists_table).order_by(lists_table.c.slug)).all()
+        rows = conn.execute(select(LISTS).order_by(LISTS.c.slug)).all()
     return [_info(r, counts.get(r.id, {})) for r in rows]
 
 
@@ -330,7 +325,7 @@ class ListUpdate:
 
 def _readers(conn: Connection, list_id: int, default: str, langs: list[str]) -> dict[str, int]:
     """How many subscribers still on the list read each of `langs` (those read by nobody: none)."""
-    s, c = subscribers_table, subscriptions_table
+    s, c = SUBSCRIBERS, SUBSCRIPTIONS
     lang = func.coalesce(s.c.language, default)
     rows = conn.execute(
         select(lang, func.count()).select_from(s.join(c, c.c.subscriber_id == s.c.id))
@@ -347,7 +342,7 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
     `force`: their own preference is kept, and each send then needs --fallback-language.
     """
     with engine.begin() as conn:
-        row = conn.execute(select(lists_table).where(lists_table.c.slug == slug)).first()
+        row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).first()
         if row is None:
             raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
         new = _new_values(row, wanted)
@@ -361,7 +356,7 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
                 "--fallback-language)")
         changes = {k: (getattr(row, k), v) for k, v in new.items() if getattr(row, k) != v}
         if changes and not dry_run:
-            conn.execute(update(lists_table).where(lists_table.c.id == row.id)
+            conn.execute(update(LISTS).where(LISTS.c.id == row.id)
                          .values(**{k: v for k, (_, v) in changes.items()}))
     return changes
 
@@ -381,8 +376,8 @@ def _new_values(row: Any, wanted: ListUpdate) -> dict[str, Any]:
 
 
 def _refuse_while_sending(conn: Connection, list_id: int, slug: str, action: str) -> None:
-    sending = conn.scalars(select(issues_table.c.slug).where(
-        issues_table.c.list_id == list_id, issues_table.c.status.in_(SENDING))).all()
+    sending = conn.scalars(select(ISSUES.c.slug).where(
+        ISSUES.c.list_id == list_id, ISSUES.c.status.in_(SENDING))).all()
     if sending:
         raise ValidationError(f"cannot {action} list {slug!r} while issue "
                               f"{', '.join(map(repr, sending))} is sending to it; let it finish "
@@ -395,13 +390,13 @@ def rename_list(engine: Engine, old: str, new: str) -> ListInfo:
         raise ValidationError(
             f"list slug {new!r} must be lowercase letters, digits and dashes (max 63)")
     with engine.begin() as conn:
-        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == old))
+        list_id = conn.scalar(select(LISTS.c.id).where(LISTS.c.slug == old))
         if list_id is None:
             raise NotFoundError(f"no list {old!r} (see `newsletter lists list`)")
-        if conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == new)):
+        if conn.scalar(select(LISTS.c.id).where(LISTS.c.slug == new)):
             raise ValidationError(f"a list with slug {new!r} already exists")
         _refuse_while_sending(conn, list_id, old, "rename")
-        conn.execute(update(lists_table).where(lists_table.c.id == list_id).values(slug=new))
+        conn.execute(update(LISTS).where(LISTS.c.id == list_id).values(slug=new))
     return get_list(engine, new)
 
 
@@ -417,24 +412,24 @@ class DeleteReport:
 def count_issues(engine: Engine, list_id: int) -> int:
     """How many issues (drafts, sent, any) belong to a list."""
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(issues_table)
-                           .where(issues_table.c.list_id == list_id)) or 0
+        return conn.scalar(select(func.count()).select_from(ISSUES)
+                           .where(ISSUES.c.list_id == list_id)) or 0
 
 
 def delete_list(engine: Engine, slug: str) -> DeleteReport:
     """Delete a list with its subscriptions and issue records; refused while an issue sends."""
     with engine.begin() as conn:
-        list_id = conn.scalar(select(lists_table.c.id).where(lists_table.c.slug == slug))
+        list_id = conn.scalar(select(LISTS.c.id).where(LISTS.c.slug == slug))
         if list_id is None:
             raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
         _refuse_while_sending(conn, list_id, slug, "delete")
         deliveries = conn.execute(
-            delete(deliveries_table).where(deliveries_table.c.list_id == list_id)).rowcount
+            delete(DELIVERIES).where(DELIVERIES.c.list_id == list_id)).rowcount
         issues = conn.execute(
-            delete(issues_table).where(issues_table.c.list_id == list_id)).rowcount
+            delete(ISSUES).where(ISSUES.c.list_id == list_id)).rowcount
         subscriptions = conn.execute(
-            delete(subscriptions_table).where(subscriptions_table.c.list_id == list_id)).rowcount
-        conn.execute(delete(lists_table).where(lists_table.c.id == list_id))
+            delete(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.list_id == list_id)).rowcount
+        conn.execute(delete(LISTS).where(LISTS.c.id == list_id))
     return DeleteReport(subscriptions, issues, deliveries)
 
 
@@ -448,4 +443,4 @@ def _retitle(engine: Engine, mlist: ListInfo, item: Mapping[str, Any]) -> None:
                 values.update({key: text, tables: table})
     if values:
         with engine.begin() as conn:
-            conn.execute(update(lists_table).where(lists_table.c.id == mlist.id).values(**values))
+            conn.execute(update(LISTS).where(LISTS.c.id == mlist.id).values(**values))

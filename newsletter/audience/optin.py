@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
@@ -24,17 +24,14 @@ from newsletter.audience.lists import localized_list
 from newsletter.audience.names import clean_name
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
-from newsletter.db.models import Event, MailingList, Subscriber, Subscription, utcnow
+from newsletter.db.models import utcnow
+from newsletter.db.tables import EVENTS, LISTS, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import address_hash, link_signer, read_address_key
 from newsletter.links import confirm_url, preferences_url, unsubscribe_url
 from newsletter.outbox import count_recent, enqueue
 from newsletter.tokens import Signer, TokenError
 
-LISTS = cast(Table, MailingList.__table__)
-SUBSCRIBERS = cast(Table, Subscriber.__table__)
-SUBSCRIPTIONS = cast(Table, Subscription.__table__)
-EVENTS = cast(Table, Event.__table__)
 EVENT_INSERT = EVENTS.insert()  # built once: building a statement costs more than running it
 
 IP_WINDOW = timedelta(hours=1)

@@ -8,24 +8,24 @@ data: no other subscriber, no address from a bounce report about someone else.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from newsletter.audience.addresses import normalize_email
-from newsletter.audience.subscribers import (
-    events_table,
-    subscribers_table,
-    subscriptions_table,
+from newsletter.db.models import utcnow
+from newsletter.db.tables import (
+    DELIVERIES,
+    EDITIONS,
+    EVENTS,
+    ISSUES,
+    LISTS,
+    SUBSCRIBERS,
+    SUBSCRIPTIONS,
 )
-from newsletter.db.models import Delivery, Edition, Issue, MailingList, utcnow
 from newsletter.errors import NotFoundError
 
 FORMAT = "newsletter-personal-data/1"
-LISTS = cast(Table, MailingList.__table__)
-DELIVERIES = cast(Table, Delivery.__table__)
-ISSUES = cast(Table, Issue.__table__)
-EDITIONS = cast(Table, Edition.__table__)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -33,7 +33,7 @@ def _time(value: datetime | None) -> str | None:
 
 
 def _subscriber(conn: Connection, sid: int) -> dict[str, Any]:
-    s = subscribers_table.c
+    s = SUBSCRIBERS.c
     row = conn.execute(select(s.email, s.name, s.language, s.attributes, s.created_at,
                               s.updated_at).where(s.id == sid)).first()
     if row is None:
@@ -44,7 +44,7 @@ def _subscriber(conn: Connection, sid: int) -> dict[str, Any]:
 
 
 def _subscriptions(conn: Connection, sid: int) -> list[dict[str, Any]]:
-    c, lt = subscriptions_table.c, LISTS.c
+    c, lt = SUBSCRIPTIONS.c, LISTS.c
     rows = conn.execute(
         select(lt.slug, lt.name, c.status, c.created_at, c.confirmed_at, c.unsubscribed_at)
         .join(LISTS, lt.id == c.list_id).where(c.subscriber_id == sid).order_by(lt.slug))
@@ -54,7 +54,7 @@ def _subscriptions(conn: Connection, sid: int) -> list[dict[str, Any]]:
 
 
 def _events(conn: Connection, sid: int) -> list[dict[str, Any]]:
-    e, lt = events_table.c, LISTS.c
+    e, lt = EVENTS.c, LISTS.c
     rows = conn.execute(
         select(e.kind, lt.slug, e.created_at, e.source, e.ip, e.user_agent, e.consent_text,
                e.data)
@@ -85,7 +85,7 @@ def export_data(
     with engine.connect() as conn:
         if subscriber_id is None:
             address = normalize_email(email or "")
-            s = subscribers_table.c
+            s = SUBSCRIBERS.c
             subscriber_id = conn.scalar(select(s.id).where(s.email == address))
             if subscriber_id is None:
                 raise NotFoundError(f"no subscriber {address}")

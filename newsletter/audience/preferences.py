@@ -47,7 +47,7 @@ from newsletter.audience.optin import (
     record_event,
     set_status,
 )
-from newsletter.db.engine import sqlite_time
+from newsletter.db.engine import is_sqlite, sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.i18n import LANGUAGES
@@ -452,7 +452,7 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     SQLAlchemy's per-row parameter processing cost more than SQLite's insert, and in the web
     app it runs on the writer thread, which shares the GIL with the requests.
     """
-    if conn.dialect.name != "sqlite":
+    if not is_sqlite(conn):
         conn.execute(EVENT_INSERT, rows)
         return
     conn.exec_driver_sql(_SQLITE_EVENTS, [

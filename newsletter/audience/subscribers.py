@@ -12,21 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
-from newsletter.db.models import Event, Subscriber, Subscription, Suppression, utcnow
+from newsletter.db.models import utcnow
+from newsletter.db.tables import EVENTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.keyring import address_hash
-
-subscribers_table = cast(Table, Subscriber.__table__)
-subscriptions_table = cast(Table, Subscription.__table__)
-events_table = cast(Table, Event.__table__)
-suppressions_table = cast(Table, Suppression.__table__)
 
 
 @dataclass
@@ -65,7 +61,7 @@ def suppressed_hashes(conn: Connection, hashes: list[str]) -> set[str]:
     """Which of these keyed hashes are on the suppression list."""
     if not hashes:
         return set()
-    col = suppressions_table.c.email_hash
+    col = SUPPRESSIONS.c.email_hash
     return set(conn.scalars(select(col).where(col.in_(hashes))))
 
 
@@ -91,19 +87,19 @@ def _upsert_subscribers(
         r.email: r
         for r in conn.execute(
             select(
-                subscribers_table.c.id,
-                subscribers_table.c.email,
-                subscribers_table.c.name,
-                subscribers_table.c.language,
-                subscribers_table.c.attributes,
-            ).where(subscribers_table.c.email.in_(emails))
+                SUBSCRIBERS.c.id,
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.language,
+                SUBSCRIBERS.c.attributes,
+            ).where(SUBSCRIBERS.c.email.in_(emails))
         )
     }
     now = utcnow()
     new = [r for r in rows if r.email not in existing]
     if new:
         conn.execute(
-            insert(subscribers_table),
+            insert(SUBSCRIBERS),
             [
                 dict(email=r.email, name=r.name, language=r.language or None,
                      attributes=r.attributes, created_at=now, updated_at=now)
@@ -124,8 +120,8 @@ def _upsert_subscribers(
                 counts.unchanged += 1
     if updates:
         conn.execute(
-            update(subscribers_table)
-            .where(subscribers_table.c.id == bindparam("b_id"))
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.id == bindparam("b_id"))
             .values(
                 name=bindparam("name"),
                 language=bindparam("language"),
@@ -137,8 +133,8 @@ def _upsert_subscribers(
     counts.updated += len(updates)
     ids = dict(
         conn.execute(
-            select(subscribers_table.c.email, subscribers_table.c.id).where(
-                subscribers_table.c.email.in_(emails)
+            select(SUBSCRIBERS.c.email, SUBSCRIBERS.c.id).where(
+                SUBSCRIBERS.c.email.in_(emails)
             )
         ).all()
     )
@@ -155,7 +151,7 @@ def _upsert_subscriptions(
     counts: MergeCounts,
 ) -> list[int]:
     """Create or confirm subscriptions; returns subscriber ids whose status changed."""
-    c = subscriptions_table.c
+    c = SUBSCRIPTIONS.c
     current = dict(
         conn.execute(
             select(c.subscriber_id, c.status).where(
@@ -168,7 +164,7 @@ def _upsert_subscriptions(
     fresh = [sid for sid in ids.values() if sid not in current]
     if fresh:
         conn.execute(
-            insert(subscriptions_table),
+            insert(SUBSCRIPTIONS),
             [
                 dict(subscriber_id=sid, list_id=lst.id, status=status, created_at=now,
                      updated_at=now, confirmed_at=now if confirmed else None)
@@ -179,7 +175,7 @@ def _upsert_subscriptions(
     to_confirm = [s for s, st in current.items() if confirmed and st == "pending"]
     if to_confirm:
         conn.execute(
-            update(subscriptions_table)
+            update(SUBSCRIPTIONS)
             .where(and_(c.list_id == lst.id, c.subscriber_id.in_(to_confirm)))
             .values(status="confirmed", confirmed_at=now, updated_at=now)
         )
@@ -213,7 +209,7 @@ def merge_batch(
         kind = "import-confirmed" if confirmed else "import"
         now = utcnow()
         conn.execute(
-            insert(events_table),
+            insert(EVENTS),
             [dict(kind=kind, subscriber_id=sid, list_id=lst.id, created_at=now, source=source,
                   data={"status": "confirmed" if confirmed else "pending"}) for sid in changed],
         )
@@ -271,13 +267,13 @@ def iter_subscribers(
     batch: int = 5000,
 ) -> Iterator[SubscriberRow]:
     """Stream subscriptions (subscriber x list), ordered by email, in bounded memory."""
-    from newsletter.audience.lists import lists_table
+    from newsletter.audience.lists import LISTS
 
-    s, c, lt = subscribers_table.c, subscriptions_table.c, lists_table.c
+    s, c, lt = SUBSCRIBERS.c, SUBSCRIPTIONS.c, LISTS.c
     stmt = (
         select(s.email, s.name, s.language, s.attributes, s.created_at, c.status, lt.slug)
-        .join(subscriptions_table, c.subscriber_id == s.id)
-        .join(lists_table, lt.id == c.list_id)
+        .join(SUBSCRIPTIONS, c.subscriber_id == s.id)
+        .join(LISTS, lt.id == c.list_id)
         .order_by(s.email, lt.slug)
     )
     if list_slug:
@@ -305,20 +301,20 @@ def remove_subscriber(
         erase(engine, email=address, address_key=address_key)
         return "erased"
     with engine.begin() as conn:
-        s = subscribers_table.c
+        s = SUBSCRIBERS.c
         sid = conn.scalar(select(s.id).where(s.email == address))
         if sid is None:
             raise NotFoundError(f"no subscriber {address}")
         lst = get_list(engine, list_slug)
-        c = subscriptions_table.c
+        c = SUBSCRIPTIONS.c
         done = conn.execute(
-            update(subscriptions_table)
+            update(SUBSCRIPTIONS)
             .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
             .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
         )
         if not done.rowcount:
             raise NotFoundError(f"{address} is not on list {lst.slug!r}")
-        conn.execute(insert(events_table).values(
+        conn.execute(insert(EVENTS).values(
             kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
             source="cli", data={}))
         return "unsubscribed"

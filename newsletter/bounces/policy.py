@@ -28,22 +28,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
-from newsletter.audience.optin import (
-    EVENTS,
-    LISTS,
-    SUBSCRIBERS,
-    RequestMeta,
-    record_event,
-)
+from newsletter.audience.optin import RequestMeta, record_event
 from newsletter.audience.preferences import leave_list
-from newsletter.audience.subscribers import suppressed_hashes, suppressions_table
+from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings
-from newsletter.db.models import Delivery, Issue, utcnow
+from newsletter.db.models import Delivery, utcnow
+from newsletter.db.tables import DELIVERIES, EVENTS, ISSUES, LISTS, SUBSCRIBERS, SUPPRESSIONS
 from newsletter.keyring import address_hash
 
-DELIVERIES = Delivery.__table__
-ISSUES = Issue.__table__
 REPORT_EVENTS = ("bounce", "complaint", "bounce-unmatched")
 ACTIONS = ("suppressed", "counted", "recorded", "unmatched", "unreadable", "kept", "duplicate")
 BOUNCED = "bounced:"  # how a delivery's last_reply starts once a report named it
@@ -167,7 +160,7 @@ def suppress(conn: Connection, email: str, address_key: str, reason: str, detail
     digest = address_hash(email, address_key)
     if suppressed_hashes(conn, [digest]):
         return False
-    conn.execute(insert(suppressions_table).values(
+    conn.execute(insert(SUPPRESSIONS).values(
         email_hash=digest, reason=reason, detail=detail[:500], created_at=now))
     return True
 

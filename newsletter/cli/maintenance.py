@@ -8,6 +8,7 @@ import click
 
 from newsletter.audience.erasure import compact, purge_pending
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
 
 
@@ -26,7 +27,7 @@ def maintenance(app: AppContext, dry_run: bool, vacuum: bool, as_json: bool) -> 
     if days < 1:
         raise ValidationError("[audience] pending_days: must be at least 1")
     engine = app.services.engine
-    if vacuum and engine.dialect.name != "sqlite":
+    if vacuum and not is_sqlite(engine):
         compact(engine)  # says, in one line, what to do instead
     report = purge_pending(engine, days=days, dry_run=dry_run)
     vacuumed = compact(engine) if vacuum and not dry_run else None

@@ -21,7 +21,7 @@ from newsletter.compose.layout import search_path
 from newsletter.compose.slots import Slots
 from newsletter.compose.source import load_issue
 from newsletter.config import Settings
-from newsletter.db.models import MailingList, Subscriber
+from newsletter.db.tables import LISTS, SUBSCRIBERS
 from newsletter.errors import NotFoundError
 from newsletter.keyring import link_signer
 
@@ -40,21 +40,23 @@ class Recipient:
 
 def list_languages(engine: Engine, list_slug: str) -> list[str] | None:
     """The languages a list offers, or None when the list is not in the database."""
-    table = MailingList.__table__
     with engine.connect() as conn:
-        row = conn.execute(select(table.c.languages).where(table.c.slug == list_slug)).first()
+        row = conn.execute(select(LISTS.c.languages).where(LISTS.c.slug == list_slug)).first()
     return None if row is None else [str(x) for x in row[0] or []]
 
 
 def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) -> Recipient:
     """The real slots of one subscriber (their signed unsubscribe and preferences links)."""
     signer = link_signer(settings)  # first: no secret key is refused before any lookup
-    lists, subs = MailingList.__table__, Subscriber.__table__
     with engine.connect() as conn:
-        list_id = conn.execute(select(lists.c.id).where(lists.c.slug == list_slug)).scalar()
+        list_id = conn.execute(select(LISTS.c.id).where(LISTS.c.slug == list_slug)).scalar()
         row = conn.execute(
-            select(subs.c.id, subs.c.name, subs.c.language, subs.c.attributes)
-            .where(func.lower(subs.c.email) == email.strip().lower())
+            select(
+                SUBSCRIBERS.c.id,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.language,
+                SUBSCRIBERS.c.attributes,
+            ).where(func.lower(SUBSCRIBERS.c.email) == email.strip().lower())
         ).first()
     if list_id is None:
         raise NotFoundError(f"no list {list_slug!r} in the database")
@@ -77,8 +79,12 @@ def public_slots(settings: Settings) -> Slots:
 
 
 def write_preview(
-    workspace: Path, slug: str, settings: Settings, languages: Sequence[str] | None,
-    out: Path, slots: Slots | None = None,
+    workspace: Path,
+    slug: str,
+    settings: Settings,
+    languages: Sequence[str] | None,
+    out: Path,
+    slots: Slots | None = None,
 ) -> list[Path]:
     """Compile and fill each language; images beside the issue are copied next to the files."""
     source = load_issue(workspace, slug)
@@ -165,18 +171,26 @@ class PreviewServer:
                     page = f"<pre>{html.escape(server.error)}</pre>{RELOAD_SCRIPT}"
                     return self._send(500, page.encode(), "text/html; charset=utf-8")
                 if name == "index.html":
-                    items = "".join(f'<li><a href="{p.name}">{p.name}</a></li>'
-                                    for p in sorted(server.out.glob("*.*")) if p.suffix in
-                                    (".html", ".txt"))
-                    return self._send(200, f"<ul>{items}</ul>{RELOAD_SCRIPT}".encode(),
-                                      "text/html; charset=utf-8")
+                    items = "".join(
+                        f'<li><a href="{p.name}">{p.name}</a></li>'
+                        for p in sorted(server.out.glob("*.*"))
+                        if p.suffix in (".html", ".txt")
+                    )
+                    return self._send(
+                        200, f"<ul>{items}</ul>{RELOAD_SCRIPT}".encode(), "text/html; charset=utf-8"
+                    )
                 path = (server.out / name).resolve()
                 if not path.is_relative_to(server.out.resolve()) or not path.is_file():
                     return self._send(404, b"not found", "text/plain")
                 body = path.read_bytes()
-                kind = {".html": "text/html; charset=utf-8", ".txt": "text/plain; charset=utf-8",
-                        ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                        ".gif": "image/gif"}.get(path.suffix.lower(), "application/octet-stream")
+                kind = {
+                    ".html": "text/html; charset=utf-8",
+                    ".txt": "text/plain; charset=utf-8",
+                    ".png": "image/png",
+                    ".jpg": "image/jpeg",
+                    ".jpeg": "image/jpeg",
+                    ".gif": "image/gif",
+                }.get(path.suffix.lower(), "application/octet-stream")
                 if path.suffix == ".html":
                     body = body.replace(b"</body>", RELOAD_SCRIPT.encode() + b"</body>")
                 return self._send(200, body, kind)
@@ -200,4 +214,3 @@ def watched_folders(workspace: Path, slug: str) -> list[Path]:
     """The issue folder and every template folder it can use."""
     issue = workspace / "issues" / slug
     return [issue, *(Path(p) for p in search_path(workspace, issue))]
-

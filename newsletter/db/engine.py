@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -85,8 +85,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def is_sqlite(bind: Engine | Connection) -> bool:
+    """The one test of which engine runs: SQLite, else PostgreSQL (the two we support)."""
+    return bind.dialect.name == "sqlite"
 
 
 def sqlite_time(value: datetime) -> str:

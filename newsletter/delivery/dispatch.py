@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
+from newsletter.db.tables import DELIVERIES, ISSUES, LISTS, SUBSCRIBERS
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.livecheck import failing_urls, image_urls
@@ -69,8 +70,8 @@ def address_key(engine: Engine) -> str:
 
 def _find_list(engine: Engine, slug: str) -> ListInfo:
     with engine.connect() as conn:
-        row = conn.execute(select(q.LISTS.c.id, q.LISTS.c.slug, q.LISTS.c.name,
-                                  q.LISTS.c.default_language).where(q.LISTS.c.slug == slug)).first()
+        row = conn.execute(select(LISTS.c.id, LISTS.c.slug, LISTS.c.name,
+                                  LISTS.c.default_language).where(LISTS.c.slug == slug)).first()
     if row is None:
         raise NotFoundError(f"the issue's list {slug!r} does not exist: create it with "
                             f"`newsletter lists add {slug}`")
@@ -138,32 +139,52 @@ def prepare_send(
     languages = tuple(source.languages)
     with engine.connect() as conn:
         issue = q.find_issue(conn, slug)
-        list_languages = conn.execute(select(q.LISTS.c.languages).where(
-            q.LISTS.c.id == mailing_list.id)).scalar() or languages
+        list_languages = conn.execute(select(LISTS.c.languages).where(
+            LISTS.c.id == mailing_list.id)).scalar() or languages
         stored = q.stored_hashes(conn, issue.id) if issue else {}
-        mailed = conn.execute(select(func.count()).where(
-            q.D.c.issue_id == issue.id, q.D.c.status == "sent")).scalar_one() if issue else 0
+        mailed = 0
+        if issue:
+            mailed = conn.execute(select(func.count()).where(
+                DELIVERIES.c.issue_id == issue.id, DELIVERIES.c.status == "sent")).scalar_one()
     if issue is not None and issue.list_id != mailing_list.id:
         raise SendError(f"issue {slug!r} was sent to another list before; use a new slug")
     check_resend(issue.status if issue else None, mailed, force or resend_unknown)
     editions = {lang: edition_record(e) for lang, e in compiled.items()}
-    changed = sorted(lang for lang, h in stored.items()
-                     if lang in editions and editions[lang].content_hash != h)
+    changed = sorted(
+        lang for lang, h in stored.items() if lang in editions and editions[lang].content_hash != h
+    )
     if changed and issue and issue.status != "draft" and not force:
-        raise SendError(f"issue {slug!r} changed since its send started ({', '.join(changed)}): "
-                        f"restore it, or pass --force to send the new text to the rest")
+        raise SendError(
+            f"issue {slug!r} changed since its send started ({', '.join(changed)}): "
+            f"restore it, or pass --force to send the new text to the rest"
+        )
     plan = None
     if issue is None or issue.status == "draft" or force:
-        counts = q.count_by_language(engine, mailing_list.id, mailing_list.default_language,
-                                     address_key(engine), issue.id if issue else None)
+        counts = q.count_by_language(
+            engine,
+            mailing_list.id,
+            mailing_list.default_language,
+            address_key(engine),
+            issue.id if issue else None,
+        )
         plan = plan_languages(counts, languages, fallback)
     warnings = check_source(settings, source, list_languages, fallback) if check else ()
     remaining = q.remaining(engine, issue.id) if issue else 0
-    live = {lang: tuple(u for u in (e.web_url, *image_urls(e.html_shell)) if u)
-            for lang, e in compiled.items()}
-    return SendPlan(slug=slug, mailing_list=mailing_list, languages=languages, issue=issue,
-                    plan=plan, remaining=remaining, editions=editions, warnings=warnings,
-                    live_urls=live)
+    live = {
+        lang: tuple(u for u in (e.web_url, *image_urls(e.html_shell)) if u)
+        for lang, e in compiled.items()
+    }
+    return SendPlan(
+        slug=slug,
+        mailing_list=mailing_list,
+        languages=languages,
+        issue=issue,
+        plan=plan,
+        remaining=remaining,
+        editions=editions,
+        warnings=warnings,
+        live_urls=live,
+    )
 
 
 def publishes(settings: Settings, check: bool | None) -> bool:
@@ -171,8 +192,9 @@ def publishes(settings: Settings, check: bool | None) -> bool:
     return bool(settings["send"]["publish_check"] if check is None else check)
 
 
-def publish(settings: Settings, engine: Engine, plan: SendPlan, *,
-            every_language: bool = False) -> PublishedIssue:
+def publish(
+    settings: Settings, engine: Engine, plan: SendPlan, *, every_language: bool = False
+) -> PublishedIssue:
     """Put the issue's web version and images in the site, then check the email's URLs answer.
 
     Only the languages that go out are published (all of them for test copies). The pages stay
@@ -180,10 +202,19 @@ def publish(settings: Settings, engine: Engine, plan: SendPlan, *,
     """
     from newsletter.archive.publish import publish_issue
 
-    languages = [lang for lang in plan.languages if every_language or plan.plan is None
-                 or lang in plan.plan.recipients]
-    published = publish_issue(settings, engine, plan.slug, plan.mailing_list.slug,
-                              plan.mailing_list.name, [plan.editions[lang] for lang in languages])
+    languages = [
+        lang
+        for lang in plan.languages
+        if every_language or plan.plan is None or lang in plan.plan.recipients
+    ]
+    published = publish_issue(
+        settings,
+        engine,
+        plan.slug,
+        plan.mailing_list.slug,
+        plan.mailing_list.name,
+        [plan.editions[lang] for lang in languages],
+    )
     check_live(settings, plan, languages)
     return published
 
@@ -201,7 +232,8 @@ def check_live(settings: Settings, plan: SendPlan, languages: Sequence[str]) -> 
         f"version URLs do not answer: {listed}. The site was written to "
         f"{settings['archive']['out']}/; serve it at {archive_base_url(settings)}/ (`newsletter "
         f"serve` does, under /archive/), or pass --no-publish-check if you publish it by "
-        f"other means")
+        f"other means"
+    )
 
 
 def update_archive(settings: Settings, engine: Engine) -> str | None:
@@ -224,42 +256,65 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
         issue = q.open_issue(conn, plan.slug, plan.mailing_list.id)
         q.store_editions(conn, issue.id, plan.editions.values())
         if plan.plan is not None:
-            added = q.enqueue(conn, engine, issue_id=issue.id, list_id=plan.mailing_list.id,
-                              default_language=plan.mailing_list.default_language,
-                              address_key=address_key(engine), mapping=plan.plan.mapping)
+            added = q.enqueue(
+                conn,
+                engine,
+                issue_id=issue.id,
+                list_id=plan.mailing_list.id,
+                default_language=plan.mailing_list.default_language,
+                address_key=address_key(engine),
+                mapping=plan.plan.mapping,
+            )
         q.set_issue_status(conn, issue.id, "sending")
     return issue.id, added
 
 
-def issue_content(settings: Settings, slug: str, mailing_list: ListInfo,
-                  subject_prefix: str = "") -> Mapping[str, Build]:
+def issue_content(
+    settings: Settings, slug: str, mailing_list: ListInfo, subject_prefix: str = ""
+) -> Mapping[str, Build]:
     """Per-language build functions; compiled once per worker process."""
     from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
 
     _source, compiled = load_source(settings, slug)
     if subject_prefix:
-        compiled = {lang: dataclasses.replace(e, subject=subject_prefix + e.subject)
-                    for lang, e in compiled.items()}
+        compiled = {
+            lang: dataclasses.replace(e, subject=subject_prefix + e.subject)
+            for lang, e in compiled.items()
+        }
     signer = link_signer(settings)
     dkim = load_dkim(settings)
     builds: dict[str, Build] = {}
     for lang, edition in compiled.items():
-        builder = MessageBuilder(settings=settings, edition=edition, issue_slug=slug,
-                                 list_id=mailing_list.id, list_slug=mailing_list.slug,
-                                 list_name=mailing_list.name, signer=signer, dkim=dkim)
+        builder = MessageBuilder(
+            settings=settings,
+            edition=edition,
+            issue_slug=slug,
+            list_id=mailing_list.id,
+            list_slug=mailing_list.slug,
+            list_name=mailing_list.name,
+            signer=signer,
+            dkim=dkim,
+        )
 
         def build(c: q.Claimed, builder: MessageBuilder = builder) -> tuple[str, str, bytes]:
-            mail_from, data = builder.build(Recipient(
-                delivery_id=c.delivery_id, subscriber_id=c.subscriber_id, email=c.email,
-                name=c.name, attributes=c.attributes))
+            mail_from, data = builder.build(
+                Recipient(
+                    delivery_id=c.delivery_id,
+                    subscriber_id=c.subscriber_id,
+                    email=c.email,
+                    name=c.name,
+                    attributes=c.attributes,
+                )
+            )
             return mail_from, smtp_address(c.email), data
 
         builds[lang] = build
     return builds
 
 
-def pool_settings(settings: Settings, connections: int | None = None,
-                  rate: float | None = None, workers: int = 1) -> PoolSettings:
+def pool_settings(
+    settings: Settings, connections: int | None = None, rate: float | None = None, workers: int = 1
+) -> PoolSettings:
     """[smtp] settings with flag overrides; the rate is shared among the worker processes."""
     s = settings["smtp"]
     total = s["rate"] if rate is None else rate
@@ -267,22 +322,38 @@ def pool_settings(settings: Settings, connections: int | None = None,
         connections=connections or s["connections"],
         messages_per_connection=s["messages_per_connection"],
         rate=total / max(1, workers) if total else 0.0,
-        retry_delay=s["retry_delay"], max_attempts=s["max_attempts"])
+        retry_delay=s["retry_delay"],
+        max_attempts=s["max_attempts"],
+    )
 
 
 def deliver(
-    settings: Settings, engine: Engine, slug: str, issue_id: int, plan: SendPlan, progress: Any,
-    *, workers: int = 1, connections: int | None = None, rate: float | None = None,
+    settings: Settings,
+    engine: Engine,
+    slug: str,
+    issue_id: int,
+    plan: SendPlan,
+    progress: Any,
+    *,
+    workers: int = 1,
+    connections: int | None = None,
+    rate: float | None = None,
     resend_unknown: bool = False,
 ) -> tuple[RunResult, str]:
     """Recover what a crash left, run the workers, set the issue's final status."""
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
     s = settings["smtp"]
     cfg = RunConfig(
-        settings=settings, issue_id=issue_id, address_key=address_key(engine),
+        settings=settings,
+        issue_id=issue_id,
+        address_key=address_key(engine),
         content=functools.partial(issue_content, settings, slug, plan.mailing_list),
-        pool=pool_settings(settings, connections, rate, workers), batch_size=s["batch_size"],
-        lease=s["lease"], retry_window=s["retry_window"], workers=workers)
+        pool=pool_settings(settings, connections, rate, workers),
+        batch_size=s["batch_size"],
+        lease=s["lease"],
+        retry_window=s["retry_window"],
+        workers=workers,
+    )
     try:
         result = run_workers(cfg, progress)
     finally:
@@ -307,8 +378,9 @@ def check_relay(settings: Settings) -> None:
     try:
         asyncio.run(probe(relay))
     except Unreachable as exc:
-        raise RelayUnavailable(f"cannot send: the SMTP relay at {relay.describe()} "
-                               f"{exc.reason}") from None
+        raise RelayUnavailable(
+            f"cannot send: the SMTP relay at {relay.describe()} {exc.reason}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -331,8 +403,9 @@ def _pending(settings: Settings, plan: SendPlan, resend_unknown: bool) -> q.Pend
     return q.Pending(plan.issue.id, plan.plan is not None, statuses, due_by)
 
 
-def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
-            resend_unknown: bool = False) -> DryRunReport:
+def dry_run(
+    settings: Settings, engine: Engine, plan: SendPlan, resend_unknown: bool = False
+) -> DryRunReport:
     """Build every message the send would build, without SMTP and without writing anything.
 
     Only the recipients the real run would mail are counted: after a first send, `--force`
@@ -343,15 +416,21 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
     messages: dict[str, int] = {}
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
-    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine),
-                                  pending=_pending(settings, plan, resend_unknown)):
+    for rows in q.stream_audience(
+        engine,
+        ml.id,
+        ml.default_language,
+        address_key(engine),
+        pending=_pending(settings, plan, resend_unknown),
+    ):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)
             if lang not in builds:
-                raise SendError(f"no {lang} edition for subscriber language {row.lang}: pass "
-                                f"--fallback-language")
-            claimed = q.Claimed(0, row.id, row.email, row.name or "", row.attributes or {},
-                                lang, 0)
+                raise SendError(
+                    f"no {lang} edition for subscriber language {row.lang}: pass "
+                    f"--fallback-language"
+                )
+            claimed = q.Claimed(0, row.id, row.email, row.name or "", row.attributes or {}, lang, 0)
             size = len(builds[lang](claimed)[2])
             messages[lang] = messages.get(lang, 0) + 1
             total += size
@@ -360,8 +439,9 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
     return DryRunReport(messages=messages, total_bytes=total, smallest=smallest, largest=largest)
 
 
-def send_tests(settings: Settings, engine: Engine, plan: SendPlan,
-               addresses: Sequence[str]) -> list[TestCopy]:
+def send_tests(
+    settings: Settings, engine: Engine, plan: SendPlan, addresses: Sequence[str]
+) -> list[TestCopy]:
     """Real copies of every language to each address, subject prefixed ([send]
     test_subject_prefix) so nobody mistakes one for the real send; deliveries are not touched."""
     prefix = settings["send"]["test_subject_prefix"]
@@ -379,18 +459,23 @@ class TestCopy:
     reply: str
 
 
-async def _send_tests(relay: Relay, builds: Mapping[str, Build],
-                      addresses: Sequence[str]) -> list[TestCopy]:
+async def _send_tests(
+    relay: Relay, builds: Mapping[str, Build], addresses: Sequence[str]
+) -> list[TestCopy]:
     copies = [(address, lang) for address in addresses for lang in builds]
-    envelopes = [builds[lang](q.Claimed(0, 0, address, "", {}, lang, 0))
-                 for address, lang in copies]
+    envelopes = [
+        builds[lang](q.Claimed(0, 0, address, "", {}, lang, 0)) for address, lang in copies
+    ]
     try:
         results = await send_each(relay, envelopes, stop_if_unreachable=True)
     except Unreachable as exc:
-        raise SendError(f"cannot send test copies: the SMTP relay at {relay.describe()} "
-                        f"{exc.reason}") from None
-    return [TestCopy(address, lang, result.status, result.reply)
-            for (address, lang), result in zip(copies, results, strict=True)]
+        raise SendError(
+            f"cannot send test copies: the SMTP relay at {relay.describe()} {exc.reason}"
+        ) from None
+    return [
+        TestCopy(address, lang, result.status, result.reply)
+        for (address, lang), result in zip(copies, results, strict=True)
+    ]
 
 
 # ---------------------------------------------------------------- status report
@@ -418,24 +503,46 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
         by_language: dict[str, dict[str, int]] = {}
         for lang, status, n in conn.execute(
-            select(q.D.c.language, q.D.c.status, func.count()).where(q.D.c.issue_id == issue.id)
-            .group_by(q.D.c.language, q.D.c.status)
+            select(DELIVERIES.c.language, DELIVERIES.c.status, func.count())
+            .where(DELIVERIES.c.issue_id == issue.id)
+            .group_by(DELIVERIES.c.language, DELIVERIES.c.status)
         ):
             counts[status] = counts.get(status, 0) + n
             by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
         last = conn.execute(
-            select(q.D.c.id, q.S.c.email, q.D.c.language, q.D.c.status, q.D.c.attempts,
-                   q.D.c.last_reply)
-            .join(q.S, q.S.c.id == q.D.c.subscriber_id)
-            .where(q.D.c.issue_id == issue.id, q.D.c.last_reply.is_not(None),
-                   q.D.c.status.in_(("failed", "deferred", "unknown")))
-            .order_by(q.D.c.id.desc()).limit(errors)
+            select(
+                DELIVERIES.c.id,
+                SUBSCRIBERS.c.email,
+                DELIVERIES.c.language,
+                DELIVERIES.c.status,
+                DELIVERIES.c.attempts,
+                DELIVERIES.c.last_reply,
+            )
+            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .where(
+                DELIVERIES.c.issue_id == issue.id,
+                DELIVERIES.c.last_reply.is_not(None),
+                DELIVERIES.c.status.in_(("failed", "deferred", "unknown")),
+            )
+            .order_by(DELIVERIES.c.id.desc())
+            .limit(errors)
         ).all()
     return IssueStatus(
-        slug=slug, status=issue.status, counts=counts, by_language=by_language,
-        last_errors=[{"delivery_id": r.id, "email": r.email, "language": r.language,
-                      "status": r.status, "attempts": r.attempts, "reply": r.last_reply}
-                     for r in last],
+        slug=slug,
+        status=issue.status,
+        counts=counts,
+        by_language=by_language,
+        last_errors=[
+            {
+                "delivery_id": r.id,
+                "email": r.email,
+                "language": r.language,
+                "status": r.status,
+                "attempts": r.attempts,
+                "reply": r.last_reply,
+            }
+            for r in last
+        ],
     )
 
 
@@ -443,11 +550,12 @@ def issue_summaries(engine: Engine) -> dict[str, tuple[str, dict[str, int]]]:
     """Every issue row: slug -> (status, deliveries by status), for `issue list`."""
     out: dict[str, tuple[str, dict[str, int]]] = {}
     with engine.connect() as conn:
-        for slug, status in conn.execute(select(q.ISSUES.c.slug, q.ISSUES.c.status)):
+        for slug, status in conn.execute(select(ISSUES.c.slug, ISSUES.c.status)):
             out[slug] = (status, {})
         for slug, status, n in conn.execute(
-            select(q.ISSUES.c.slug, q.D.c.status, func.count())
-            .join(q.D, q.D.c.issue_id == q.ISSUES.c.id).group_by(q.ISSUES.c.slug, q.D.c.status)
+            select(ISSUES.c.slug, DELIVERIES.c.status, func.count())
+            .join(DELIVERIES, DELIVERIES.c.issue_id == ISSUES.c.id)
+            .group_by(ISSUES.c.slug, DELIVERIES.c.status)
         ):
             out[slug][1][status] = n
     return out

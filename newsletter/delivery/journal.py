@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import psycopg
 from sqlalchemy import Engine
 
-from newsletter.db.engine import sqlite_time
+from newsletter.db.engine import is_sqlite, sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
 
@@ -246,9 +246,9 @@ def make_writer(engine: Engine) -> Writer:
     """The fastest writer the engine allows."""
     url = engine.url
     database = url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+    if is_sqlite(engine) and database and database != ":memory:":
         return SqliteWriter(database)
-    if engine.dialect.name == "postgresql" and url.drivername == "postgresql+psycopg":
+    if not is_sqlite(engine) and url.drivername == "postgresql+psycopg":
         return PostgresWriter(url.set(drivername="postgresql").render_as_string(False))
     return ThreadWriter(engine)
 

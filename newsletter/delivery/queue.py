@@ -73,7 +73,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Table,
     and_,
     bindparam,
     case,
@@ -87,27 +86,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from newsletter.db.engine import make_engine
+from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.db.models import (
-    Delivery,
-    Edition,
-    Issue,
-    MailingList,
-    Subscriber,
-    Subscription,
-    Suppression,
     utcnow,
+)
+from newsletter.db.tables import (
+    DELIVERIES,
+    EDITIONS,
+    ISSUES,
+    SUBSCRIBERS,
+    SUBSCRIPTIONS,
+    SUPPRESSIONS,
 )
 from newsletter.delivery.liveness import worker_alive
 from newsletter.keyring import address_hash
-
-D: Table = Delivery.__table__  # type: ignore[assignment]
-S: Table = Subscriber.__table__  # type: ignore[assignment]
-SUB: Table = Subscription.__table__  # type: ignore[assignment]
-SUP: Table = Suppression.__table__  # type: ignore[assignment]
-ISSUES: Table = Issue.__table__  # type: ignore[assignment]
-EDITIONS: Table = Edition.__table__  # type: ignore[assignment]
-LISTS: Table = MailingList.__table__  # type: ignore[assignment]
 
 OPEN = ("queued", "deferred")
 UNKNOWN_REPLY = (
@@ -121,7 +113,7 @@ UNKNOWN_REPLY = (
 def sender_engine(url: str, address_key: str) -> Engine:
     """An engine for the sender: SQLite gets BEGIN IMMEDIATE on demand and the hash function."""
     engine = make_engine(url)
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         from sqlalchemy import event
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -162,7 +154,7 @@ def sender_engine(url: str, address_key: str) -> Engine:
 
 def hash_expr(engine: Engine, email: Any, address_key: str) -> ColumnElement[Any]:
     """SQL computing keyring.address_hash(email, address_key) for the engine's dialect."""
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         return func.nl_email_hash(email)
     key = address_key.encode()
     if len(key) > 64:
@@ -194,12 +186,23 @@ class IssueRow:
 
 def audience(engine: Engine, list_id: int, default_language: str, address_key: str) -> Any:
     """SELECT of the confirmed, non-suppressed subscribers of a list, language defaulted."""
-    lang = func.coalesce(S.c.language, literal(default_language)).label("lang")
-    suppressed = exists().where(SUP.c.email_hash == hash_expr(engine, S.c.email, address_key))
+    lang = func.coalesce(SUBSCRIBERS.c.language, literal(default_language)).label("lang")
+    email_hash = hash_expr(engine, SUBSCRIBERS.c.email, address_key)
+    suppressed = exists().where(SUPPRESSIONS.c.email_hash == email_hash)
     return (
-        select(S.c.id, S.c.email, S.c.name, S.c.attributes, lang)
-        .select_from(SUB.join(S, S.c.id == SUB.c.subscriber_id))
-        .where(SUB.c.list_id == list_id, SUB.c.status == "confirmed", ~suppressed)
+        select(
+            SUBSCRIBERS.c.id,
+            SUBSCRIBERS.c.email,
+            SUBSCRIBERS.c.name,
+            SUBSCRIBERS.c.attributes,
+            lang,
+        )
+        .select_from(
+            SUBSCRIPTIONS.join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
+        )
+        .where(
+            SUBSCRIPTIONS.c.list_id == list_id, SUBSCRIPTIONS.c.status == "confirmed", ~suppressed
+        )
     )
 
 
@@ -210,7 +213,11 @@ def count_by_language(
     sel = audience(engine, list_id, default_language, address_key).subquery()
     q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
     if issue_id is not None:
-        q = q.where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
+        q = q.where(
+            ~exists().where(
+                DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id
+            )
+        )
     with engine.connect() as conn:
         return {lang: n for lang, n in conn.execute(q)}
 
@@ -227,22 +234,32 @@ class Pending:
 
 
 def stream_audience(
-    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000,
+    engine: Engine,
+    list_id: int,
+    default_language: str,
+    address_key: str,
+    batch: int = 1000,
     pending: Pending | None = None,
 ) -> Iterator[Sequence[Any]]:
     """Yield the audience in batches (keyset pagination: constant memory at any list size);
     with `pending`, only the part of it that send would mail now."""
-    base = audience(engine, list_id, default_language, address_key).order_by(S.c.id)
+    base = audience(engine, list_id, default_language, address_key).order_by(SUBSCRIBERS.c.id)
     if pending is not None:
-        mine = D.c.issue_id == pending.issue_id, D.c.subscriber_id == S.c.id
-        due = or_(D.c.next_attempt_at.is_(None),
-                  D.c.next_attempt_at <= literal(pending.due_by, D.c.next_attempt_at.type))
-        waiting = exists().where(*mine, D.c.status.in_(pending.statuses), due)
+        mine = (
+            DELIVERIES.c.issue_id == pending.issue_id,
+            DELIVERIES.c.subscriber_id == SUBSCRIBERS.c.id,
+        )
+        due = or_(
+            DELIVERIES.c.next_attempt_at.is_(None),
+            DELIVERIES.c.next_attempt_at
+            <= literal(pending.due_by, DELIVERIES.c.next_attempt_at.type),
+        )
+        waiting = exists().where(*mine, DELIVERIES.c.status.in_(pending.statuses), due)
         base = base.where(or_(waiting, ~exists().where(*mine)) if pending.new else waiting)
     last = 0
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(base.where(S.c.id > last).limit(batch)).all()
+            rows = conn.execute(base.where(SUBSCRIBERS.c.id > last).limit(batch)).all()
         if not rows:
             return
         yield rows
@@ -263,8 +280,11 @@ def open_issue(conn: Connection, slug: str, list_id: int) -> IssueRow:
     found = find_issue(conn, slug)
     if found:
         return found
-    conn.execute(insert(ISSUES).values(slug=slug, list_id=list_id, status="draft",
-                                       created_at=utcnow(), data={}))
+    conn.execute(
+        insert(ISSUES).values(
+            slug=slug, list_id=list_id, status="draft", created_at=utcnow(), data={}
+        )
+    )
     found = find_issue(conn, slug)
     assert found is not None  # just inserted in this transaction
     return found
@@ -285,13 +305,20 @@ def enqueue(
     language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
     now = utcnow()
     source = select(
-        literal(issue_id), sel.c.id, literal(list_id), language, literal("queued"), literal(0),
-        literal(now, type_=D.c.created_at.type),
-    ).where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
+        literal(issue_id),
+        sel.c.id,
+        literal(list_id),
+        language,
+        literal("queued"),
+        literal(0),
+        literal(now, type_=DELIVERIES.c.created_at.type),
+    ).where(
+        ~exists().where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id)
+    )
     cols = ["issue_id", "subscriber_id", "list_id", "language", "status", "attempts", "created_at"]
-    count = select(func.count()).where(D.c.issue_id == issue_id)
+    count = select(func.count()).where(DELIVERIES.c.issue_id == issue_id)
     before = conn.execute(count).scalar_one()
-    conn.execute(insert(D).from_select(cols, source))
+    conn.execute(insert(DELIVERIES).from_select(cols, source))
     return conn.execute(count).scalar_one() - before  # rowcount is -1 on some drivers
 
 
@@ -336,8 +363,11 @@ def store_editions(conn: Connection, issue_id: int, editions: Iterable[EditionRe
     for e in editions:
         values = {k: getattr(e, k) for k in EditionRecord.__dataclass_fields__}
         if e.language in existing:
-            conn.execute(update(EDITIONS).where(EDITIONS.c.issue_id == issue_id,
-                                                EDITIONS.c.language == e.language).values(values))
+            conn.execute(
+                update(EDITIONS)
+                .where(EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == e.language)
+                .values(values)
+            )
         else:
             conn.execute(insert(EDITIONS).values(issue_id=issue_id, data={}, **values))
 
@@ -349,24 +379,36 @@ def recover(engine: Engine, issue_id: int, resend_unknown: bool = False) -> dict
     """Settle what a dead worker left: in-flight rows become unknown, its claims return."""
     now = utcnow()
     with write_tx(engine) as conn, conn.begin():
-        workers = [w for (w,) in conn.execute(
-            select(D.c.worker).where(D.c.issue_id == issue_id, D.c.worker.is_not(None)).distinct()
-        )]
+        workers = [
+            w
+            for (w,) in conn.execute(
+                select(DELIVERIES.c.worker)
+                .where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.worker.is_not(None))
+                .distinct()
+            )
+        ]
         dead = [w for w in workers if not worker_alive(w)]
-        gone = or_(D.c.worker.in_(dead), D.c.lease_until < now)
+        gone = or_(DELIVERIES.c.worker.in_(dead), DELIVERIES.c.lease_until < now)
         unknown = conn.execute(
-            update(D).where(D.c.issue_id == issue_id, D.c.status == "sending", gone)
+            update(DELIVERIES)
+            .where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "sending", gone)
             .values(status="unknown", worker=None, lease_until=None, last_reply=UNKNOWN_REPLY)
         ).rowcount
         released = conn.execute(
-            update(D).where(D.c.issue_id == issue_id, D.c.status.in_(OPEN),
-                            D.c.worker.is_not(None), gone)
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.issue_id == issue_id,
+                DELIVERIES.c.status.in_(OPEN),
+                DELIVERIES.c.worker.is_not(None),
+                gone,
+            )
             .values(worker=None, lease_until=None)
         ).rowcount
         requeued = 0
         if resend_unknown:
             requeued = conn.execute(
-                update(D).where(D.c.issue_id == issue_id, D.c.status == "unknown")
+                update(DELIVERIES)
+                .where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "unknown")
                 .values(status="queued", next_attempt_at=None)
             ).rowcount
     return {"unknown": unknown, "released": released, "requeued": requeued}
@@ -391,63 +433,112 @@ def claim(
     """Lease up to `limit` due rows to `worker`; rows whose subscriber left become skipped."""
     now = utcnow()
     due = (
-        select(D.c.id)
+        select(DELIVERIES.c.id)
         .where(
-            D.c.issue_id == issue_id,
-            D.c.status.in_(OPEN),
-            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
-            or_(D.c.lease_until.is_(None), D.c.lease_until < now),
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.status.in_(OPEN),
+            or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
+            or_(DELIVERIES.c.lease_until.is_(None), DELIVERIES.c.lease_until < now),
         )
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     with write_tx(engine) as conn, conn.begin():
-        ids = [i for (i,) in conn.execute(
-            update(D).where(D.c.id.in_(due.scalar_subquery()))
-            .values(worker=worker, lease_until=now + timedelta(seconds=lease))
-            .returning(D.c.id)
-        )]
+        ids = [
+            i
+            for (i,) in conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id.in_(due.scalar_subquery()))
+                .values(worker=worker, lease_until=now + timedelta(seconds=lease))
+                .returning(DELIVERIES.c.id)
+            )
+        ]
         if not ids:
             return []
         rows = conn.execute(
-            select(D.c.id, D.c.subscriber_id, S.c.email, S.c.name, S.c.attributes, D.c.language,
-                   D.c.attempts, SUB.c.status)
-            .select_from(D.join(S, S.c.id == D.c.subscriber_id).outerjoin(
-                SUB, and_(SUB.c.subscriber_id == D.c.subscriber_id, SUB.c.list_id == D.c.list_id)))
-            .where(D.c.id.in_(ids)).order_by(D.c.id)
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.subscriber_id,
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.attributes,
+                DELIVERIES.c.language,
+                DELIVERIES.c.attempts,
+                SUBSCRIPTIONS.c.status,
+            )
+            .select_from(
+                DELIVERIES.join(
+                    SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id
+                ).outerjoin(
+                    SUBSCRIPTIONS,
+                    and_(
+                        SUBSCRIPTIONS.c.subscriber_id == DELIVERIES.c.subscriber_id,
+                        SUBSCRIPTIONS.c.list_id == DELIVERIES.c.list_id,
+                    ),
+                )
+            )
+            .where(DELIVERIES.c.id.in_(ids))
+            .order_by(DELIVERIES.c.id)
         ).all()
         hashes = {r.id: address_hash(r.email, address_key) for r in rows}
-        suppressed = {h for (h,) in conn.execute(
-            select(SUP.c.email_hash).where(SUP.c.email_hash.in_(set(hashes.values()))))}
-        skip = {r.id: ("suppressed" if hashes[r.id] in suppressed else "no longer subscribed")
-                for r in rows if hashes[r.id] in suppressed or r.status != "confirmed"}
+        suppressed = {
+            h
+            for (h,) in conn.execute(
+                select(SUPPRESSIONS.c.email_hash).where(
+                    SUPPRESSIONS.c.email_hash.in_(set(hashes.values()))
+                )
+            )
+        }
+        skip = {
+            r.id: ("suppressed" if hashes[r.id] in suppressed else "no longer subscribed")
+            for r in rows
+            if hashes[r.id] in suppressed or r.status != "confirmed"
+        }
         for reason in set(skip.values()):
-            conn.execute(update(D).where(D.c.id.in_([i for i, w in skip.items() if w == reason]))
-                         .values(status="skipped", worker=None, lease_until=None,
-                                 last_reply=f"skipped: {reason}"))
-    return [Claimed(r.id, r.subscriber_id, r.email, r.name or "", r.attributes or {},
-                    r.language, r.attempts) for r in rows if r.id not in skip]
+            conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id.in_([i for i, w in skip.items() if w == reason]))
+                .values(
+                    status="skipped", worker=None, lease_until=None, last_reply=f"skipped: {reason}"
+                )
+            )
+    return [
+        Claimed(
+            r.id, r.subscriber_id, r.email, r.name or "", r.attributes or {}, r.language, r.attempts
+        )
+        for r in rows
+        if r.id not in skip
+    ]
 
 
 def renew(engine: Engine, worker: str, lease: float) -> None:
     """Extend every lease this worker holds, so a slow (rate-limited) batch is not stolen."""
     with write_tx(engine) as conn, conn.begin():
-        conn.execute(update(D).where(D.c.worker == worker)
-                     .values(lease_until=utcnow() + timedelta(seconds=lease)))
+        conn.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.worker == worker)
+            .values(lease_until=utcnow() + timedelta(seconds=lease))
+        )
 
 
 def next_due(engine: Engine, issue_id: int) -> datetime | None:
     """When the earliest deferred row of this issue is due, or None if none is left."""
     with engine.connect() as conn:
-        return conn.execute(select(func.min(D.c.next_attempt_at)).where(
-            D.c.issue_id == issue_id, D.c.status == "deferred")).scalar()
+        return conn.execute(
+            select(func.min(DELIVERIES.c.next_attempt_at)).where(
+                DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "deferred"
+            )
+        ).scalar()
 
 
 def remaining(engine: Engine, issue_id: int) -> int:
     """Rows not settled yet: queued, deferred or in flight."""
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).where(
-            D.c.issue_id == issue_id, D.c.status.in_((*OPEN, "sending")))).scalar_one()
+        return conn.execute(
+            select(func.count()).where(
+                DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status.in_((*OPEN, "sending"))
+            )
+        ).scalar_one()
 
 
 # ---------------------------------------------------------------- recording (group commit)
@@ -483,34 +574,76 @@ def commit_journal(
     with write_tx(engine) as conn, conn.begin():
         _write_outcomes(conn, outcomes, now)
         if released:
-            conn.execute(update(D).where(D.c.id.in_(list(released)), D.c.worker == worker)
-                         .values(worker=None, lease_until=None))
+            conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id.in_(list(released)), DELIVERIES.c.worker == worker)
+                .values(worker=None, lease_until=None)
+            )
         for lang in sent_languages:
-            conn.execute(update(EDITIONS).where(
-                EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == lang,
-                EDITIONS.c.sent_at.is_(None)).values(sent_at=now))
+            conn.execute(
+                update(EDITIONS)
+                .where(
+                    EDITIONS.c.issue_id == issue_id,
+                    EDITIONS.c.language == lang,
+                    EDITIONS.c.sent_at.is_(None),
+                )
+                .values(sent_at=now)
+            )
         if not intents:
             return set()
-        return {i for (i,) in conn.execute(
-            update(D).where(D.c.id.in_(list(intents)), D.c.worker == worker,
-                            D.c.status.in_(OPEN))
-            .values(status="sending").returning(D.c.id))}
+        return {
+            i
+            for (i,) in conn.execute(
+                update(DELIVERIES)
+                .where(
+                    DELIVERIES.c.id.in_(list(intents)),
+                    DELIVERIES.c.worker == worker,
+                    DELIVERIES.c.status.in_(OPEN),
+                )
+                .values(status="sending")
+                .returning(DELIVERIES.c.id)
+            )
+        }
 
 
 def _write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     sent = [o.delivery_id for o in outcomes if o.status == "sent"]
     if sent:
-        conn.execute(update(D).where(D.c.id.in_(sent)).values(
-            status="sent", sent_at=now, attempts=D.c.attempts + 1, worker=None,
-            lease_until=None))
+        conn.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(sent))
+            .values(
+                status="sent",
+                sent_at=now,
+                attempts=DELIVERIES.c.attempts + 1,
+                worker=None,
+                lease_until=None,
+            )
+        )
     rest = [o for o in outcomes if o.status != "sent"]
     if rest:
-        stmt = update(D).where(D.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), last_reply=bindparam("b_reply"),
-            next_attempt_at=bindparam("b_retry"), worker=None, lease_until=None,
-            attempts=D.c.attempts + bindparam("b_inc"))
-        conn.execute(stmt, [
-            {"b_id": o.delivery_id, "b_status": o.status, "b_reply": o.reply,
-             "b_retry": o.retry_at, "b_inc": 0 if o.status == "queued" else 1}
-            for o in rest
-        ])
+        stmt = (
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                last_reply=bindparam("b_reply"),
+                next_attempt_at=bindparam("b_retry"),
+                worker=None,
+                lease_until=None,
+                attempts=DELIVERIES.c.attempts + bindparam("b_inc"),
+            )
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "b_id": o.delivery_id,
+                    "b_status": o.status,
+                    "b_reply": o.reply,
+                    "b_retry": o.retry_at,
+                    "b_inc": 0 if o.status == "queued" else 1,
+                }
+                for o in rest
+            ],
+        )

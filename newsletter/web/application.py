@@ -28,7 +28,7 @@ from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import OptIn, RateLimited
 from newsletter.audience.preferences import AsyncHotReads, HotReads
 from newsletter.config import Settings
-from newsletter.db.engine import make_engine
+from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.outbox import OUTBOX, deliver_outbox
 from newsletter.tokens import TokenError
@@ -273,7 +273,7 @@ def create_app(
         site=site,
         checks=tuple(checks),
         cors_origins=tuple(settings["web"]["cors_origins"]),
-        hot=HotReads(engine) if engine.dialect.name == "sqlite" else None,
+        hot=HotReads(engine) if is_sqlite(engine) else None,
         hot_async=AsyncHotReads(engine) if engine.url.drivername == "postgresql+psycopg"
         else None,
     )

@@ -25,6 +25,7 @@ from newsletter.audience.preferences import (
     membership,
 )
 from newsletter.config import Settings
+from newsletter.db.engine import is_sqlite
 from newsletter.localized import pick
 from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
@@ -204,7 +205,7 @@ class WebContext:
         hop to a worker thread; PostgreSQL waits on the network, and writes on either may wait
         for a lock, so those go to the thread pool (starlette.concurrency.run_in_threadpool).
         """
-        if self.engine.dialect.name == "sqlite":
+        if is_sqlite(self.engine):
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
@@ -238,7 +239,7 @@ class WebContext:
         showed as 600 ms tail latency under load. PostgreSQL writes use the shared thread pool.
         """
         call = functools.partial(fn, *args, **kwargs)
-        if self.engine.dialect.name != "sqlite":
+        if not is_sqlite(self.engine):
             return await run_in_threadpool(call)
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread(), call)
 

@@ -1,0 +1,30 @@
+"""The database has one owner: tables, engines and dialect tests live in newsletter/db/ only.
+
+Before, seven modules re-aliased the tables under five naming styles and seven branched on the
+dialect themselves; this keeps it that way when new code comes in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "newsletter"
+RULES = {
+    "a table aliased outside db/tables.py": re.compile(r"__table__|cast\(Table"),
+    "a dialect test outside db/ (use db.engine.is_sqlite)": re.compile(r"dialect\.name"),
+    "an engine made outside db/engine.py": re.compile(r"\bcreate_engine\b"),
+}
+
+
+def test_only_the_db_package_names_tables_dialects_and_engines():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "db":
+            continue
+        text = path.read_text("utf-8")
+        for what, pattern in RULES.items():
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {what}")
+    assert not found, "\n".join(found)
