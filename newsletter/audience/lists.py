@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -34,7 +34,7 @@ class ListInfo:
     default_language: str
     opt_in: str
     public: bool
-    counts: dict[str, int]
+    counts: dict[str, int] = field(default_factory=dict)  # by status; empty when not asked for
     names: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
 
@@ -154,8 +154,11 @@ def _counts(engine: Engine, list_id: int | None = None) -> dict[int, dict[str, i
     return out
 
 
-def _info(row, counts: dict[str, int]) -> ListInfo:
-    full = {s: counts.get(s, 0) for s in ("pending", "confirmed", "unsubscribed")}
+STATUSES = ("pending", "confirmed", "unsubscribed")
+
+
+def _info(row, counts: dict[str, int] | None) -> ListInfo:
+    full = {} if counts is None else {s: counts.get(s, 0) for s in STATUSES}
     return ListInfo(
         id=row.id,
         slug=row.slug,
@@ -170,13 +173,22 @@ def _info(row, counts: dict[str, int]) -> ListInfo:
     )
 
 
+def list_by_slug(conn: Connection, slug: str) -> ListInfo | None:
+    """The one lookup of a list by its slug (without counts), or None."""
+    if not 0 < len(slug) <= 64:
+        return None
+    row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).first()
+    return None if row is None else _info(row, None)
+
+
 def get_list(engine: Engine, slug: str) -> ListInfo:
     """One list by slug, with subscription counts."""
     with engine.connect() as conn:
-        row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).first()
-    if row is None:
+        info = list_by_slug(conn, slug)
+    if info is None:
         raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
-    return _info(row, _counts(engine, row.id).get(row.id, {}))
+    counts = _counts(engine, info.id).get(info.id, {})
+    return replace(info, counts={s: counts.get(s, 0) for s in STATUSES})
 
 
 def all_lists(engine: Engine) -> list[ListInfo]:

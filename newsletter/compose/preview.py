@@ -15,13 +15,14 @@ from sqlalchemy import Engine, func, select
 
 from newsletter import links
 from newsletter.archive.images import ImageError, cache_for, is_image, refuse
+from newsletter.audience.lists import list_by_slug
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import search_path
 from newsletter.compose.slots import Slots
 from newsletter.compose.source import load_issue
 from newsletter.config import Settings
-from newsletter.db.tables import LISTS, SUBSCRIBERS
+from newsletter.db.tables import SUBSCRIBERS
 from newsletter.errors import NotFoundError
 from newsletter.keyring import link_signer
 
@@ -41,15 +42,15 @@ class Recipient:
 def list_languages(engine: Engine, list_slug: str) -> list[str] | None:
     """The languages a list offers, or None when the list is not in the database."""
     with engine.connect() as conn:
-        row = conn.execute(select(LISTS.c.languages).where(LISTS.c.slug == list_slug)).first()
-    return None if row is None else [str(x) for x in row[0] or []]
+        info = list_by_slug(conn, list_slug)
+    return None if info is None else [str(x) for x in info.languages]
 
 
 def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) -> Recipient:
     """The real slots of one subscriber (their signed unsubscribe and preferences links)."""
     signer = link_signer(settings)  # first: no secret key is refused before any lookup
     with engine.connect() as conn:
-        list_id = conn.execute(select(LISTS.c.id).where(LISTS.c.slug == list_slug)).scalar()
+        info = list_by_slug(conn, list_slug)
         row = conn.execute(
             select(
                 SUBSCRIBERS.c.id,
@@ -58,8 +59,9 @@ def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) ->
                 SUBSCRIBERS.c.attributes,
             ).where(func.lower(SUBSCRIBERS.c.email) == email.strip().lower())
         ).first()
-    if list_id is None:
+    if info is None:
         raise NotFoundError(f"no list {list_slug!r} in the database")
+    list_id = info.id
     if row is None:
         raise NotFoundError(f"no subscriber {email!r}")
     base = settings["newsletter"]["base_url"]

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
-from newsletter.db.tables import DELIVERIES, ISSUES, LISTS, SUBSCRIBERS
+from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.livecheck import failing_urls, image_urls
@@ -32,14 +33,6 @@ from newsletter.keyring import link_signer, read_address_key
 
 if TYPE_CHECKING:
     from newsletter.archive.publish import PublishedIssue
-
-
-@dataclass(frozen=True)
-class ListInfo:
-    id: int
-    slug: str
-    name: str
-    default_language: str
 
 
 @dataclass(frozen=True)
@@ -70,12 +63,11 @@ def address_key(engine: Engine) -> str:
 
 def _find_list(engine: Engine, slug: str) -> ListInfo:
     with engine.connect() as conn:
-        row = conn.execute(select(LISTS.c.id, LISTS.c.slug, LISTS.c.name,
-                                  LISTS.c.default_language).where(LISTS.c.slug == slug)).first()
-    if row is None:
+        info = list_by_slug(conn, slug)
+    if info is None:
         raise NotFoundError(f"the issue's list {slug!r} does not exist: create it with "
                             f"`newsletter lists add {slug}`")
-    return ListInfo(*row)
+    return info
 
 
 def edition_record(edition: Any) -> q.EditionRecord:
@@ -139,8 +131,7 @@ def prepare_send(
     languages = tuple(source.languages)
     with engine.connect() as conn:
         issue = q.find_issue(conn, slug)
-        list_languages = conn.execute(select(LISTS.c.languages).where(
-            LISTS.c.id == mailing_list.id)).scalar() or languages
+        list_languages = mailing_list.languages or languages
         stored = q.stored_hashes(conn, issue.id) if issue else {}
         mailed = 0
         if issue:
