@@ -83,8 +83,3 @@ def serve(app: AppContext, out: Path | None, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
-
-
-def attach(cli: click.Group) -> None:
-    """Add the `archive` group to the root command."""
-    cli.add_command(archive)

@@ -232,7 +232,3 @@ def export_data_(app: AppContext, email: str, output: Path | None) -> None:
         return
     output.write_text(text, encoding="utf-8")
     click.echo(f"data of {email} written to {output}", err=True)
-
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(subscribers)
