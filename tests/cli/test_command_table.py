@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,8 +55,9 @@ def test_every_command_and_subcommand_has_a_working_help() -> None:
 
 def _imported(*args: str) -> tuple[str, set[str]]:
     """Run `python -m newsletter ARGS` and return its output and every module it imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "newsletter", *args],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=env)
     modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
                if line.startswith("import time:") and "|" in line}
     return done.stdout, modules
@@ -77,6 +79,17 @@ def test_help_lists_every_command_with_its_summary() -> None:
     for name in COMMANDS:
         assert f"\n  {name} " in output, name
     assert "Build and preview the public web archive of sent issues." in output
+
+
+def test_an_archive_build_with_nothing_to_write_imports_no_feed_or_catalog_reader(
+        workspace: Path) -> None:
+    first, _ = _imported("-w", str(workspace), "archive", "build")
+    assert "written" in first
+    again, modules = _imported("-w", str(workspace), "archive", "build")
+    assert "0 written" in again and "0 removed" in again
+    needless = sorted(m for m in modules if m.split(".")[0] in ("feedgen", "lxml", "dateutil")
+                      or m.startswith("babel.messages"))
+    assert needless == []
 
 
 @pytest.mark.sqlite_only
