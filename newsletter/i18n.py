@@ -10,7 +10,6 @@ from functools import lru_cache
 from gettext import NullTranslations
 from pathlib import Path
 
-from babel.messages.pofile import read_po
 from babel.support import Translations
 
 from newsletter.typography import typeset_text
@@ -21,6 +20,9 @@ LANGUAGES = ("en", "fr", "es")
 
 class _PoTranslations(Translations):
     def __init__(self, path: Path, domain: str, language: str) -> None:
+        # Imported on first use: babel.messages (with difflib) is only needed to read a .po.
+        from babel.messages.pofile import read_po
+
         super().__init__(domain=domain)
         with path.open("rb") as fh:
             catalog = read_po(fh)

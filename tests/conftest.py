@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import MetaData, create_engine, text
 
-from newsletter.cli.main import cli, register
+from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import upgrade
@@ -41,8 +41,6 @@ SECRET = "test-secret-key-0123456789"
 REQUIRE_ALL = (os.environ.get("NEWSLETTER_TEST_REQUIRE_ALL") == "1"
                or os.environ.get("CI") == "true")
 CHROMIUM = "/usr/bin/chromium"
-
-register()
 
 
 def missing(part: str) -> NoReturn:

@@ -10,13 +10,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]
-
 from newsletter.archive.plan import PagePlan
 
 
 def render_feed(page: PagePlan, content_of: Callable[[Mapping[str, Any]], str]) -> bytes:
     """Atom bytes for a planned feed; content_of(entry) gives an entry's full HTML."""
+    # Imported here: feedgen brings lxml and dateutil, which a build with nothing to write
+    # (every feed up to date) does without.
+    from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]
+
     ctx = page.context
     fg = FeedGenerator()
     fg.id(ctx["url"])

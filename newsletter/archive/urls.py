@@ -41,8 +41,8 @@ def relative_href(from_path: str, to_path: str) -> str:
     """A link from one page to another that works under any prefix and from a local preview."""
     here = from_path.split("/")[1:-1]
     there = to_path.split("/")[1:]
-    common = 0
-    while common < min(len(here), len(there) - 1) and here[common] == there[common]:
+    common, limit = 0, min(len(here), len(there) - 1)
+    while common < limit and here[common] == there[common]:
         common += 1
     rel = "../" * (len(here) - common) + "/".join(there[common:])
     return rel or "./"

@@ -13,8 +13,8 @@ from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 if TYPE_CHECKING:
     from newsletter.archive.builder import BuildReport
 
-# The builder (Jinja2, feedgen, Babel) is imported inside the commands: every `newsletter`
-# invocation imports this module, and only `archive build` needs them.
+# The builder (SQLAlchemy, Jinja2, Babel) is imported inside the commands: `archive serve`
+# and `archive --help` do without it.
 
 
 def _out(app: AppContext, out: Path | None) -> Path:
@@ -83,8 +83,3 @@ def serve(app: AppContext, out: Path | None, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
-
-
-def attach(cli: click.Group) -> None:
-    """Add the `archive` group to the root command."""
-    cli.add_command(archive)

@@ -125,8 +125,3 @@ def list_(app: AppContext, days: float, limit: int, as_json: bool) -> None:
         click.echo(f"{r.at.astimezone():%Y-%m-%d %H:%M}  {r.kind:<9} {r.status or '-':<7} "
                    f"{r.issue or '-':<16} {r.address or '-':<28} {r.outcome}{note}"
                    + (f"  {r.diagnostic[:80]}" if r.diagnostic else ""))
-
-
-def attach(cli: click.Group) -> None:
-    """Add `newsletter bounces` to the root command."""
-    cli.add_command(bounces)

@@ -115,8 +115,3 @@ def clear(app: AppContext, maildir: Path | None) -> None:
     """Delete every captured message."""
     removed = clear_maildir(_maildir(app, maildir))
     click.echo(f"Removed {removed} message(s).")
-
-
-def attach(cli: click.Group) -> None:
-    """Add `newsletter capture` to the root command."""
-    cli.add_command(capture)

@@ -1,4 +1,8 @@
-"""What every command receives: settings and services, created on first use."""
+"""What every command receives: settings and services, created on first use.
+
+Every command module imports this one, so it imports nothing heavy at the top (rich, the
+settings and the services come in when first used).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from newsletter.config import Settings, load_settings
-from newsletter.services import Services, build_services
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from newsletter.config import Settings
+    from newsletter.services import Services
 
 
 class AppContext:
@@ -27,10 +32,14 @@ class AppContext:
 
     @cached_property
     def settings(self) -> Settings:
+        from newsletter.config import load_settings
+
         return load_settings(self.workspace, overrides=self.overrides)
 
     @cached_property
     def services(self) -> Services:
+        from newsletter.services import build_services
+
         services = build_services(self.settings)
         services.require_schema()
         return services
@@ -59,6 +68,8 @@ def print_json(data: Any) -> None:
 def print_table(table: Table) -> None:
     """A table on a terminal; plain tab-separated rows, never cut, when piped or redirected."""
     if sys.stdout.isatty():
+        from rich.console import Console
+
         Console().print(table)
         return
 

@@ -23,7 +23,3 @@ def upgrade(app: AppContext) -> None:
     finally:
         services.close()
     click.echo("database is up to date")
-
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(db)

@@ -46,8 +46,3 @@ def _render(results: tuple[CheckResult, ...], summary: dict[str, int]) -> None:
         if r.fix:
             console.print(Text(f"     {'':<{width}}  fix: {r.fix}"))
     console.print(f"{summary['ok']} ok, {summary['warn']} warn, {summary['fail']} fail")
-
-
-def attach(cli: click.Group) -> None:
-    """Add `newsletter doctor` to the root command."""
-    cli.add_command(doctor)

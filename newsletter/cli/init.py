@@ -99,7 +99,3 @@ def init(directory: Path, force: bool, database_url: str | None) -> None:
     for slug in created:
         click.echo(f"list {slug!r} created")
     click.echo(f"next: cd {directory} && newsletter lists list")
-
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(init)

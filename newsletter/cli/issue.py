@@ -1,4 +1,5 @@
-"""`newsletter issue new|check|preview`: write, check and look at an issue before sending it."""
+"""`newsletter issue new|check|preview|status`: write, check and look at an issue, follow its
+sending."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.compose import ComposeError, check_issue, load_issue
 from newsletter.compose.checks import CheckReport, Finding
 from newsletter.compose.preview import (
@@ -27,7 +28,6 @@ from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
 from newsletter.db.engine import make_engine
 from newsletter.db.models import MailingList
-from newsletter.errors import NewsletterError
 
 
 def _languages(value: str | None) -> list[str]:
@@ -255,9 +255,30 @@ def preview(app: AppContext, slug: str, langs: str | None, as_email: str | None,
         click.echo(str(path))
 
 
-def attach(cli: click.Group) -> None:
-    """Add the `issue` group to the root command."""
-    cli.add_command(issue)
+@issue.command("status")
+@click.argument("slug")
+@json_option
+@pass_app
+def status(app: AppContext, slug: str, as_json: bool) -> None:
+    """Deliveries of issue SLUG by status and language, and the last errors."""
+    from newsletter.delivery import dispatch
+    from newsletter.errors import NotFoundError
 
-
-__all__ = ["attach", "issue", "NewsletterError"]
+    app.services.require_schema()
+    report = dispatch.issue_status(app.services.engine, slug)
+    if report is None:
+        raise NotFoundError(f"issue {slug!r} has not been sent yet")
+    if as_json:
+        print_json(report)
+        return
+    console = Console()
+    console.print(f"{slug}: {report.status}")
+    shown = [s for s in report.counts if report.counts[s] or s not in ("sending",)]
+    table = Table("language", *shown)
+    for lang, counts in sorted(report.by_language.items()):
+        table.add_row(lang, *(str(counts.get(s, 0)) for s in shown))
+    table.add_row("all", *(str(report.counts[s]) for s in shown))
+    print_table(table)
+    for err in report.last_errors:
+        console.print(f"{err['status']} {err['email']} ({err['language']}, "
+                      f"{err['attempts']} attempts): {err['reply']}", highlight=False)

@@ -190,7 +190,3 @@ def sync(app: AppContext, dry_run: bool, force: bool) -> None:
         click.echo("every list already matches lists.toml")
     elif dry_run:
         click.echo("dry run: nothing was changed")
-
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(lists)

@@ -1,30 +1,113 @@
-"""The `newsletter` command: a root group that loads settings and turns errors into one line."""
+"""The `newsletter` command: a root group that loads settings and turns errors into one line.
+
+The root group knows its commands from a table and imports a command's module only when that
+command runs (or shows its own help), so `newsletter --version` and `--help` start at once.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import __version__
-from newsletter.cli.context import AppContext
 from newsletter.errors import NewsletterError
 
 
+class Entry(NamedTuple):
+    target: str  # "module:attribute" of the click command
+    help: str  # the first paragraph of the command's help, shown by `newsletter --help`
+
+
+COMMANDS: dict[str, Entry] = {
+    "archive": Entry("newsletter.cli.archive:archive",
+                     "Build and preview the public web archive of sent issues."),
+    "bounces": Entry("newsletter.cli.bounces:bounces",
+                     "Bounces and complaints: receive them, process a mailbox, list them."),
+    "capture": Entry("newsletter.cli.capture:capture", "Local SMTP server that keeps every "
+                     "message in a Maildir (nothing is relayed)."),
+    "db": Entry("newsletter.cli.db:db", "Database schema management."),
+    "doctor": Entry("newsletter.cli.doctor:doctor", "Check SPF, DKIM, DMARC, MX, PTR, the SMTP "
+                    "relay and the public URLs."),
+    "init": Entry("newsletter.cli.init:init", "Create a workspace in DIRECTORY with example "
+                  "lists, issues and templates."),
+    "issue": Entry("newsletter.cli.issue:issue",
+                   "Write, check and preview issues (issues/<slug>/<lang>.md)."),
+    "lists": Entry("newsletter.cli.lists:lists", "Mailing lists: add, list, show, update, "
+                   "rename, delete, sync from subscribers/lists.toml."),
+    "maintenance": Entry("newsletter.cli.maintenance:maintenance", "Purge subscriptions never "
+                         "confirmed after [audience] pending_days (default 30)."),
+    "outbox": Entry("newsletter.cli.outbox:outbox",
+                    "System mails waiting for the SMTP relay: list, send."),
+    "send": Entry("newsletter.cli.send:send", "Send issue SLUG to every confirmed subscriber of "
+                  "its list, each in their language."),
+    "serve": Entry("newsletter.cli.serve:serve", "Serve subscribe, confirm, preferences and "
+                   "one-click unsubscribe pages."),
+    "subscribers": Entry("newsletter.cli.subscribers:subscribers",
+                         "Subscribers: add, import CSV, invite, list, export, remove."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command `name` from the table and return its click command."""
+    import importlib
+
+    module, _, attribute = COMMANDS[name].target.partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{COMMANDS[name].target} is not a click command")
+    return command
+
+
+def _database_error(exc: Exception) -> str | None:
+    """The one-line message for a SQLAlchemy error, None for any other exception.
+
+    SQLAlchemy is looked up, not imported: if no command loaded it, nothing raised its errors.
+    """
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.SQLAlchemyError):
+        return None
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return f"database error: {detail}"
+
+
 class NewsletterGroup(click.Group):
-    """Catches the project's errors in exactly one place: one clear line, exit status 1."""
+    """Loads commands from COMMANDS on first use; catches the project's errors in exactly one
+    place: one clear line, exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table's help texts, without importing any command."""
+        names = self.list_commands(ctx)
+        shown = {name: self.commands.get(name) or click.Command(name, help=COMMANDS[name].help)
+                 for name in names}
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, cmd.get_short_help_str(limit)) for name, cmd in shown.items()
+                if not cmd.hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise click.ClickException(str(exc)) from None
-        except SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise click.ClickException(f"database error: {detail}") from None
         except OSError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            message = _database_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,37 +125,14 @@ class NewsletterGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, workspace: Path, database_url: str | None) -> None:
     """Multilingual newsletters: lists, double opt-in, Markdown issues, sending, archive."""
+    from newsletter.cli.context import AppContext
+
     overrides = {"database": {"url": database_url}} if database_url else {}
     ctx.obj = AppContext(workspace=workspace, overrides=overrides)
     ctx.call_on_close(ctx.obj.close)
 
 
-def register() -> None:
-    """Attach every command module; each one adds its own group or command."""
-    from newsletter.cli import db, init, lists, subscribers
-
-    for module in (init, db, lists, subscribers):
-        module.attach(cli)
-    optional = ("issue", "send", "capture", "serve", "archive", "outbox", "bounces", "maintenance",
-                "doctor")
-    for name in optional:
-        _attach_optional(name)
-
-
-def _attach_optional(name: str) -> None:
-    import importlib
-
-    try:
-        module = importlib.import_module(f"newsletter.cli.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"newsletter.cli.{name}":
-            raise
-        return
-    module.attach(cli)
-
-
 def main() -> None:
-    register()
     cli(prog_name="newsletter")
 
 

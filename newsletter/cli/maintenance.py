@@ -44,7 +44,3 @@ def maintenance(app: AppContext, dry_run: bool, vacuum: bool, as_json: bool) -> 
     elif vacuum:
         click.echo("database file rewritten" + ("" if vacuumed else
                                                "; another process kept the WAL open"))
-
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(maintenance)

@@ -73,8 +73,3 @@ def list_(app: AppContext, status: str | None, limit: int, as_json: bool) -> Non
             (r.last_error or "")[:60],
         )
     print_table(table)
-
-
-def attach(cli: click.Group) -> None:
-    """Add `newsletter outbox` to the root command."""
-    cli.add_command(outbox)

@@ -1,4 +1,4 @@
-"""`newsletter send SLUG` and `newsletter issue status SLUG`: parse, call delivery, print."""
+"""`newsletter send SLUG`: parse, call delivery, print."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
+from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.delivery import dispatch
 from newsletter.delivery import queue as q
-from newsletter.errors import NotFoundError, ValidationError
+from newsletter.errors import ValidationError
 
 EXIT_PAUSED = 130
 
@@ -187,39 +187,3 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
                           f"{plan.slug}` again later (see `newsletter issue status {plan.slug}`).")
     if result.interrupted:
         sys.exit(EXIT_PAUSED)
-
-
-@click.command("status")
-@click.argument("slug")
-@json_option
-@pass_app
-def status(app: AppContext, slug: str, as_json: bool) -> None:
-    """Deliveries of issue SLUG by status and language, and the last errors."""
-    app.services.require_schema()
-    report = dispatch.issue_status(app.services.engine, slug)
-    if report is None:
-        raise NotFoundError(f"issue {slug!r} has not been sent yet")
-    if as_json:
-        print_json(report)
-        return
-    console = Console()
-    console.print(f"{slug}: {report.status}")
-    shown = [s for s in report.counts if report.counts[s] or s not in ("sending",)]
-    table = Table("language", *shown)
-    for lang, counts in sorted(report.by_language.items()):
-        table.add_row(lang, *(str(counts.get(s, 0)) for s in shown))
-    table.add_row("all", *(str(report.counts[s]) for s in shown))
-    print_table(table)
-    for err in report.last_errors:
-        console.print(f"{err['status']} {err['email']} ({err['language']}, "
-                      f"{err['attempts']} attempts): {err['reply']}", highlight=False)
-
-
-def attach(cli: click.Group) -> None:
-    """Add `send`, and `status` to the `issue` group (created if the composer has none)."""
-    cli.add_command(send)
-    group = cli.commands.get("issue")
-    if not isinstance(group, click.Group):
-        group = click.Group("issue", help="Write, check, preview and follow issues.")
-        cli.add_command(group)
-    group.add_command(status)

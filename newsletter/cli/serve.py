@@ -75,8 +75,3 @@ def serve(
     if not outbox:
         os.environ["NEWSLETTER_WEB_OUTBOX_INTERVAL"] = "0"
     run("newsletter.web:app", workers=workers, **options)
-
-
-def attach(cli: click.Group) -> None:
-    """Add `newsletter serve` to the root command."""
-    cli.add_command(serve)

@@ -283,10 +283,6 @@ def export_data_(app: AppContext, email: str, output: Path | None) -> None:
     click.echo(f"data of {email} written to {output}", err=True)
 
 
-def attach(cli: click.Group) -> None:
-    cli.add_command(subscribers)
-
-
 @subscribers.command("invite")
 @click.option("--list", "list_slug", required=True, help="List slug.")
 @click.option("--dry-run", is_flag=True, help="Only count who would be asked.")

@@ -76,18 +76,3 @@ def test_python_dash_m_runs_the_cli():
     assert "subscribers" in out.stdout
 
 
-def test_every_command_has_help():
-    from newsletter.cli.main import register
-
-    register()
-
-    def walk(group, path):
-        for name, command in group.commands.items():
-            yield path + [name], command
-            if hasattr(command, "commands"):
-                yield from walk(command, path + [name])
-
-    for path, command in walk(cli, []):
-        result = invoke(*path, "--help")
-        assert result.exit_code == 0, path
-        assert command.help or command.short_help, f"{' '.join(path)} has no help text"

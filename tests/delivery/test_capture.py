@@ -18,6 +18,7 @@ import aiosmtplib
 import pytest
 from click.testing import CliRunner
 
+from newsletter.cli.main import cli
 from newsletter.delivery.capture import CaptureError, CaptureServer, summarize_maildir
 from newsletter.delivery.message import MessageBuilder, Recipient
 from newsletter.tokens import Signer
@@ -130,37 +131,29 @@ def _workspace(tmp_path: Path, port: int = 8025) -> Path:
     return ws
 
 
-def _cli() -> Any:
-    from newsletter.cli import capture
-    from newsletter.cli.main import cli
-
-    capture.attach(cli)
-    return cli
-
-
 def test_cli_summary_json_and_clear(
         tmp_path: Path, message_settings: Any, fake_edition: Any) -> None:
     ws = _workspace(tmp_path)
     with CaptureServer(ws / "inbox", port=0) as server:
         asyncio.run(deliver(server.host, server.port, messages_for(message_settings, fake_edition)))
     runner = CliRunner()
-    result = runner.invoke(_cli(), ["-w", str(ws), "capture", "summary", "--json"])
+    result = runner.invoke(cli, ["-w", str(ws), "capture", "summary", "--json"])
     assert result.exit_code == 0, result.output
     import json
 
     data = json.loads(result.output)
     assert data["by_language"] == {"en": 1, "es": 1, "fr": 2}
-    text = runner.invoke(_cli(), ["-w", str(ws), "capture", "summary"]).output
+    text = runner.invoke(cli, ["-w", str(ws), "capture", "summary"]).output
     assert "4 message(s) to 4 recipient(s)" in text and "fr" in text
     assert "No recipient received more than one message." in text
-    cleared = runner.invoke(_cli(), ["-w", str(ws), "capture", "clear"])
+    cleared = runner.invoke(cli, ["-w", str(ws), "capture", "clear"])
     assert "Removed 4 message(s)." in cleared.output
     assert summarize_maildir(ws / "inbox")["messages"] == 0
 
 
 def test_cli_summary_without_maildir_fails_in_one_line(tmp_path: Path) -> None:
     ws = _workspace(tmp_path)
-    result = CliRunner().invoke(_cli(), ["-w", str(ws), "capture", "summary"])
+    result = CliRunner().invoke(cli, ["-w", str(ws), "capture", "summary"])
     assert result.exit_code == 1
     assert "is not a Maildir" in result.output and "Traceback" not in result.output
 
@@ -172,8 +165,7 @@ def test_cli_serves_prints_a_line_per_message_and_stops_cleanly(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ws = _workspace(tmp_path, port)
-    code = ("from newsletter.cli.main import cli; from newsletter.cli import capture; "
-            "capture.attach(cli); cli(prog_name='newsletter')")
+    code = "from newsletter.cli.main import cli; cli(prog_name='newsletter')"
     proc = subprocess.Popen([sys.executable, "-c", code, "-w", str(ws), "capture"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
