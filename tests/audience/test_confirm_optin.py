@@ -294,3 +294,21 @@ def test_a_request_left_behind_is_run_by_the_next_pass_and_one_for_a_gone_list_d
     assert subscriber(services.engine, "q@example.org")["language"] == "en"  # type: ignore[index]
     assert subscriber(services.engine, "r@example.org") is None
     assert rows(services.engine, OutboxMessage, status="job") == []
+
+
+def test_a_subscriber_without_a_language_is_written_to_in_the_lists_default(services) -> None:
+    list_id = three_language_list(services.engine)
+    ctx = optin(services, welcome={"news": {"en": "Hello there", "fr": "Salut"}})
+    now = utcnow()
+    with services.engine.begin() as conn:  # e.g. added before languages were recorded
+        sid = conn.execute(Subscriber.__table__.insert().values(
+            email="z@example.org", name="Zed", language=None, attributes={}, created_at=now,
+            updated_at=now)).inserted_primary_key[0]
+        set_status(conn, sid, list_id, "pending", now)
+    assert resend_confirmation(ctx, ctx.signer.sign("confirm", sid, list_id),
+                               meta=CLICK) == ("News", "en")
+    assert parse(mails(services.engine, "confirm")[0]["message"])["Content-Language"] == "en"
+    result = confirm(ctx, _token(ctx, "z@example.org"), meta=CLICK)
+    assert (result.outcome, result.language, result.list_name) == ("confirmed", None, "News")
+    welcome = mails(services.engine, "welcome")[0]["message"]
+    assert parse(welcome)["Content-Language"] == "en" and "Hello there" in text_of(welcome)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from newsletter.audience.lists import add_list
 from newsletter.audience.optin import (
@@ -127,6 +127,7 @@ def test_a_new_address_gets_a_pending_subscription_one_mail_and_a_consent_record
     assert person is not None
     assert result == SubscribeResult("pending", list_id, "News", "double", "fr", person["id"])
     assert (person["name"], person["language"], person["attributes"]) == ("Ana", "fr", {})
+    assert person["created_at"] == person["updated_at"] == now
     row = subscription(services.engine, person["id"], list_id)
     assert row is not None and row["status"] == "pending" and row["confirmed_at"] is None
     assert row["created_at"] == row["updated_at"] == person["created_at"]
@@ -257,7 +258,8 @@ def test_a_single_opt_in_list_confirms_at_once_and_welcomes_in_the_subscribers_l
     assert subscribe_event["data"]["outcome"] == "confirmed"
     [mail] = mails(services.engine)
     message = parse(mail["message"])
-    assert (mail["kind"], mail["recipient"]) == ("welcome", "f@example.org")
+    assert (mail["kind"], mail["recipient"], mail["sender"]) == (
+        "welcome", "f@example.org", "news@example.org")
     assert message["Subject"] == "Bienvenue à Nouvelles" and "Flo" in message["To"]
     text = text_of(mail["message"])
     assert "Bienvenue !" in text
@@ -302,3 +304,51 @@ def test_the_ip_limit_stops_subscribe_before_anything_is_stored(services) -> Non
         subscribe(ctx, list_slug="news", email="i3@example.org", meta=META)
     assert subscriber(services.engine, "i3@example.org") is None
     assert len(mails(services.engine)) == 2
+
+
+def test_a_single_opt_in_welcome_speaks_the_language_a_confirmed_reader_chose_before(
+    services,
+) -> None:
+    news = three_language_list(services.engine)
+    three_language_list(services.engine, "alerts", double=False)
+    ctx = optin(services, welcome={"alerts": {"es": "Hola", "fr": "Salut"}})
+    sid = subscribe(ctx, list_slug="news", email="j@example.org", name="Jo", language="es",
+                    meta=META).subscriber_id
+    with services.engine.begin() as conn:
+        conn.execute(update(Subscription.__table__).where(
+            Subscription.__table__.c.list_id == news).values(status="confirmed"))
+    result = subscribe(ctx, list_slug="alerts", email="j@example.org", name="X", language="fr",
+                       meta=META)
+    assert (result.outcome, result.subscriber_id) == ("confirmed", sid)
+    welcome = mails(services.engine, "welcome")[0]["message"]
+    assert parse(welcome)["Content-Language"] == "es" and "Hola" in text_of(welcome)
+    assert "Jo" in parse(welcome)["To"]
+
+
+def test_two_requests_creating_one_subscriber_at_once_both_succeed(services) -> None:
+    """The other request inserts the same new address between this one's read and its insert:
+    this one's insert fails on the unique address, and it runs again, finding the row."""
+    list_id = three_language_list(services.engine)
+    ctx = optin(services)
+    others: list[SubscribeResult] = []
+    raced = []
+
+    def other_request_first(conn, cursor, statement: str, *args) -> None:  # noqa: ANN001
+        if statement.startswith("INSERT INTO subscribers") and not raced:
+            raced.append(True)
+            others.append(subscribe(ctx, list_slug="news", email="k@example.org", name="Kay",
+                                    language="es", meta=META))
+
+    event.listen(services.engine, "before_cursor_execute", other_request_first)
+    try:
+        result = subscribe(ctx, list_slug="news", email="k@example.org", name="Kai",
+                           language="fr", meta=META)
+    finally:
+        event.remove(services.engine, "before_cursor_execute", other_request_first)
+    [other] = others
+    assert (other.outcome, result.outcome) == ("pending", "pending")
+    assert result.subscriber_id == other.subscriber_id
+    person = subscriber(services.engine, "k@example.org")
+    assert person is not None and (person["name"], person["language"]) == ("Kai", "fr")
+    assert subscription(services.engine, person["id"], list_id)["status"] == "pending"  # type: ignore[index]
+    assert [parse(m["message"])["Content-Language"] for m in mails(services.engine)] == ["es", "fr"]
