@@ -67,6 +67,11 @@ def mutmut_table(module: str, tests: list[str]) -> str:
         f"only_mutate = {json.dumps([module])}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        # A forked test run at nice 19 on a loaded shared machine waits minutes for a CPU (and
+        # migrates its own SQLite template): mutmut's default, 15 times the tests' own duration
+        # plus 1 s, then reports most mutants as timed out. No mutant of these modules loops.
+        "timeout_multiplier = 30.0\n"
+        "timeout_constant = 600.0\n"
     )
 
 
