@@ -243,12 +243,13 @@ def test_a_new_mail_is_sent_only_while_pending_unsuppressed_and_under_the_daily_
     token = ctx.signer.sign("confirm", sid, list_id)  # type: ignore[arg-type]
     resend_confirmation(ctx, token, meta=CLICK)
     resend_confirmation(ctx, token, meta=CLICK)  # the third mail today: refused
-    suppress(services.engine, akey(services), "m@example.org", utcnow())
     with services.engine.begin() as conn:
         conn.execute(delete(OutboxMessage.__table__))
-    resend_confirmation(ctx, token, meta=CLICK)  # suppressed meanwhile
     _status(services.engine, sid, list_id, status="confirmed")  # type: ignore[arg-type]
-    resend_confirmation(ctx, token, meta=CLICK)
+    resend_confirmation(ctx, token, meta=CLICK)  # confirmed meanwhile
+    _status(services.engine, sid, list_id, status="pending")  # type: ignore[arg-type]
+    suppress(services.engine, akey(services), "m@example.org", utcnow())
+    resend_confirmation(ctx, token, meta=CLICK)  # suppressed meanwhile
     outcomes = [e["data"]["outcome"] for e in events(services.engine, "resend")]
     assert outcomes == ["pending", "throttled", "nothing", "nothing"]
     assert mails(services.engine) == []
