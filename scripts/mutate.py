@@ -41,7 +41,8 @@ MODULES: dict[str, tuple[list[str], str]] = {
         "sqlite"),
     "newsletter/audience/importer.py": (
         ["tests/audience/test_import.py", "tests/audience/test_import_duplicates.py",
-         "tests/audience/test_import_columns.py", "tests/cli/test_audience_cli.py"], "sqlite"),
+         "tests/audience/test_import_columns.py", "tests/audience/test_import_report.py",
+         "tests/cli/test_audience_cli.py", "tests/security/test_hostile_csv.py"], "sqlite"),
     "newsletter/audience/preferences.py": (
         ["tests/audience/test_leave.py", "tests/web/test_preferences.py",
          "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],
