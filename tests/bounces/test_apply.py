@@ -140,6 +140,13 @@ def test_a_complaint_is_a_complaint_event_and_marks_the_delivery(services: Servi
     assert (event, data["format"], data["outcome"]) == ("complaint", "arf", "suppressed")
     assert suppression(services, email) == "complaint"
     assert _last_reply(services, did) == "bounced: complaint abuse"
+    # The consent trail says who unsubscribed them and why.
+    e = Event.__table__.c
+    with services.engine.connect() as conn:
+        left = conn.execute(select(e.source, e.subscriber_id, e.list_id, e.data)
+                            .where(e.kind == "unsubscribe")).all()
+    assert [tuple(r) for r in left] == [
+        ("complaint (ARF feedback report)", *_ids(services, email), {"via": "complaint"})]
 
 
 def test_the_same_key_is_a_duplicate_for_the_same_subscriber_only(services: Services) -> None:
@@ -232,3 +239,22 @@ def test_without_message_id_the_body_and_the_named_headers_make_the_key() -> Non
     assert report_key(HEAD, "d1") == report_key(b"Received: x\r\n" + HEAD, "d1")
     assert report_key(HEAD, "d1") != report_key(HEAD, "d2")
     assert report_key(HEAD) != report_key(HEAD + b"X-Other: 1\r\n")
+
+
+def test_bounces_list_joins_unmatched_recipients_and_keeps_rows_of_erased_subscribers(
+        services: Services) -> None:
+    from newsletter.audience.subscribers import remove_subscriber
+    from newsletter.bounces.policy import recent_reports
+
+    [email] = seed(services.settings.workspace, ["en"])
+    did = deliveries(services, [email], "nov")[email]
+    now = utcnow()
+    _apply(services, BounceReport("hard", did, (), **FULL), key="m", now=now - timedelta(hours=2))
+    _apply(services, BounceReport("hard", None, ("amelie@example.net", "bruno@example.org")),
+           key="u", now=now - timedelta(hours=1))
+    remove_subscriber(services.engine, email=email, address_key=services.keyring.address_key)
+    rows = recent_reports(services.engine, now - timedelta(days=1))
+    assert [(r.event, r.address, r.outcome) for r in rows] == [
+        ("bounce-unmatched", "a***@example.net, b***@example.org", "unmatched"),
+        # Erased: the event stays (it names the report, not the person), emptied.
+        ("bounce", "", "")]
