@@ -256,5 +256,8 @@ def test_bounces_list_joins_unmatched_recipients_and_keeps_rows_of_erased_subscr
     rows = recent_reports(services.engine, now - timedelta(days=1))
     assert [(r.event, r.address, r.outcome) for r in rows] == [
         ("bounce-unmatched", "a***@example.net, b***@example.org", "unmatched"),
-        # Erased: the event stays (it names the report, not the person), emptied.
         ("bounce", "", "")]
+    # Erased: the event stays (it names the report, not the person), emptied, shown empty.
+    erased = rows[1]
+    assert (erased.kind, erased.status, erased.issue, erased.note, erased.diagnostic) == (
+        "", "", "", "", "")
