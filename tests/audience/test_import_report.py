@@ -135,6 +135,17 @@ def test_cells_are_checked_for_width_length_and_control_characters_by_column(
     assert sorted(_people(services)) == ["c@example.org", "e@example.org"]
 
 
+def test_a_cell_problem_in_a_split_name_or_the_language_names_that_field(
+        services, news_list, tmp_path: Path) -> None:
+    text = ("Courriel;Prénom;Nom;Langue\n"
+            "a@example.org;Amina;Dia\x01llo;fr\n"
+            "b@example.org;Bea;Bo;f\x02r\n")
+    report = _import(services, write(tmp_path, text))
+    assert [(p.line, p.reason) for p in report.rejected] == [
+        (2, "name contains a control character (U+0001)"),
+        (3, "language contains a control character (U+0002)")]
+
+
 def test_languages_are_read_as_codes_variants_or_names(services, news_list,
                                                         tmp_path: Path) -> None:
     text = ("email,language\na@example.org,FR\nb@example.org,es_MX\nc@example.org,fr-ca\n"
@@ -251,7 +262,8 @@ def test_a_row_the_database_refuses_is_named_with_the_first_line_of_its_reason(
     rows = ("email,name,language\na@example.org,Ann,fr\nr@example.org,Refused,es\n"
             "c@example.org,Cy,fr\n")
     try:
-        report = _import(services, write(tmp_path, rows))
+        report = _import(services, write(tmp_path, rows), confirmed=True,
+                         consent_source="paper form")
     finally:
         with services.engine.begin() as conn:
             conn.execute(text("DROP TRIGGER no_refused" if sqlite
@@ -263,4 +275,9 @@ def test_a_row_the_database_refuses_is_named_with_the_first_line_of_its_reason(
     assert (report.accepted, report.languages) == (2, {"fr": 2})
     if not sqlite:  # SQLite has no savepoint here: the refused batch's first row stays written
         assert (report.merge.created, report.merge.unchanged) == (2, 0)
-    assert sorted(_people(services)) == ["a@example.org", "c@example.org"]
+    assert _people(services) == {"a@example.org": ("fr", "confirmed"),
+                                 "c@example.org": ("fr", "confirmed")}
+    with services.engine.connect() as conn:
+        sources = conn.execute(select(Event.kind, Event.source)
+                               .where(Event.kind.like("import%"))).all()
+    assert [tuple(r) for r in sources] == [("import-confirmed", "paper form")] * 2
