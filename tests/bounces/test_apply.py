@@ -261,3 +261,10 @@ def test_bounces_list_joins_unmatched_recipients_and_keeps_rows_of_erased_subscr
     erased = rows[1]
     assert (erased.kind, erased.status, erased.issue, erased.note, erased.diagnostic) == (
         "", "", "", "", "")
+
+
+def test_a_report_with_raw_8bit_headers_still_gets_a_key() -> None:
+    # Non-UTF-8 bytes in a Message-ID or From (seen from broken relays) are replaced, not fatal.
+    assert report_key(b"Message-ID: <caf\xe9@mx>\r\n\r\nx") == (
+        report_key(b"Message-ID: <caf\xe8@mx>\r\n\r\ny"))
+    assert report_key(b"From: Jos\xe9\r\n\r\nbody") == report_key(b"From: Jos\xe8\r\n\r\nbody")
