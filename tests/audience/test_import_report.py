@@ -139,11 +139,22 @@ def test_a_cell_problem_in_a_split_name_or_the_language_names_that_field(
         services, news_list, tmp_path: Path) -> None:
     text = ("Courriel;Prénom;Nom;Langue\n"
             "a@example.org;Amina;Dia\x01llo;fr\n"
-            "b@example.org;Bea;Bo;f\x02r\n")
+            "b@example.org;Bea;Bo;f\x02r\n"
+            "c@example.org;C\x03y;Ca;fr\n")
     report = _import(services, write(tmp_path, text))
     assert [(p.line, p.reason) for p in report.rejected] == [
         (2, "name contains a control character (U+0001)"),
-        (3, "language contains a control character (U+0002)")]
+        (3, "language contains a control character (U+0002)"),
+        (4, "name contains a control character (U+0003)")]
+
+
+def test_a_file_without_a_language_column_gets_a_notice_in_the_json_report(
+        services, news_list, tmp_path: Path) -> None:
+    report = _import(services, write(tmp_path, "email\na@example.org\nb@example.org\n"))
+    assert report.as_dict()["notices"] == [
+        "no language column found: all 2 rows get the list's default language 'en' (the list "
+        "offers en, fr, es); name the column with --column language=HEADER, or use --strict "
+        "to refuse such a file"]
 
 
 def test_languages_are_read_as_codes_variants_or_names(services, news_list,
