@@ -292,3 +292,13 @@ def test_a_row_the_database_refuses_is_named_with_the_first_line_of_its_reason(
         sources = conn.execute(select(Event.kind, Event.source)
                                .where(Event.kind.like("import%"))).all()
     assert [tuple(r) for r in sources] == [("import-confirmed", "paper form")] * 2
+
+
+def test_a_later_duplicate_row_with_a_language_changes_an_existing_subscribers_language(
+        services, news_list, tmp_path: Path) -> None:
+    _import(services, write(tmp_path, "email,language\na@example.org,en\n", name="first.csv"))
+    text = "email,name,language\na@example.org,Ann,\nA@example.org,,fr\n"
+    report = _import(services, write(tmp_path, text))
+    assert report.duplicates_in_file == 1 and report.languages == {"fr": 1}
+    [row] = list(iter_subscribers(services.engine))
+    assert (row.name, row.language) == ("Ann", "fr")
