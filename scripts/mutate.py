@@ -27,13 +27,17 @@ MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 # module -> (tests that exercise it, database engines to run them on)
 MODULES: dict[str, tuple[list[str], str]] = {
     "newsletter/tokens.py": (["tests/test_tokens.py", "tests/test_tokens_contract.py"], "sqlite"),
+    # Service-level tests only: mutmut runs every selected test that reaches a function for
+    # each of its mutants, and nearly every bounce test reaches apply_report; the receiver and
+    # poison tests (SMTP, mailboxes, a parser subprocess) made the module too slow to finish.
+    # test_apply.py checks directly what they checked of the policy.
     "newsletter/bounces/policy.py": (
-        ["tests/bounces/test_receiver.py", "tests/bounces/test_report.py",
-         "tests/bounces/test_records.py", "tests/bounces/test_poison.py",
-         "tests/bounces/test_policy.py"], "sqlite"),
+        ["tests/bounces/test_apply.py", "tests/bounces/test_policy.py",
+         "tests/bounces/test_records.py"], "sqlite"),
     "newsletter/audience/importer.py": (
         ["tests/audience/test_import.py", "tests/audience/test_import_duplicates.py",
-         "tests/audience/test_import_columns.py", "tests/cli/test_audience_cli.py"], "sqlite"),
+         "tests/audience/test_import_columns.py", "tests/audience/test_import_report.py",
+         "tests/cli/test_audience_cli.py", "tests/security/test_hostile_csv.py"], "sqlite"),
     "newsletter/audience/preferences.py": (
         ["tests/audience/test_leave.py", "tests/web/test_preferences.py",
          "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],

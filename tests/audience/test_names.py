@@ -53,6 +53,7 @@ def test_the_rule():
     assert clean_name("  Ana\r\n  Silva\t") == "Ana Silva"
     assert clean_name("Ana\u202eavlis") == "Anaavlis"  # a right-to-left override is dropped
     assert clean_name(PERSIAN) == PERSIAN
+    assert clean_name("Ana \u200b Silva\u200b") == "Ana Silva"  # zero-width spaces go
     assert clean_name("x" * MAX_NAME) == "x" * MAX_NAME
     with pytest.raises(ValidationError, match=f"longer than {MAX_NAME}"):
         clean_name(TOO_LONG)
