@@ -191,10 +191,14 @@ def test_hot_reads_hold_one_connection_per_thread_and_give_them_back_on_close(
 
 
 def _backends(engine: Engine) -> int:
+    """How many AsyncHotReads connections the server has; none may hold a transaction open
+    (it would hold locks and block VACUUM and migrations)."""
     with engine.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = :app"), {"app": HOT_APP}).scalar_one())
+        states = conn.execute(text(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = :app"), {"app": HOT_APP}).scalars().all()
+    assert set(states) <= {"idle"}, states
+    return len(states)
 
 
 def _drop_backends(engine: Engine) -> None:

@@ -139,7 +139,11 @@ def test_the_form_refuses_a_language_or_list_not_offered_and_changes_nothing(
             update_preferences(ctx, subscriber_id=ana.sid, list_id=ana.news, name="Bob",
                                language="es", list_ids=chosen, meta=META)
     assert rows(services, Event) == [] and rows(services, Subscriber)[0]["name"] == "Ana"
-    # The link's own private list is offered: choosing it through that link is allowed.
+    # The link's own private list is offered (and still after a save that leaves it out);
+    # choosing it through that link is allowed.
+    view = update_preferences(ctx, subscriber_id=ana.sid, list_id=other, name="Ana",
+                              language="fr", list_ids=[ana.news], meta=META)
+    assert ListChoice(other, "staff", "Staff", "", False, None) in view.lists
     view = update_preferences(ctx, subscriber_id=ana.sid, list_id=other, name="Ana",
                               language="fr", list_ids=[ana.news, other], meta=META)
     assert ListChoice(other, "staff", "Staff", "", True, "confirmed") in view.lists
