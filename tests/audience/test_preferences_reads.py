@@ -140,11 +140,17 @@ def test_async_hot_reads_on_postgresql_answer_as_load_preferences_does(services,
 
 def test_a_subscriber_with_no_list_to_offer_still_gets_their_page(services) -> None:
     engine = services.engine
-    private = add_list(engine, slug="board", name="Board", languages=["en"],
-                       default_language="en", public=False).id
+    private = add_list(engine, slug="board", name={"en": "Board", "fr": "Conseil"},
+                       description={"en": "Members only", "fr": "Membres"},
+                       languages=["en", "fr"], default_language="en", public=False).id
     sid = add_person(engine, "solo@example.org", "es", "Solo")
     alone = PreferencesView(sid, "solo@example.org", "Solo", "es", ())
     with engine.connect() as conn:
+        # Through the private list's own link: that list alone, in its default language (the
+        # list has no Spanish name).
+        assert load_preferences(conn, sid, private) == PreferencesView(
+            sid, "solo@example.org", "Solo", "es",
+            (ListChoice(private, "board", "Board", "Members only", False, None),))
         # The link's list was deleted since: nothing to offer, but the page still shows them.
         assert load_preferences(conn, sid, private + 1) == alone
         with pytest.raises(NotFoundError, match="no longer exists"):

@@ -211,7 +211,8 @@ def _mail(services) -> tuple[str, Any]:
     message = email.message_from_bytes(row["message"], policy=email.policy.default)
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
-    return row["recipient"], (row["sender"], message["Content-Language"], body.get_content())
+    return row["recipient"], (row["sender"], message["To"], message["Content-Language"],
+                              body.get_content())
 
 
 def test_the_preferences_link_is_mailed_to_a_known_address_for_its_confirmed_list(
@@ -227,8 +228,9 @@ def test_the_preferences_link_is_mailed_to_a_known_address_for_its_confirmed_lis
             updated_at=NOW))
     assert send_preferences_link(ctx, email=" LEO@Example.ORG", language="es",
                                  meta=META, now=NOW) == "sent"
-    recipient, (sender, language, text) = _mail(services)
+    recipient, (sender, to, language, text) = _mail(services)
     assert (recipient, sender, language) == ("leo@example.org", "news@example.org", "es")
+    assert to == "Leo <leo@example.org>"
     assert preferences_url(ctx.base_url, ctx.signer, leo, ana.news) in text
     assert events(services, "manage") == [audit(leo, None, {"outcome": "sent"})]
 
@@ -239,7 +241,7 @@ def test_the_link_goes_in_the_subscribers_own_language_to_a_pending_subscriber(
     with services.engine.begin() as conn:
         conn.execute(Subscription.__table__.update().values(status="pending"))
     assert send_preferences_link(ctx, email="ana@example.org", language="en", meta=META) == "sent"
-    _recipient, (_sender, language, text) = _mail(services)
+    _recipient, (_sender, _to, language, text) = _mail(services)
     assert language == "fr"
     assert preferences_url(ctx.base_url, ctx.signer, ana.sid, ana.news) in text
 
