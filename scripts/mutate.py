@@ -39,7 +39,8 @@ MODULES: dict[str, tuple[list[str], str]] = {
          "tests/audience/test_import_columns.py", "tests/audience/test_import_report.py",
          "tests/cli/test_audience_cli.py", "tests/security/test_hostile_csv.py"], "sqlite"),
     "newsletter/audience/preferences.py": (
-        ["tests/audience/test_leave.py", "tests/web/test_preferences.py",
+        ["tests/audience/test_leave.py", "tests/audience/test_preferences_reads.py",
+         "tests/audience/test_preferences_service.py", "tests/web/test_preferences.py",
          "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],
         # AsyncHotReads serves the pages on PostgreSQL only: an SQLite run cannot reach it.
         "sqlite,postgresql"),

@@ -1,7 +1,8 @@
 """Shared fixtures: a workspace, a real database (SQLite and PostgreSQL), a CLI runner.
 
 Every test that takes `services` or `db_url` runs once on SQLite and once on PostgreSQL
-(`@pytest.mark.sqlite_only` keeps a test to SQLite when the engine does not matter to it).
+(`@pytest.mark.sqlite_only` keeps a test to SQLite when the engine does not matter to it;
+`@pytest.mark.postgresql_only` keeps one to PostgreSQL, for code that only PostgreSQL runs).
 PostgreSQL: 127.0.0.1:5432, trust auth. Each pytest run creates its own database so parallel
 runs never see each other's rows.
 
@@ -98,13 +99,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the PostgreSQL half of tests marked sqlite_only (deselected, not skipped)."""
+    """Leave out the PostgreSQL half of tests marked sqlite_only, and the SQLite half of those
+    marked postgresql_only (deselected, not skipped)."""
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("db_url") if callspec else None
         only_sqlite = item.get_closest_marker("sqlite_only") is not None
-        (drop if only_sqlite and backend not in (None, "sqlite") else keep).append(item)
+        only_pg = item.get_closest_marker("postgresql_only") is not None
+        wrong = (only_sqlite and backend not in (None, "sqlite")
+                 or only_pg and backend not in (None, "postgresql"))
+        (drop if wrong else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
