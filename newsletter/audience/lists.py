@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
+from newsletter.audience.language import ListLanguages
 from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.localized import Localized, check_text, pick
@@ -328,13 +329,13 @@ class ListUpdate:
     default_language: str | None = None
 
 
-def _readers(conn: Connection, list_id: int, default: str, langs: list[str]) -> dict[str, int]:
+def _readers(conn: Connection, row: Any, langs: list[str]) -> dict[str, int]:
     """How many subscribers still on the list read each of `langs` (those read by nobody: none)."""
     s, c = subscribers_table, subscriptions_table
-    lang = func.coalesce(s.c.language, default)
+    lang = ListLanguages.of(row).effective_sql(s.c.language)
     rows = conn.execute(
         select(lang, func.count()).select_from(s.join(c, c.c.subscriber_id == s.c.id))
-        .where(c.c.list_id == list_id, c.c.status != "unsubscribed", lang.in_(langs))
+        .where(c.c.list_id == row.id, c.c.status != "unsubscribed", lang.in_(langs))
         .group_by(lang))
     return {language: n for language, n in rows if n}
 
@@ -344,7 +345,8 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
     """Change a list's name, description, languages or default; returns field -> (old, new).
 
     Removing a language that subscribers of the list read is refused with their count unless
-    `force`: their own preference is kept, and each send then needs --fallback-language.
+    `force`: their own preference is kept, and they read the list in its default language
+    (audience/language.py) until it offers theirs again.
     """
     with engine.begin() as conn:
         row = conn.execute(select(lists_table).where(lists_table.c.slug == slug)).first()
@@ -352,13 +354,13 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
             raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
         new = _new_values(row, wanted)
         removed = [lang for lang in row.languages if lang not in new["languages"]]
-        readers = _readers(conn, row.id, row.default_language, removed) if removed else {}
+        readers = _readers(conn, row, removed) if removed else {}
         if readers and not force:
             raise ValidationError(
                 f"list {slug!r}: {sum(readers.values())} subscriber(s) read "
                 f"{', '.join(readers)}, which would no longer be offered; keep the language, or "
-                "add --force (their preference is kept, and each send will then need "
-                "--fallback-language)")
+                "add --force (their preference is kept, and they will get the list's default "
+                "language)")
         changes = {k: (getattr(row, k), v) for k, v in new.items() if getattr(row, k) != v}
         if changes and not dry_run:
             conn.execute(update(lists_table).where(lists_table.c.id == row.id)

@@ -100,8 +100,8 @@ def _show_changes(slug: str, changes: dict) -> None:
 @click.option("--languages", help="The languages offered from now on: en,fr,es")
 @click.option("--default-language", help="New fallback language (one of the languages).")
 @click.option("--force", is_flag=True,
-              help="Remove a language even though subscribers read it (sends will then need "
-                   "--fallback-language).")
+              help="Remove a language even though subscribers read it (they will then get the "
+                   "list's default language).")
 @pass_app
 def update(app: AppContext, slug: str, name: str | None, description: str | None,
            languages: str | None, default_language: str | None, force: bool) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from newsletter.audience.language import ListLanguages
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
@@ -39,6 +40,7 @@ class ListInfo:
     slug: str
     name: str
     default_language: str
+    languages: ListLanguages
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,13 @@ def address_key(engine: Engine) -> str:
 def _find_list(engine: Engine, slug: str) -> ListInfo:
     with engine.connect() as conn:
         row = conn.execute(select(q.LISTS.c.id, q.LISTS.c.slug, q.LISTS.c.name,
-                                  q.LISTS.c.default_language).where(q.LISTS.c.slug == slug)).first()
+                                  q.LISTS.c.default_language, q.LISTS.c.languages)
+                           .where(q.LISTS.c.slug == slug)).first()
     if row is None:
         raise NotFoundError(f"the issue's list {slug!r} does not exist: create it with "
                             f"`newsletter lists add {slug}`")
-    return ListInfo(*row)
+    return ListInfo(row.id, row.slug, row.name, row.default_language,
+                    ListLanguages.of(row._mapping))
 
 
 def edition_record(edition: Any) -> q.EditionRecord:
@@ -138,8 +142,6 @@ def prepare_send(
     languages = tuple(source.languages)
     with engine.connect() as conn:
         issue = q.find_issue(conn, slug)
-        list_languages = conn.execute(select(q.LISTS.c.languages).where(
-            q.LISTS.c.id == mailing_list.id)).scalar() or languages
         stored = q.stored_hashes(conn, issue.id) if issue else {}
         mailed = conn.execute(select(func.count()).where(
             q.D.c.issue_id == issue.id, q.D.c.status == "sent")).scalar_one() if issue else 0
@@ -154,10 +156,11 @@ def prepare_send(
                         f"restore it, or pass --force to send the new text to the rest")
     plan = None
     if issue is None or issue.status == "draft" or force:
-        counts = q.count_by_language(engine, mailing_list.id, mailing_list.default_language,
+        counts = q.count_by_language(engine, mailing_list.id, mailing_list.languages,
                                      address_key(engine), issue.id if issue else None)
         plan = plan_languages(counts, languages, fallback)
-    warnings = check_source(settings, source, list_languages, fallback) if check else ()
+    warnings = (check_source(settings, source, mailing_list.languages.offered, fallback)
+                if check else ())
     remaining = q.remaining(engine, issue.id) if issue else 0
     live = {lang: tuple(u for u in (e.web_url, *image_urls(e.html_shell)) if u)
             for lang, e in compiled.items()}
@@ -225,7 +228,7 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
         q.store_editions(conn, issue.id, plan.editions.values())
         if plan.plan is not None:
             added = q.enqueue(conn, engine, issue_id=issue.id, list_id=plan.mailing_list.id,
-                              default_language=plan.mailing_list.default_language,
+                              languages=plan.mailing_list.languages,
                               address_key=address_key(engine), mapping=plan.plan.mapping)
         q.set_issue_status(conn, issue.id, "sending")
     return issue.id, added
@@ -343,7 +346,7 @@ def dry_run(settings: Settings, engine: Engine, plan: SendPlan,
     messages: dict[str, int] = {}
     total, smallest, largest = 0, 0, 0
     ml = plan.mailing_list
-    for rows in q.stream_audience(engine, ml.id, ml.default_language, address_key(engine),
+    for rows in q.stream_audience(engine, ml.id, ml.languages, address_key(engine),
                                   pending=_pending(settings, plan, resend_unknown)):
         for row in rows:
             lang = mapping.get(row.lang, row.lang)

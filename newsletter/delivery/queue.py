@@ -87,6 +87,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from newsletter.audience.language import ListLanguages
 from newsletter.db.engine import make_engine
 from newsletter.db.models import (
     Delivery,
@@ -192,9 +193,10 @@ class IssueRow:
     status: str
 
 
-def audience(engine: Engine, list_id: int, default_language: str, address_key: str) -> Any:
-    """SELECT of the confirmed, non-suppressed subscribers of a list, language defaulted."""
-    lang = func.coalesce(S.c.language, literal(default_language)).label("lang")
+def audience(engine: Engine, list_id: int, languages: ListLanguages, address_key: str) -> Any:
+    """SELECT of the confirmed, non-suppressed subscribers of a list, each with the language
+    they read it in (`lang`)."""
+    lang = languages.effective_sql(S.c.language).label("lang")
     suppressed = exists().where(SUP.c.email_hash == hash_expr(engine, S.c.email, address_key))
     return (
         select(S.c.id, S.c.email, S.c.name, S.c.attributes, lang)
@@ -204,10 +206,11 @@ def audience(engine: Engine, list_id: int, default_language: str, address_key: s
 
 
 def count_by_language(
-    engine: Engine, list_id: int, default_language: str, address_key: str, issue_id: int | None
+    engine: Engine, list_id: int, languages: ListLanguages, address_key: str,
+    issue_id: int | None
 ) -> dict[str, int]:
     """Recipients per subscriber language; with issue_id, only those not enqueued yet."""
-    sel = audience(engine, list_id, default_language, address_key).subquery()
+    sel = audience(engine, list_id, languages, address_key).subquery()
     q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
     if issue_id is not None:
         q = q.where(~exists().where(D.c.issue_id == issue_id, D.c.subscriber_id == sel.c.id))
@@ -227,12 +230,12 @@ class Pending:
 
 
 def stream_audience(
-    engine: Engine, list_id: int, default_language: str, address_key: str, batch: int = 1000,
+    engine: Engine, list_id: int, languages: ListLanguages, address_key: str, batch: int = 1000,
     pending: Pending | None = None,
 ) -> Iterator[Sequence[Any]]:
     """Yield the audience in batches (keyset pagination: constant memory at any list size);
     with `pending`, only the part of it that send would mail now."""
-    base = audience(engine, list_id, default_language, address_key).order_by(S.c.id)
+    base = audience(engine, list_id, languages, address_key).order_by(S.c.id)
     if pending is not None:
         mine = D.c.issue_id == pending.issue_id, D.c.subscriber_id == S.c.id
         due = or_(D.c.next_attempt_at.is_(None),
@@ -276,12 +279,12 @@ def enqueue(
     *,
     issue_id: int,
     list_id: int,
-    default_language: str,
+    languages: ListLanguages,
     address_key: str,
     mapping: Mapping[str, str],
 ) -> int:
     """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
-    sel = audience(engine, list_id, default_language, address_key).subquery()
+    sel = audience(engine, list_id, languages, address_key).subquery()
     language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
     now = utcnow()
     source = select(
