@@ -25,6 +25,7 @@ from newsletter.audience.preferences import (
     membership,
 )
 from newsletter.config import Settings
+from newsletter.i18n import LANGUAGE_NAMES
 from newsletter.localized import pick
 from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
@@ -37,8 +38,6 @@ Check = Callable[[Request, Fields], Awaitable[bool]]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 
 
 @dataclass(frozen=True)
