@@ -76,3 +76,10 @@ def test_the_form_gives_a_language_the_list_lacks_the_lists_default(web: WebEnv)
                                                       "language": "es"})
     assert answer.status_code == 200
     assert web.subscriber("jo@example.org")["language"] == "fr"
+
+
+def test_a_page_nobody_asked_a_language_for_speaks_the_configured_default(web: WebEnv) -> None:
+    french = web.other_app({"newsletter": {"default_language": "fr"}})
+    page = french.get("/manage", headers={"Accept-Language": "de-DE, pt;q=0.8"})
+    assert '<html lang="fr">' in page.text
+    assert '<html lang="es">' in french.get("/manage", headers={"Accept-Language": "es"}).text
