@@ -70,16 +70,12 @@ class ListLanguages:
     def of(cls, mlist: Mapping[str, Any] | Any) -> ListLanguages:
         """From a lists row (a mapping) or an object with languages, default_language, slug."""
         get = mlist.get if isinstance(mlist, Mapping) else lambda key: getattr(mlist, key, None)
-        default = str(get("default_language"))
-        slug = get("slug")
-        owner = f"list {slug!r}" if slug else "the list"
-        return cls(offered_languages(get("languages"), default), default, owner)
+        return list_languages(get("languages"), str(get("default_language")), get("slug") or "")
 
     @classmethod
     def union(cls, lists: Iterable[ListLanguages], default: str, owner: str) -> ListLanguages:
         """Every language any of `lists` offers, in order of appearance."""
-        offered = tuple(dict.fromkeys(code for one in lists for code in one.offered))
-        return cls(offered or (default,), default, owner)
+        return _union(tuple(lists), default, owner)
 
     def match(self, raw: str | None) -> str:
         """The offered code `raw` names (code, regional variant or name), or ''."""
@@ -115,6 +111,26 @@ class ListLanguages:
     def effective_sql(self, column: ColumnElement[Any]) -> ColumnElement[str]:
         """`effective` as a SQL expression over a subscribers.language column."""
         return case((column.in_(self.offered), column), else_=literal(self.default))
+
+
+def list_languages(languages: Sequence[str] | str | None, default: str,
+                   slug: str = "") -> ListLanguages:
+    """A list's ListLanguages from its columns; made once per distinct list (the preferences
+    page builds one per list shown, on every request)."""
+    key = languages if isinstance(languages, str) else tuple(languages or ())
+    return _list_languages(key, default, slug)
+
+
+@lru_cache(maxsize=1024)
+def _list_languages(languages: tuple[str, ...] | str, default: str, slug: str) -> ListLanguages:
+    owner = f"list {slug!r}" if slug else "the list"
+    return ListLanguages(offered_languages(languages, default), default, owner)
+
+
+@lru_cache(maxsize=1024)
+def _union(lists: tuple[ListLanguages, ...], default: str, owner: str) -> ListLanguages:
+    offered = tuple(dict.fromkeys(code for one in lists for code in one.offered))
+    return ListLanguages(offered or (default,), default, owner)
 
 
 def effective_language(language: str | None, languages: Sequence[str] | str | None,

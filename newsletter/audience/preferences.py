@@ -35,7 +35,7 @@ from newsletter.audience.language import (
     REJECT,
     ListLanguages,
     effective_language,
-    offered_languages,
+    list_languages,
 )
 from newsletter.audience.lists import list_text
 from newsletter.audience.optin import (
@@ -224,7 +224,7 @@ def _view(subscriber_id: int, rows: Sequence[Any], alone: Sequence[Any] | None) 
 def _choice(r: Sequence[Any], language: str | None) -> ListChoice:
     """A _CHOICES row as a ListChoice: name and description in the language the subscriber
     reads the list in."""
-    offered = ListLanguages(offered_languages(r[11], r[8]), r[8], f"list {r[4]!r}")
+    offered = list_languages(r[11], r[8], r[4])
     reads = offered.effective(language)
     return ListChoice(r[3], r[4], list_text(r[9], r[5], reads, r[8]),
                       list_text(r[10], r[6] or "", reads, r[8]), r[7] == "confirmed", r[7],
