@@ -18,6 +18,7 @@ newsletter.i18n.LANGUAGES.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,6 +51,21 @@ def offered_languages(languages: Sequence[str] | str | None, default: str) -> tu
     if isinstance(languages, str):
         languages = _decoded(languages)
     return tuple(languages or ()) or (default,)
+
+
+# A list's language code as `lists add --languages` and lists.toml take it.
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+
+
+def parse_languages(text: str) -> list[str]:
+    """'en, FR,es' -> ['en', 'fr', 'es'], rejecting anything that is not a language tag."""
+    langs = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if not langs:
+        raise ValidationError("at least one language is required (e.g. en,fr,es)")
+    for lang in langs:
+        if not LANGUAGE_CODE.fullmatch(lang):
+            raise ValidationError(f"{lang!r} is not a language code (use e.g. en, fr, es, pt-br)")
+    return list(dict.fromkeys(langs))
 
 
 def normalize(raw: str) -> str:

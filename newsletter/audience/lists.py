@@ -11,14 +11,13 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
-from newsletter.audience.language import ListLanguages
+from newsletter.audience.language import ListLanguages, parse_languages
 from newsletter.db.models import Delivery, Issue, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.localized import Localized, check_text, pick
 from newsletter.typography import typeset_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 lists_table = cast(Table, MailingList.__table__)
 subscriptions_table = cast(Table, Subscription.__table__)
@@ -79,17 +78,6 @@ def _split(value: Localized, default_language: str) -> tuple[str, dict[str, str]
     if isinstance(value, str):
         return value.strip(), None
     return pick(value, default_language, default_language).strip(), dict(value)
-
-
-def parse_languages(text: str) -> list[str]:
-    """'en, FR,es' -> ['en', 'fr', 'es'], rejecting anything that is not a language tag."""
-    langs = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not langs:
-        raise ValidationError("at least one language is required (e.g. en,fr,es)")
-    for lang in langs:
-        if not LANGUAGE.fullmatch(lang):
-            raise ValidationError(f"{lang!r} is not a language code (use e.g. en, fr, es, pt-br)")
-    return list(dict.fromkeys(langs))
 
 
 def add_list(

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
+from newsletter.audience.language import parse_languages
 from newsletter.audience.lists import (
     ListUpdate,
     add_list,
@@ -14,7 +15,6 @@ from newsletter.audience.lists import (
     count_issues,
     delete_list,
     get_list,
-    parse_languages,
     rename_list,
     sync_lists,
     update_list,

@@ -12,10 +12,12 @@ from newsletter.audience.language import (
     ListLanguages,
     effective_language,
     offered_languages,
+    parse_languages,
 )
 from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.delivery import queue as q
+from newsletter.errors import ValidationError
 
 EN_FR = ListLanguages(("en", "fr"), "en", "list 'news'")
 
@@ -92,3 +94,10 @@ def test_a_subscriber_whose_language_one_list_lacks_gets_its_default_not_a_block
         counts[slug] = q.count_by_language(sender, row.id, ListLanguages.of(row), key, None)
     sender.dispose()
     assert counts == {"news": {"en": 1, "fr": 1}, "redes": {"es": 1}}
+
+
+def test_a_lists_languages_are_codes_lowercased_once_each() -> None:
+    assert parse_languages("en, FR,es,fr, pt-BR") == ["en", "fr", "es", "pt-br"]
+    for bad in ("", "english", "e1"):
+        with pytest.raises(ValidationError):
+            parse_languages(bad)
