@@ -10,12 +10,29 @@ from functools import lru_cache
 from gettext import NullTranslations
 from pathlib import Path
 
+from babel import Locale, UnknownLocaleError
 from babel.support import Translations
 
 from newsletter.typography import typeset_text
 
 LOCALES = Path(__file__).parent / "locales"
+# The interface languages: what pages and system mails are translated into (a catalog each).
+# Which languages a list's newsletters are written in is another matter: audience/language.py.
 LANGUAGES = ("en", "fr", "es")
+
+
+@lru_cache(maxsize=256)
+def language_name(language: str) -> str:
+    """A language's name in itself ("Français"), for switchers readers scan for their own."""
+    tag = language.replace("-", "_")
+    try:
+        name = Locale.parse(tag).get_display_name(tag)
+    except (UnknownLocaleError, ValueError, TypeError):
+        return language
+    return (name[:1].upper() + name[1:]) if name else language
+
+
+LANGUAGE_NAMES = {code: language_name(code) for code in LANGUAGES}
 
 
 class _PoTranslations(Translations):

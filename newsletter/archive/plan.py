@@ -25,13 +25,13 @@ from newsletter.archive.urls import (
     output_file,
     relative_href,
 )
+from newsletter.i18n import LANGUAGES, language_name
 from newsletter.links import subscribe_url
 from newsletter.localized import Localized, format_day, pick
 from newsletter.typography import typeset_text
 
 # Bumped when the way pages are built changes, so every page is rebuilt once after an upgrade.
 RENDER_VERSION = "1"
-KNOWN_LANGUAGES = ("en", "fr", "es")
 
 
 @dataclass(frozen=True)
@@ -128,16 +128,6 @@ def edition_date(record: EditionRecord) -> date:
         return record.sent_at.date()
 
 
-@lru_cache(maxsize=256)
-def language_name(language: str) -> str:
-    """A language's name in itself ("français"), for switchers readers scan for their own."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name(language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        return language
-    return (name[:1].upper() + name[1:]) if name else language
-
-
 @lru_cache(maxsize=1024)
 def language_name_in(language: str, reader: str) -> str:
     """A language's name in the reader's language ("anglais"), for "Read in ..." labels."""
@@ -152,7 +142,7 @@ def language_name_in(language: str, reader: str) -> str:
 
 def _order_languages(found: Iterable[str], default: str) -> list[str]:
     def key(lang: str) -> tuple[int, int, str]:
-        known = KNOWN_LANGUAGES.index(lang) if lang in KNOWN_LANGUAGES else len(KNOWN_LANGUAGES)
+        known = LANGUAGES.index(lang) if lang in LANGUAGES else len(LANGUAGES)
         return (0 if lang == default else 1, known, lang)
 
     return sorted(set(found), key=key)

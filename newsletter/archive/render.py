@@ -96,7 +96,7 @@ class PageRenderer:
 
         Wrap trusted HTML in markupsafe.Markup; plain strings in `extra` are escaped.
         """
-        gettext: Callable[[str], str] = translations(page.language or "en", DOMAIN).gettext
+        gettext: Callable[[str], str] = translations(page.language, DOMAIN).gettext
         values = dict(page.context)
         values.update(extra)
         try:

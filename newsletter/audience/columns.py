@@ -19,6 +19,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from newsletter.errors import NewsletterError
+from newsletter.i18n import LANGUAGES
 
 MAX_COLUMNS = 100
 # C0 and C1 controls other than tab and line breaks: NUL is refused by PostgreSQL (and would be
@@ -56,7 +57,7 @@ LAST_NAME_HEADERS = ("last name", "lastname", "surname", "family name", "nom de 
 SHORT_NAME_HEADERS = ("name", "nom", "nombre")
 
 # Language names are read in these languages (and in each language the list offers).
-NAME_LANGUAGES = ("en", "fr", "es")
+NAME_LANGUAGES = LANGUAGES
 
 
 class ImportFileError(NewsletterError):

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,10 +38,10 @@ from newsletter.audience.columns import (
     CONTROL,
     Columns,
     ImportFileError,
-    language_from_name,
     map_columns,
 )
 from newsletter.audience.csvrecords import Record, read_records
+from newsletter.audience.language import REJECT, LanguageError, ListLanguages
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
 from newsletter.audience.subscribers import MergeCounts, NewRow, merge_batch
@@ -197,24 +198,19 @@ class RowChecker:
                                         **dict(self.columns.extra)}
         return known.get(i) or f"column {i + 1}"
 
+    @cached_property
+    def languages(self) -> ListLanguages:
+        return ListLanguages.of(self.lst)
+
     def language(self, raw: str) -> tuple[str, str]:
         """(code or '', problem or ''): a code, a regional variant or a name like 'Français'."""
-        offered = self.lst.languages
-        if not raw:
-            return self.lst.default_language, ""
-        lang = raw.strip().lower().replace("_", "-")
-        if lang in offered:
-            return lang, ""
-        base = lang.split("-")[0]
-        if base in offered:
-            return base, ""
-        if (named := language_from_name(raw, tuple(offered))) in offered:
-            return named, ""
-        langs = ", ".join(offered)
-        message = f"language {raw!r} is not offered by list {self.lst.slug!r} ({langs})"
-        if self.fallback_language:
-            return self.lst.default_language, message + f"; using {self.lst.default_language!r}"
-        return "", message
+        languages = self.languages
+        try:
+            return languages.accept(raw, REJECT), ""
+        except LanguageError as exc:
+            if self.fallback_language:
+                return languages.default, f"{exc}; using {languages.default!r}"
+            return "", str(exc)
 
 
 def shown(text: str) -> str:

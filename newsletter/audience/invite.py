@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, select
 
+from newsletter.audience.language import ListLanguages
 from newsletter.audience.optin import (
     OptIn,
     RequestMeta,
@@ -61,15 +62,10 @@ def _never_asked(list_id: int, added_since: datetime | None) -> Any:
     return query
 
 
-def _language(mlist: dict[str, Any], language: str | None) -> str:
-    offered = mlist["languages"] or [mlist["default_language"]]
-    return str(language) if language in offered else str(mlist["default_language"])
-
-
 def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], person: Any,
          now: datetime) -> bool:
     subscriber = {"id": person.id, "email": person.email, "name": person.name}
-    language = _language(mlist, person.language)
+    language = ListLanguages.of(mlist).effective(person.language)
     sent = enqueue_confirmation(ctx, conn, subscriber, mlist, language, person.name, now)
     if sent:
         record_event(conn, "invite", CLI, now, person.id, mlist["id"], {"language": language})

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.language import FALL_BACK, ListLanguages
 from newsletter.audience.names import clean_name
 from newsletter.audience.optin import (
     FORM_KINDS,
@@ -94,8 +95,7 @@ def _queue(
 
 def _subscribe(ctx: OptIn, conn: Connection, email: str, job: dict[str, Any]) -> str:
     mlist = find_list(conn, job["list"])
-    languages = mlist["languages"] or [mlist["default_language"]]
-    language = job["language"] if job["language"] in languages else mlist["default_language"]
+    language = ListLanguages.of(mlist).accept(job["language"], FALL_BACK)
     meta, now = RequestMeta(**job["meta"]), datetime.fromisoformat(job["at"])
     return subscribe_in(ctx, conn, mlist, email, job["name"], language, meta, now)[0]
 

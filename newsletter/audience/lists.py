@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
+from newsletter.audience.language import ListLanguages, parse_languages
 from newsletter.db.tables import DELIVERIES, ISSUES, LISTS, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.localized import Localized, check_text, pick
 from newsletter.typography import typeset_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 # An issue in these states still has mails to send to the list's subscribers.
 SENDING = ("sending", "paused")
@@ -37,6 +37,11 @@ class ListInfo:
     counts: dict[str, int] = field(default_factory=dict)  # by status; empty when not asked for
     names: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reading(self) -> ListLanguages:
+        """The list's language policy: what it offers, and the language each reader gets."""
+        return ListLanguages.of(self)
 
     def display_name(self, language: str) -> str:
         """The list's name as a reader of `language` sees it."""
@@ -73,17 +78,6 @@ def _split(value: Localized, default_language: str) -> tuple[str, dict[str, str]
     if isinstance(value, str):
         return value.strip(), None
     return pick(value, default_language, default_language).strip(), dict(value)
-
-
-def parse_languages(text: str) -> list[str]:
-    """'en, FR,es' -> ['en', 'fr', 'es'], rejecting anything that is not a language tag."""
-    langs = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not langs:
-        raise ValidationError("at least one language is required (e.g. en,fr,es)")
-    for lang in langs:
-        if not LANGUAGE.fullmatch(lang):
-            raise ValidationError(f"{lang!r} is not a language code (use e.g. en, fr, es, pt-br)")
-    return list(dict.fromkeys(langs))
 
 
 def add_list(
@@ -335,13 +329,13 @@ class ListUpdate:
     default_language: str | None = None
 
 
-def _readers(conn: Connection, list_id: int, default: str, langs: list[str]) -> dict[str, int]:
+def _readers(conn: Connection, row: Any, langs: list[str]) -> dict[str, int]:
     """How many subscribers still on the list read each of `langs` (those read by nobody: none)."""
     s, c = SUBSCRIBERS, SUBSCRIPTIONS
-    lang = func.coalesce(s.c.language, default)
+    lang = ListLanguages.of(row).effective_sql(s.c.language)
     rows = conn.execute(
         select(lang, func.count()).select_from(s.join(c, c.c.subscriber_id == s.c.id))
-        .where(c.c.list_id == list_id, c.c.status != "unsubscribed", lang.in_(langs))
+        .where(c.c.list_id == row.id, c.c.status != "unsubscribed", lang.in_(langs))
         .group_by(lang))
     return {language: n for language, n in rows if n}
 
@@ -351,7 +345,8 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
     """Change a list's name, description, languages or default; returns field -> (old, new).
 
     Removing a language that subscribers of the list read is refused with their count unless
-    `force`: their own preference is kept, and each send then needs --fallback-language.
+    `force`: their own preference is kept, and they read the list in its default language
+    (audience/language.py) until it offers theirs again.
     """
     with engine.begin() as conn:
         row = conn.execute(select(LISTS).where(LISTS.c.slug == slug)).first()
@@ -359,13 +354,13 @@ def update_list(engine: Engine, slug: str, wanted: ListUpdate, *, force: bool = 
             raise NotFoundError(f"no list {slug!r} (see `newsletter lists list`)")
         new = _new_values(row, wanted)
         removed = [lang for lang in row.languages if lang not in new["languages"]]
-        readers = _readers(conn, row.id, row.default_language, removed) if removed else {}
+        readers = _readers(conn, row, removed) if removed else {}
         if readers and not force:
             raise ValidationError(
                 f"list {slug!r}: {sum(readers.values())} subscriber(s) read "
                 f"{', '.join(readers)}, which would no longer be offered; keep the language, or "
-                "add --force (their preference is kept, and each send will then need "
-                "--fallback-language)")
+                "add --force (their preference is kept, and they will get the list's default "
+                "language)")
         changes = {k: (getattr(row, k), v) for k, v in new.items() if getattr(row, k) != v}
         if changes and not dry_run:
             conn.execute(update(LISTS).where(LISTS.c.id == row.id)

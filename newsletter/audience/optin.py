@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.language import FALL_BACK, ListLanguages
 from newsletter.audience.lists import localized_list
 from newsletter.audience.names import clean_name
 from newsletter.audience.subscribers import suppressed_hashes
@@ -258,13 +259,14 @@ def set_status(
         )
 
 
-def welcome_text(ctx: OptIn, slug: str, language: str) -> str | None:
-    """None when the list sends no welcome mail; else its extra text in this language."""
-    setting = ctx.welcome.get(slug)
+def welcome_text(ctx: OptIn, mlist: Mapping[str, Any], language: str) -> str | None:
+    """None when the list sends no welcome mail; else its extra text in this language (or in
+    the list's default language)."""
+    setting = ctx.welcome.get(mlist["slug"])
     if not setting:
         return None
     if isinstance(setting, dict):
-        return str(setting.get(language) or setting.get("en") or "")
+        return str(setting.get(language) or setting.get(mlist["default_language"]) or "")
     return ""
 
 
@@ -272,7 +274,7 @@ def enqueue_welcome(
     ctx: OptIn, conn: Connection, subscriber: dict[str, Any], mlist: dict[str, Any], language: str
 ) -> None:
     """Queue the list's welcome mail, if it has one."""
-    text = welcome_text(ctx, mlist["slug"], language)
+    text = welcome_text(ctx, mlist, language)
     if text is None:
         return
     ids = (subscriber["id"], mlist["id"])
@@ -363,7 +365,9 @@ def subscribe_in(
     elif mlist["opt_in"] == "single":
         set_status(conn, sid, mlist["id"], "confirmed", now)
         record_event(conn, "confirm", meta, now, sid, mlist["id"], {"opt_in": "single"})
-        enqueue_welcome(ctx, conn, subscriber, mlist, subscriber.get("language") or language)
+        # Their own language when the list offers it, else the one they just asked for.
+        own = ListLanguages(ListLanguages.of(mlist).offered, language)
+        enqueue_welcome(ctx, conn, subscriber, mlist, own.effective(subscriber.get("language")))
         outcome = "confirmed"
     else:
         if current is None or current["status"] != "pending":
@@ -394,8 +398,7 @@ def subscribe(
         try:
             with ctx.engine.begin() as conn:
                 mlist = find_list(conn, list_slug)
-                languages = mlist["languages"] or [mlist["default_language"]]
-                lang = str(language if language in languages else mlist["default_language"])
+                lang = ListLanguages.of(mlist).accept(language, FALL_BACK)
                 check_ip_limit(conn, FORM_KINDS, meta.ip, ctx.max_per_ip, now)
                 outcome, sid = subscribe_in(ctx, conn, mlist, email, name, lang, meta, now)
         except IntegrityError:
@@ -463,14 +466,14 @@ def confirm(
                 subscriber.update(changes)
             set_status(conn, sid, list_id, "confirmed", now)
             record_event(conn, "confirm", meta, now, sid, list_id, {"opt_in": "double"})
-            language = subscriber["language"] or mlist["default_language"]
-            enqueue_welcome(ctx, conn, subscriber, mlist, language)
+            enqueue_welcome(ctx, conn, subscriber, mlist,
+                            ListLanguages.of(mlist).effective(subscriber["language"]))
             outcome = "confirmed"
     return ConfirmResult(
         outcome=outcome,
         subscriber_id=sid,
         list_id=list_id,
-        list_name=_list_name(mlist, subscriber["language"] or mlist["default_language"]),
+        list_name=_list_name(mlist, ListLanguages.of(mlist).effective(subscriber["language"])),
         language=subscriber["language"],
         preferences_url=preferences_url(ctx.base_url, ctx.signer, sid, list_id),
     )
@@ -494,7 +497,7 @@ def resend_confirmation(
         if subscriber is None or mlist is None:
             raise NotFoundError("this subscription no longer exists")
         current = _subscription(conn, sid, list_id)
-        language = subscriber["language"] or mlist["default_language"]
+        language = ListLanguages.of(mlist).effective(subscriber["language"])
         outcome = "nothing"
         waiting = current is not None and current["status"] == "pending"
         if waiting and not is_suppressed(conn, subscriber["email"], ctx.address_key):

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, cast
 
 import psycopg
@@ -30,6 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.language import (
+    REJECT,
+    ListLanguages,
+    effective_language,
+    list_languages,
+)
 from newsletter.audience.lists import list_text
 from newsletter.audience.names import clean_name
 from newsletter.audience.optin import (
@@ -50,7 +57,6 @@ from newsletter.audience.optin import (
 from newsletter.db.engine import is_sqlite, sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.errors import NotFoundError, ValidationError
-from newsletter.i18n import LANGUAGES
 from newsletter.links import preferences_url
 from newsletter.outbox import count_recent, enqueue
 
@@ -65,6 +71,7 @@ class ListChoice:
     description: str
     subscribed: bool
     status: str | None
+    languages: ListLanguages = ListLanguages((), "")  # offered by the list (none: not read)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,21 @@ class PreferencesView:
     @property
     def subscribed(self) -> bool:
         return any(choice.subscribed for choice in self.lists)
+
+    @cached_property
+    def languages(self) -> ListLanguages:
+        """The languages the page offers: those of the lists it shows (each list sends a
+        subscriber's language when it offers it, its default otherwise)."""
+        default = self.lists[0].languages.default if self.lists else self.language or ""
+        return ListLanguages.union((c.languages for c in self.lists), default, "these newsletters")
+
+    def shown_language(self, page_language: str) -> str:
+        """The language selected on the form: theirs, else the page's, else the first offered."""
+        offered = self.languages.offered
+        for code in (self.language, page_language):
+            if code in offered:
+                return str(code)
+        return offered[0] if offered else page_language
 
 
 # Statements built once with bind parameters: on the hot path (every preferences page and
@@ -102,6 +124,7 @@ _CHOICES = (
         LISTS.c.default_language,
         LISTS.c.names,
         LISTS.c.descriptions,
+        LISTS.c.languages,
     )
     .select_from(
         SUBSCRIBERS.join(LISTS, true()).outerjoin(
@@ -122,7 +145,7 @@ _CHOICES = (
 )
 _MEMBERSHIP = (
     select(SUBSCRIBERS.c.language, LISTS.c.default_language, LISTS.c.name, SUBSCRIPTIONS.c.status,
-           LISTS.c.names)
+           LISTS.c.names, LISTS.c.languages)
     .select_from(
         SUBSCRIBERS.join(LISTS, LISTS.c.id == bindparam("lid")).outerjoin(
             SUBSCRIPTIONS,
@@ -174,9 +197,9 @@ def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership
 
 def _membership(row: Sequence[Any]) -> Membership:
     """Membership from a _MEMBERSHIP row, the list's name in the subscriber's language."""
-    language, default, name, status, names = row
-    return Membership(language, default, list_text(names, name, language or default, default),
-                      status)
+    language, default, name, status, names, languages = row
+    reads = effective_language(language, languages, default)
+    return Membership(language, default, list_text(names, name, reads, default), status)
 
 
 def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
@@ -194,14 +217,18 @@ def _view(subscriber_id: int, rows: Sequence[Any], alone: Sequence[Any] | None) 
         raise NotFoundError("this subscriber no longer exists")
     else:  # no list to show at all: the subscriber alone
         email, name, language = alone[1], alone[2], alone[3]
-    # Names and descriptions in the subscriber's language, else the list's default.
-    lists = tuple(
-        ListChoice(r[3], r[4], list_text(r[9], r[5], language or r[8], r[8]),
-                   list_text(r[10], r[6] or "", language or r[8], r[8]),
-                   r[7] == "confirmed", r[7])
-        for r in rows
-    )
-    return PreferencesView(subscriber_id, email, name, language, lists)
+    return PreferencesView(subscriber_id, email, name, language,
+                           tuple(_choice(r, language) for r in rows))
+
+
+def _choice(r: Sequence[Any], language: str | None) -> ListChoice:
+    """A _CHOICES row as a ListChoice: name and description in the language the subscriber
+    reads the list in."""
+    offered = list_languages(r[11], r[8], r[4])
+    reads = offered.effective(language)
+    return ListChoice(r[3], r[4], list_text(r[9], r[5], reads, r[8]),
+                      list_text(r[10], r[6] or "", reads, r[8]), r[7] == "confirmed", r[7],
+                      offered)
 
 
 class _Compiled:
@@ -355,10 +382,9 @@ def update_preferences(
     """Apply the form: name, language, and exactly the chosen lists among those offered."""
     now = now or utcnow()
     name = clean_name(name)
-    if language not in LANGUAGES:
-        raise ValidationError(f"language: expected one of {', '.join(LANGUAGES)}")
     with ctx.engine.begin() as conn:
         view = load_preferences(conn, subscriber_id, list_id)
+        chosen = _new_language(view, language)
         offered = {choice.id: choice for choice in view.lists}
         unknown = set(list_ids) - set(offered)
         if unknown:
@@ -366,13 +392,13 @@ def update_preferences(
         changes: dict[str, Any] = {}
         if name != view.name:
             changes["name"] = [view.name, name]
-        if language != view.language:
-            changes["language"] = [view.language, language]
+        if chosen != view.language:
+            changes["language"] = [view.language, chosen]
         if changes:
             conn.execute(
                 update(SUBSCRIBERS)
                 .where(SUBSCRIBERS.c.id == subscriber_id)
-                .values(name=name, language=language, updated_at=now)
+                .values(name=name, language=chosen, updated_at=now)
             )
             record_event(conn, "preferences", meta, now, subscriber_id, list_id, changes)
         for choice in view.lists:
@@ -391,6 +417,15 @@ def update_preferences(
             elif not wanted and choice.subscribed:
                 leave_list(conn, subscriber_id, choice.id, meta, now, "preferences")
         return load_preferences(conn, subscriber_id, list_id)
+
+
+def _new_language(view: PreferencesView, requested: str) -> str | None:
+    """The language to store: unchanged when none or the current one is posted, else one the
+    page offers (a LanguageError otherwise: a forged post)."""
+    requested = requested.strip()
+    if not requested or requested == view.language:
+        return view.language
+    return view.languages.accept(requested, REJECT)
 
 
 def leave_list(

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.language import REJECT, ListLanguages
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
 from newsletter.db.models import utcnow
@@ -231,11 +232,7 @@ def add_subscriber(
     lst = get_list(engine, list_slug)
     if confirmed and not consent_source.strip():
         raise ValidationError("--confirmed needs --consent-source saying where consent came from")
-    lang = (language or lst.default_language).lower()
-    if lang not in lst.languages:
-        raise ValidationError(
-            f"language {lang!r} is not offered by list {lst.slug!r} ({', '.join(lst.languages)})"
-        )
+    lang = ListLanguages.of(lst).accept(language, REJECT)
     row = NewRow(email=normalize_email(email), name=clean_name(name), language=lang, line=1)
     with engine.begin() as conn:
         counts = merge_batch(conn, lst, [row], address_key=address_key, confirmed=confirmed,

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
+from newsletter.audience.language import parse_languages
 from newsletter.audience.lists import (
     ListUpdate,
     add_list,
@@ -14,7 +15,6 @@ from newsletter.audience.lists import (
     count_issues,
     delete_list,
     get_list,
-    parse_languages,
     rename_list,
     sync_lists,
     update_list,
@@ -100,8 +100,8 @@ def _show_changes(slug: str, changes: dict) -> None:
 @click.option("--languages", help="The languages offered from now on: en,fr,es")
 @click.option("--default-language", help="New fallback language (one of the languages).")
 @click.option("--force", is_flag=True,
-              help="Remove a language even though subscribers read it (sends will then need "
-                   "--fallback-language).")
+              help="Remove a language even though subscribers read it (they will then get the "
+                   "list's default language).")
 @pass_app
 def update(app: AppContext, slug: str, name: str | None, description: str | None,
            languages: str | None, default_language: str | None, force: bool) -> None:

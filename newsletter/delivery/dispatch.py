@@ -131,7 +131,6 @@ def prepare_send(
     languages = tuple(source.languages)
     with engine.connect() as conn:
         issue = q.find_issue(conn, slug)
-        list_languages = mailing_list.languages or languages
         stored = q.stored_hashes(conn, issue.id) if issue else {}
         mailed = 0
         if issue:
@@ -151,15 +150,11 @@ def prepare_send(
         )
     plan = None
     if issue is None or issue.status == "draft" or force:
-        counts = q.count_by_language(
-            engine,
-            mailing_list.id,
-            mailing_list.default_language,
-            address_key(engine),
-            issue.id if issue else None,
-        )
+        counts = q.count_by_language(engine, mailing_list.id, mailing_list.reading,
+                                     address_key(engine), issue.id if issue else None)
         plan = plan_languages(counts, languages, fallback)
-    warnings = check_source(settings, source, list_languages, fallback) if check else ()
+    warnings = (check_source(settings, source, mailing_list.reading.offered, fallback)
+                if check else ())
     remaining = q.remaining(engine, issue.id) if issue else 0
     live = {
         lang: tuple(u for u in (e.web_url, *image_urls(e.html_shell)) if u)
@@ -252,7 +247,7 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
                 engine,
                 issue_id=issue.id,
                 list_id=plan.mailing_list.id,
-                default_language=plan.mailing_list.default_language,
+                languages=plan.mailing_list.reading,
                 address_key=address_key(engine),
                 mapping=plan.plan.mapping,
             )
@@ -410,7 +405,7 @@ def dry_run(
     for rows in q.stream_audience(
         engine,
         ml.id,
-        ml.default_language,
+        ml.reading,
         address_key(engine),
         pending=_pending(settings, plan, resend_unknown),
     ):

@@ -86,6 +86,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from newsletter.audience.language import ListLanguages
 from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.db.models import (
     utcnow,
@@ -184,9 +185,10 @@ class IssueRow:
     status: str
 
 
-def audience(engine: Engine, list_id: int, default_language: str, address_key: str) -> Any:
-    """SELECT of the confirmed, non-suppressed subscribers of a list, language defaulted."""
-    lang = func.coalesce(SUBSCRIBERS.c.language, literal(default_language)).label("lang")
+def audience(engine: Engine, list_id: int, languages: ListLanguages, address_key: str) -> Any:
+    """SELECT of the confirmed, non-suppressed subscribers of a list, each with the language
+    they read it in (`lang`)."""
+    lang = languages.effective_sql(SUBSCRIBERS.c.language).label("lang")
     email_hash = hash_expr(engine, SUBSCRIBERS.c.email, address_key)
     suppressed = exists().where(SUPPRESSIONS.c.email_hash == email_hash)
     return (
@@ -207,10 +209,11 @@ def audience(engine: Engine, list_id: int, default_language: str, address_key: s
 
 
 def count_by_language(
-    engine: Engine, list_id: int, default_language: str, address_key: str, issue_id: int | None
+    engine: Engine, list_id: int, languages: ListLanguages, address_key: str,
+    issue_id: int | None
 ) -> dict[str, int]:
     """Recipients per subscriber language; with issue_id, only those not enqueued yet."""
-    sel = audience(engine, list_id, default_language, address_key).subquery()
+    sel = audience(engine, list_id, languages, address_key).subquery()
     q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
     if issue_id is not None:
         q = q.where(
@@ -236,14 +239,14 @@ class Pending:
 def stream_audience(
     engine: Engine,
     list_id: int,
-    default_language: str,
+    languages: ListLanguages,
     address_key: str,
     batch: int = 1000,
     pending: Pending | None = None,
 ) -> Iterator[Sequence[Any]]:
     """Yield the audience in batches (keyset pagination: constant memory at any list size);
     with `pending`, only the part of it that send would mail now."""
-    base = audience(engine, list_id, default_language, address_key).order_by(SUBSCRIBERS.c.id)
+    base = audience(engine, list_id, languages, address_key).order_by(SUBSCRIBERS.c.id)
     if pending is not None:
         mine = (
             DELIVERIES.c.issue_id == pending.issue_id,
@@ -296,12 +299,12 @@ def enqueue(
     *,
     issue_id: int,
     list_id: int,
-    default_language: str,
+    languages: ListLanguages,
     address_key: str,
     mapping: Mapping[str, str],
 ) -> int:
     """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
-    sel = audience(engine, list_id, default_language, address_key).subquery()
+    sel = audience(engine, list_id, languages, address_key).subquery()
     language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
     now = utcnow()
     source = select(

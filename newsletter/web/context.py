@@ -26,6 +26,7 @@ from newsletter.audience.preferences import (
 )
 from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
+from newsletter.i18n import LANGUAGE_NAMES
 from newsletter.localized import pick
 from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
@@ -38,8 +39,6 @@ Check = Callable[[Request, Fields], Awaitable[bool]]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 
 
 @dataclass(frozen=True)

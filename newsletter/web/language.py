@@ -1,7 +1,8 @@
 """Which language a page or system mail speaks: a pure choice over the candidates we know.
 
 Order: the subscriber's own preference, then `?lang=`, then the browser's Accept-Language,
-then the list's default language, then English.
+then the list's default language, then the configured default language ([newsletter]
+default_language), then the first interface language.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from newsletter.i18n import LANGUAGES
-
-FALLBACK = "en"
 
 
 def base_language(tag: str | None) -> str | None:
@@ -48,6 +47,7 @@ def choose_language(
     header: str | None = None,
     default: str | None = None,
     allowed: Sequence[str] | None = None,
+    fallback: str | None = None,
 ) -> str:
     """The first candidate that we can speak (and, when given, that the list offers)."""
     speakable = [lang for lang in (allowed or LANGUAGES) if lang in LANGUAGES] or list(LANGUAGES)
@@ -62,4 +62,4 @@ def choose_language(
     for candidate in candidates:
         if candidate in speakable:
             return candidate
-    return FALLBACK if FALLBACK in speakable else speakable[0]
+    return fallback if fallback in speakable else speakable[0]  # type: ignore[return-value]

@@ -260,7 +260,8 @@ def request_language(
     default: str | None = None,
     allowed: Sequence[str] | None = None,
 ) -> str:
-    """The page language for this request: preference, ?lang=, Accept-Language, default, en."""
+    """The page language for this request: preference, ?lang=, Accept-Language, the list's
+    default, the configured default language."""
     if allowed is None and preference is not None and preference in LANGUAGES:
         return preference  # choose_language's answer, without parsing the query and headers
     return choose_language(
@@ -269,4 +270,5 @@ def request_language(
         header=request.headers.get("accept-language"),
         default=default,
         allowed=allowed,
+        fallback=request.app.state.web.site.default_language,
     )

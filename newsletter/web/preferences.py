@@ -104,7 +104,7 @@ async def preferences_post(request: Request) -> Response:
             )
         )
     except ValidationError as exc:
-        field = str(exc).split(":", 1)[0]
+        field = getattr(exc, "field", "") or str(exc).split(":", 1)[0]
         message = {
             "name": N_("Your name is too long."),
             "language": N_("Please choose a language from the list."),

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.audience.addresses import NonAsciiLocalPart
 from newsletter.audience.jobs import queue_subscribe
+from newsletter.audience.language import FALL_BACK, ListLanguages
 from newsletter.audience.lists import localized_list
 from newsletter.audience.optin import RateLimited, find_list
 from newsletter.errors import NotFoundError, ValidationError
@@ -36,7 +37,8 @@ FIELD_MESSAGES = {
 
 def consent_text(web: WebContext, language: str, list_name: str) -> str:
     """The consent sentence shown under the form, as configured or translated."""
-    configured = web.site.consent_texts.get(language) or web.site.consent_texts.get("en")
+    texts = web.site.consent_texts
+    configured = texts.get(language) or texts.get(web.site.default_language)
     if configured:
         return configured
     _ = translator(language)
@@ -71,7 +73,7 @@ def _form_page(
         language,
         status=status,
         mlist=mlist,
-        list_languages=mlist["languages"] or [mlist["default_language"]],
+        list_languages=ListLanguages.of(mlist).offered,
         consent=consent_text(web, language, mlist["name"]),
         source=subscribe_url(web.site.base_url, mlist["slug"]),
         error=error,
@@ -106,9 +108,8 @@ async def subscribe_form(request: Request) -> Response:
     """Show the form: email, name, language among the list's, consent text."""
     web = web_context(request)
     mlist = await _list(web, request.path_params["slug"])
-    language = request_language(
-        request, default=mlist["default_language"], allowed=mlist["languages"] or None
-    )
+    offered = ListLanguages.of(mlist)
+    language = request_language(request, default=offered.default, allowed=offered.offered)
     return _form_page(request, mlist, language)
 
 
@@ -117,16 +118,19 @@ async def subscribe_post(request: Request) -> Response:
     web = web_context(request)
     json_wanted = is_json_request(request)
     mlist = await _list(web, request.path_params["slug"])
-    allowed = mlist["languages"] or [mlist["default_language"]]
-    language = request_language(request, default=mlist["default_language"], allowed=allowed)
+    offered = ListLanguages.of(mlist)
+    language = request_language(request, default=offered.default, allowed=offered.offered)
     try:
         fields = await read_fields(request)
     except FormError as exc:
         if json_wanted:
             return _json_error(request, exc.status, "", exc.reason)
         raise
+    # The newsletter's language: the one chosen, else the page's, and the list's default for
+    # one it does not offer. The page goes on in a language it is translated into.
+    chosen = offered.accept(fields.get("language") or language, FALL_BACK)
     language = request_language(
-        request, preference=fields.get("language") or None, default=language, allowed=allowed
+        request, preference=chosen, default=language, allowed=offered.offered
     )
     if fields.get(HONEYPOT):
         return _answer(request, mlist, language, json_wanted)  # a bot: pretend, do nothing
@@ -145,7 +149,7 @@ async def subscribe_post(request: Request) -> Response:
             list_slug=mlist["slug"],
             email=fields.get("email"),
             name=fields.get("name"),
-            language=language,
+            language=chosen,
             meta=meta,
         )
     except ValidationError as exc:

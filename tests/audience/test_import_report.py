@@ -72,6 +72,7 @@ def test_the_json_report_names_every_count_and_each_rejected_row(news: Cli,
                     "attributes": ["org"]},
         "languages": {"en": 3, "es": 1, "fr": 2},
         "notices": [],
+        "invites": {"queued": 3, "throttled": 0},  # the 3 new pending subscribers are asked
     }
 
 

@@ -280,17 +280,22 @@ def test_a_single_opt_in_list_without_a_welcome_text_sends_nothing(services) -> 
     assert result.outcome == "confirmed" and mails(services.engine) == []
 
 
-def test_the_welcome_text_is_the_readers_then_english_then_none() -> None:
+def test_the_welcome_text_is_the_readers_then_the_lists_default_then_none() -> None:
     ctx = OptIn(engine=None, signer=Signer(SECRET), mailer=None, base_url="",  # type: ignore
                 welcome={"a": {"fr": "Salut", "en": "Hi"}, "b": {"es": "Hola"}, "c": True,
                          "d": {}, "e": {"fr": ""}})
-    assert welcome_text(ctx, "a", "fr") == "Salut"
-    assert welcome_text(ctx, "a", "es") == "Hi"
-    assert welcome_text(ctx, "b", "fr") == ""  # a welcome mail, with no extra text
-    assert welcome_text(ctx, "c", "fr") == ""
-    assert welcome_text(ctx, "d", "fr") is None  # an empty table: no welcome mail
-    assert welcome_text(ctx, "e", "fr") == ""
-    assert welcome_text(ctx, "zzz", "fr") is None
+
+    def text(slug: str, language: str, default: str = "en") -> str | None:
+        return welcome_text(ctx, {"slug": slug, "default_language": default}, language)
+
+    assert text("a", "fr") == "Salut"
+    assert text("a", "es") == "Hi"
+    assert text("b", "fr") == ""  # a welcome mail, with no extra text
+    assert text("b", "fr", default="es") == "Hola"  # the list's default language, not English
+    assert text("c", "fr") == ""
+    assert text("d", "fr") is None  # an empty table: no welcome mail
+    assert text("e", "fr") == ""
+    assert text("zzz", "fr") is None
 
 
 def test_an_unknown_list_is_not_found_and_nothing_is_stored(services) -> None:

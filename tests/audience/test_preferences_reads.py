@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from newsletter.audience.language import list_languages
 from newsletter.audience.lists import add_list
 from newsletter.audience.preferences import (
     AsyncHotReads,
@@ -26,7 +27,7 @@ from newsletter.audience.preferences import (
     load_preferences,
     membership,
 )
-from newsletter.db.engine import make_engine
+from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.db.models import Subscriber, Subscription, utcnow
 from newsletter.errors import NotFoundError
 
@@ -69,20 +70,26 @@ def people(services) -> SimpleNamespace:
 
 def expected_views(p: SimpleNamespace) -> dict[tuple[int, int], PreferencesView]:
     """(subscriber, link's list) -> the view; lists in the order of their stored names."""
-    board = ListChoice(p.board, "board", "Board", "", False, "pending")
-    staff = ListChoice(p.staff, "staff", "Staff", "", False, None)
+    offers = {"news": (["en", "fr"], "en"), "board": (["en"], "en"), "staff": (["en"], "en"),
+              "events": (["fr", "en"], "fr")}
+
+    def choice(list_id: int, slug: str, *shown: Any) -> ListChoice:
+        return ListChoice(list_id, slug, *shown, languages=list_languages(*offers[slug], slug))
+
+    board = choice(p.board, "board", "Board", "", False, "pending")
+    staff = choice(p.staff, "staff", "Staff", "", False, None)
     return {
         # Ana's own private list, the link's private list, public ones; in French.
         (p.ana, p.staff): PreferencesView(p.ana, "ana@example.org", "Ana", "fr", (
-            board, ListChoice(p.news, "news", "Nouvelles", "Hebdo", True, "confirmed"),
-            ListChoice(p.events, "events", "Rencontres", "Mensuel", False, None), staff)),
+            board, choice(p.news, "news", "Nouvelles", "Hebdo", True, "confirmed"),
+            choice(p.events, "events", "Rencontres", "Mensuel", False, None), staff)),
         (p.ana, p.news): PreferencesView(p.ana, "ana@example.org", "Ana", "fr", (
-            board, ListChoice(p.news, "news", "Nouvelles", "Hebdo", True, "confirmed"),
-            ListChoice(p.events, "events", "Rencontres", "Mensuel", False, None))),
+            board, choice(p.news, "news", "Nouvelles", "Hebdo", True, "confirmed"),
+            choice(p.events, "events", "Rencontres", "Mensuel", False, None))),
         # No language: each list in its own default language.
         (p.leo, p.news): PreferencesView(p.leo, "leo@example.org", "Leo", None, (
-            ListChoice(p.news, "news", "News", "Weekly", False, None),
-            ListChoice(p.events, "events", "Rencontres", "Mensuel", False, None))),
+            choice(p.news, "news", "News", "Weekly", False, None),
+            choice(p.events, "events", "Rencontres", "Mensuel", False, None))),
     }
 
 
@@ -150,12 +157,13 @@ def test_a_subscriber_with_no_list_to_offer_still_gets_their_page(services) -> N
         # list has no Spanish name).
         assert load_preferences(conn, sid, private) == PreferencesView(
             sid, "solo@example.org", "Solo", "es",
-            (ListChoice(private, "board", "Board", "Members only", False, None),))
+            (ListChoice(private, "board", "Board", "Members only", False, None,
+                        languages=list_languages(["en", "fr"], "en", "board")),))
         # The link's list was deleted since: nothing to offer, but the page still shows them.
         assert load_preferences(conn, sid, private + 1) == alone
         with pytest.raises(NotFoundError, match="no longer exists"):
             load_preferences(conn, sid + 1, private)
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         hot = HotReads(engine)
         assert hot.preferences(sid, private + 1) == alone
         with pytest.raises(NotFoundError):

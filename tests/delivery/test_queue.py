@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from newsletter.audience.language import ListLanguages
 from newsletter.config import load_settings
 from newsletter.db.models import Delivery, utcnow
 from newsletter.delivery import dispatch
@@ -30,7 +31,8 @@ def _enqueued(workspace, db_url, n=10):
 def test_enqueue_is_idempotent_and_never_adds_a_second_row(workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url)
     with q.write_tx(engine) as conn, conn.begin():
-        again = q.enqueue(conn, engine, issue_id=issue_id, list_id=1, default_language="en",
+        again = q.enqueue(conn, engine, issue_id=issue_id, list_id=1,
+                          languages=ListLanguages(("en", "fr"), "en"),
                           address_key=address_key(db_url), mapping={"en": "en", "fr": "fr"})
     assert again == 0
     engine.dispose()

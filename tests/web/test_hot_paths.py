@@ -6,6 +6,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import escape
 from sqlalchemy import text
 
+from newsletter.audience.language import ListLanguages
 from newsletter.audience.preferences import ListChoice, PreferencesView
 from newsletter.i18n import LANGUAGES
 from newsletter.links import preferences_url, unsubscribe_url
@@ -59,8 +60,9 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
     load; a subscriber must see exactly what plain Jinja with `_` at render time shows."""
     site = Site.from_settings(web.settings)
     choices = (
-        ListChoice(1, "news", "Weekly <Digest> & Co", 'say "hi"', True, "confirmed"),
-        ListChoice(2, "events", "Events", "", False, None),
+        ListChoice(1, "news", "Weekly <Digest> & Co", 'say "hi"', True, "confirmed",
+                   ListLanguages(("en", "fr"), "en")),
+        ListChoice(2, "events", "Events", "", False, None, ListLanguages(("es",), "es")),
     )
     view = PreferencesView(7, "o'neil&co@example.org", '<Ann> "A"', None, choices)
     pages = {
