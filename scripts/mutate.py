@@ -44,9 +44,10 @@ MODULES: dict[str, tuple[list[str], str]] = {
          "tests/web/test_mails.py", "tests/web/test_outbox.py"], "sqlite"),
     "newsletter/delivery/pool.py": (
         ["tests/delivery/test_smtp_errors.py", "tests/delivery/test_faults.py"], "sqlite"),
+    # In-process tests only; hash_expr's PostgreSQL half and SKIP LOCKED need PostgreSQL.
     "newsletter/delivery/queue.py": (
-        ["tests/delivery/test_queue.py", "tests/delivery/test_send_cli.py",
-         "tests/delivery/test_smtp_errors.py"], "sqlite"),
+        ["tests/delivery/test_queue_unit.py", "tests/delivery/test_queue.py"],
+        "sqlite,postgresql"),
     # The PostgreSQL writer is half of the journal: this module needs both engines.
     "newsletter/delivery/journal.py": (
         ["tests/delivery/test_journal.py", "tests/delivery/test_smtp_errors.py"],
