@@ -50,7 +50,7 @@ MODULES: dict[str, tuple[list[str], str]] = {
         "sqlite,postgresql"),
     # The PostgreSQL writer is half of the journal: this module needs both engines.
     "newsletter/delivery/journal.py": (
-        ["tests/delivery/test_journal.py", "tests/delivery/test_smtp_errors.py"],
+        ["tests/delivery/test_journal_unit.py", "tests/delivery/test_journal.py"],
         "sqlite,postgresql"),
 }
 COPY = ["newsletter", "tests", "issues", "templates", "subscribers"]
