@@ -42,8 +42,7 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "newsletter/audience/optin.py": (
         ["tests/web/test_subscribe.py", "tests/web/test_confirm.py", "tests/web/test_limits.py",
          "tests/web/test_mails.py", "tests/web/test_outbox.py"], "sqlite"),
-    "newsletter/delivery/pool.py": (
-        ["tests/delivery/test_smtp_errors.py", "tests/delivery/test_faults.py"], "sqlite"),
+    "newsletter/delivery/pool.py": (["tests/delivery/test_pool_unit.py"], "sqlite"),
     # In-process tests only; hash_expr's PostgreSQL half and SKIP LOCKED need PostgreSQL.
     "newsletter/delivery/queue.py": (
         ["tests/delivery/test_queue_unit.py", "tests/delivery/test_queue.py"],
