@@ -231,13 +231,17 @@ def test_the_sqlite_writer_checkpoints_in_a_thread_now_and_then(db):
 
 
 class Recording:
-    """A real writer that also keeps what each commit was asked to do."""
+    """A real writer that also keeps what each commit was asked to do, and whether the
+    journal counted its outcomes as pending meanwhile."""
 
-    def __init__(self, writer):
-        self.writer, self.calls = writer, []
+    def __init__(self, journal):
+        self.journal, self.writer = journal, journal.writer
+        self.calls, self.pending_during = [], []
 
     async def commit(self, *args):
         self.calls.append(args)
+        if args[3]:
+            self.pending_during.append(self.journal.pending)
         return await self.writer.commit(*args)
 
     def close(self):
@@ -248,41 +252,49 @@ class Recording:
 def _journal(db, issue_id, lease=60.0):
     progress = []
     journal = j.Journal(db.engine, issue_id, lease, "h:1:me", progress.append)
-    journal.writer = Recording(journal.writer)
+    journal.writer = Recording(journal)
     return journal, progress
 
 
+async def _until(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the journal did not commit in time"
+        await asyncio.sleep(0.01)
+
+
 def test_the_journal_grants_intents_commits_outcomes_and_reports_progress(db):
-    issue_id, ids = _claimed(db, 4)
-    db.set([ids[3]], worker="h:1:thief")
+    issue_id, ids = _claimed(db, 6)
+    db.set([ids[5]], worker="h:1:thief")
     journal, progress = _journal(db, issue_id)
     assert not journal.pending
 
     async def run():
         task = asyncio.create_task(journal.run())
-        granted = await asyncio.gather(*(journal.intend(i) for i in ids))
+        granted = await asyncio.wait_for(asyncio.gather(*(journal.intend(i) for i in ids)), 10)
         journal.record(q.Outcome(ids[0], "sent", None, "en"))
         journal.record(q.Outcome(ids[1], "sent", None, "fr"))
-        assert journal.pending  # recorded, not durable yet
         journal.record(q.Outcome(ids[2], "failed", "550 no", "en"))
-        await asyncio.sleep(0.2)
-        journal.record(q.Outcome(ids[2], "sent", None, "en"))  # a language already stamped
-        journal.release([ids[3]])
+        assert journal.pending  # recorded, not durable yet
+        await _until(lambda: not journal.pending)
+        journal.record(q.Outcome(ids[3], "sent", None, "en"))  # en is stamped already
+        await _until(lambda: not journal.pending)
+        journal.record(q.Outcome(ids[4], "sent", None, "en"))
+        await _until(lambda: not journal.pending)
         journal.close()
-        await task
+        await asyncio.wait_for(task, 10)
         return granted
 
-    assert asyncio.run(run()) == [True, True, True, False]
-    assert not journal.pending
-    assert journal.counts == Counter(sent=3, failed=1)
-    assert sum(progress, Counter()) == journal.counts and all(progress)
-    calls = journal.writer.calls
-    assert calls[-1] == "closed"
-    langs = [set(c[5]) for c in calls[:-1] if c[3]]
-    assert langs[0] == {"en", "fr"} and all(not s for s in langs[1:])
-    assert [c[:2] for c in calls[:-1]] == [(issue_id, "h:1:me")] * (len(calls) - 1)
+    assert asyncio.run(run()) == [True] * 5 + [False]
+    assert journal.counts == Counter(sent=4, failed=1)
+    assert progress == [Counter(sent=2, failed=1), Counter(sent=1), Counter(sent=1)]
+    writer = journal.writer
+    assert writer.pending_during == [True, True, True]  # durable only once committed
+    assert writer.calls[-1] == "closed"
+    assert [set(c[5]) for c in writer.calls[:-1] if c[3]] == [{"en", "fr"}, set(), set()]
+    assert {c[:2] for c in writer.calls[:-1]} == {(issue_id, "h:1:me")}
     rows = db.rows()
-    assert [rows[i].status for i in ids] == ["sent", "sent", "sent", "queued"]
+    assert [rows[i].status for i in ids] == ["sent", "sent", "failed", "sent", "sent", "queued"]
 
 
 def test_a_failed_commit_fails_the_waiting_intents_and_stops_the_journal(db):
@@ -296,7 +308,7 @@ def test_a_failed_commit_fails_the_waiting_intents_and_stops_the_journal(db):
             await journal.run()
         assert not journal.pending
         with pytest.raises(Exception):  # noqa: B017
-            await intent
+            await asyncio.wait_for(intent, 10)
 
     asyncio.run(run())
     assert journal.writer.calls[-1] == "closed"
@@ -327,17 +339,20 @@ def test_the_journal_renews_the_workers_leases_every_third_of_a_lease(db):
 
 
 def test_the_journal_waits_for_work_and_ends_once_closed_and_drained(db):
-    issue_id, ids = _claimed(db, 1)
+    issue_id, ids = _claimed(db, 2)
     journal, _ = _journal(db, issue_id)
 
     async def run():
         task = asyncio.create_task(journal.run())
         await asyncio.sleep(0.05)
         assert not task.done() and journal.writer.calls == []  # idle: nothing to commit
+        journal.release([ids[1]])
+        await _until(lambda: journal.writer.calls)  # a release alone wakes it
         journal.record(q.Outcome(ids[0], "sent", None, "en"))
         journal.close()
         await asyncio.wait_for(task, 10)
 
     asyncio.run(run())
-    assert db.rows()[ids[0]].status == "sent"
+    rows = db.rows()
+    assert (rows[ids[0]].status, rows[ids[1]].worker) == ("sent", None)
     assert journal.writer.calls[-1] == "closed"
