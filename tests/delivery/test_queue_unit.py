@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import literal, select, update
@@ -63,36 +63,46 @@ def test_count_by_language_counts_the_audience_and_with_an_issue_only_those_not_
 
 
 def _streamed(db, batch=1000, pending=None):
-    batches = list(q.stream_audience(db.engine, 1, "en", db.key, batch=batch,
-                                     pending=pending))
+    batches = list(q.stream_audience(db.engine, 1, "de", db.key, batch=batch, pending=pending))
     return [len(b) for b in batches], [r.email for b in batches for r in b]
 
 
 def test_stream_audience_pages_through_everyone_in_order(db):
     emails = seed(db.workspace, ["en", "fr", "es", None, "fr"])
+    with db.engine.begin() as conn:  # PostgreSQL now stores their rows last
+        conn.execute(update(q.S).where(q.S.c.id == 1).values(name="First"))
+        conn.execute(update(q.SUB).where(q.SUB.c.subscriber_id == 1).values(updated_at=utcnow()))
     assert _streamed(db, batch=2) == ([2, 2, 1], emails)
     assert _streamed(db) == ([5], emails)
+    rows = next(q.stream_audience(db.engine, 1, "de", db.key))
+    assert [(r.id, r.name, r.lang) for r in rows] == [
+        (1, "First", "en"), (2, "Reader 1", "fr"), (3, "Reader 2", "es"), (4, "Reader 3", "de"),
+        (5, "Reader 4", "fr")]
 
 
 def test_stream_audience_with_pending_yields_only_whom_the_send_would_mail(db):
-    emails = seed(db.workspace, ["en"] * 6)
+    emails = seed(db.workspace, ["en"] * 7)
     issue_id = db.issue()
     db.enqueue(issue_id)
     later = seed(db.workspace, ["fr"], start=10)  # not enqueued yet
     ids = db.ids(issue_id)
     now = utcnow()
+    due_by = now + timedelta(seconds=30)
     db.set([ids[0]], status="sent")
     db.set([ids[1]], status="deferred", next_attempt_at=now + timedelta(hours=1))
     db.set([ids[2]], status="deferred", next_attempt_at=now + timedelta(seconds=5))
     db.set([ids[3]], status="unknown")
     db.set([ids[4]], status="failed")
-    due_by = now + timedelta(seconds=30)
+    db.set([ids[6]], status="deferred", next_attempt_at=due_by)  # due just in time
+    # The same instant written in another time zone means the same thing.
+    due_by = due_by.astimezone(timezone(timedelta(hours=5)))
     resume = q.Pending(issue_id, False, q.OPEN, due_by)
-    assert _streamed(db, pending=resume)[1] == [emails[2], emails[5]]
+    assert _streamed(db, pending=resume)[1] == [emails[2], emails[5], emails[6]]
     force = q.Pending(issue_id, True, q.OPEN, due_by)
-    assert _streamed(db, batch=1, pending=force) == ([1, 1, 1], [emails[2], emails[5], *later])
+    assert _streamed(db, batch=1, pending=force) == (
+        [1, 1, 1, 1], [emails[2], emails[5], emails[6], *later])
     unknown_too = q.Pending(issue_id, False, (*q.OPEN, "unknown"), due_by)
-    assert _streamed(db, pending=unknown_too)[1] == [emails[2], emails[3], emails[5]]
+    assert _streamed(db, pending=unknown_too)[1] == [emails[2], emails[3], emails[5], emails[6]]
     other = q.Pending(db.issue("dec"), False, q.OPEN, due_by)
     assert _streamed(db, pending=other)[1] == []
 
