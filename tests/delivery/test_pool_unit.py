@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from newsletter.db.models import utcnow
 from newsletter.delivery.errors import RelayUnavailable
@@ -160,6 +161,25 @@ def test_a_refused_sender_requeues_the_message_and_strikes_the_relay(smtp_server
     outcome, _, health, _ = _send(smtp_server.port)
     assert outcome == Outcome(7, "queued", "421 4.3.2 Service shutting down", "fr")
     assert health.failures == 1 and health.fatal is None
+
+
+class _RefusesSenders:
+    """aiosmtpd handler of a relay that refuses our sender for good."""
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        return "550 5.7.1 sender not allowed"
+
+
+def test_a_sender_refused_for_good_stops_the_run_at_once_with_the_reply(unused_port):
+    controller = Controller(_RefusesSenders(), hostname="127.0.0.1", port=unused_port)
+    controller.start()
+    try:
+        outcome, _, health, _ = _send(unused_port, limit=10)
+    finally:
+        controller.stop()
+    assert outcome == Outcome(7, "queued", "550 5.7.1 sender not allowed", "fr")
+    assert str(health.fatal) == (f"stopped sending: the SMTP relay at 127.0.0.1:{unused_port} "
+                                 "(none) refused the sender: 550 5.7.1 sender not allowed")
 
 
 def test_a_connection_gone_before_the_message_requeues_it_and_strikes_the_relay(smtp_server):
