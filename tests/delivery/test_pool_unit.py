@@ -283,6 +283,7 @@ def test_the_rate_limit_spaces_messages_evenly():
     assert RateLimiter(0).interval == 0.0
     assert RateLimiter(-1).interval == 0.0
     assert RateLimiter(4).interval == 0.25
+    assert RateLimiter(0.5).interval == 2.0  # one message every two seconds
     assert asyncio.run(run(RateLimiter(10), 4)) >= 0.35  # 0.1 s apart, from the start
 
 
