@@ -9,6 +9,7 @@ journal.py, so they call it directly: no SMTP, no subprocess.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -268,6 +269,27 @@ def test_the_sqlite_writer_checkpoints_in_a_thread_now_and_then(db):
         checkpointer.execute("SELECT 1")  # closed with the writer
 
 
+@pytest.mark.sqlite_only
+def test_a_checkpoint_copies_a_long_wal_into_the_database_and_restarts_it(db):
+    issue_id, ids = _claimed(db, 2)
+    path = db.engine.url.database
+    db.engine.dispose()
+    writer = j.SqliteWriter(path)
+    writer.checkpoint_every = float("inf")
+
+    async def churn():
+        for _ in range(30):
+            await writer.commit(issue_id, "h:1:me", [], [], ids, ())
+
+    asyncio.run(churn())
+    writer.restart_frames = 10
+    writer.checkpoint()
+    writer.close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        busy, frames, done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert (busy, frames, done) == (0, 0, 0)  # nothing left to copy: restarted
+
+
 # ---------------------------------------------------------------- the group-commit task
 
 
@@ -345,11 +367,12 @@ def test_a_failed_commit_fails_the_waiting_intents_and_stops_the_journal(db):
 
     async def run():
         intent = journal.intend(ids[0])
-        with pytest.raises(Exception):  # noqa: B017 (the driver's error)
+        with pytest.raises(Exception) as raised:  # noqa: B017 (the driver's error)
             await journal.run()
         assert not journal.pending
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(type(raised.value)) as failed:
             await asyncio.wait_for(intent, 10)
+        assert failed.value is raised.value
 
     asyncio.run(run())
     assert journal.writer.calls[-1] == "closed"
