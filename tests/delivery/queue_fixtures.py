@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select, update
 from newsletter.delivery import queue as q
 
 DEAD = f"{socket.gethostname()[:32]}:999999:dead"  # no such pid on this host
+DEAD_TOO = f"{socket.gethostname()[:32]}:999998:dead"
 FAR = "elsewhere.example:1:x"  # another host: alive until its lease expires
 MAPPING = {"en": "en", "fr": "fr", "es": "es"}
 

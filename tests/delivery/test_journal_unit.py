@@ -87,27 +87,28 @@ def test_each_outcome_is_recorded_with_its_attempt_reply_and_retry_time(kind, db
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_intents_are_granted_only_for_rows_still_leased_to_the_worker_and_open(kind, db):
-    issue_id, ids = _claimed(db, 5)
+    issue_id, ids = _claimed(db, 6)
     db.set([ids[1]], status="deferred")
     db.set([ids[2]], status="sent")
     db.set([ids[3]], worker="h:1:thief")
     db.set([ids[4]], status="sending")
     owned, nothing = _commit(_writer(kind, db.engine),
-                             (issue_id, "h:1:me", ids, [], [], ()),
+                             (issue_id, "h:1:me", ids[:5], [], [], ()),  # ids[5]: held only
                              (issue_id, "h:1:me", [], [], [], ()))
     assert (owned, nothing) == ({ids[0], ids[1]}, set())
     rows = db.rows()
-    assert [rows[i].status for i in ids] == ["sending", "sending", "sent", "queued", "sending"]
+    assert [rows[i].status for i in ids] == ["sending", "sending", "sent", "queued", "sending",
+                                              "queued"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_released_claims_return_to_the_queue_but_only_the_workers_own(kind, db):
     issue_id, ids = _claimed(db, 3)
     db.set([ids[2]], worker="h:1:other")
-    _commit(_writer(kind, db.engine), (issue_id, "h:1:me", [], [], ids, ()))
+    _commit(_writer(kind, db.engine), (issue_id, "h:1:me", [], [], [ids[0], ids[2]], ()))
     rows = db.rows()
     assert [(rows[i].worker, rows[i].lease_until is None) for i in ids] == [
-        (None, True), (None, True), ("h:1:other", False)]
+        (None, True), ("h:1:me", False), ("h:1:other", False)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
