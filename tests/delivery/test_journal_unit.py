@@ -186,10 +186,20 @@ def test_each_journal_statement_does_what_its_name_says(db):
     assert sent_at["en"] is None and near(sent_at["fr"], now)
 
 
-def test_naive_utc_is_what_postgresql_timestamp_columns_hold():
+@pytest.fixture
+def tokyo_local_time(monkeypatch):
+    """The machine's local time zone is not UTC."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_naive_utc_is_what_postgresql_timestamp_columns_hold(tokyo_local_time):
     aware = datetime(2030, 1, 2, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5)))
     assert j.naive_utc(aware) == datetime(2030, 1, 2, 9, 5, 6, 7)
-    assert j.naive_utc(datetime(2030, 1, 2)) == datetime(2030, 1, 2)
+    assert j.naive_utc(datetime(2030, 1, 2)) == datetime(2030, 1, 2)  # already UTC
 
 
 def test_make_writer_picks_the_fastest_writer_the_engine_allows(tmp_path):
