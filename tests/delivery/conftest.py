@@ -397,3 +397,17 @@ local_part = "bounces"
         encoding="utf-8",
     )
     return load_settings(tmp_path, environ={})
+
+
+@pytest.fixture
+def db(workspace: Any, db_url: str) -> Iterator[Any]:
+    """The test database behind a sender engine, with helpers to make and read delivery rows
+    (tests/delivery/queue_fixtures.py): for in-process tests of queue.py and journal.py."""
+    from newsletter.delivery.queue import sender_engine
+    from tests.conftest import address_key
+    from tests.delivery.queue_fixtures import QueueDb
+
+    key = address_key(db_url)
+    engine = sender_engine(db_url, key)
+    yield QueueDb(engine, key, workspace)
+    engine.dispose()
