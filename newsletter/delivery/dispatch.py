@@ -275,9 +275,10 @@ def default_workers(cores: int | None) -> int:
     """Sender processes for a machine with `cores` CPUs: one per two cores.
 
     Each worker shares the machine with the relay (Postfix's smtpd), the database and the
-    parent process. On 2 cores one worker with 16 connections sent 1,964 msg/s against 1,409
-    for two workers with 8 each (bench/RESULTS.md): a second process there only adds its own
-    journal, claims and contention for SQLite's write lock.
+    parent process. On 2 cores one worker with 16 connections sent 1,964 msg/s against
+    1,409-1,559 for two workers with 8 each (issue 16, bench/send_bench.py, quiet machine): a
+    second process there only adds its own journal, claims and contention for SQLite's
+    write lock.
     """
     return max(1, (cores or 1) // 2)
 
