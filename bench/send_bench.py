@@ -1,14 +1,23 @@
-"""End-to-end `newsletter send` to Postfix smtp-sink, against smtp-source in the same run.
+"""`newsletter send` as a user runs it, against Postfix's smtp-source over reused connections.
 
-    .venv/bin/python bench/send_bench.py [--subscribers 100000] [--workers 2] [--connections 8]
-                                         [--database sqlite|postgresql] [--profile]
-                                         [--wrap "py-spy record --subprocesses -o out --"]
+    .venv/bin/python bench/send_bench.py [--subscribers 50000] [--runs 3] [--dkim]
+        [--database sqlite|postgresql] [--workers W] [--connections C]
+        [--profile] [--wrap "py-spy record --subprocesses -o out --"]
 
-Seeds subscribers with bulk INSERTs (not the CLI), writes a ~20 KB issue in en/fr/es, starts
-smtp-sink on a free loopback port, times smtp-source pushing the same number of messages of the
-same size, then times `python -m newsletter send` (every message personalized, DKIM off, every
-result recorded), and prints msg/s for both and the ratio. Peak RSS of the sender processes is
-printed too (max over the workers).
+Seeds subscribers with bulk INSERTs (not the CLI), writes an issue in en/fr/es and starts
+`smtp-sink` on a free loopback port. The message size is measured from real messages: the
+issue's test copies (one per language, built exactly as the send builds them, DKIM-signed with
+--dkim) go to a recording server first. Then, per run, on a new issue slug:
+
+1. `python -m newsletter send SLUG --yes --json` in a subprocess, timed from spawn to exit
+   (start-up, planning, enqueue, sending and the final bookkeeping all count); its CPU time
+   comes from process accounting (getrusage(RUSAGE_CHILDREN), the workers included).
+2. `smtp-source -d -s S -m N -l SIZE` to the same sink: the same number of messages, of the
+   same size, over S reused sessions (`-d`: one connection carries many messages, as ours do),
+   where S is the number of connections the send used (workers x connections per worker).
+
+It prints both rates, the ratio, CPU per message of each client and of smtp-sink, the load
+average at the start of each run, and the medians with their spread.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +45,8 @@ from newsletter.db.engine import make_engine  # noqa: E402
 from newsletter.db.migrate import upgrade  # noqa: E402
 from newsletter.db.models import MailingList, Subscriber, Subscription, utcnow  # noqa: E402
 
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
 PARAGRAPH = {
     "en": "The coalition met in Bangkok to agree on shared priorities for the regional review: "
           "access to justice for migrant workers, an end to child detention and portable social "
@@ -53,9 +66,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_workspace(ws: Path, db_url: str, port: int, connections: int) -> None:
-    """Config and a ~20 KB (as sent) issue in three languages."""
-    (ws / "issues" / "bench").mkdir(parents=True)
+def write_workspace(ws: Path, db_url: str, port: int, connections: int | None = None,
+                    dkim_key: Path | None = None) -> None:
+    """Config and the issue `bench` in three languages."""
+    ws.mkdir(parents=True, exist_ok=True)
+    pool = f"connections = {connections}\n" if connections else ""
+    dkim = (f'\n[dkim]\nkey_path = "{dkim_key}"\nselector = "bench"\ndomain = "example.org"\n'
+            if dkim_key else "")
     (ws / "newsletter.toml").write_text(f"""[newsletter]
 name = "Bench News"
 base_url = "https://news.example.org"
@@ -68,18 +85,24 @@ url = "{db_url}"
 [smtp]
 host = "127.0.0.1"
 port = {port}
-connections = {connections}
-batch_size = 500
+{pool}batch_size = 500
 
 [send]
 publish_check = false  # measures sending only: no site is served here
-""", "utf-8")
-    (ws / "issues" / "bench" / "issue.toml").write_text(
+{dkim}""", "utf-8")
+    write_issue(ws, "bench")
+
+
+def write_issue(ws: Path, slug: str) -> None:
+    """The same issue under another slug: each run sends a new issue to the whole list."""
+    folder = ws / "issues" / slug
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "issue.toml").write_text(
         'list = "news"\ndate = 2026-11-20\nvolume = 9\nnumber = "11"\n', "utf-8")
     for lang, para in PARAGRAPH.items():
         sections = "\n\n".join(f"## Section {i}\n\n{para * 2}[More](https://example.org/{i})"
                                for i in range(4))
-        (ws / "issues" / "bench" / f"{lang}.md").write_text(
+        (folder / f"{lang}.md").write_text(
             f'+++\nsubject = "Coalition news for November, {lang}"\n'
             f'preheader = "A statement open for signature, the Bangkok meeting and dates."\n'
             f'+++\n\nHello {{{{ name | default("friend") }}}},\n\n{sections}\n', "utf-8")
@@ -114,84 +137,170 @@ def seed(db_url: str, n: int) -> None:
     engine.dispose()
 
 
-def smtp_source(port: int, n: int, sessions: int, size: int) -> float:
-    """msg/s of Postfix's C client pushing n messages of `size` bytes over reused sessions."""
+def newsletter(ws: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "newsletter", "-w", str(ws), *args]
+
+
+def message_size(ws: Path) -> int:
+    """Mean size in bytes of the issue's real messages (its test copies, one per language)."""
+    from aiosmtpd.controller import Controller
+
+    sizes: list[int] = []
+
+    class Recorder:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            sizes.append(len(envelope.original_content))
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        env = {**os.environ, "NEWSLETTER_SMTP_PORT": str(port)}
+        subprocess.run(newsletter(ws, "send", "bench", "--test-to", "reader0@example.org"),
+                       env=env, check=True, capture_output=True)
+    finally:
+        controller.stop()
+    return round(sum(sizes) / len(sizes))
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used so far (for smtp-sink, which outlives runs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figures:
+    rate: float  # messages per second, wall time of the whole command
+    cpu_us: float  # CPU microseconds per message of the client (process accounting)
+    sink_us: float  # smtp-sink's CPU microseconds per message meanwhile
+
+
+def timed(cmd: list[str], sink: int, count: int | None = None) -> tuple[Figures, str]:
+    """Run cmd to completion; its figures and its output (count: messages, else from JSON)."""
+    cpu0, sink0 = children_cpu(), process_cpu(sink)
     started = time.perf_counter()
-    subprocess.run(["/usr/sbin/smtp-source", "-s", str(sessions), "-m", str(n), "-l", str(size),
-                    "-f", "news@example.org", "-t", "reader@example.org",
-                    f"127.0.0.1:{port}"], check=True)
-    return n / (time.perf_counter() - started)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    cpu, sink_cpu = children_cpu() - cpu0, process_cpu(sink) - sink0
+    if done.returncode != 0:
+        print(done.stdout, done.stderr)
+        raise SystemExit(1)
+    if count is None:
+        count = json.loads(done.stdout[done.stdout.index("{"):])["sent"]
+    return Figures(count / wall, cpu / count * 1e6, sink_cpu / count * 1e6), done.stdout
+
+
+def smtp_source(port: int, n: int, sessions: int, size: int, sink: int) -> Figures:
+    """Postfix's C client: n messages of `size` bytes over `sessions` reused connections."""
+    cmd = [SMTP_SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-l", str(size),
+           "-f", "news@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"]
+    return timed(cmd, sink, count=n)[0]
+
+
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
+
+
+def database(kind: str, tmp: Path) -> tuple[str, str | None]:
+    """(URL, PostgreSQL database to drop afterwards) for a fresh database."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp}/bench.db", None
+    name = f"nl_bench_{os.getpid()}"
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--subscribers", type=int, default=100_000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--subscribers", type=int, default=50_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, help="default: what `send` picks for the machine")
+    ap.add_argument("--connections", type=int, help="per worker; default: [smtp] connections")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--dkim", action="store_true", help="sign every message (2048-bit RSA)")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
-    ap.add_argument("--skip-source", action="store_true")
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     ws = tmp / "ws"
-    if args.database == "sqlite":
-        db_url = f"sqlite:///{tmp}/bench.db"
-    else:
-        name = f"nl_bench_{os.getpid()}"
-        admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    db_url, pg_name = database(args.database, tmp)
+    dkim_key = None
+    if args.dkim:
+        dkim_key = tmp / "dkim.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(dkim_key), "2048"], check=True,
+                       capture_output=True)
     port = free_port()
-    write_workspace(ws, db_url, port, args.connections)
-    t0 = time.perf_counter()
-    seed(db_url, args.subscribers)
-    print(f"seeded {args.subscribers} subscribers in {time.perf_counter() - t0:.1f}s")
-
-    dry = subprocess.run([sys.executable, "-m", "newsletter", "-w", str(ws), "send", "bench",
-                          "--dry-run", "--json"], capture_output=True, text=True, check=True)
-    report = json.loads(dry.stdout)
-    size = report["total_bytes"] // max(1, sum(report["messages"].values()))
-    print(f"message size: {size} bytes on average ({report['smallest']}..{report['largest']})")
-
-    sink = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1000"])
-    time.sleep(0.3)
+    write_workspace(ws, db_url, port, args.connections, dkim_key)
+    sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
     try:
-        sessions = args.connections * args.workers
-        source_rate = 0.0
-        if not args.skip_source:
-            source_rate = smtp_source(port, args.subscribers, sessions, size)
-            print(f"smtp-source: {source_rate:,.0f} msg/s ({sessions} sessions, {size} bytes)")
-        cmd = [sys.executable, "-m", "newsletter", "-w", str(ws), "send", "bench", "--yes",
-               "--json", "--workers", str(args.workers)]
+        t0 = time.perf_counter()
+        seed(db_url, args.subscribers)
+        print(f"seeded {args.subscribers} subscribers in {time.perf_counter() - t0:.1f}s; "
+              f"{args.database}, DKIM {'on' if args.dkim else 'off'}")
+        size = message_size(ws)
+        print(f"message size: {size} bytes (mean of the issue's real messages)")
+        flags = [f for opt in ("workers", "connections") if getattr(args, opt)
+                 for f in (f"--{opt}", str(getattr(args, opt)))]
         if args.profile:
             cmd = [sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "newsletter",
-                   *cmd[3:-2], "--workers", "1"]
-        cmd = args.wrap.split() + cmd
-        started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if args.profile:
+                   "-w", str(ws), "send", "bench", "--yes", "--workers", "1"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
             print("\n".join(done.stdout.splitlines()[:45]))
             return
-        if done.returncode != 0:
-            print(done.stdout, done.stderr)
-            raise SystemExit(1)
-        result = json.loads(done.stdout[done.stdout.index("{"):])
-        rate = result["sent"] / result["seconds"]
+        ours: list[Figures] = []
+        theirs: list[Figures] = []
+        for run in range(1, args.runs + 1):
+            slug = f"bench{run}"
+            write_issue(ws, slug)
+            load = os.getloadavg()[0]
+            cmd = args.wrap.split() + newsletter(ws, "send", slug, "--yes", "--json", *flags)
+            mine, out = timed(cmd, sink.pid)
+            report = json.loads(out[out.index("{"):])
+            sessions = report["workers"] * report["connections"]
+            source = smtp_source(port, report["sent"], sessions, size, sink.pid)
+            ours.append(mine)
+            theirs.append(source)
+            print(f"run {run} (load {load:.1f}): newsletter send {mine.rate:,.0f} msg/s "
+                  f"({report['sent']} in {report['sent'] / mine.rate:.1f}s, "
+                  f"{report['workers']} x {report['connections']} connections, "
+                  f"{mine.cpu_us:.0f} µs CPU/msg, sink {mine.sink_us:.0f}); smtp-source -d -s "
+                  f"{sessions} {source.rate:,.0f} msg/s ({source.cpu_us:.0f} µs CPU/msg, sink "
+                  f"{source.sink_us:.0f}); ratio {mine.rate / source.rate:.2f}")
+        ratios = [m.rate / s.rate for m, s in zip(ours, theirs, strict=True)]
+        print(f"newsletter send: {spread([m.rate for m in ours])} msg/s, "
+              f"{spread([m.cpu_us for m in ours])} µs CPU/msg")
+        print(f"smtp-source -d: {spread([s.rate for s in theirs])} msg/s, "
+              f"{spread([s.cpu_us for s in theirs])} µs CPU/msg")
+        print(f"ratio newsletter/smtp-source: {spread(ratios, '.2f')} (median, min–max of "
+              f"{args.runs} runs)")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"newsletter send: {result['sent']} sent in {result['seconds']:.1f}s "
-              f"(wall {wall:.1f}s with start-up): {rate:,.0f} msg/s, "
-              f"workers={args.workers} connections={args.connections}/worker")
         print(f"peak RSS of the largest child process: {peak:.0f} MB")
-        if source_rate:
-            print(f"ratio newsletter/smtp-source: {rate / source_rate:.2f}")
     finally:
         sink.terminate()
         sink.wait()
+        if pg_name:
+            drop_database(pg_name)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

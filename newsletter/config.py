@@ -64,6 +64,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "tls": (str, "none"),
         "user": (str, ""),
         "password": (Secret, ""),
+        "workers": (int, 0),  # sender processes; 0: one per two CPU cores
         "connections": (int, 4),
         "messages_per_connection": (int, 1000),
         "rate": (float, 0.0),
@@ -312,6 +313,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("connections", "messages_per_connection", "batch_size"):
         if values["smtp"][key] < 1:
             raise ConfigError(f"[smtp] {key}: must be at least 1")
+    if not 0 <= values["smtp"]["workers"] <= 64:
+        raise ConfigError("[smtp] workers: expected 0 (one per two CPU cores) to 64")
     base = values["newsletter"]["base_url"]
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"[newsletter] base_url: expected an http(s) URL, got {_shown(base)}")

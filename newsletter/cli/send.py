@@ -92,8 +92,8 @@ class _Bar:
               help="Publish the issue's web version and pictures to the archive folder and "
               "check that they answer before sending, then update the archive after it "
               "(default: [send] publish_check, on). Turn off if you publish by other means.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Sender processes.")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="Sender processes ([smtp] workers; default: one per two CPU cores).")
 @click.option("--connections", type=click.IntRange(1, 500),
               help="SMTP connections per process ([smtp] connections).")
 @click.option("--rate", type=click.FloatRange(0), help="Messages per second, 0 = unlimited.")
@@ -101,8 +101,8 @@ class _Bar:
 @pass_app
 def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | None,
          fallback_language: str | None, force: bool, resend_unknown: bool,
-         publish_check: bool | None, workers: int, connections: int | None, rate: float | None,
-         as_json: bool) -> None:
+         publish_check: bool | None, workers: int | None, connections: int | None,
+         rate: float | None, as_json: bool) -> None:
     """Send issue SLUG to every confirmed subscriber of its list, each in their language."""
     settings = app.settings
     engine = _engine(app)
@@ -144,7 +144,7 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
 
 
 def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPlan, *, yes: bool,
-          as_json: bool, workers: int, connections: int | None, rate: float | None,
+          as_json: bool, workers: int | None, connections: int | None, rate: float | None,
           resend_unknown: bool, publish_check: bool | None) -> None:
     settings = app.settings
     total = _show_plan(console, plan)
@@ -162,11 +162,13 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
     if publishing:
         dispatch.publish(settings, engine, plan)
     issue_id, _added = dispatch.begin_send(engine, settings, plan)
+    chosen = dispatch.concurrency(settings, workers, connections)
+    console.print(f"Sending with {chosen.describe()}.", highlight=False)
     bar = _Bar(console, q.remaining(engine, issue_id), console.is_terminal and not as_json)
     with bar.progress:
         result, status = dispatch.deliver(
-            settings, engine, plan.slug, issue_id, plan, bar, workers=workers,
-            connections=connections, rate=rate, resend_unknown=resend_unknown)
+            settings, engine, plan.slug, issue_id, plan, bar, workers=chosen.workers,
+            connections=chosen.connections, rate=rate, resend_unknown=resend_unknown)
     counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
     elapsed = time.monotonic() - bar.started
     archive_problem = dispatch.update_archive(settings, engine) if publishing else None
@@ -175,7 +177,8 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
     if as_json:
         print_json({"issue": plan.slug, "status": status, **counts,
                     "warnings": list(plan.warnings),
-                    "interrupted": result.interrupted, "seconds": round(elapsed, 3)})
+                    "interrupted": result.interrupted, "seconds": round(elapsed, 3),
+                    "workers": chosen.workers, "connections": chosen.connections})
     else:
         line = ", ".join(f"{k} {v}" for k, v in counts.items())
         console.print(f"{plan.slug}: {line} in {elapsed:.1f}s; issue is {status}",

@@ -1,13 +1,15 @@
 """A pool of persistent SMTP connections: rate limit, reconnects, relay health, the journal.
 
 Every SMTP command goes through smtp.Session, which also classifies the replies; this module
-decides what each result means for a delivery row. aiosmtplib has no PIPELINING, so
-parallelism comes from several connections, each sending many messages (up to
-`[smtp] messages_per_connection`) before it says QUIT and opens a new one.
+decides what each result means for a delivery row. Parallelism comes from several connections,
+each sending many messages (up to `[smtp] messages_per_connection`) before it says QUIT and
+opens a new one.
 
-Per message, a connection (1) submits the write-ahead intent to the journal, (2) sends MAIL FROM
-and RCPT TO while the journal commits, (3) awaits that commit, (4) sends DATA, (5) hands the
-outcome back to the journal. Replies map to outcomes as STANDARDS.md says:
+Per message, a connection (1) submits the write-ahead intent to the journal, (2) sends MAIL FROM,
+RCPT TO and DATA while the journal commits, (3) awaits that commit, (4) sends the message's
+text, (5) hands the outcome back to the journal. Where the relay offers PIPELINING, step 2 is
+one write, and the text of one message goes out in the same write as the next message's
+envelope (smtp.Session). Replies map to outcomes as STANDARDS.md says:
 
 - 2yz sent; 4yz and any x.2.2 deferred (retry with backoff); 5yz failed, reply kept;
 - 421 (at any step) closes the connection: reconnect, and the message goes back to the queue;
@@ -99,6 +101,7 @@ class Connection:
         self.health = health
         self.session = Session(relay)
         self.failures = 0
+        self.ahead: tuple[Claimed, tuple[str, str, bytes]] | None = None  # built early
 
     async def ensure(self) -> bool:
         """Have an open session; False (after a backoff pause) when the relay refused."""
@@ -118,18 +121,32 @@ class Connection:
     async def close(self) -> None:
         await self.session.quit()
 
-    async def send(self, job: Claimed, build: Build, intend: Intend) -> Outcome | None:
-        """Send one message; the outcome to record, or None if the claim was lost."""
+    @property
+    def pipelining(self) -> bool:
+        """Whether the relay takes a message's end and the next envelope in one write."""
+        return self.session.connected and self.session.pipelining
+
+    async def send(self, job: Claimed, build: Build, intend: Intend,
+                   after: tuple[Claimed, Build] | None = None) -> Outcome | None:
+        """Send one message; the outcome to record, or None if the claim was lost.
+
+        `after`: the job this connection sends next (and its builder). Its envelope goes out
+        with this message's end when the relay pipelines; its intent waits for its own turn,
+        so at most one row per connection is `sending` at a time.
+        """
+        ahead, self.ahead = self.ahead, None
         try:
-            mail_from, rcpt, data = build(job)
+            built = ahead[1] if ahead is not None and ahead[0] is job else build(job)
         except NewsletterError as exc:  # e.g. an address that cannot be written in a header
             if not await intend(job.delivery_id):
                 return None
             return Outcome(job.delivery_id, "failed", f"message not built: {exc}", job.language)
-        # The journal commits the intent while MAIL FROM and RCPT TO go out; the session awaits
-        # it before DATA, so the row is durably `sending` before the message can arrive.
+        mail_from, rcpt, data = built
+        then = self._build_ahead(after)
+        # The journal commits the intent while the envelope goes out; the session awaits it
+        # before the message's text, so the row is durably `sending` before it can arrive.
         intent = asyncio.ensure_future(intend(job.delivery_id))
-        result = await self.session.send(mail_from, rcpt, data, intent)
+        result = await self.session.send(mail_from, rcpt, data, intent, then)
         if result.status == "withheld":
             return None
         owned = await intent
@@ -145,6 +162,17 @@ class Connection:
         if result.status == "deferred":
             return self._defer(job, result.reply)
         return Outcome(job.delivery_id, result.status, result.reply, job.language)
+
+    def _build_ahead(self, after: tuple[Claimed, Build] | None) -> tuple[str, str] | None:
+        """Build the next job's message now, for its envelope to go out early."""
+        if after is None or not self.pipelining:
+            return None
+        job, build = after
+        try:
+            self.ahead = (job, build(job))
+        except NewsletterError:  # its own turn reports it
+            return None
+        return self.ahead[1][0], self.ahead[1][1]
 
     def _defer(self, job: Claimed, reply: str) -> Outcome:
         attempts = job.attempts + 1

@@ -159,20 +159,33 @@ class Worker:
 
     async def _connection(self) -> None:
         conn = Connection(self.relay, self.cfg.pool, self.health)
+        after: q.Claimed | None = None
         try:
-            while True:
-                job = await self.jobs.get()
-                if job is None:
-                    return
+            job = await self.jobs.get()
+            while job is not None:
                 self.inflight += 1  # from here the feeder must not think the run is over
                 try:
-                    await self._deliver(conn, job)
+                    after = self._next_waiting(conn)
+                    await self._deliver(conn, job, after)
                 finally:
                     self.inflight -= 1
+                job, after = after if after is not None else await self.jobs.get(), None
         finally:
+            if after is not None:  # an error ended the loop: hand the next job back
+                self.journal.release([after.delivery_id])
             await conn.close()
 
-    async def _deliver(self, conn: Connection, job: q.Claimed) -> None:
+    def _next_waiting(self, conn: Connection) -> q.Claimed | None:
+        """The job this connection sends next, if one is waiting and the relay pipelines."""
+        if not conn.pipelining or self.jobs.empty() or self.stopping():
+            return None
+        job = self.jobs.get_nowait()
+        if job is None:  # the feeder is done: leave the signal for this connection's next get
+            self.jobs.put_nowait(None)
+        return job
+
+    async def _deliver(self, conn: Connection, job: q.Claimed,
+                       after: q.Claimed | None = None) -> None:
         while not self.stopping() and not await conn.ensure():
             pass
         if self.stopping():
@@ -184,7 +197,9 @@ class Worker:
             raise SendError(f"the issue has no {job.language} edition any more, but "
                             f"deliveries in {job.language} are queued")
         await self.limiter.wait()
-        outcome = await conn.send(job, build, self.journal.intend)
+        next_build = self.builds.get(after.language) if after is not None else None
+        outcome = await conn.send(job, build, self.journal.intend,
+                                  (after, next_build) if after and next_build else None)
         if outcome is not None:
             self.journal.record(outcome)
 

@@ -1,22 +1,26 @@
 """The one SMTP client: every mail we send (newsletter, outbox, test copy) goes through `Session`.
 
-A session connects through `Relay` (EHLO, STARTTLS, AUTH as configured), sends one message at a
-time with the pre-encoded commands of wire.py, and turns what happened into a `Result`. The
-rules are those of STANDARDS.md, in one place:
+A session connects through `Relay` (EHLO, STARTTLS, AUTH as configured, done by aiosmtplib),
+then speaks the transaction itself over wire.py, pipelined (RFC 2920) when the server offers
+PIPELINING, and turns what happened into a `Result`. The rules are those of STANDARDS.md, in
+one place, and the same with or without pipelining:
 
 - 2yz sent; 4yz and any x.2.2 deferred; 5yz failed, reply kept;
-- 421 (at RCPT or DATA) closes the connection, the caller reconnects next time, and the message
+- 421 (at any step) closes the connection, the caller reconnects next time, and the message
   is retried without counting against the recipient;
 - MAIL FROM (or EHLO) refused: the relay's fault, not the recipient's: retried, and the result
   says so (`relay_fault`) so a bulk sender can stop a run against a relay that refuses us;
-- the connection drops or times out before DATA: retried, nothing was sent;
-- the connection drops or times out after DATA started: `unknown`, the server may have the
-  message; never resent by the session;
-- after a refused recipient or DATA the session says RSET, so the connection stays usable.
+- the connection drops or times out before the message's text went out: retried, nothing was
+  sent;
+- the connection drops or times out after the text went out: `unknown`, the server may have
+  the message; never resent by the session;
+- after a refused MAIL FROM, RCPT TO or DATA the next transaction starts with RSET (in the same
+  write when pipelining), so the connection stays usable; a refused message's end needs none.
 
-`send` takes an optional `proceed` awaitable, awaited once RCPT is accepted and before DATA: the
-newsletter passes its write-ahead journal commit there (the row is durably `sending` before any
-byte of the message leaves), and a False answer withholds the message.
+`send` takes an optional `proceed` awaitable, awaited once the server has answered DATA with
+354 and before the message's text: the newsletter passes its write-ahead journal commit there
+(the row is durably `sending` before any byte of the message leaves), and a False answer
+withholds the message, closing the connection (inside DATA nothing else can end it unsent).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Literal
 import aiosmtplib
 
 from newsletter.delivery.relay import Relay
-from newsletter.delivery.wire import send_data, send_mail_from, send_rcpt_to
+from newsletter.delivery.wire import DATA, QUIT, RSET, Wire, dot_stuff, mail_from, rcpt_to
 
 Status = Literal["sent", "deferred", "failed", "retry", "unknown", "withheld"]
 LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
@@ -91,17 +95,30 @@ def describe_error(exc: BaseException) -> str:
     return f"is unreachable ({text})"
 
 
+Envelope = tuple[str, str]  # (MAIL FROM address, RCPT TO address)
+
+
 class Session:
-    """One SMTP connection to the relay, sending one message at a time."""
+    """One SMTP connection to the relay, sending one message at a time, pipelined if offered.
+
+    With PIPELINING (RFC 2920) a message costs one write and one wait: MAIL FROM, RCPT TO and
+    DATA go out together, and the message's end goes out together with the next message's
+    envelope when the caller names it (`then`). The replies are read in order and each one
+    means what it means without pipelining. Without PIPELINING every command waits for its
+    reply, and sending stops at the first refusal.
+    """
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self.client: aiosmtplib.SMTP | None = None
+        self.wire: Wire | None = None
+        self.pipelining = False
         self.sent = 0  # messages accepted since this connection opened
+        self.announced: Envelope | None = None  # whose MAIL, RCPT and DATA are on their way
+        self.dirty = False  # a refused envelope left a transaction open: RSET first
 
     @property
     def connected(self) -> bool:
-        return self.client is not None and self.client.is_connected
+        return self.wire is not None and self.wire.open
 
     async def connect(self) -> None:
         """Open a fresh connection (saying QUIT on any old one); raises Unreachable."""
@@ -109,88 +126,136 @@ class Session:
         client = self.relay.client()
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+            pipelining = client.supports_extension("pipelining")
+            self.wire = Wire.take_over(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise Unreachable(describe_error(exc), f"{type(exc).__name__}: {exc}") from None
-        self.client, self.sent = client, 0
+        self.pipelining, self.sent, self.announced, self.dirty = pipelining, 0, None, False
 
     async def quit(self) -> None:
         """Say QUIT (briefly) and close; a dead connection is just closed."""
-        client, self.client = self.client, None
-        if client is None:
+        wire = self.wire
+        if wire is None or not wire.open or self.announced is not None:
+            self.drop()  # with an envelope announced the server waits for a message: no QUIT
             return
-        if not client.is_connected:
-            client.close()
-            return
+        self.wire = None
         try:
-            await asyncio.wait_for(client.quit(), timeout=2.0)
+            wire.write(QUIT)
+            await asyncio.wait_for(wire.reply(), timeout=2.0)
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
-            client.close()
+            pass
+        wire.close()
 
     def drop(self) -> None:
-        """Close without QUIT (after a 421 or a broken connection)."""
-        if self.client is not None:
-            self.client.close()
-        self.client = None
+        """Close without QUIT (after a 421, a broken connection, or inside DATA)."""
+        if self.wire is not None:
+            self.wire.abort()
+        self.wire, self.announced = None, None
 
     async def send(self, sender: str, rcpt: str, data: bytes,
-                   proceed: Awaitable[bool] | None = None) -> Result:
-        """Send one message (CRLF bytes, ASCII envelope) and say what happened."""
-        client = self.client
-        if client is None or not client.is_connected:
-            self.client = None
+                   proceed: Awaitable[bool] | None = None, then: Envelope | None = None) -> Result:
+        """Send one message (CRLF bytes, ASCII envelope) and say what happened.
+
+        `then`: the envelope of the message the caller sends next on this session; with
+        PIPELINING it goes out with this message's end, and the next `send` must be for it.
+        """
+        if not self.connected:
+            self.wire = self.announced = None
             return Result("retry", "connection lost before DATA: not connected",
                           relay_fault="closed the connection")
         try:
-            await send_mail_from(client, sender)
-            await send_rcpt_to(client, rcpt)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            return await self._refused(exc.code, exc.message)
-        except aiosmtplib.SMTPResponseException as exc:  # MAIL FROM (or EHLO) refused
-            await self._after_error(exc.code)
-            reply = reply_text(exc.code, exc.message)
-            return Result("retry", reply, f"refused the sender: {reply}", exc.code >= 500)
+            refused = await self._envelope((sender, rcpt))
         except LOST as exc:
             self.drop()
             return Result("retry", f"connection lost before DATA: {exc}", describe_error(exc))
-        except (ValueError, UnicodeError) as exc:  # an address SMTP cannot carry
-            await self.reset()
+        except ValueError as exc:  # an address SMTP cannot carry (UnicodeError included)
             return Result("failed", f"address not sendable: {exc}")
+        if refused is not None:
+            return refused
         if proceed is not None and not await proceed:
-            await self.reset()
+            self.drop()  # the server waits for the message: only closing ends it unsent
             return Result("withheld")
+        return await self._message(data, then)
+
+    async def _envelope(self, envelope: Envelope) -> Result | None:
+        """MAIL FROM, RCPT TO and DATA (after RSET if needed); None once the server said 354."""
+        wire = self.wire
+        assert wire is not None
+        announced, self.announced = self.announced, None
+        if announced is not None and announced != envelope:  # the caller broke its word
+            self.drop()
+            return Result("retry", "connection lost before DATA: another envelope was announced")
+        steps = [b"MAIL", b"RCPT", b"DATA"]
+        lines = [mail_from(envelope[0]), rcpt_to(envelope[1]), DATA]
+        if self.dirty and announced is None:
+            steps.insert(0, b"RSET")
+            lines.insert(0, RSET)
+            self.dirty = False
+        if self.pipelining and announced is None:
+            wire.write(*lines)
+        refused: Result | None = None
+        for step, line in zip(steps, lines, strict=True):
+            if not self.pipelining:
+                if refused is not None:
+                    break
+                wire.write(line)
+            code, text = await wire.reply()
+            if code == 421:  # closing: at MAIL FROM it counts against the relay
+                self.drop()
+                fault = _refusal(step, code, text) if step == b"MAIL" else None
+                return fault or Result("retry", reply_text(code, text))
+            if refused is None and step != b"RSET":
+                refused = _refusal(step, code, text)
+            if step == b"DATA" and code == 354 and refused is not None:
+                # The server took DATA although no recipient was accepted: end it empty.
+                wire.write(b".\r\n")
+                await wire.reply()
+        if refused is not None:
+            self.dirty = True
+        return refused
+
+    async def _message(self, data: bytes, then: Envelope | None) -> Result:
+        """The message after the 354, and the next envelope with it when pipelining."""
+        wire = self.wire
+        assert wire is not None
+        chunks = [dot_stuff(data)]
+        if then is not None and self.pipelining:
+            try:
+                chunks += [mail_from(then[0]), rcpt_to(then[1]), DATA]
+            except ValueError:  # the next send reports it
+                pass
+            else:
+                self.announced = then
         try:
-            response = await send_data(client, data)
-        except aiosmtplib.SMTPDataError as exc:
-            return await self._refused(exc.code, exc.message)
+            wire.write(*chunks)
+            code, text = await wire.reply()
         except LOST as exc:
             self.drop()
             return Result("unknown", f"connection lost during DATA: {exc}", describe_error(exc))
-        self.sent += 1
-        return Result("sent", response.message)
-
-    async def _refused(self, code: int, message: str) -> Result:
-        await self._after_error(code)
-        reply = reply_text(code, message)
+        if code == 250:
+            self.sent += 1
+            return Result("sent", text)
         if code == 421:
-            return Result("retry", reply)
-        return Result(classify_reply(code, message), reply)  # type: ignore[arg-type]
-
-    async def _after_error(self, code: int) -> None:
-        if code == 421 or not self.connected:
             self.drop()
-        else:
-            await self.reset()
+            return Result("retry", reply_text(code, text))
+        return Result(classify_reply(code, text), reply_text(code, text))  # type: ignore[arg-type]
 
-    async def reset(self) -> None:
-        """RSET, so the connection can carry the next message; drop it if that fails."""
-        client = self.client
-        if client is None or not client.is_connected:
-            return
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            self.drop()
+
+def _refusal(step: bytes, code: int, text: str) -> Result | None:
+    """What a refused MAIL FROM, RCPT TO or DATA means for the message; None if accepted."""
+    reply = reply_text(code, text)
+    if step == b"MAIL":  # the relay's fault, not the recipient's
+        return None if code == 250 else Result("retry", reply, f"refused the sender: {reply}",
+                                                code >= 500)
+    if step == b"RCPT":
+        return None if code in (250, 251) else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
+    return None if code == 354 else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
 
 
 async def send_each(relay: Relay, envelopes: Iterable[tuple[str, str, bytes]], *,

@@ -1,40 +1,50 @@
-"""MAIL, RCPT and DATA for messages the builder has already prepared for the wire.
+"""The SMTP transaction on the wire, after aiosmtplib has connected, greeted and logged in.
 
-aiosmtplib's `mail()`/`rcpt()` parse every address with the email package, and `data()` runs
-two regular expressions over every message (line endings, then dot-stuffing). For a 40 KB
-newsletter that is about 400 µs a message, a third of the sender's CPU. Our builder already
-emits CRLF-only bytes and ASCII envelope addresses, so here the envelope goes out as is and
-dot-stuffing is one `bytes.replace`. The replies raise the same aiosmtplib exceptions as the
-library's own methods; smtp.py's Session is the only caller.
+aiosmtplib parses every address with the email package, runs two regular expressions over
+every message (line endings, then dot-stuffing), and reads exactly one reply per command
+written: replies that arrive together are dropped, so it cannot pipeline. Our builder already
+emits CRLF-only bytes and ASCII envelope addresses, so `Wire` takes the connection over
+(`transport.set_protocol`) and does the rest itself:
 
-`send_data` uses the protocol's command lock, as aiosmtplib's own DATA does; with a protocol
-that lacks it (another aiosmtplib version) it falls back to `SMTP.data`.
+- commands are pre-encoded bytes (`mail_from`, `rcpt_to`, `DATA`, `RSET`), dot-stuffing is one
+  `bytes.replace` (`dot_stuff`);
+- `write` sends any number of them at once; `reply` returns the server's replies one at a
+  time, in order, however they arrive (RFC 2920 PIPELINING needs exactly that).
+
+smtp.py's Session is the only caller; it decides what to group. Losing the connection or
+waiting longer than the relay's timeout for a reply raises aiosmtplib's own
+SMTPServerDisconnected or SMTPReadTimeoutError, so callers handle one set of exceptions.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+from typing import Any
+
 import aiosmtplib
-from aiosmtplib.errors import SMTPDataError, SMTPRecipientRefused, SMTPSenderRefused
-from aiosmtplib.response import SMTPResponse
+from aiosmtplib.errors import SMTPReadTimeoutError
+
+DATA = b"DATA\r\n"
+RSET = b"RSET\r\n"
+QUIT = b"QUIT\r\n"
+MAX_REPLY = 32 * 1024  # a reply longer than this (with no end in sight) is a broken server
 
 
-async def send_mail_from(client: aiosmtplib.SMTP, address: str) -> None:
-    """MAIL FROM:<address> for an ASCII address without CR, LF or angle brackets."""
-    if client.is_ehlo_or_helo_needed:
-        try:
-            await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            await client.helo()
-    response = await client.execute_command(b"MAIL", b"FROM:<" + address.encode("ascii") + b">")
-    if response.code != 250:
-        raise SMTPSenderRefused(response.code, response.message, address)
+def mail_from(address: str) -> bytes:
+    """MAIL FROM:<address>; ValueError for what SMTP cannot carry without SMTPUTF8."""
+    return b"MAIL FROM:<" + _address(address) + b">\r\n"
 
 
-async def send_rcpt_to(client: aiosmtplib.SMTP, address: str) -> None:
-    """RCPT TO:<address>; 250 and 251 accept the recipient."""
-    response = await client.execute_command(b"RCPT", b"TO:<" + address.encode("ascii") + b">")
-    if response.code not in (250, 251):
-        raise SMTPRecipientRefused(response.code, response.message, address)
+def rcpt_to(address: str) -> bytes:
+    return b"RCPT TO:<" + _address(address) + b">\r\n"
+
+
+def _address(address: str) -> bytes:
+    encoded = address.encode("ascii")  # UnicodeEncodeError is a ValueError
+    if any(c in encoded for c in b"\r\n<>"):
+        raise ValueError(f"{address!r} cannot be written in an SMTP command")
+    return encoded
 
 
 def dot_stuff(data: bytes) -> bytes:
@@ -46,26 +56,122 @@ def dot_stuff(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-async def send_data(client: aiosmtplib.SMTP, data: bytes) -> SMTPResponse:
-    """DATA with a CRLF-only message; the final reply, or SMTPDataError on any but 250."""
-    protocol = client.protocol
-    lock = getattr(protocol, "_command_lock", None)
-    if protocol is None or lock is None or not hasattr(protocol, "_response_pending"):
-        return await client.data(data)
-    payload = dot_stuff(data)
-    try:
-        async with lock:
-            protocol._response_pending = True
-            protocol.write(b"DATA\r\n")
-            start = await protocol.read_response(timeout=client.timeout)
-            if start.code != 354:
-                raise SMTPDataError(start.code, start.message)
-            protocol._response_pending = True
-            protocol.write(payload)
-            done = await protocol.read_response(timeout=client.timeout)
-            if done.code != 250:
-                raise SMTPDataError(done.code, done.message)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-        client.close()
-        raise
-    return done
+class Wire(asyncio.Protocol):
+    """An SMTP client connection's byte stream: write commands, read replies in order."""
+
+    def __init__(self, transport: asyncio.Transport, timeout: float | None) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.buffer = bytearray()
+        self.replies: deque[tuple[int, str]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost: Exception | None = None
+
+    @classmethod
+    def take_over(cls, client: aiosmtplib.SMTP) -> Wire:
+        """Move a connected, greeted aiosmtplib client's transport to a new Wire."""
+        transport = client.transport
+        if transport is None or transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        wire = cls(transport, client.timeout)  # type: ignore[arg-type]
+        transport.set_protocol(wire)
+        client.transport = client.protocol = None  # the client no longer owns the connection
+        return wire
+
+    @property
+    def open(self) -> bool:
+        return self.lost is None and not self.transport.is_closing()
+
+    def write(self, *chunks: bytes) -> None:
+        if not self.open:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        self.transport.writelines(chunks)
+
+    async def reply(self) -> tuple[int, str]:
+        """The next reply (code, text; a multi-line text joined with newlines)."""
+        if not self.replies:
+            if self.lost is not None:
+                raise self.lost
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter = loop.create_future()
+            timer = loop.call_later(self.timeout, self._time_out) if self.timeout else None
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return self.replies.popleft()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        buffer = self.buffer
+        start = 0
+        while True:  # every complete reply in the buffer
+            end = _reply_end(buffer, start)
+            if end < 0:
+                break
+            lines = bytes(buffer[start:end]).split(b"\n")[:-1]
+            text = "\n".join(line[4:].strip(b" \t\r").decode("utf-8", "surrogateescape")
+                             for line in lines)
+            try:
+                code = int(lines[0][:3])
+            except ValueError:
+                self._lose(aiosmtplib.SMTPServerDisconnected(
+                    f"malformed reply: {bytes(lines[0][:80])!r}"))
+                return
+            self.replies.append((code, text))
+            start = end
+        del buffer[:start]
+        if len(buffer) > MAX_REPLY:
+            self._lose(aiosmtplib.SMTPServerDisconnected("reply too long"))
+            return
+        if self.replies:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self._lose(aiosmtplib.SMTPServerDisconnected("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = aiosmtplib.SMTPServerDisconnected(f"Connection lost{f': {exc}' if exc else ''}")
+        self.lost = self.lost or error
+        self._wake()
+
+    def _lose(self, exc: Exception) -> None:
+        self.lost = self.lost or exc
+        self.transport.abort()
+        self._wake()
+
+    def _time_out(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
+
+    def _wake(self, *_: Any) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.replies:
+            waiter.set_result(None)
+        elif self.lost is not None:
+            waiter.set_exception(self.lost)
+
+
+def _reply_end(buffer: bytearray, start: int) -> int:
+    """Offset just past the reply starting at `start` ("250-..." lines then "250 ..."), or -1."""
+    while True:
+        newline = buffer.find(b"\n", start)
+        if newline < 0:
+            return -1
+        if buffer[start + 3:start + 4] != b"-":
+            return newline + 1
+        start = newline + 1

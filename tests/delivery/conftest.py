@@ -22,6 +22,9 @@
   ("server down at the start": stop it first, or use `unused_port()`).
 - `.wait_for(count, timeout)`, `.by_rcpt()`, `.parsed()` help assertions.
 - `.connections`: number of SMTP sessions opened so far.
+- `.pipelining = True`: EHLO offers PIPELINING (RFC 2920; aiosmtpd reads pipelined commands in
+  order but does not advertise it). `.grouped` counts what arrived in one read: "envelope"
+  (RCPT TO and DATA together) and "end and next envelope" (a message's end and the next MAIL).
 
 `smtp_server_factory()` starts more servers (stopped at teardown); `unused_port` is a port with
 no listener. Use the fixtures rather than `from conftest import ...`: tests/conftest.py is also
@@ -79,6 +82,8 @@ class _Handler:
                           responses: list[str]) -> list[str]:
         await self._hold_if_hung()
         session.host_name = hostname
+        if self.owner.pipelining:  # aiosmtpd reads pipelined commands but does not say so
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Any, envelope: Any, address: str,
@@ -158,6 +163,17 @@ class _Controller(Controller):
 
     def factory(self) -> SMTP:
         smtp = SMTP(self.handler, **self.SMTP_kwargs)
+        owner, received = self.owner, smtp.data_received
+
+        def data_received(data: bytes) -> None:
+            with owner.lock:  # what the client wrote together arrives together on loopback
+                if b"RCPT TO:" in data and b"DATA\r\n" in data:
+                    owner.grouped["envelope"] += 1
+                if b"\r\n.\r\nMAIL FROM:" in data:
+                    owner.grouped["end and next envelope"] += 1
+            received(data)
+
+        smtp.data_received = data_received  # type: ignore[method-assign]
         self.sessions.add(smtp)
         with self.owner.lock:
             self.owner.connections += 1
@@ -202,6 +218,8 @@ class FaultySMTPServer:
         self.drop_connection_in_data: bool | int = False
         self.lose_reply_after_data: bool | int = False
         self.hang = False
+        self.pipelining = False
+        self.grouped: Counter[str] = Counter()
         self.connections = 0
         self.rcpt_attempts: Counter[str] = Counter()
         self.data_attempts: Counter[str] = Counter()

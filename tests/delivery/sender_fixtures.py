@@ -49,7 +49,7 @@ def write_issue(workspace: Path, slug: str = "nov", languages: Sequence[str] = (
 
 def configure(workspace: Path, db_url: str, port: int, **smtp: object) -> None:
     """newsletter.toml pointing at the test database and SMTP server, with fast retries."""
-    values = {"host": "127.0.0.1", "port": port, "connections": 2, "timeout": 5.0,
+    values = {"host": "127.0.0.1", "port": port, "workers": 1, "connections": 2, "timeout": 5.0,
               "retry_delay": 0.05, "retry_window": 10.0, **smtp}
     lines = "\n".join(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"'
                       for k, v in values.items())

@@ -53,8 +53,10 @@ def _until_sending(proc: subprocess.Popen[bytes], server, count: int, timeout: f
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # seven sender processes; about 90 s on two busy cores
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelined"])
 def test_sigkill_while_messages_are_in_flight_never_duplicates_or_skips_anyone(
-        workspace, db_url, smtp_server):
+        workspace, db_url, smtp_server, pipelining):
+    smtp_server.pipelining = pipelining
     configure(workspace, db_url, smtp_server.port, connections=CONNECTIONS, rate=900.0)
     write_issue(workspace)
     emails = seed(workspace, ["en", "fr", "es", None] * (RECIPIENTS // 4))
@@ -74,6 +76,7 @@ def test_sigkill_while_messages_are_in_flight_never_duplicates_or_skips_anyone(
     out, _ = final.communicate(timeout=240)
     assert final.returncode == 0, out.decode()
     assert len(in_flight) >= KILLS, "the sender finished before it could be killed 5 times"
+    assert bool(smtp_server.grouped["end and next envelope"]) == pipelining
     assert max(in_flight) > 0, f"no kill landed with a message in flight: {in_flight}"
 
     rows = deliveries(workspace)

@@ -154,3 +154,28 @@ def test_issue_status_reports_counts_by_status_and_language_and_last_errors(
 def test_status_of_an_unknown_issue_is_one_clear_line(run):
     result = run("issue", "status", "nope", ok=False)
     assert result.exit_code == 1 and "nope" in result.output and "Traceback" not in result.output
+
+
+def test_send_picks_its_workers_for_the_machine_and_says_so(run, workspace, db_url, smtp_server):
+    import os
+
+    from newsletter.delivery.dispatch import default_workers
+
+    _setup(workspace, db_url, smtp_server, workers=0)  # [smtp] workers 0: pick
+    cores = os.cpu_count() or 1
+    picked = max(1, cores // 2)
+    out = run("send", "nov", "--yes").output
+    noun = "worker" if picked == 1 else "workers"
+    assert f"Sending with {picked} {noun} x 2 SMTP connections (picked for {cores} CPU cores)." \
+        in out
+    assert [default_workers(n) for n in (None, 1, 2, 3, 4, 8)] == [1, 1, 1, 1, 2, 4]
+
+
+def test_workers_and_connections_flags_override_the_choice(run, workspace, db_url, smtp_server):
+    _setup(workspace, db_url, smtp_server, workers=0)
+    result = run("send", "nov", "--yes", "--workers", "1", "--connections", "3")
+    assert "Sending with 1 worker x 3 SMTP connections." in result.output
+    assert len(smtp_server.messages) == 20
+    write_issue(workspace, slug="dec")
+    report = run.json("send", "dec", "--yes", "--workers", "2", "--connections", "1")
+    assert (report["workers"], report["connections"], report["sent"]) == (2, 1, 20)

@@ -1,4 +1,4 @@
-"""The fast SMTP transaction: what arrives is byte for byte what the builder made."""
+"""The SMTP transaction on the wire: bytes arrive as built, replies are read in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import aiosmtplib
 import pytest
 
-from newsletter.delivery.wire import dot_stuff, send_data, send_mail_from, send_rcpt_to
+from newsletter.delivery.wire import DATA, Wire, dot_stuff, mail_from, rcpt_to
 
 MESSAGE = (
     b"From: a@example.org\r\nTo: b@example.org\r\nSubject: dots\r\n\r\n"
@@ -20,27 +20,47 @@ def test_dot_stuffing_doubles_only_leading_dots_and_terminates():
     assert dot_stuff(b".x") == b"..x\r\n.\r\n"
 
 
-async def _transaction(port: int, rcpt: str) -> None:
+@pytest.mark.parametrize("address", ["josé@example.org", "a@example.org>\r\nRSET"])
+def test_an_address_smtp_cannot_carry_is_refused_before_anything_is_written(address):
+    with pytest.raises(ValueError):
+        rcpt_to(address)
+
+
+async def _transaction(port: int, rcpt: str, pipelined: bool) -> list[tuple[int, str]]:
+    """MAIL, RCPT, DATA (in one write or one at a time), then the message: every reply."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=5)
     await client.connect()
+    await client.ehlo()
+    wire = Wire.take_over(client)
+    commands = [mail_from("bounces+t@example.org"), rcpt_to(rcpt), DATA]
+    replies = []
     try:
-        await send_mail_from(client, "bounces+t@example.org")
-        await send_rcpt_to(client, rcpt)
-        await send_data(client, MESSAGE)
+        if pipelined:
+            wire.write(*commands)
+        for command in commands:
+            if not pipelined:
+                wire.write(command)
+            replies.append(await wire.reply())
+        if replies[-1][0] == 354:
+            wire.write(dot_stuff(MESSAGE))
+            replies.append(await wire.reply())
     finally:
-        client.close()
+        wire.close()
+    return replies
 
 
-def test_message_with_leading_dots_arrives_unchanged(smtp_server):
-    asyncio.run(_transaction(smtp_server.port, "b@example.org"))
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_message_with_leading_dots_arrives_unchanged(smtp_server, pipelined):
+    replies = asyncio.run(_transaction(smtp_server.port, "b@example.org", pipelined))
+    assert [code for code, _text in replies] == [250, 250, 354, 250]
     (sender, rcpts, data), = smtp_server.messages
     assert sender == "bounces+t@example.org" and rcpts == ["b@example.org"]
     assert data.replace(b"\r\n", b"\n").endswith(MESSAGE.replace(b"\r\n", b"\n"))
 
 
-def test_refused_recipient_raises_the_librarys_exception(smtp_server):
+def test_replies_to_pipelined_commands_come_back_one_by_one_in_order(smtp_server):
     smtp_server.reply_for = lambda rcpt, n: "550 5.1.1 no such user"
-    with pytest.raises(aiosmtplib.SMTPRecipientRefused) as info:
-        asyncio.run(_transaction(smtp_server.port, "gone@example.org"))
-    assert info.value.code == 550
+    replies = asyncio.run(_transaction(smtp_server.port, "gone@example.org", pipelined=True))
+    assert replies[:2] == [(250, "OK"), (550, "5.1.1 no such user")]
+    assert replies[2][0] == 503 and len(replies) == 3  # DATA without a recipient
     assert smtp_server.messages == []
