@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
 from typing import Any
 
@@ -47,6 +48,15 @@ def json_text(value: dict[str, Any]) -> str:
     except TypeError:  # a key or value that is not a string
         return json.dumps(value)
     return "{" + ", ".join(items) + "}"
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    """Stored JSON text parsed, once per distinct text (many subscribers share theirs).
+
+    Callers only read the result; it is shared between rows.
+    """
+    return json.loads(text)
 
 
 class Bulk:
@@ -129,9 +139,7 @@ class Bulk:
     # -- plumbing ------------------------------------------------------------------------
 
     def _attributes(self, value: Any) -> dict[str, Any]:
-        if isinstance(value, str):
-            value = json.loads(value)
-        return value or {}
+        return (_parsed(value) if isinstance(value, str) else value) or {}
 
     def _chunks(self, values: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
         """(chunk, the SQL that follows the column) for `column IN chunk`, per engine."""
