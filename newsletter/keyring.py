@@ -21,7 +21,6 @@ and such a dump already holds every subscriber's address in clear.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -41,7 +40,7 @@ class KeyringError(NewsletterError):
 
 def address_hash(email: str, key: str) -> str:
     """Keyed hash of a normalized address, as kept on the suppression list."""
-    return hmac.new(key.encode(), email.lower().encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), email.lower().encode(), "sha256").hex()
 
 
 def link_signer(settings: Settings) -> Signer:

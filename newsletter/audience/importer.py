@@ -49,6 +49,7 @@ from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
 
 FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
+FORMULA_START = frozenset("=@+-\t\r")
 MAX_CELL = 1000
 
 
@@ -137,39 +138,49 @@ class RowChecker:
     fallback_language: bool = False
     check_dns: bool = False
 
+    def __post_init__(self) -> None:
+        c = self.columns
+        missing = c.width  # cells are padded to one past the header: a column not in the file
+
+        def at(i: int | None) -> int:
+            return missing if i is None else i
+
+        self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
+        self._languages: dict[str, tuple[str, str]] = {}
+
     def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
         """(row or None, email shown in the report, reasons or warnings)."""
-        def cell(i: int | None) -> str:
-            return cells[i].strip() if i is not None and i < len(cells) else ""
-
-        raw_email = cell(self.columns.email)
+        at_email, at_name, at_surname, at_language = self._at
         problem = self._cells_problem(cells)
+        if len(cells) <= self.columns.width:
+            cells = cells + [""] * (self.columns.width + 1 - len(cells))
+        raw_email = cells[at_email].strip()
         if problem:
             return None, shown(raw_email), [problem]
         try:
             email = normalize_email(raw_email, check_dns=self.check_dns)
         except AddressError as exc:
             return None, shown(raw_email), [str(exc)]
-        warnings: list[str] = []
-        for label, value in [("name", cell(self.columns.name)),
-                             ("name", cell(self.columns.surname)),
-                             *((h, cell(i)) for i, h in self.columns.extra)]:
-            if FORMULA.match(value):
+        first, last = cells[at_name].strip(), cells[at_surname].strip()
+        extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
+        for label, value in [("name", first), ("name", last), *extra]:
+            if value and value[0] in FORMULA_START and FORMULA.match(value):
                 return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
-        raw_name = " ".join(p for p in (cell(self.columns.name), cell(self.columns.surname)) if p)
+        warnings: list[str] = []
+        raw_name = f"{first} {last}" if first and last else first or last
         try:
             name = clean_name(raw_name)
         except ValidationError as exc:
             return None, email, [str(exc)]
-        if name != raw_name.strip():
+        if name != raw_name:
             warnings.append("line breaks or extra spaces in the name were collapsed")
-        raw_language = cell(self.columns.language)
+        raw_language = cells[at_language].strip()
         language, problem = self.language(raw_language)
         if problem and not language:
             return None, email, [problem]
         if problem:
             warnings.append(problem)
-        attrs = {h: cell(i) for i, h in self.columns.extra if cell(i)}
+        attrs = {h: value for h, value in extra if value}
         return NewRow(email=email, name=name, language=language, attributes=attrs, line=line,
                       default_language=not raw_language), email, warnings
 
@@ -179,10 +190,11 @@ class RowChecker:
         if len(cells) > width and any(c.strip() for c in cells[width:]):
             return (f"{len(cells)} cells but the header has {width} columns "
                     "(quote any cell that contains the delimiter)")
-        if max(map(len, cells), default=0) > MAX_CELL:
+        text = "".join(cells)
+        if len(text) > MAX_CELL and max(map(len, cells)) > MAX_CELL:
             i = next(i for i, value in enumerate(cells) if len(value) > MAX_CELL)
             return f"{self._label(i)} is longer than {MAX_CELL} characters"
-        if not CONTROL.search("".join(cells)):
+        if not CONTROL.search(text):
             return ""
         for i, value in enumerate(cells):
             if match := CONTROL.search(value):
@@ -204,6 +216,14 @@ class RowChecker:
 
     def language(self, raw: str) -> tuple[str, str]:
         """(code or '', problem or ''): a code, a regional variant or a name like 'Français'."""
+        known = self._languages.get(raw)
+        if known is None:
+            known = self._language(raw)
+            if len(self._languages) < 1000:  # a file names few languages, however it spells them
+                self._languages[raw] = known
+        return known
+
+    def _language(self, raw: str) -> tuple[str, str]:
         languages = self.languages
         try:
             return languages.accept(raw, REJECT), ""
@@ -211,6 +231,11 @@ class RowChecker:
             if self.fallback_language:
                 return languages.default, f"{exc}; using {languages.default!r}"
             return "", str(exc)
+
+
+def blank(cells: list[str]) -> bool:
+    """No cell holds anything but whitespace (a blank line, or only delimiters)."""
+    return not "".join(cells).strip()
 
 
 def shown(text: str) -> str:
@@ -257,7 +282,7 @@ class Importer:
                                   "the column with --column language=HEADER")
         stream.seek(0)
         rows = read_records(stream)
-        next(r for r in rows if r.problem or any(c.strip() for c in r.cells))  # the header
+        next(r for r in rows if r.problem or not blank(r.cells))  # the header
         single = self.dry_run or self.strict
         with self.engine.connect() as conn:
             transaction = conn.begin() if single else None
@@ -273,7 +298,7 @@ class Importer:
 
     def _columns(self, stream: IO[bytes]) -> Columns:
         first = next((r for r in read_records(stream)
-                      if r.problem or any(c.strip() for c in r.cells)), None)
+                      if r.problem or not blank(r.cells)), None)
         if first is None:
             raise ImportFileError("the file is empty")
         if first.problem:
@@ -285,7 +310,7 @@ class Importer:
         columns = checker.columns
         plan = ImportPlan(columns.describe(), default_language=self.lst.default_language,
                           list_languages=tuple(self.lst.languages))
-        records = (r for r in rows if r.problem or any(c.strip() for c in r.cells))
+        records = (r for r in rows if r.problem or not blank(r.cells))
         next(records, None)  # the header
         at = columns.language
         for record in records:
@@ -304,7 +329,7 @@ class Importer:
     def _batches(self, rows: Iterator[Record], checker: RowChecker):
         batch: dict[str, NewRow] = {}
         for record in rows:
-            if not record.problem and not any(c.strip() for c in record.cells):
+            if not record.problem and blank(record.cells):
                 continue
             self.report.rows += 1
             row, email, notes = (checker.check(record.line, record.cells) if not record.problem

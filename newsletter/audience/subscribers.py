@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, and_, insert, select, update
 
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.language import REJECT, ListLanguages
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
+from newsletter.db.bulk import Bulk
 from newsletter.db.models import utcnow
 from newsletter.db.tables import EVENTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.errors import NotFoundError, ValidationError
@@ -66,120 +67,58 @@ def suppressed_hashes(conn: Connection, hashes: list[str]) -> set[str]:
     return set(conn.scalars(select(col).where(col.in_(hashes))))
 
 
-def _changes(row: NewRow, existing: Any) -> dict[str, Any]:
+def _changes(row: NewRow, name: str, language: str | None,
+             attributes: dict[str, Any]) -> dict[str, Any]:
+    """What a row changes on a known subscriber with this name, language and attributes."""
     changes: dict[str, Any] = {}
-    if row.name and row.name != existing.name:
+    if row.name and row.name != name:
         changes["name"] = row.name
-    if row.language and row.language != existing.language and not (
-            row.default_language and existing.language):
+    if row.language and row.language != language and not (row.default_language and language):
         changes["language"] = row.language
     if row.attributes:
-        merged = {**(existing.attributes or {}), **row.attributes}
-        if merged != (existing.attributes or {}):
+        merged = {**attributes, **row.attributes}
+        if merged != attributes:
             changes["attributes"] = merged
     return changes
 
 
-def _upsert_subscribers(
-    conn: Connection, rows: list[NewRow], counts: MergeCounts
-) -> dict[str, int]:
-    emails = [r.email for r in rows]
-    existing = {
-        r.email: r
-        for r in conn.execute(
-            select(
-                SUBSCRIBERS.c.id,
-                SUBSCRIBERS.c.email,
-                SUBSCRIBERS.c.name,
-                SUBSCRIBERS.c.language,
-                SUBSCRIBERS.c.attributes,
-            ).where(SUBSCRIBERS.c.email.in_(emails))
-        )
-    }
-    now = utcnow()
+def _upsert_subscribers(db: Bulk, rows: list[NewRow], now: Any,
+                        counts: MergeCounts) -> dict[str, int]:
+    """Create the new addresses, update the known ones; returns email -> subscriber id."""
+    existing = db.subscribers([r.email for r in rows])
     new = [r for r in rows if r.email not in existing]
-    if new:
-        conn.execute(
-            insert(SUBSCRIBERS),
-            [
-                dict(email=r.email, name=r.name, language=r.language or None,
-                     attributes=r.attributes, created_at=now, updated_at=now)
-                for r in new
-            ],
-        )
+    db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
+                          now)
     counts.created += len(new)
     updates = []
     for r in rows:
-        if r.email in existing:
-            changes = _changes(r, existing[r.email])
-            if changes:
-                full = {"name": existing[r.email].name, "language": existing[r.email].language,
-                        "attributes": existing[r.email].attributes or {}}
-                full.update(changes)
-                updates.append({"b_id": existing[r.email].id, "updated_at": now, **full})
-            else:
-                counts.unchanged += 1
-    if updates:
-        conn.execute(
-            update(SUBSCRIBERS)
-            .where(SUBSCRIBERS.c.id == bindparam("b_id"))
-            .values(
-                name=bindparam("name"),
-                language=bindparam("language"),
-                attributes=bindparam("attributes"),
-                updated_at=bindparam("updated_at"),
-            ),
-            updates,
-        )
+        known = existing.get(r.email)
+        if known is None:
+            continue
+        sid, name, language, attributes = known
+        changes = _changes(r, name, language, attributes)
+        if changes:
+            updates.append((sid, changes.get("name", name), changes.get("language", language),
+                            changes.get("attributes", attributes)))
+        else:
+            counts.unchanged += 1
+    db.update_subscribers(updates, now)
     counts.updated += len(updates)
-    ids = dict(
-        conn.execute(
-            select(SUBSCRIBERS.c.email, SUBSCRIBERS.c.id).where(
-                SUBSCRIBERS.c.email.in_(emails)
-            )
-        ).all()
-    )
+    ids = {email: known[0] for email, known in existing.items()}
+    ids.update(db.subscriber_ids([r.email for r in new]))
     return ids
 
 
-def _upsert_subscriptions(
-    conn: Connection,
-    lst: ListInfo,
-    ids: dict[str, int],
-    *,
-    confirmed: bool,
-    source: str,
-    counts: MergeCounts,
-) -> list[int]:
+def _upsert_subscriptions(db: Bulk, lst: ListInfo, ids: dict[str, int], now: Any, *,
+                          confirmed: bool, counts: MergeCounts) -> list[int]:
     """Create or confirm subscriptions; returns subscriber ids whose status changed."""
-    c = SUBSCRIPTIONS.c
-    current = dict(
-        conn.execute(
-            select(c.subscriber_id, c.status).where(
-                and_(c.list_id == lst.id, c.subscriber_id.in_(list(ids.values())))
-            )
-        ).all()
-    )
-    now = utcnow()
+    current = db.statuses(lst.id, list(ids.values()))
     status = "confirmed" if confirmed else "pending"
     fresh = [sid for sid in ids.values() if sid not in current]
-    if fresh:
-        conn.execute(
-            insert(SUBSCRIPTIONS),
-            [
-                dict(subscriber_id=sid, list_id=lst.id, status=status, created_at=now,
-                     updated_at=now, confirmed_at=now if confirmed else None)
-                for sid in fresh
-            ],
-        )
+    db.insert_subscriptions(lst.id, fresh, status, now, now if confirmed else None)
     counts.subscribed += len(fresh)
     to_confirm = [s for s, st in current.items() if confirmed and st == "pending"]
-    if to_confirm:
-        conn.execute(
-            update(SUBSCRIPTIONS)
-            .where(and_(c.list_id == lst.id, c.subscriber_id.in_(to_confirm)))
-            .values(status="confirmed", confirmed_at=now, updated_at=now)
-        )
+    db.confirm(lst.id, to_confirm, now)
     counts.confirmed += len(to_confirm) + (len(fresh) if confirmed else 0)
     counts.kept_unsubscribed += sum(1 for st in current.values() if st == "unsubscribed")
     return fresh + to_confirm
@@ -194,26 +133,25 @@ def merge_batch(
     confirmed: bool = False,
     source: str = "",
 ) -> MergeCounts:
-    """Merge validated rows into the list inside the caller's transaction."""
+    """Merge validated rows into the list inside the caller's transaction.
+
+    The writes go through newsletter.db.bulk (driver calls, the batch's time formatted once).
+    """
     counts = MergeCounts()
+    db = Bulk(conn)
     hashes = {r.email: address_hash(r.email, address_key) for r in rows}
-    blocked = suppressed_hashes(conn, list(hashes.values()))
+    blocked = db.suppressed(list(hashes.values()))
     if blocked:
         counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
         rows = [r for r in rows if hashes[r.email] not in blocked]
     if not rows:
         return counts
-    ids = _upsert_subscribers(conn, rows, counts)
-    changed = _upsert_subscriptions(conn, lst, ids, confirmed=confirmed, source=source,
-                                    counts=counts)
-    if changed:
-        kind = "import-confirmed" if confirmed else "import"
-        now = utcnow()
-        conn.execute(
-            insert(EVENTS),
-            [dict(kind=kind, subscriber_id=sid, list_id=lst.id, created_at=now, source=source,
-                  data={"status": "confirmed" if confirmed else "pending"}) for sid in changed],
-        )
+    now = db.now()
+    ids = _upsert_subscribers(db, rows, now, counts)
+    changed = _upsert_subscriptions(db, lst, ids, now, confirmed=confirmed, counts=counts)
+    status = "confirmed" if confirmed else "pending"
+    db.insert_events("import-confirmed" if confirmed else "import", lst.id, changed, now,
+                     source, {"status": status})
     return counts
 
 

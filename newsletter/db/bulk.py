@@ -1,0 +1,176 @@
+"""The subscriber merge's reads and writes as plain driver calls, for SQLite and PostgreSQL.
+
+A CSV import writes millions of values. Through SQLAlchemy Core each value passes through its
+type's processing (a datetime is converted, then formatted, once per row and column), which cost
+more than SQLite's own inserts. Here each statement is written once, per engine, and a batch's
+rows go to the driver's `executemany` as tuples, with the batch's one timestamp formatted once.
+
+What the driver receives is what SQLAlchemy would have sent for the same columns: timestamps as
+naive UTC (SQLite: the text SQLAlchemy stores, 'YYYY-MM-DD HH:MM:SS.ffffff'; PostgreSQL: a naive
+datetime), JSON as the text `json.dumps` writes. Everything runs inside the caller's
+transaction, and a driver error is raised as SQLAlchemy's DBAPIError, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii as encode_string  # type: ignore[attr-defined]
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from newsletter.db.engine import sqlite_time
+from newsletter.db.models import utcnow
+
+# SQLite binds at most 32,766 values per statement; PostgreSQL takes a whole array as one.
+CHUNK = 5000
+
+SUBSCRIBER_COLUMNS = "id, email, name, language, attributes"
+# `?j` marks a JSON value: PostgreSQL gets the text cast to json.
+INSERT_SUBSCRIBER = ("INSERT INTO subscribers (email, name, language, attributes, created_at, "
+                     "updated_at) VALUES (?, ?, ?, ?j, ?, ?)")
+UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes = ?j, "
+                     "updated_at = ? WHERE id = ?")
+INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                       "updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?)")
+INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
+                "VALUES (?, ?, ?, ?, ?, ?j)")
+
+
+def json_text(value: dict[str, Any]) -> str:
+    """`json.dumps(value)`, as SQLAlchemy stores a JSON column; quicker for str -> str."""
+    try:
+        items = [encode_string(k) + ": " + encode_string(v) for k, v in value.items()]
+    except TypeError:  # a key or value that is not a string
+        return json.dumps(value)
+    return "{" + ", ".join(items) + "}"
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    """Stored JSON text parsed, once per distinct text (many subscribers share theirs).
+
+    Callers only read the result; it is shared between rows.
+    """
+    return json.loads(text)
+
+
+class Bulk:
+    """The merge's statements on one connection, in the dialect of its engine."""
+
+    def __init__(self, conn: Connection) -> None:
+        if not conn.in_transaction():
+            conn.begin()  # as SQLAlchemy's own first statement would: the caller commits it
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # an open Connection has its driver connection
+        self.cursor = raw.cursor()
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.error: type[Exception] = conn.dialect.loaded_dbapi.Error
+
+    def now(self) -> Any:
+        """The current time, once, in the form the driver stores for a naive-UTC column."""
+        value = utcnow()
+        return sqlite_time(value) if self.sqlite else value.replace(tzinfo=None)
+
+    def time(self, value: datetime) -> Any:
+        """A datetime as the driver stores it (naive UTC)."""
+        return sqlite_time(value) if self.sqlite else value
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these keyed address hashes are on the suppression list."""
+        sql = "SELECT email_hash FROM suppressions WHERE email_hash {}"
+        return {h for (h,) in self._select_in(sql, hashes)}
+
+    def subscribers(self, emails: Sequence[str]) -> dict[str, tuple[int, str, str | None,
+                                                                    dict[str, Any]]]:
+        """email -> (id, name, language, attributes) for the known ones among these."""
+        sql = f"SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email {{}}"
+        return {email: (sid, name, language, self._attributes(attrs))
+                for sid, email, name, language, attrs in self._select_in(sql, emails)}
+
+    def subscriber_ids(self, emails: Sequence[str]) -> dict[str, int]:
+        """email -> id for the known ones among these."""
+        return dict(self._select_in("SELECT email, id FROM subscribers WHERE email {}", emails))
+
+    def statuses(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
+        """subscriber id -> subscription status on the list, for the subscribed ones."""
+        sql = ("SELECT subscriber_id, status FROM subscriptions "
+               "WHERE list_id = ? AND subscriber_id {}")
+        return dict(self._select_in(sql, ids, list_id))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def insert_subscribers(self, rows: Iterable[tuple[str, str, str | None, dict[str, Any]]],
+                           now: Any) -> None:
+        """New subscribers from (email, name, language, attributes); created/updated `now`."""
+        self._many(INSERT_SUBSCRIBER, [(email, name, language, json_text(attrs), now, now)
+                                       for email, name, language, attrs in rows])
+
+    def update_subscribers(self, rows: Iterable[tuple[int, str, str | None, dict[str, Any]]],
+                           now: Any) -> None:
+        """Set name, language and attributes from (id, name, language, attributes)."""
+        self._many(UPDATE_SUBSCRIBER, [(name, language, json_text(attrs), now, sid)
+                                       for sid, name, language, attrs in rows])
+
+    def insert_subscriptions(self, list_id: int, ids: Iterable[int], status: str, now: Any,
+                             confirmed_at: Any) -> None:
+        self._many(INSERT_SUBSCRIPTION,
+                   [(sid, list_id, status, now, now, confirmed_at) for sid in ids])
+
+    def confirm(self, list_id: int, ids: Sequence[int], now: Any) -> None:
+        """Mark these subscriptions confirmed (now)."""
+        sql = ("UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?, updated_at = ? "
+               "WHERE list_id = ? AND subscriber_id {}")
+        for chunk, marks in self._chunks(ids):
+            self._execute(sql.format(marks), (now, now, list_id, *chunk))
+
+    def insert_events(self, kind: str, list_id: int, ids: Iterable[int], now: Any, source: str,
+                      data: dict[str, Any]) -> None:
+        """One audit event per subscriber id, all with the same kind, source and data."""
+        payload = json_text(data)
+        self._many(INSERT_EVENT, [(kind, sid, list_id, now, source, payload) for sid in ids])
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _attributes(self, value: Any) -> dict[str, Any]:
+        return (_parsed(value) if isinstance(value, str) else value) or {}
+
+    def _chunks(self, values: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
+        """(chunk, the SQL that follows the column) for `column IN chunk`, per engine."""
+        if not self.sqlite:
+            if values:
+                yield (list(values),), "= ANY(?)"
+            return
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start:start + CHUNK]
+            yield chunk, f"IN ({', '.join('?' * len(chunk))})"
+
+    def _select_in(self, sql: str, values: Sequence[Any], *before: Any) -> Iterator[Any]:
+        for chunk, marks in self._chunks(values):
+            self._execute(sql.format(marks), (*before, *chunk))
+            yield from self.cursor.fetchall()
+
+    def _sql(self, sql: str) -> str:
+        if self.sqlite:
+            return sql.replace("?j", "?")
+        return sql.replace("?j", "CAST(? AS json)").replace("?", "%s")
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        try:
+            self.cursor.execute(self._sql(sql), params)
+        except self.error as exc:
+            raise DBAPIError.instance(sql, params, exc, self.error) from exc
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        try:
+            self.cursor.executemany(self._sql(sql), rows)
+        except self.error as exc:
+            raise DBAPIError.instance(sql, None, exc, self.error) from exc
