@@ -10,7 +10,17 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from newsletter.audience.language import list_languages
+from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.delivery import queue as q
+
+
+def reading(default: str):
+    """The seeded list's languages (en, fr, es) with this default for everyone else."""
+    return list_languages(["en", "fr", "es"], default)
+
+
+READERS = reading("en")
 
 DEAD = f"{socket.gethostname()[:32]}:999999:dead"  # no such pid on this host
 DEAD_TOO = f"{socket.gethostname()[:32]}:999998:dead"
@@ -32,18 +42,18 @@ class QueueDb:
                 list_id: int = 1) -> int:
         with q.write_tx(self.engine) as conn, conn.begin():
             return q.enqueue(conn, self.engine, issue_id=issue_id, list_id=list_id,
-                             default_language="en", address_key=self.key, mapping=mapping)
+                             languages=READERS, address_key=self.key, mapping=mapping)
 
     def rows(self) -> dict[int, Any]:
         with self.engine.connect() as conn:
-            return {r.id: r for r in conn.execute(select(q.D).order_by(q.D.c.id))}
+            return {r.id: r for r in conn.execute(select(DELIVERIES).order_by(DELIVERIES.c.id))}
 
     def ids(self, issue_id: int) -> list[int]:
         return [i for i, r in self.rows().items() if r.issue_id == issue_id]
 
     def set(self, ids: list[int], **values: object) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(q.D).where(q.D.c.id.in_(ids)).values(**values))
+            conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(ids)).values(**values))
 
     def claim(self, issue_id: int, worker: str = "h:1:me", limit: int = 100,
               lease: float = 60) -> list[q.Claimed]:
@@ -51,7 +61,7 @@ class QueueDb:
 
     def issue_row(self, issue_id: int) -> Any:
         with self.engine.connect() as conn:
-            return conn.execute(select(q.ISSUES).where(q.ISSUES.c.id == issue_id)).one()
+            return conn.execute(select(ISSUES).where(ISSUES.c.id == issue_id)).one()
 
 
 def near(value: datetime | None, expected: datetime, slack: float = 5.0) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, select, update
 
 from newsletter.db.engine import sqlite_time
 from newsletter.db.models import utcnow
+from newsletter.db.tables import EDITIONS
 from newsletter.delivery import journal as j
 from newsletter.delivery import queue as q
 from tests.delivery.queue_fixtures import edition, near
@@ -120,12 +121,12 @@ def test_the_first_send_of_a_language_stamps_its_edition_once(kind, db):
     with q.write_tx(db.engine) as conn, conn.begin():
         q.store_editions(conn, issue_id, [edition(lang, lang) for lang in ("en", "fr", "es")])
         q.store_editions(conn, other, [edition("en", "x")])
-        conn.execute(update(q.EDITIONS).where(q.EDITIONS.c.language == "fr")
+        conn.execute(update(EDITIONS).where(EDITIONS.c.language == "fr")
                      .values(sent_at=earlier))
     started = utcnow()
     _commit(_writer(kind, db.engine), (issue_id, "w", [], [], [], ["en", "fr"]))
     with db.engine.connect() as conn:
-        rows = conn.execute(q.EDITIONS.select().order_by(q.EDITIONS.c.id)).all()
+        rows = conn.execute(EDITIONS.select().order_by(EDITIONS.c.id)).all()
     assert near(rows[0].sent_at, started) and rows[0].sent_at.tzinfo is not None
     assert [r.sent_at for r in rows[1:]] == [earlier, None, None]
 
@@ -183,7 +184,7 @@ def test_each_journal_statement_does_what_its_name_says(db):
         ("sent", 0, "h:1:me"), ("queued", 0, None)]
     assert near(rows[ids[0]].sent_at, now) and rows[ids[1]].next_attempt_at == retry
     with db.engine.connect() as c:
-        sent_at = dict(c.execute(select(q.EDITIONS.c.language, q.EDITIONS.c.sent_at)).all())
+        sent_at = dict(c.execute(select(EDITIONS.c.language, EDITIONS.c.sent_at)).all())
     assert sent_at["en"] is None and near(sent_at["fr"], now)
 
 

@@ -15,11 +15,13 @@ from datetime import timedelta, timezone
 import pytest
 from sqlalchemy import literal, select, update
 
+from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
+from newsletter.db.tables import DELIVERIES, EDITIONS, ISSUES, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.delivery import queue as q
 from newsletter.delivery.liveness import worker_name
 from newsletter.keyring import address_hash
-from tests.delivery.queue_fixtures import DEAD, DEAD_TOO, FAR, edition, near
+from tests.delivery.queue_fixtures import DEAD, DEAD_TOO, FAR, READERS, edition, near, reading
 from tests.delivery.sender_fixtures import seed, suppress
 
 # ---------------------------------------------------------------- hashing and the audience
@@ -43,41 +45,58 @@ def test_audience_is_the_confirmed_unsuppressed_subscribers_of_the_list_in_their
     seed(db.workspace, ["fr"], list_slug="other", start=20)
     suppress(db.workspace, emails[3].upper())
     with db.engine.connect() as conn:
-        rows = conn.execute(q.audience(db.engine, 1, "de", db.key).order_by(q.S.c.id)).all()
+        rows = conn.execute(
+            q.audience(db.engine, 1, reading("de"), db.key).order_by(SUBSCRIBERS.c.id)
+        ).all()
     assert [(r.email, r.name, r.lang) for r in rows] == [
-        (emails[0], "Reader 0", "fr"), (emails[1], "Reader 1", "de"),
-        (emails[2], "Reader 2", "es")]
+        (emails[0], "Reader 0", "fr"),
+        (emails[1], "Reader 1", "de"),
+        (emails[2], "Reader 2", "es"),
+    ]
     assert rows[0].attributes == {}
 
 
 def test_count_by_language_counts_the_audience_and_with_an_issue_only_those_not_enqueued(db):
     seed(db.workspace, ["fr", None, "en", "fr"])
-    assert q.count_by_language(db.engine, 1, "en", db.key, None) == {"en": 2, "fr": 2}
+    assert q.count_by_language(db.engine, 1, reading("en"), db.key, None) == {"en": 2, "fr": 2}
     issue_id = db.issue()
     db.enqueue(issue_id)
     seed(db.workspace, ["fr", "es"], start=10)
     other = db.issue("dec")  # another issue's rows do not count as enqueued for this one
-    assert q.count_by_language(db.engine, 1, "en", db.key, issue_id) == {"fr": 1, "es": 1}
-    assert q.count_by_language(db.engine, 1, "en", db.key, other) == {
-        "en": 2, "fr": 3, "es": 1}
+    assert q.count_by_language(db.engine, 1, reading("en"), db.key, issue_id) == {"fr": 1, "es": 1}
+    assert q.count_by_language(db.engine, 1, reading("en"), db.key, other) == {
+        "en": 2,
+        "fr": 3,
+        "es": 1,
+    }
 
 
 def _streamed(db, batch=1000, pending=None):
-    batches = list(q.stream_audience(db.engine, 1, "de", db.key, batch=batch, pending=pending))
+    batches = list(
+        q.stream_audience(db.engine, 1, reading("de"), db.key, batch=batch, pending=pending)
+    )
     return [len(b) for b in batches], [r.email for b in batches for r in b]
 
 
 def test_stream_audience_pages_through_everyone_in_order(db):
     emails = seed(db.workspace, ["en", "fr", "es", None, "fr"])
     with db.engine.begin() as conn:  # PostgreSQL now stores their rows last
-        conn.execute(update(q.S).where(q.S.c.id == 1).values(name="First"))
-        conn.execute(update(q.SUB).where(q.SUB.c.subscriber_id == 1).values(updated_at=utcnow()))
+        conn.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == 1).values(name="First"))
+        conn.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.subscriber_id == 1)
+            .values(updated_at=utcnow())
+        )
     assert _streamed(db, batch=2) == ([2, 2, 1], emails)
     assert _streamed(db) == ([5], emails)
-    rows = next(q.stream_audience(db.engine, 1, "de", db.key))
+    rows = next(q.stream_audience(db.engine, 1, reading("de"), db.key))
     assert [(r.id, r.name, r.lang) for r in rows] == [
-        (1, "First", "en"), (2, "Reader 1", "fr"), (3, "Reader 2", "es"), (4, "Reader 3", "de"),
-        (5, "Reader 4", "fr")]
+        (1, "First", "en"),
+        (2, "Reader 1", "fr"),
+        (3, "Reader 2", "es"),
+        (4, "Reader 3", "de"),
+        (5, "Reader 4", "fr"),
+    ]
 
 
 def test_stream_audience_with_pending_yields_only_whom_the_send_would_mail(db):
@@ -100,7 +119,9 @@ def test_stream_audience_with_pending_yields_only_whom_the_send_would_mail(db):
     assert _streamed(db, pending=resume)[1] == [emails[2], emails[5], emails[6]]
     force = q.Pending(issue_id, True, q.OPEN, due_by)
     assert _streamed(db, batch=1, pending=force) == (
-        [1, 1, 1, 1], [emails[2], emails[5], emails[6], *later])
+        [1, 1, 1, 1],
+        [emails[2], emails[5], emails[6], *later],
+    )
     unknown_too = q.Pending(issue_id, False, (*q.OPEN, "unknown"), due_by)
     assert _streamed(db, pending=unknown_too)[1] == [emails[2], emails[3], emails[5], emails[6]]
     other = q.Pending(db.issue("dec"), False, q.OPEN, due_by)
@@ -123,21 +144,35 @@ def test_open_issue_creates_a_draft_once_and_then_finds_it(db):
 
 
 def test_enqueue_adds_one_queued_row_per_recipient_in_the_mapped_language(db):
-    emails = seed(db.workspace, ["en", "de", "es", None])
+    # Reader 2 reads Spanish, which the mapping sends the French edition.
+    emails = seed(db.workspace, ["en", "es", "fr", None])
     seed(db.workspace, ["en"], status="pending", start=10)
     suppress(db.workspace, emails[2])
     issue_id = db.issue()
     started = utcnow()
     with q.write_tx(db.engine) as conn, conn.begin():
-        if db.engine.dialect.name == "postgresql":  # a session in another time zone
+        if not is_sqlite(db.engine):  # a session in another time zone
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Tokyo'")
-        assert q.enqueue(conn, db.engine, issue_id=issue_id, list_id=1, default_language="en",
-                         address_key=db.key, mapping={"en": "en", "de": "fr"}) == 3
+        assert (
+            q.enqueue(
+                conn,
+                db.engine,
+                issue_id=issue_id,
+                list_id=1,
+                languages=READERS,
+                address_key=db.key,
+                mapping={"en": "en", "es": "fr"},
+            )
+            == 3
+        )
     rows = list(db.rows().values())
-    assert [(r.subscriber_id, r.language, r.status, r.attempts, r.list_id, r.issue_id)
-            for r in rows] == [(1, "en", "queued", 0, 1, issue_id),
-                               (2, "fr", "queued", 0, 1, issue_id),
-                               (4, "en", "queued", 0, 1, issue_id)]
+    assert [
+        (r.subscriber_id, r.language, r.status, r.attempts, r.list_id, r.issue_id) for r in rows
+    ] == [
+        (1, "en", "queued", 0, 1, issue_id),
+        (2, "fr", "queued", 0, 1, issue_id),
+        (4, "en", "queued", 0, 1, issue_id),
+    ]
     assert all(near(r.created_at, started) and r.worker is None for r in rows)
     assert db.enqueue(issue_id) == 0  # nobody gets a second row
     seed(db.workspace, ["es"], start=20)
@@ -153,7 +188,7 @@ def test_issue_status_stamps_the_first_start_and_the_end(db):
     row = db.issue_row(paused)
     assert (row.status, row.started_at, row.sent_at) == ("paused", None, None)
     with q.write_tx(db.engine) as conn, conn.begin():
-        if db.engine.dialect.name == "postgresql":  # a session in another time zone
+        if not is_sqlite(db.engine):  # a session in another time zone
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Tokyo'")
         q.set_issue_status(conn, issue_id, "sending")
     first = db.issue_row(issue_id).started_at
@@ -175,14 +210,16 @@ def test_store_editions_inserts_then_refreshes_and_keeps_the_first_sent_time(db)
     with q.write_tx(db.engine) as conn, conn.begin():
         q.store_editions(conn, issue_id, [edition("en", "h1"), edition("fr", "h2")])
         q.store_editions(conn, other, [edition("en", "o1")])
-        conn.execute(update(q.EDITIONS).values(sent_at=sent))
+        conn.execute(update(EDITIONS).values(sent_at=sent))
         q.store_editions(conn, issue_id, [edition("en", "h3", "New subject")])
         assert q.stored_hashes(conn, issue_id) == {"en": "h3", "fr": "h2"}
         assert q.stored_hashes(conn, other) == {"en": "o1"}
-        rows = conn.execute(select(q.EDITIONS).order_by(q.EDITIONS.c.id)).all()
+        rows = conn.execute(select(EDITIONS).order_by(EDITIONS.c.id)).all()
     assert [(r.issue_id, r.language, r.subject, r.number, r.sent_at) for r in rows] == [
-        (issue_id, "en", "New subject", "11", sent), (issue_id, "fr", "News", "11", sent),
-        (other, "en", "News", "11", sent)]
+        (issue_id, "en", "New subject", "11", sent),
+        (issue_id, "fr", "News", "11", sent),
+        (other, "en", "News", "11", sent),
+    ]
     assert rows[0].data == {}
 
 
@@ -192,8 +229,12 @@ def test_store_editions_inserts_then_refreshes_and_keeps_the_first_sent_time(db)
 def test_claim_leases_due_rows_in_order_and_leaves_them_queued(db):
     seed(db.workspace, ["en", "fr", "es", "en", "fr", "en"])
     with db.engine.begin() as conn:
-        conn.execute(update(q.S).where(q.S.c.id == 2).values(name="", attributes=None))
-        conn.execute(update(q.S).where(q.S.c.id == 3).values(attributes={"city": "Lyon"}))
+        conn.execute(
+            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == 2).values(name="", attributes=None)
+        )
+        conn.execute(
+            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == 3).values(attributes={"city": "Lyon"})
+        )
     issue_id = db.issue()
     db.enqueue(issue_id)
     ids = db.ids(issue_id)
@@ -207,17 +248,23 @@ def test_claim_leases_due_rows_in_order_and_leaves_them_queued(db):
     assert [c.delivery_id for c in first] == sorted(c.delivery_id for c in first)
     claimed = {c.delivery_id: c for c in first + rest}
     assert sorted(claimed) == [ids[0], ids[1], ids[2], ids[4]]
-    assert claimed[ids[0]] == q.Claimed(ids[0], 1, "reader0@example.org", "Reader 0", {}, "en",
-                                        0)
+    assert claimed[ids[0]] == q.Claimed(ids[0], 1, "reader0@example.org", "Reader 0", {}, "en", 0)
     assert (claimed[ids[1]].name, claimed[ids[1]].attributes) == ("", {})
-    assert [(claimed[i].attributes, claimed[i].attempts, claimed[i].language)
-            for i in (ids[2], ids[4])] == [({"city": "Lyon"}, 0, "es"), ({}, 3, "fr")]
+    assert [
+        (claimed[i].attributes, claimed[i].attempts, claimed[i].language) for i in (ids[2], ids[4])
+    ] == [({"city": "Lyon"}, 0, "es"), ({}, 3, "fr")]
     rows = db.rows()
-    owner = {c.delivery_id: w for w, batch in (("h:1:me", first), ("h:1:other", rest))
-             for c in batch}
+    owner = {
+        c.delivery_id: w for w, batch in (("h:1:me", first), ("h:1:other", rest)) for c in batch
+    }
     assert [(rows[i].status, rows[i].worker) for i in ids] == [
-        ("queued", owner[ids[0]]), ("queued", owner[ids[1]]), ("queued", owner[ids[2]]),
-        ("deferred", None), ("deferred", owner[ids[4]]), ("sent", None)]
+        ("queued", owner[ids[0]]),
+        ("queued", owner[ids[1]]),
+        ("queued", owner[ids[2]]),
+        ("deferred", None),
+        ("deferred", owner[ids[4]]),
+        ("sent", None),
+    ]
     assert all(near(rows[i].lease_until, now + timedelta(seconds=90)) for i in claimed)
     assert db.claim(issue_id, "h:1:third") == []  # held leases and future retries stay
 
@@ -240,19 +287,27 @@ def test_claim_skips_those_who_left_or_were_suppressed_after_enqueue(db):
     db.enqueue(issue_id)
     ids = db.ids(issue_id)
     with db.engine.begin() as conn:
-        conn.execute(update(q.SUB).where(q.SUB.c.subscriber_id == 2)
-                     .values(status="unsubscribed"))
-        conn.execute(update(q.SUB).where(q.SUB.c.subscriber_id == 4)
-                     .values(status="unsubscribed"))
+        conn.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.subscriber_id == 2)
+            .values(status="unsubscribed")
+        )
+        conn.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.subscriber_id == 4)
+            .values(status="unsubscribed")
+        )
     suppress(db.workspace, emails[2])
     claimed = db.claim(issue_id)
     assert [c.delivery_id for c in claimed] == [ids[0]]
     rows = db.rows()
-    assert [(rows[i].status, rows[i].last_reply, rows[i].worker, rows[i].lease_until)
-            for i in ids[1:]] == [
+    assert [
+        (rows[i].status, rows[i].last_reply, rows[i].worker, rows[i].lease_until) for i in ids[1:]
+    ] == [
         ("skipped", "skipped: no longer subscribed", None, None),
         ("skipped", "skipped: suppressed", None, None),
-        ("skipped", "skipped: no longer subscribed", None, None)]
+        ("skipped", "skipped: no longer subscribed", None, None),
+    ]
     assert q.remaining(db.engine, issue_id) == 1
 
 
@@ -261,7 +316,7 @@ def test_claim_skips_a_subscriber_removed_from_the_list(db):
     issue_id = db.issue()
     db.enqueue(issue_id)
     with db.engine.begin() as conn:
-        conn.execute(q.SUB.delete().where(q.SUB.c.subscriber_id == 2))
+        conn.execute(SUBSCRIPTIONS.delete().where(SUBSCRIPTIONS.c.subscriber_id == 2))
     assert [c.subscriber_id for c in db.claim(issue_id)] == [1]
     assert db.rows()[db.ids(issue_id)[1]].status == "skipped"
 
@@ -270,14 +325,27 @@ def test_claim_reads_the_subscription_to_the_issues_own_list(db):
     seed(db.workspace, ["en", "fr"])
     seed(db.workspace, [], list_slug="other")
     with db.engine.begin() as conn:  # both also joined list 2; 1 then left list 1
-        conn.execute(q.SUB.insert(), [
-            {"subscriber_id": sid, "list_id": 2, "status": "confirmed", "created_at": utcnow(),
-             "updated_at": utcnow()} for sid in (1, 2)])
+        conn.execute(
+            SUBSCRIPTIONS.insert(),
+            [
+                {
+                    "subscriber_id": sid,
+                    "list_id": 2,
+                    "status": "confirmed",
+                    "created_at": utcnow(),
+                    "updated_at": utcnow(),
+                }
+                for sid in (1, 2)
+            ],
+        )
     issue_id = db.issue()
     db.enqueue(issue_id)
     with db.engine.begin() as conn:
-        conn.execute(update(q.SUB).where(q.SUB.c.subscriber_id == 1, q.SUB.c.list_id == 1)
-                     .values(status="unsubscribed"))
+        conn.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.subscriber_id == 1, SUBSCRIPTIONS.c.list_id == 1)
+            .values(status="unsubscribed")
+        )
     assert [c.subscriber_id for c in db.claim(issue_id)] == [2]  # once, and not 1
     assert [r.status for r in db.rows().values()] == ["skipped", "queued"]
 
@@ -289,7 +357,7 @@ def test_claim_passes_over_rows_another_worker_is_claiming(db):
     db.enqueue(issue_id)
     ids = db.ids(issue_id)
     with db.engine.connect() as other:
-        other.execute(select(q.D.c.id).where(q.D.c.id == ids[0]).with_for_update())
+        other.execute(select(DELIVERIES.c.id).where(DELIVERIES.c.id == ids[0]).with_for_update())
         released = threading.Timer(3.0, other.rollback)
         released.start()
         claimed = db.claim(issue_id)
@@ -331,8 +399,11 @@ def test_remaining_counts_queued_deferred_and_in_flight_rows_of_the_issue(db):
     db.enqueue(issue_id)
     db.enqueue(other)
     ids = db.ids(issue_id)
-    for i, status in zip(ids, ["queued", "deferred", "sending", "sent", "failed", "unknown",
-                               "skipped", "queued"], strict=True):
+    for i, status in zip(
+        ids,
+        ["queued", "deferred", "sending", "sent", "failed", "unknown", "skipped", "queued"],
+        strict=True,
+    ):
         db.set([i], status=status)
     assert q.remaining(db.engine, issue_id) == 4
     db.set(db.ids(other), status="sent")
@@ -360,13 +431,22 @@ def test_recover_settles_what_dead_or_expired_workers_left_and_nothing_else(db):
     assert q.recover(db.engine, issue_id) == {"unknown": 2, "released": 2, "requeued": 0}
     rows = db.rows()
     assert [(rows[i].status, rows[i].worker) for i in ids] == [
-        ("unknown", None), ("queued", None), ("sending", alive), ("queued", alive),
-        ("unknown", None), ("deferred", None), ("sending", FAR), ("queued", FAR)]
+        ("unknown", None),
+        ("queued", None),
+        ("sending", alive),
+        ("queued", alive),
+        ("unknown", None),
+        ("deferred", None),
+        ("sending", FAR),
+        ("queued", FAR),
+    ]
     assert rows[ids[0]].last_reply == q.UNKNOWN_REPLY and rows[ids[0]].lease_until is None
     assert rows[ids[1]].lease_until is None and rows[ids[5]].lease_until is None
     assert rows[ids[5]].next_attempt_at == past
     assert [(rows[i].status, rows[i].worker) for i in others[:2]] == [
-        ("sending", DEAD_TOO), ("queued", DEAD_TOO)]
+        ("sending", DEAD_TOO),
+        ("queued", DEAD_TOO),
+    ]
 
 
 def test_recover_with_resend_unknown_queues_the_unknown_rows_again(db):
@@ -379,10 +459,17 @@ def test_recover_with_resend_unknown_queues_the_unknown_rows_again(db):
     db.set(ids[:2] + db.ids(other), status="unknown", next_attempt_at=past)
     db.set([ids[2]], status="sending", worker=DEAD, lease_until=utcnow())
     assert q.recover(db.engine, issue_id, resend_unknown=True) == {
-        "unknown": 1, "released": 0, "requeued": 3}
+        "unknown": 1,
+        "released": 0,
+        "requeued": 3,
+    }
     rows = db.rows()
     assert [(rows[i].status, rows[i].next_attempt_at) for i in ids] == [
-        ("queued", None), ("queued", None), ("queued", None), ("queued", None)]
+        ("queued", None),
+        ("queued", None),
+        ("queued", None),
+        ("queued", None),
+    ]
     assert {r.status for r in rows.values() if r.issue_id == other} == {"unknown"}
     assert len(db.claim(issue_id)) == 4
 
@@ -399,15 +486,22 @@ def test_commit_journal_marks_intents_sending_only_for_rows_still_leased_and_ope
     db.set([ids[1]], status="deferred")
     db.set([ids[2]], status="sent")
     db.set([ids[3]], worker="h:1:thief")
-    owned = q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me",
-                             intents=ids[:4], outcomes=[])  # ids[4] is held, not intended
+    owned = q.commit_journal(
+        db.engine, issue_id=issue_id, worker="h:1:me", intents=ids[:4], outcomes=[]
+    )  # ids[4] is held, not intended
     assert owned == {ids[0], ids[1]}
     rows = db.rows()
     assert [rows[i].status for i in ids] == ["sending", "sending", "sent", "queued", "queued"]
-    assert q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me",
-                            intents=[ids[0]], outcomes=[]) == set()  # already sending
-    assert q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me", intents=[],
-                            outcomes=[]) == set()
+    assert (
+        q.commit_journal(
+            db.engine, issue_id=issue_id, worker="h:1:me", intents=[ids[0]], outcomes=[]
+        )
+        == set()
+    )  # already sending
+    assert (
+        q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me", intents=[], outcomes=[])
+        == set()
+    )
 
 
 def test_commit_journal_records_each_outcome_with_its_attempt_reply_and_retry(db):
@@ -419,19 +513,31 @@ def test_commit_journal_records_each_outcome_with_its_attempt_reply_and_retry(db
     db.set(ids, attempts=2, last_reply="old")
     retry = utcnow().replace(microsecond=250000) + timedelta(minutes=4)
     started = utcnow()
-    owned = q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me", intents=[ids[5]],
-                             outcomes=[q.Outcome(ids[0], "sent", None, "en"),
-                                       q.Outcome(ids[1], "deferred", "451 later", "en", retry),
-                                       q.Outcome(ids[2], "failed", "550 no", "en"),
-                                       q.Outcome(ids[3], "queued", "421 bye", "en"),
-                                       q.Outcome(ids[4], "unknown", "lost", "en")])
+    owned = q.commit_journal(
+        db.engine,
+        issue_id=issue_id,
+        worker="h:1:me",
+        intents=[ids[5]],
+        outcomes=[
+            q.Outcome(ids[0], "sent", None, "en"),
+            q.Outcome(ids[1], "deferred", "451 later", "en", retry),
+            q.Outcome(ids[2], "failed", "550 no", "en"),
+            q.Outcome(ids[3], "queued", "421 bye", "en"),
+            q.Outcome(ids[4], "unknown", "lost", "en"),
+        ],
+    )
     assert owned == {ids[5]}
     rows = db.rows()
-    assert [(rows[i].status, rows[i].attempts, rows[i].last_reply, rows[i].worker)
-            for i in ids] == [
-        ("sent", 3, "old", None), ("deferred", 3, "451 later", None),
-        ("failed", 3, "550 no", None), ("queued", 2, "421 bye", None),
-        ("unknown", 3, "lost", None), ("sending", 2, "old", "h:1:me")]
+    assert [
+        (rows[i].status, rows[i].attempts, rows[i].last_reply, rows[i].worker) for i in ids
+    ] == [
+        ("sent", 3, "old", None),
+        ("deferred", 3, "451 later", None),
+        ("failed", 3, "550 no", None),
+        ("queued", 2, "421 bye", None),
+        ("unknown", 3, "lost", None),
+        ("sending", 2, "old", "h:1:me"),
+    ]
     assert near(rows[ids[0]].sent_at, started) and rows[ids[1]].sent_at is None
     assert rows[ids[1]].next_attempt_at == retry and rows[ids[2]].next_attempt_at is None
     assert all(rows[i].lease_until is None for i in ids[:5])
@@ -445,11 +551,20 @@ def test_commit_journal_releases_only_its_own_claims(db):
     ids = db.ids(issue_id)
     db.claim(issue_id, "h:1:me")
     db.set([ids[2]], worker="h:1:other")
-    q.commit_journal(db.engine, issue_id=issue_id, worker="h:1:me", intents=[], outcomes=[],
-                     released=[ids[0], ids[2]])
+    q.commit_journal(
+        db.engine,
+        issue_id=issue_id,
+        worker="h:1:me",
+        intents=[],
+        outcomes=[],
+        released=[ids[0], ids[2]],
+    )
     rows = db.rows()
     assert [(rows[i].worker, rows[i].lease_until is None) for i in ids] == [
-        (None, True), ("h:1:me", False), ("h:1:other", False)]
+        (None, True),
+        ("h:1:me", False),
+        ("h:1:other", False),
+    ]
     assert [c.delivery_id for c in db.claim(issue_id, "h:1:third")] == ids[:1]
 
 
@@ -460,15 +575,26 @@ def test_commit_journal_stamps_the_first_send_of_each_language_of_the_issue(db):
     with q.write_tx(db.engine) as conn, conn.begin():
         q.store_editions(conn, issue_id, [edition(lang, lang) for lang in ("en", "fr", "es")])
         q.store_editions(conn, other, [edition("en", "x")])
-        conn.execute(update(q.EDITIONS).where(q.EDITIONS.c.issue_id == issue_id,
-                                              q.EDITIONS.c.language == "fr")
-                     .values(sent_at=earlier))
+        conn.execute(
+            update(EDITIONS)
+            .where(EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == "fr")
+            .values(sent_at=earlier)
+        )
     started = utcnow()
-    q.commit_journal(db.engine, issue_id=issue_id, worker="w", intents=[], outcomes=[],
-                     sent_languages=["en", "fr"])
+    q.commit_journal(
+        db.engine,
+        issue_id=issue_id,
+        worker="w",
+        intents=[],
+        outcomes=[],
+        sent_languages=["en", "fr"],
+    )
     with db.engine.connect() as conn:
-        rows = conn.execute(select(q.EDITIONS.c.issue_id, q.EDITIONS.c.language,
-                                   q.EDITIONS.c.sent_at).order_by(q.EDITIONS.c.id)).all()
+        rows = conn.execute(
+            select(EDITIONS.c.issue_id, EDITIONS.c.language, EDITIONS.c.sent_at).order_by(
+                EDITIONS.c.id
+            )
+        ).all()
     assert near(rows[0].sent_at, started)
     assert [r.sent_at for r in rows[1:]] == [earlier, None, None]
 
@@ -493,11 +619,12 @@ def test_a_write_transaction_holds_sqlites_write_lock_from_its_begin(db):
 def test_a_write_transaction_waits_for_another_processes_lock_and_reads_do_not(db):
     seed(db.workspace, ["en"])
     issue_id = db.issue()
-    other = sqlite3.connect(db.engine.url.database, isolation_level=None,
-                            check_same_thread=False)
+    other = sqlite3.connect(db.engine.url.database, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO issues (slug, list_id, status, created_at, data) "
-                  "VALUES ('dec', 1, 'draft', '2026-12-01 00:00:00.000000', '{}')")
+    other.execute(
+        "INSERT INTO issues (slug, list_id, status, created_at, data) "
+        "VALUES ('dec', 1, 'draft', '2026-12-01 00:00:00.000000', '{}')"
+    )
     reads = []
     reader = threading.Thread(target=lambda: reads.append(q.remaining(db.engine, issue_id)))
     reader.start()
@@ -506,7 +633,8 @@ def test_a_write_transaction_waits_for_another_processes_lock_and_reads_do_not(d
     threading.Timer(0.2, other.execute, ["COMMIT"]).start()
     assert db.enqueue(issue_id) == 1  # waited, then wrote
     with db.engine.connect() as conn:
-        assert conn.execute(select(q.ISSUES.c.slug).order_by(q.ISSUES.c.id)).scalars().all() \
-            == ["nov", "dec"]
+        assert conn.execute(select(ISSUES.c.slug).order_by(ISSUES.c.id)).scalars().all() == [
+            "nov",
+            "dec",
+        ]
     other.close()
-
