@@ -23,8 +23,10 @@ def clean_name(value: str | None) -> str:
     """The name as stored; ValidationError when it is longer than MAX_NAME characters."""
     # Whitespace first (a line break becomes a space), then what is left of the invisible.
     name = " ".join((value or "").split())
-    name = "".join(ch for ch in name if ch in JOINERS or unicodedata.category(ch) not in FORMAT)
-    name = " ".join(name.split())
+    if not name.isprintable():  # only then can there be a control or format character
+        name = "".join(ch for ch in name
+                       if ch in JOINERS or unicodedata.category(ch) not in FORMAT)
+        name = " ".join(name.split())
     if len(name) > MAX_NAME:
         raise ValidationError(f"name: longer than {MAX_NAME} characters")
     return name
