@@ -326,6 +326,16 @@ def smtp_server(smtp_server_factory: Callable[..., FaultySMTPServer]) -> FaultyS
     return smtp_server_factory()
 
 
+@pytest.fixture(params=[False, True], ids=["lock-step", "pipelined"])
+def both_pipelinings(request: pytest.FixtureRequest, smtp_server: FaultySMTPServer):
+    """A test using it runs twice: against a relay without PIPELINING and one offering it
+    (RFC 2920); the pipelined run checks the pipelined path was really taken."""
+    smtp_server.pipelining = request.param
+    yield request.param
+    if request.param and smtp_server.messages:
+        assert smtp_server.grouped["envelope"] > 0
+
+
 @pytest.fixture(name="unused_port")
 def unused_port_fixture() -> int:
     """A loopback port with no listener: the relay that is down."""

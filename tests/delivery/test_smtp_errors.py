@@ -24,13 +24,8 @@ from tests.delivery.sender_fixtures import configure, seed, write_issue
 THIEF = "another-host:1:thief"
 
 
-@pytest.fixture(autouse=True, params=[False, True], ids=["lock-step", "pipelined"])
-def pipelining(request: pytest.FixtureRequest, smtp_server):
-    """Every case twice: a relay without PIPELINING, and one offering it (RFC 2920)."""
-    smtp_server.pipelining = request.param
-    yield request.param
-    if request.param and smtp_server.messages:  # the pipelined path was really taken
-        assert smtp_server.grouped["envelope"] > 0
+# Every case twice: a relay without PIPELINING, and one offering it (conftest.py).
+pytestmark = pytest.mark.usefixtures("both_pipelinings")
 
 
 def _setup(workspace, db_url, port, n=6, **smtp) -> list[str]:
