@@ -21,6 +21,7 @@ import click
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from newsletter.audience.optin import OptIn
     from newsletter.config import Settings
     from newsletter.services import Services
 
@@ -43,6 +44,14 @@ class AppContext:
         services = build_services(self.settings)
         services.require_schema()
         return services
+
+    @cached_property
+    def optin(self) -> OptIn:
+        """The opt-in service (confirmation mails and the form's queued requests)."""
+        from newsletter.audience.optin import OptIn
+        from newsletter.web.mails import SystemMails
+
+        return OptIn.from_settings(self.settings, self.services.engine, SystemMails(self.settings))
 
     def close(self) -> None:
         if "services" in self.__dict__:

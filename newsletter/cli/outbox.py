@@ -9,11 +9,9 @@ import click
 from rich.table import Table
 
 from newsletter.audience.jobs import run_pending
-from newsletter.audience.optin import OptIn
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import OUTBOX_STATUSES
 from newsletter.outbox import deliver_outbox, list_outbox
-from newsletter.web.mails import SystemMails
 
 
 @click.group("outbox")
@@ -31,7 +29,7 @@ def send(app: AppContext, retry_now: bool, as_json: bool) -> None:
     app.services.keyring  # noqa: B018
     engine = app.services.engine
     # Form requests whose web process died before running them (normally none).
-    run_pending(OptIn.from_settings(app.settings, engine, SystemMails(app.settings)))
+    run_pending(app.optin)
     totals = {"sent": 0, "deferred": 0, "failed": 0}
     while True:
         report = asyncio.run(deliver_outbox(app.settings, engine, include_deferred=retry_now))

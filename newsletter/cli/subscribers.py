@@ -40,13 +40,6 @@ no_invite_option = click.option(
          "`subscribers invite` queues them later.")
 
 
-def _optin(app: AppContext):
-    from newsletter.audience.optin import OptIn
-    from newsletter.web.mails import SystemMails
-
-    return OptIn.from_settings(app.settings, app.services.engine, SystemMails(app.settings))
-
-
 def _invite(app: AppContext, list_slug: str, added_since, quiet: bool = False):
     """Queue confirmation mails for the people just added as pending, with a progress bar."""
     from newsletter.audience.invite import invite_pending
@@ -56,7 +49,7 @@ def _invite(app: AppContext, list_slug: str, added_since, quiet: bool = False):
                         disable=quiet, console=Console(stderr=True))
     with progress:
         task = progress.add_task("invite", total=None)
-        return invite_pending(_optin(app), list_slug, added_since=added_since,
+        return invite_pending(app.optin, list_slug, added_since=added_since,
                               progress=lambda n: progress.advance(task, n))
 
 
@@ -296,7 +289,7 @@ def invite(app: AppContext, list_slug: str, dry_run: bool, as_json: bool) -> Non
     if dry_run:
         from newsletter.audience.invite import count_never_asked
 
-        count = count_never_asked(_optin(app), list_slug)
+        count = count_never_asked(app.optin, list_slug)
         if as_json:
             print_json({"would_queue": count})
         else:
