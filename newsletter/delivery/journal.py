@@ -264,6 +264,7 @@ class Journal:
         self.intents: list[tuple[int, asyncio.Future[bool]]] = []
         self.outcomes: list[q.Outcome] = []
         self.committing = 0  # outcomes taken for the commit under way, not durable yet
+        self.settled = 0  # commits that put rows back or settled them; the feeder compares
         self.released: list[int] = []
         self.wake = asyncio.Event()
         self.closing = False
@@ -322,6 +323,8 @@ class Journal:
         finally:
             self.committing = 0
         self.marked |= langs
+        if outcomes or released:
+            self.settled += 1
         for delivery_id, future in intents:
             if not future.done():
                 future.set_result(delivery_id in owned)

@@ -133,6 +133,7 @@ class Worker:
                 if self.jobs.qsize() >= low:
                     await asyncio.sleep(0.002)
                     continue
+                settled = self.journal.settled
                 rows = await asyncio.to_thread(
                     q.claim, self.engine, cfg.issue_id, self.worker, cfg.batch_size, cfg.lease,
                     cfg.address_key)
@@ -141,8 +142,10 @@ class Worker:
                 if rows:
                     continue
                 # A deferral still being committed is not in the database yet: wait for it,
-                # or next_due() would miss it and end the run before its retry.
-                if self.inflight or not self.jobs.empty() or self.journal.pending:
+                # or next_due() would miss it and end the run before its retry. A row put back
+                # (a 421) while the claim ran was missed by it: claim again.
+                if (self.inflight or not self.jobs.empty() or self.journal.pending
+                        or self.journal.settled != settled):
                     await asyncio.sleep(0.02)
                     continue
                 due = await asyncio.to_thread(q.next_due, self.engine, cfg.issue_id)

@@ -238,3 +238,28 @@ def test_a_deferral_still_being_committed_is_retried_in_the_same_run(
     assert result["status"] == "sent" and result["sent"] == 6 and result["deferred"] == 2
     assert _rows(workspace)[busy]["status"] == "sent" and smtp_server.data_attempts[busy] == 3
     _everyone_else_once(smtp_server, emails)
+
+
+def test_a_message_put_back_while_a_claim_runs_is_still_sent_in_the_same_run(
+        run, workspace, db_url, smtp_server, monkeypatch: pytest.MonkeyPatch):
+    """A 421 puts the row back to the queue while the feeder's claim is running: that claim
+    cannot see it, and the run must claim again rather than end with the row queued."""
+    from newsletter.delivery import queue
+
+    emails = _setup(workspace, db_url, smtp_server.port)
+    target = emails[4]
+    smtp_server.data_reply_for = lambda rcpts, n: (
+        "421 4.3.2 shutting down" if rcpts[0] == target and n == 1 else None)
+    claim = queue.claim
+
+    def slow_claim(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = claim(*args, **kwargs)
+        if not rows:
+            time.sleep(0.5)  # the 421's outcome commits meanwhile
+        return rows
+
+    monkeypatch.setattr(queue, "claim", slow_claim)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 6 and result["status"] == "sent"
+    assert _rows(workspace)[target]["status"] == "sent"
+    _everyone_else_once(smtp_server, emails)
