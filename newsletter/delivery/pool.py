@@ -96,7 +96,6 @@ class Connection:
     """One persistent SMTP session (smtp.Session) that sends jobs one at a time."""
 
     def __init__(self, relay: Relay, settings: PoolSettings, health: RelayHealth) -> None:
-        self.relay = relay
         self.settings = settings
         self.health = health
         self.session = Session(relay)

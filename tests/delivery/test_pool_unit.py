@@ -270,6 +270,89 @@ def test_a_connection_reconnects_after_its_quota_of_messages(smtp_server):
     assert smtp_server.connections == 3  # 2 + 2 + 1 messages
 
 
+def test_the_pause_after_a_refused_connect_doubles_up_to_five_seconds(unused_port, monkeypatch):
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(round(seconds, 3))
+
+    conn = Connection(_relay(unused_port), PoolSettings(), RelayHealth(99, _relay(unused_port)))
+
+    async def run():
+        monkeypatch.setattr(asyncio, "sleep", pause)  # after the loop has started
+        for _ in range(8):
+            assert not await conn.ensure()
+
+    asyncio.run(run())
+    assert pauses == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+
+
+# ---------------------------------------------------------------- pipelining
+
+
+def _numbered(builds: list[int]):
+    """A builder giving each job its own envelope and text, counting the builds."""
+    def build(job: Claimed) -> tuple[str, str, bytes]:
+        builds.append(job.delivery_id)
+        n = job.delivery_id
+        return (
+            f"bounces+{n}@example.org",
+            f"reader{n}@example.org",
+            b"Subject: %d\r\n\r\nHi\r\n" % n,
+        )
+
+    return build
+
+
+def _send_in_a_row(port: int, ids: list[int], refused: int | None = None):
+    """Send jobs one after another on one connection, each announcing the next."""
+    conn = Connection(_relay(port), PoolSettings(), RelayHealth(3, _relay(port)))
+    builds: list[int] = []
+    build = _numbered(builds)
+    jobs = [_job(delivery_id=i) for i in ids]
+
+    async def run():
+        assert await conn.ensure()
+        pipelined = conn.pipelining
+        outcomes = []
+        for i, job in enumerate(jobs):
+            after = (jobs[i + 1], build) if i + 1 < len(jobs) else None
+            outcomes.append(await conn.send(job, build, Intents(), after))
+        await conn.close()
+        return pipelined, outcomes
+
+    pipelined, outcomes = asyncio.run(run())
+    return pipelined, outcomes, builds
+
+
+def test_with_pipelining_each_message_end_carries_the_next_envelope(smtp_server):
+    smtp_server.pipelining = True
+    pipelined, outcomes, builds = _send_in_a_row(smtp_server.port, [1, 2, 3])
+    assert pipelined
+    assert outcomes == [Outcome(i, "sent", None, "fr") for i in (1, 2, 3)]
+    assert builds == [1, 2, 3]  # the message sent next is built once, when announced
+    assert [(m[0], m[1], m[2].split(b"\r\n")[0]) for m in smtp_server.messages] == [
+        (f"bounces+{i}@example.org", [f"reader{i}@example.org"], b"Subject: %d" % i)
+        for i in (1, 2, 3)
+    ]
+    assert smtp_server.grouped["end and next envelope"] == 2
+
+
+def test_without_pipelining_nothing_is_announced_ahead(smtp_server):
+    pipelined, outcomes, builds = _send_in_a_row(smtp_server.port, [1, 2, 3])
+    assert not pipelined
+    assert [o.status for o in outcomes] == ["sent"] * 3 and builds == [1, 2, 3]
+    assert [m[1] for m in smtp_server.messages] == [[f"reader{i}@example.org"] for i in (1, 2, 3)]
+    assert smtp_server.grouped["end and next envelope"] == 0
+
+
+def test_a_pipelined_send_with_nothing_after_it_announces_nothing(smtp_server):
+    smtp_server.pipelining = True
+    pipelined, outcomes, builds = _send_in_a_row(smtp_server.port, [4])
+    assert pipelined and outcomes == [Outcome(4, "sent", None, "fr")] and builds == [4]
+    assert smtp_server.grouped["end and next envelope"] == 0
+
+
 # ---------------------------------------------------------------- the rate limit
 
 
