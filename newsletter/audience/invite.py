@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, select
+from sqlalchemy import Connection, exists, func, select
 
 from newsletter.audience.language import ListLanguages
 from newsletter.audience.optin import (
@@ -74,26 +74,35 @@ def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], person: Any,
 
 def invite_pending(ctx: OptIn, list_slug: str, *, added_since: datetime | None = None,
                    progress: Callable[[int], None] | None = None) -> InviteReport:
-    """Queue a confirmation mail for each pending subscriber of a list never asked."""
+    """Queue a confirmation mail for each pending subscriber of a list never asked.
+
+    People are read in batches in id order (keyset), so a list of any size holds one batch in
+    memory, and each batch commits on its own.
+    """
     queued = throttled = 0
     with ctx.engine.connect() as conn:
         mlist = find_list(conn, list_slug)
-        people = conn.execute(_never_asked(mlist["id"], added_since)).all()
-    for start in range(0, len(people), BATCH):
+    query = _never_asked(mlist["id"], added_since)
+    last = 0
+    while True:
         now = utcnow()
         with ctx.engine.begin() as conn:
-            for person in people[start:start + BATCH]:
+            people = conn.execute(query.where(Subscriber.id > last).limit(BATCH)).all()
+            for person in people:
                 if _ask(ctx, conn, mlist, person, now):
                     queued += 1
                 else:
                     throttled += 1
+        if not people:
+            return InviteReport(queued, throttled)
+        last = people[-1].id
         if progress:
-            progress(len(people[start:start + BATCH]))
-    return InviteReport(queued, throttled)
+            progress(len(people))
 
 
 def count_never_asked(ctx: OptIn, list_slug: str) -> int:
     """How many pending subscribers of a list were never asked to confirm."""
     with ctx.engine.connect() as conn:
         mlist = find_list(conn, list_slug)
-        return len(conn.execute(_never_asked(mlist["id"], None)).all())
+        never_asked = _never_asked(mlist["id"], None).order_by(None).subquery()
+        return conn.execute(select(func.count()).select_from(never_asked)).scalar_one()

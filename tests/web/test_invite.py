@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Cli
 from tests.web.conftest import BASE_URL, WebEnv, link_in
+
+
+@pytest.fixture
+def web_extra() -> str:
+    return "max_confirmations_per_address = 1"
 
 
 def _cli(web: WebEnv) -> Cli:
@@ -79,3 +86,24 @@ def test_a_confirmed_import_and_a_dry_run_queue_nothing(web: WebEnv, tmp_path: P
     run("subscribers", "import", path, "--list", "news", "--confirmed",
         "--consent-source", "AGM sheet")
     assert web.outbox() == []
+
+
+def test_invite_works_through_a_list_in_batches_and_asks_each_person_once(
+        web: WebEnv, tmp_path: Path, monkeypatch) -> None:
+    from newsletter.audience import invite
+
+    monkeypatch.setattr(invite, "BATCH", 2)
+    web.add_list()
+    web.add_list("other", "Other")
+    run = _cli(web)
+    people = [f"p{i}@example.org" for i in range(5)]
+    for busy in (people[1], people[3]):  # they had their one confirmation mail of the day
+        run("subscribers", "add", busy, "--list", "other")
+    run("subscribers", "import", _csv(tmp_path, "".join(f"{p},,en\n" for p in people)),
+        "--list", "news", "--no-invite")
+    assert run.json("subscribers", "invite", "--list", "news", "--dry-run") == {"would_queue": 5}
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 3, "throttled": 2}
+    assert sorted(row["recipient"] for row in web.outbox("confirm")) == people
+    # The two throttled are still never asked: a later run tries them again, and only them.
+    assert run.json("subscribers", "invite", "--list", "news", "--dry-run") == {"would_queue": 2}
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 0, "throttled": 2}
