@@ -221,3 +221,21 @@ def test_idn_dkim_domain_is_written_in_punycode(tmp_path: Path, key_file: Path) 
     signer = load_dkim(dkim_settings(tmp_path / "ws", str(key_file), domain="coalición.example"))
     assert signer.domain == idna.encode("coalición.example")
     assert signer.domain.startswith(b"xn--")
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    b"\r\n\r\n",
+    b"plain text\r\nbase64AAAA\r\n",
+    b"one \t two  three\r\nQUJD\r\n",
+    b"x \t\r\nQUJD\r\n \tindented\r\nQUJD\r\nend  \t \r\n\r\n",  # a space before the first tab
+    b"QUJD\r\nQUJD\r\nlast line \t without end",
+    b"\t\r\n  \r\n",
+    b"a  b\r\n" + b"QUJDREVG" * 2000 + b"\r\nc\t\td \r\n",  # both ends of a long body
+])
+def test_the_fast_body_canonicalization_matches_dkimpys(body: bytes) -> None:
+    from dkim.canonicalization import Relaxed
+
+    from newsletter.delivery.dkim import _relaxed_body
+
+    assert _relaxed_body(body) == Relaxed.canonicalize_body(body)
