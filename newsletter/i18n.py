@@ -32,7 +32,10 @@ def language_name(language: str) -> str:
     return (name[:1].upper() + name[1:]) if name else language
 
 
-LANGUAGE_NAMES = {code: language_name(code) for code in LANGUAGES}
+def interface_language_names() -> dict[str, str]:
+    """Each interface language's name in itself (CLDR data is read on first call, not at
+    import: it cost every CLI command 50 ms)."""
+    return {code: language_name(code) for code in LANGUAGES}
 
 
 class _PoTranslations(Translations):

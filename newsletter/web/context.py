@@ -26,7 +26,7 @@ from newsletter.audience.preferences import (
 )
 from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
-from newsletter.i18n import LANGUAGE_NAMES
+from newsletter.i18n import interface_language_names
 from newsletter.localized import pick
 from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
@@ -51,7 +51,7 @@ class Site:
     logo_url: str = ""
     organisation: str = ""
     consent_texts: dict[str, str] = field(default_factory=dict)
-    language_names: dict[str, str] = field(default_factory=lambda: dict(LANGUAGE_NAMES))
+    language_names: dict[str, str] = field(default_factory=interface_language_names)
     # {language: text} when newsletter.toml gives the name or organisation per language.
     names: dict[str, str] = field(default_factory=dict)
     organisations: dict[str, str] = field(default_factory=dict)
