@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from email import message_from_bytes, policy
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
@@ -76,6 +76,10 @@ def test_an_issue_enqueued_before_the_editions_were_stored_compiles_from_the_wor
     resumed = run.json("send", "nov", "--yes")
     assert (resumed["sent"], resumed["status"]) == (1, "sent")
     assert "The meeting is on Tuesday." in _text_to(smtp_server, late)
+    engine = make_engine(load_settings(workspace).database_url)
+    with engine.connect() as conn:  # stored now: the workers did not need the workspace
+        assert None not in conn.execute(select(EDITIONS.c.compiled)).scalars().all()
+    engine.dispose()
 
 
 def test_an_old_issue_without_its_source_or_stored_editions_is_refused_in_one_line(
