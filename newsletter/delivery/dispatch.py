@@ -28,7 +28,6 @@ from newsletter.delivery.editions import (
     compiled_editions,
     edition_record,
     load_source,
-    refuse_changed,
     store_editions,
     stored_editions,
 )
@@ -141,20 +140,18 @@ def prepare_send(
         check_resend(issue.status if issue else None, mailed(conn, issue.id) if issue else 0,
                      force or resend_unknown)
         stored = stored_editions(conn, issue.id) if issue else {}
-    if issue is not None and issue.status in ("sending", "paused") and not force:
+    if issue is not None and issue.status != "draft" and not force:
         return _resume(settings, engine, issue, stored)
     source, compiled = load_source(settings, slug)
     mailing_list = _find_list(engine, source.list_slug)
     if issue is not None and issue.list_id != mailing_list.id:
         raise SendError(f"issue {slug!r} was sent to another list before; use a new slug")
-    if issue and issue.status != "draft" and not force:
-        refuse_changed(slug, stored, compiled)
     counts = count_by_language(engine, mailing_list.id, mailing_list.reading,
                                address_key(engine), issue.id if issue else None)
+    plan = plan_languages(counts, tuple(source.languages), fallback)
     warnings = (check_source(settings, source, mailing_list.reading.offered, fallback)
                 if check else [])
-    return _plan(engine, slug, issue, mailing_list, compiled, warnings,
-                 plan_languages(counts, tuple(source.languages), fallback))
+    return _plan(engine, slug, issue, mailing_list, compiled, warnings, plan)
 
 
 def _resume(settings: Settings, engine: Engine, issue: IssueRow,
