@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from newsletter.archive.assets import Asset, AssetScan, legacy_name, rewrite_refs, scan_assets
 from newsletter.archive.feeds import render_feed
 from newsletter.archive.images import ImageError, cache_for
-from newsletter.archive.plan import ArchiveConfig, EditionRecord, PagePlan, plan_site
+from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
 from newsletter.archive.urls import archive_base_url
@@ -89,7 +89,7 @@ def _source_dir(settings: Settings, slug: str, data: Mapping[str, Any]) -> Path:
 
 def load_editions(
     settings: Settings, engine: Engine
-) -> tuple[list[EditionRecord], dict[tuple[str, str], _Source], list[str]]:
+) -> tuple[list[ArchivedEdition], dict[tuple[str, str], _Source], list[str]]:
     """Every edition that went out, with its HTML and files; no subscriber data is read."""
     query = (
         select(
@@ -116,7 +116,7 @@ def load_editions(
             warnings += [f"{slug} ({language}): missing file {ref!r}" for ref in scan.missing]
             if isinstance(sent_at, datetime) and sent_at.tzinfo is None:
                 sent_at = sent_at.replace(tzinfo=UTC)
-            records.append(EditionRecord(
+            records.append(ArchivedEdition(
                 slug=slug, language=language, list_slug=list_slug, list_name=list_name,
                 subject=subject or "", title=title or "", preheader=preheader or "",
                 issue_date=issue_date or "", volume=volume or "", number=number or "",

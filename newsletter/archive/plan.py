@@ -35,8 +35,10 @@ RENDER_VERSION = "1"
 
 
 @dataclass(frozen=True)
-class EditionRecord:
-    """One sent language of one issue, as the archive needs it (no subscriber data)."""
+class ArchivedEdition:
+    """One sent language of one issue as the site plans it (no subscriber data): an `editions`
+    row (delivery/editions.EditionRecord, which the archive, below delivery, reads by its
+    columns) with its list, the time it went out and the files its page uses."""
 
     slug: str
     language: str
@@ -112,7 +114,7 @@ class SitePlan:
     urls: Mapping[str, str]
 
 
-def edition_year(record: EditionRecord) -> int:
+def edition_year(record: ArchivedEdition) -> int:
     """Year shown in the URL: the issue date's year, else the year it was sent."""
     try:
         return date.fromisoformat(record.issue_date[:10]).year
@@ -120,7 +122,7 @@ def edition_year(record: EditionRecord) -> int:
         return record.sent_at.year
 
 
-def edition_date(record: EditionRecord) -> date:
+def edition_date(record: ArchivedEdition) -> date:
     """The date an issue carries: its issue date, else the day it was sent."""
     try:
         return date.fromisoformat(record.issue_date[:10])
@@ -159,7 +161,7 @@ def _hash(kind: str, template: str, fingerprints: Mapping[str, str], language: s
 
 
 class _Planner:
-    def __init__(self, editions: Sequence[EditionRecord], config: ArchiveConfig, now: datetime,
+    def __init__(self, editions: Sequence[ArchivedEdition], config: ArchiveConfig, now: datetime,
                  fingerprints: Mapping[str, str], pinned: Mapping[str, str]) -> None:
         self.config = config
         self.fingerprints = fingerprints
@@ -170,8 +172,8 @@ class _Planner:
             self.paths[(e.slug, e.language)] = pinned.get(key) or issue_path(
                 e.language, edition_year(e), e.slug
             )
-        self.by_language: dict[str, list[EditionRecord]] = {}
-        self.by_slug: dict[str, list[EditionRecord]] = {}
+        self.by_language: dict[str, list[ArchivedEdition]] = {}
+        self.by_slug: dict[str, list[ArchivedEdition]] = {}
         for e in visible:
             self.by_language.setdefault(e.language, []).append(e)
             self.by_slug.setdefault(e.slug, []).append(e)
@@ -241,7 +243,7 @@ class _Planner:
         )
         self.page(here, "not_found", "404.html", language, context)
 
-    def item(self, e: EditionRecord, here: str) -> dict[str, Any]:
+    def item(self, e: ArchivedEdition, here: str) -> dict[str, Any]:
         day = edition_date(e)
         return {
             "title": e.title or e.subject,
@@ -287,7 +289,7 @@ class _Planner:
             context["x_default"] = self.config.base_url + "/" if number == 1 else ""
             self.page(here, "index", "index.html", language, context)
 
-    def plan_issue(self, e: EditionRecord) -> None:
+    def plan_issue(self, e: ArchivedEdition) -> None:
         here = self.paths[(e.slug, e.language)]
         context = self.common(here, e.language)
         context.update(self.item(e, here))
@@ -337,7 +339,7 @@ class _Planner:
 
 
 def plan_site(
-    editions: Sequence[EditionRecord],
+    editions: Sequence[ArchivedEdition],
     config: ArchiveConfig,
     now: datetime,
     fingerprints: Mapping[str, str],

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from newsletter.archive.assets import scan_assets
 from newsletter.archive.builder import _Site, _Source, archive_config, load_editions
-from newsletter.archive.plan import EditionRecord, plan_site
+from newsletter.archive.plan import ArchivedEdition, plan_site
 from newsletter.archive.render import PageRenderer
 from newsletter.archive.writer import SiteWriter
 from newsletter.config import Settings
@@ -38,10 +38,10 @@ class PublishedIssue:
 
 
 def _record(slug: str, list_slug: str, list_name: str, edition: Any, now: datetime,
-            source_dir: Path) -> tuple[EditionRecord, _Source]:
+            source_dir: Path) -> tuple[ArchivedEdition, _Source]:
     web_html = edition.web_html or ""
     scan = scan_assets(web_html, source_dir)
-    record = EditionRecord(
+    record = ArchivedEdition(
         slug=slug, language=edition.language, list_slug=list_slug, list_name=list_name,
         subject=edition.subject or "", title=edition.title or "",
         preheader=edition.preheader or "", issue_date=str(edition.issue_date or ""),
@@ -57,8 +57,8 @@ def publish_issue(
 ) -> PublishedIssue:
     """Write the issue's page in each language and its images, unlisted, into the site folder.
 
-    `editions` are the send's edition records (language, subject, title, preheader,
-    issue_date, volume, number, web_html).
+    `editions` are the send's delivery.editions.EditionRecord rows (language, subject, title,
+    preheader, issue_date, volume, number, web_html).
     """
     out = out or settings.path(settings["archive"]["out"])
     now = now or datetime.now(UTC)

@@ -167,7 +167,7 @@ def translated(app: AppContext, slug: str, lang: str, origin: str | None, as_jso
 
 def _summaries(app: AppContext) -> dict[str, tuple[str, dict[str, int]]]:
     """Issue statuses and delivery counts from the database ({} when there is none yet)."""
-    from newsletter.delivery.dispatch import issue_summaries
+    from newsletter.delivery.issues import issue_summaries
 
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -261,11 +261,11 @@ def preview(app: AppContext, slug: str, langs: str | None, as_email: str | None,
 @pass_app
 def status(app: AppContext, slug: str, as_json: bool) -> None:
     """Deliveries of issue SLUG by status and language, and the last errors."""
-    from newsletter.delivery import dispatch
+    from newsletter.delivery.issues import issue_status
     from newsletter.errors import NotFoundError
 
     app.services.require_schema()
-    report = dispatch.issue_status(app.services.engine, slug)
+    report = issue_status(app.services.engine, slug)
     if report is None:
         raise NotFoundError(f"issue {slug!r} has not been sent yet")
     if as_json:

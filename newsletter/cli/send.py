@@ -15,8 +15,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
-from newsletter.delivery import dispatch
-from newsletter.delivery import queue as q
+from newsletter.db.sender import sender_engine
+from newsletter.delivery import dispatch, rehearsal
+from newsletter.delivery.concurrency import concurrency
+from newsletter.delivery.issues import remaining
 from newsletter.errors import ValidationError
 
 EXIT_PAUSED = 130
@@ -24,7 +26,7 @@ EXIT_PAUSED = 130
 
 def _engine(app: AppContext) -> Any:
     app.services.require_schema()
-    return q.sender_engine(app.settings.database_url, app.services.keyring.address_key)
+    return sender_engine(app.settings.database_url, app.services.keyring.address_key)
 
 
 def _addresses(value: str | None) -> list[str]:
@@ -117,7 +119,7 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
             # A test copy is where the editor looks at the pictures: publish and check first.
             if dispatch.publishes(settings, publish_check):
                 dispatch.publish(settings, engine, plan, every_language=True)
-            results = dispatch.send_tests(settings, engine, plan, addresses)
+            results = rehearsal.send_tests(settings, engine, plan, addresses)
             if as_json:
                 print_json([dataclasses.asdict(copy) for copy in results])
             for copy in results if not as_json else ():
@@ -126,7 +128,7 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                               highlight=False)
             return
         if dry_run:
-            report = dispatch.dry_run(settings, engine, plan, resend_unknown)
+            report = rehearsal.dry_run(settings, engine, plan, resend_unknown)
             if as_json:
                 print_json(report)
                 return
@@ -162,9 +164,9 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
     if publishing:
         dispatch.publish(settings, engine, plan)
     issue_id, _added = dispatch.begin_send(engine, settings, plan)
-    chosen = dispatch.concurrency(settings, workers, connections)
+    chosen = concurrency(settings, workers, connections)
     console.print(f"Sending with {chosen.describe()}.", highlight=False)
-    bar = _Bar(console, q.remaining(engine, issue_id), console.is_terminal and not as_json)
+    bar = _Bar(console, remaining(engine, issue_id), console.is_terminal and not as_json)
     with bar.progress:
         result, status = dispatch.deliver(
             settings, engine, plan.slug, issue_id, plan, bar, workers=chosen.workers,

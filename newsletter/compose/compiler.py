@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,37 @@ class CompiledEdition:
     def slot_keys(self) -> tuple[str, ...]:
         """The slots this edition uses (name, unsubscribe_url, attr.<key>, ...)."""
         return tuple(dict.fromkeys(spec.key for spec in self._specs))
+
+    def to_json(self) -> str:
+        """The edition as plain JSON (format STORED_FORMAT), what the send stores at enqueue so
+        that workers build messages from it, not from the workspace."""
+        assert self._html is not None and self._text is not None  # compiled, not a stub
+        fields = {k: getattr(self, k) for k in _STORED_FIELDS}
+        return json.dumps({
+            "format": STORED_FORMAT, **fields, "assets": list(self.assets),
+            "html": self._html.sentinel_text(), "text": self._text.sentinel_text(),
+            "slots": [[spec.key, spec.default] for spec in self._specs],
+        }, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, stored: str) -> CompiledEdition:
+        """The edition to_json wrote; ValueError if it is not that format."""
+        data = json.loads(stored)
+        if not isinstance(data, dict) or data.get("format") != STORED_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise ValueError(f"a stored edition in format {found!r}, not {STORED_FORMAT}")
+        specs = tuple(SlotSpec(str(key), str(default)) for key, default in data["slots"])
+        html, text = Shell(data["html"]), Shell(data["text"])
+        shown = html.show(specs)
+        return cls(**{k: data[k] for k in _STORED_FIELDS}, html_shell=shown,
+                   text_shell=text.show(specs), html_size=len(shown.encode("utf-8")),
+                   assets=tuple(data["assets"]), _html=html, _text=text, _specs=specs)
+
+
+# Bumped when to_json's layout changes; from_json refuses any other, never guesses.
+STORED_FORMAT = 1
+_STORED_FIELDS = ("slug", "language", "list_slug", "subject", "title", "preheader", "date",
+                  "volume", "number", "web_html", "content_hash", "web_url")
 
 
 class SlotRefs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 SLOT_KEYS = ("name", "unsubscribe_url", "preferences_url", "web_url")
@@ -53,6 +53,11 @@ class SlotSpec:
         return str(value) if value else self.default
 
 
+def sentinel(index: int) -> str:
+    """The ASCII placeholder that stands for slot `index` in a compiled text."""
+    return f"qxslot{index}xq"
+
+
 class SlotTable:
     """Collects the slots an edition uses and hands out their sentinels."""
 
@@ -66,7 +71,7 @@ class SlotTable:
         if spec not in self._index:
             self._index[spec] = len(self.specs)
             self.specs.append(spec)
-        return f"qxslot{self._index[spec]}xq"
+        return sentinel(self._index[spec])
 
 
 class UnknownPlaceholder(ValueError):
@@ -111,7 +116,13 @@ class Shell:
             parts[pos] = values[slot]
         return "".join(parts)
 
-    def show(self, specs: list[SlotSpec]) -> str:
+    def sentinel_text(self) -> str:
+        """The text as compiled, sentinels in place: `Shell(shell.sentinel_text())` is the same
+        shell again (how a stored edition is loaded)."""
+        count = max((slot for _pos, slot in self._positions), default=-1) + 1
+        return self.fill([sentinel(i) for i in range(count)])
+
+    def show(self, specs: Sequence[SlotSpec]) -> str:
         """The shell with readable `{{slot:key}}` markers, for inspection and sizing."""
         return self.fill([f"{{{{slot:{s.key}}}}}" for s in specs])
 

@@ -163,7 +163,7 @@ class Issue(Base):
 
 
 class Edition(Base):
-    """One language of an issue as it was sent: the archive is built from these rows."""
+    """One language of an issue as it was sent: the workers mail it, the archive shows it."""
 
     __tablename__ = "editions"
     __table_args__ = (UniqueConstraint("issue_id", "language"),)
@@ -182,6 +182,9 @@ class Edition(Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The compiled edition as JSON (CompiledEdition.to_json), stored at enqueue: the send
+    # workers build every message from it. NULL for issues enqueued before migration 0006.
+    compiled: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Delivery(Base):

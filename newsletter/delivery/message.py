@@ -66,10 +66,14 @@ class Recipient:
 class Edition(Protocol):
     """What the builder needs from the composer's CompiledEdition."""
 
-    language: str
-    subject: str
-    slug: str
-    date: Any
+    @property
+    def language(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def date(self) -> Any: ...
 
     def fill(self, slots: Any) -> tuple[str, str]: ...
 

@@ -54,18 +54,15 @@ Durability note: SQLite runs in WAL mode with synchronous=NORMAL, so a committed
 survives a crash of the process (the case tested here) but the last few may be lost at a power
 failure; PostgreSQL with its defaults survives both.
 
-Suppressions hold only HMAC hashes of addresses. The hash is computed inside SQL so that
-enqueue stays one statement: SQLite gets a registered deterministic function, PostgreSQL builds
-HMAC-SHA256 from its built-in sha256() with the padded keys passed as parameters. Rows whose
-subscriber left or was suppressed after enqueue are marked `skipped` when claimed.
+Suppressions hold only HMAC hashes of addresses. The hash is computed inside SQL
+(db/sender.py) so that enqueue stays one statement over the audience (delivery/recipients.py).
+Rows whose subscriber left or was suppressed after enqueue are marked `skipped` when claimed.
+The issue's own states live in delivery/issues.py, its compiled editions in editions.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,22 +81,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.audience.language import ListLanguages
-from newsletter.db.engine import is_sqlite, make_engine
-from newsletter.db.models import (
-    utcnow,
-)
-from newsletter.db.tables import (
-    DELIVERIES,
-    EDITIONS,
-    ISSUES,
-    SUBSCRIBERS,
-    SUBSCRIPTIONS,
-    SUPPRESSIONS,
-)
+from newsletter.db.models import utcnow
+from newsletter.db.sender import write_tx
+from newsletter.db.tables import DELIVERIES, EDITIONS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.delivery.liveness import worker_alive
+from newsletter.delivery.recipients import audience
 from newsletter.keyring import address_hash
 
 OPEN = ("queued", "deferred")
@@ -108,189 +96,7 @@ UNKNOWN_REPLY = (
 )
 
 
-# ---------------------------------------------------------------- engine and address hashing
-
-
-def sender_engine(url: str, address_key: str) -> Engine:
-    """An engine for the sender: SQLite gets BEGIN IMMEDIATE on demand and the hash function."""
-    engine = make_engine(url)
-    if is_sqlite(engine):
-        from sqlalchemy import event
-
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-            dbapi_conn.create_function(
-                "nl_email_hash", 1, lambda e: address_hash(e, address_key), deterministic=True
-            )
-
-        def on_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("immediate", False)
-            if not immediate:
-                conn.exec_driver_sql("BEGIN")
-                return
-            # SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, and a worker
-            # whose commit sleeps stalls all its connections (they await that commit before
-            # DATA). Two workers then spend most of their time asleep. Retrying every 0.2 ms
-            # ourselves takes the lock as soon as the other process lets go of it.
-            raw = conn.connection.dbapi_connection
-            assert raw is not None  # a connection that is beginning is open
-            deadline = time.monotonic() + 30.0
-            raw.execute("PRAGMA busy_timeout=0")
-            try:
-                while True:
-                    try:
-                        raw.execute("BEGIN IMMEDIATE")
-                        return
-                    except sqlite3.OperationalError as exc:
-                        if "locked" not in str(exc) or time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.0002)
-            finally:
-                raw.execute("PRAGMA busy_timeout=30000")
-
-        event.listen(engine, "connect", on_connect)
-        event.listen(engine, "begin", on_begin)
-    return engine
-
-
-def hash_expr(engine: Engine, email: Any, address_key: str) -> ColumnElement[Any]:
-    """SQL computing keyring.address_hash(email, address_key) for the engine's dialect."""
-    if is_sqlite(engine):
-        return func.nl_email_hash(email)
-    key = address_key.encode()
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    ikey = bytes(b ^ 0x36 for b in key)
-    okey = bytes(b ^ 0x5C for b in key)
-    inner = func.sha256(
-        literal(ikey).op("||")(func.convert_to(func.lower(email), literal("UTF8")))
-    )
-    return func.encode(func.sha256(literal(okey).op("||")(inner)), literal("hex"))
-
-
-def write_tx(engine: Engine) -> Any:
-    """A transaction that takes SQLite's write lock at BEGIN, so claims never deadlock."""
-    return engine.connect().execution_options(immediate=True)
-
-
-# ---------------------------------------------------------------- audience and enqueue
-
-
-@dataclass(frozen=True)
-class IssueRow:
-    id: int
-    slug: str
-    list_id: int
-    status: str
-
-
-def audience(engine: Engine, list_id: int, languages: ListLanguages, address_key: str) -> Any:
-    """SELECT of the confirmed, non-suppressed subscribers of a list, each with the language
-    they read it in (`lang`)."""
-    lang = languages.effective_sql(SUBSCRIBERS.c.language).label("lang")
-    email_hash = hash_expr(engine, SUBSCRIBERS.c.email, address_key)
-    suppressed = exists().where(SUPPRESSIONS.c.email_hash == email_hash)
-    return (
-        select(
-            SUBSCRIBERS.c.id,
-            SUBSCRIBERS.c.email,
-            SUBSCRIBERS.c.name,
-            SUBSCRIBERS.c.attributes,
-            lang,
-        )
-        .select_from(
-            SUBSCRIPTIONS.join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
-        )
-        .where(
-            SUBSCRIPTIONS.c.list_id == list_id, SUBSCRIPTIONS.c.status == "confirmed", ~suppressed
-        )
-    )
-
-
-def count_by_language(
-    engine: Engine, list_id: int, languages: ListLanguages, address_key: str,
-    issue_id: int | None
-) -> dict[str, int]:
-    """Recipients per subscriber language; with issue_id, only those not enqueued yet."""
-    sel = audience(engine, list_id, languages, address_key).subquery()
-    q = select(sel.c.lang, func.count()).group_by(sel.c.lang)
-    if issue_id is not None:
-        q = q.where(
-            ~exists().where(
-                DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id
-            )
-        )
-    with engine.connect() as conn:
-        return {lang: n for lang, n in conn.execute(q)}
-
-
-@dataclass(frozen=True)
-class Pending:
-    """Whom a send of an issue would mail: deliveries in `statuses` due by `due_by`, and, when
-    `new`, the audience with no delivery yet."""
-
-    issue_id: int
-    new: bool
-    statuses: tuple[str, ...]
-    due_by: datetime
-
-
-def stream_audience(
-    engine: Engine,
-    list_id: int,
-    languages: ListLanguages,
-    address_key: str,
-    batch: int = 1000,
-    pending: Pending | None = None,
-) -> Iterator[Sequence[Any]]:
-    """Yield the audience in batches (keyset pagination: constant memory at any list size);
-    with `pending`, only the part of it that send would mail now."""
-    base = audience(engine, list_id, languages, address_key).order_by(SUBSCRIBERS.c.id)
-    if pending is not None:
-        mine = (
-            DELIVERIES.c.issue_id == pending.issue_id,
-            DELIVERIES.c.subscriber_id == SUBSCRIBERS.c.id,
-        )
-        due = or_(
-            DELIVERIES.c.next_attempt_at.is_(None),
-            DELIVERIES.c.next_attempt_at
-            <= literal(pending.due_by, DELIVERIES.c.next_attempt_at.type),
-        )
-        waiting = exists().where(*mine, DELIVERIES.c.status.in_(pending.statuses), due)
-        base = base.where(or_(waiting, ~exists().where(*mine)) if pending.new else waiting)
-    last = 0
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(base.where(SUBSCRIBERS.c.id > last).limit(batch)).all()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].id
-
-
-def find_issue(conn: Connection, slug: str) -> IssueRow | None:
-    row = conn.execute(
-        select(ISSUES.c.id, ISSUES.c.slug, ISSUES.c.list_id, ISSUES.c.status).where(
-            ISSUES.c.slug == slug
-        )
-    ).first()
-    return IssueRow(*row) if row else None
-
-
-def open_issue(conn: Connection, slug: str, list_id: int) -> IssueRow:
-    """The issues row for a slug, created as a draft on first send."""
-    found = find_issue(conn, slug)
-    if found:
-        return found
-    conn.execute(
-        insert(ISSUES).values(
-            slug=slug, list_id=list_id, status="draft", created_at=utcnow(), data={}
-        )
-    )
-    found = find_issue(conn, slug)
-    assert found is not None  # just inserted in this transaction
-    return found
+# ---------------------------------------------------------------- enqueue
 
 
 def enqueue(
@@ -323,56 +129,6 @@ def enqueue(
     before = conn.execute(count).scalar_one()
     conn.execute(insert(DELIVERIES).from_select(cols, source))
     return conn.execute(count).scalar_one() - before  # rowcount is -1 on some drivers
-
-
-def set_issue_status(conn: Connection, issue_id: int, status: str) -> None:
-    values: dict[str, Any] = {"status": status}
-    now = utcnow()
-    if status == "sending":
-        started = literal(now, ISSUES.c.started_at.type)
-        values["started_at"] = func.coalesce(ISSUES.c.started_at, started)
-    if status == "sent":
-        values["sent_at"] = now
-    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(**values))
-
-
-# ---------------------------------------------------------------- editions
-
-
-@dataclass(frozen=True)
-class EditionRecord:
-    """What the archive needs of one language as sent."""
-
-    language: str
-    subject: str
-    title: str
-    preheader: str
-    issue_date: str
-    volume: str
-    number: str
-    web_html: str
-    text: str
-    content_hash: str
-
-
-def stored_hashes(conn: Connection, issue_id: int) -> dict[str, str]:
-    q = select(EDITIONS.c.language, EDITIONS.c.content_hash).where(EDITIONS.c.issue_id == issue_id)
-    return {lang: h for lang, h in conn.execute(q)}
-
-
-def store_editions(conn: Connection, issue_id: int, editions: Iterable[EditionRecord]) -> None:
-    """Insert or refresh the editions rows (sent_at is kept: it records the first send)."""
-    existing = stored_hashes(conn, issue_id)
-    for e in editions:
-        values = {k: getattr(e, k) for k in EditionRecord.__dataclass_fields__}
-        if e.language in existing:
-            conn.execute(
-                update(EDITIONS)
-                .where(EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == e.language)
-                .values(values)
-            )
-        else:
-            conn.execute(insert(EDITIONS).values(issue_id=issue_id, data={}, **values))
 
 
 # ---------------------------------------------------------------- workers, leases, recovery
@@ -532,16 +288,6 @@ def next_due(engine: Engine, issue_id: int) -> datetime | None:
                 DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "deferred"
             )
         ).scalar()
-
-
-def remaining(engine: Engine, issue_id: int) -> int:
-    """Rows not settled yet: queued, deferred or in flight."""
-    with engine.connect() as conn:
-        return conn.execute(
-            select(func.count()).where(
-                DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status.in_((*OPEN, "sending"))
-            )
-        ).scalar_one()
 
 
 # ---------------------------------------------------------------- recording (group commit)

@@ -25,6 +25,7 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
+from newsletter.db.sender import sender_engine
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.journal import Journal, Progress
@@ -65,7 +66,7 @@ class Worker:
     def __init__(self, cfg: RunConfig, progress: Progress, stop: asyncio.Event) -> None:
         self.cfg = cfg
         self.stop = stop
-        self.engine = q.sender_engine(cfg.settings.database_url, cfg.address_key)
+        self.engine = sender_engine(cfg.settings.database_url, cfg.address_key)
         self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         self.relay = Relay.from_settings(cfg.settings)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter.archive.assets import hashed_name, local_refs, rewrite_refs
-from newsletter.archive.plan import ArchiveConfig, EditionRecord, plan_site
+from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, plan_site
 from newsletter.archive.urls import relative_href
 from newsletter.archive.webversion import scrub_url, split_web_version
 
@@ -18,8 +18,8 @@ PRINTS = {"index.html": "i1", "issue.html": "s1", "root.html": "r1"}
 
 
 def edition(slug: str, language: str = "en", day: str = "2026-03-01",
-            sent: datetime = datetime(2026, 3, 1, tzinfo=UTC)) -> EditionRecord:
-    return EditionRecord(slug=slug, language=language, list_slug="news", list_name="News",
+            sent: datetime = datetime(2026, 3, 1, tzinfo=UTC)) -> ArchivedEdition:
+    return ArchivedEdition(slug=slug, language=language, list_slug="news", list_name="News",
                          subject=f"Subject {slug}", title="", preheader="", issue_date=day,
                          volume="", number="", sent_at=sent, html_sha=f"sha-{slug}-{language}")
 

@@ -16,8 +16,9 @@ from newsletter.audience.language import (
 )
 from newsletter.audience.lists import add_list
 from newsletter.audience.subscribers import add_subscriber
+from newsletter.db import sender
 from newsletter.db.tables import LISTS
-from newsletter.delivery import queue as q
+from newsletter.delivery import recipients
 from newsletter.errors import ValidationError
 
 EN_FR = ListLanguages(("en", "fr"), "en", "list 'news'")
@@ -88,12 +89,14 @@ def test_a_subscriber_whose_language_one_list_lacks_gets_its_default_not_a_block
     add_subscriber(services.engine, email="luc@example.org", list_slug="news", address_key=key,
                    language="fr", confirmed=True, consent_source="test")
     counts = {}
-    sender = q.sender_engine(services.settings.database_url, key)
-    with sender.connect() as conn:
+    sending = sender.sender_engine(services.settings.database_url, key)
+    with sending.connect() as conn:
         rows = {r.slug: r for r in conn.execute(select(LISTS))}
     for slug, row in rows.items():
-        counts[slug] = q.count_by_language(sender, row.id, ListLanguages.of(row), key, None)
-    sender.dispose()
+        counts[slug] = recipients.count_by_language(
+            sending, row.id, ListLanguages.of(row), key, None
+        )
+    sending.dispose()
     assert counts == {"news": {"en": 1, "fr": 1}, "redes": {"es": 1}}
 
 

@@ -156,3 +156,22 @@ def test_decorative_images_get_an_empty_alt(make_issue, compose_ws: Path,
     images = [i for i in lxml_html.fromstring(html).iter("img") if "example.org" in i.get("src")]
     assert len(images) == 2 and all(i.get("alt") == "" for i in images)
     assert "flourish" not in text and "a dot" not in text
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_stored_edition_fills_every_recipient_exactly_as_the_compiled_one(
+        compose_ws: Path, settings: Settings, lang: str) -> None:
+    """What the send stores at enqueue and the workers load must mail the same bytes."""
+    from newsletter.compose import CompiledEdition
+
+    edition = compile_issue(load_issue(compose_ws, EXAMPLE), lang, settings)
+    stored = edition.to_json()
+    loaded = CompiledEdition.from_json(stored)
+    bob = Slots(name="Bob <b>", unsubscribe_url="https://news.example.org/u/T",
+                attributes={"organisation": "A & B"})
+    assert loaded.fill(ALICE) == edition.fill(ALICE) and loaded.fill(bob) == edition.fill(bob)
+    assert loaded == edition  # subject, shells as shown, sizes, web version, hash
+    assert loaded.slot_keys == edition.slot_keys
+    assert CompiledEdition.from_json(loaded.to_json()) == edition
+    with pytest.raises(ValueError, match="format 99"):
+        CompiledEdition.from_json(stored.replace('"format": 1', '"format": 99', 1))

@@ -431,7 +431,7 @@ local_part = "bounces"
 def db(workspace: Any, db_url: str) -> Iterator[Any]:
     """The test database behind a sender engine, with helpers to make and read delivery rows
     (tests/delivery/queue_fixtures.py): for in-process tests of queue.py and journal.py."""
-    from newsletter.delivery.queue import sender_engine
+    from newsletter.db.sender import sender_engine
     from tests.conftest import address_key
     from tests.delivery.queue_fixtures import QueueDb
 

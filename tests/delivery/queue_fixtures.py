@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from newsletter.audience.language import list_languages
+from newsletter.db import sender
 from newsletter.db.tables import DELIVERIES, ISSUES
+from newsletter.delivery import editions, issues
 from newsletter.delivery import queue as q
 
 
@@ -35,12 +37,12 @@ class QueueDb:
     workspace: Path
 
     def issue(self, slug: str = "nov", list_id: int = 1) -> int:
-        with q.write_tx(self.engine) as conn, conn.begin():
-            return q.open_issue(conn, slug, list_id).id
+        with sender.write_tx(self.engine) as conn, conn.begin():
+            return issues.open_issue(conn, slug, list_id).id
 
     def enqueue(self, issue_id: int, mapping: dict[str, str] = MAPPING,
                 list_id: int = 1) -> int:
-        with q.write_tx(self.engine) as conn, conn.begin():
+        with sender.write_tx(self.engine) as conn, conn.begin():
             return q.enqueue(conn, self.engine, issue_id=issue_id, list_id=list_id,
                              languages=READERS, address_key=self.key, mapping=mapping)
 
@@ -68,7 +70,7 @@ def near(value: datetime | None, expected: datetime, slack: float = 5.0) -> bool
     return value is not None and abs((value - expected).total_seconds()) < slack
 
 
-def edition(language: str, content_hash: str, subject: str = "News") -> q.EditionRecord:
-    return q.EditionRecord(language=language, subject=subject, title="T", preheader="P",
+def edition(language: str, content_hash: str, subject: str = "News") -> editions.EditionRecord:
+    return editions.EditionRecord(language=language, subject=subject, title="T", preheader="P",
                            issue_date="2026-11-20", volume="9", number="11",
                            web_html="<p>x</p>", text="x", content_hash=content_hash)

@@ -21,9 +21,11 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, select, update
 
+from newsletter.db import sender
 from newsletter.db.engine import sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.db.tables import EDITIONS
+from newsletter.delivery import editions
 from newsletter.delivery import journal as j
 from newsletter.delivery import queue as q
 from tests.delivery.queue_fixtures import edition, near
@@ -118,9 +120,10 @@ def test_the_first_send_of_a_language_stamps_its_edition_once(kind, db):
     seed(db.workspace, [])
     issue_id, other = db.issue(), db.issue("dec")
     earlier = utcnow() - timedelta(days=2)
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.store_editions(conn, issue_id, [edition(lang, lang) for lang in ("en", "fr", "es")])
-        q.store_editions(conn, other, [edition("en", "x")])
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        editions.store_editions(conn, issue_id,
+                                [edition(lang, lang) for lang in ("en", "fr", "es")])
+        editions.store_editions(conn, other, [edition("en", "x")])
         conn.execute(update(EDITIONS).where(EDITIONS.c.language == "fr")
                      .values(sent_at=earlier))
     started = utcnow()
@@ -164,8 +167,8 @@ def test_each_journal_statement_does_what_its_name_says(db):
     issue_id, ids = _claimed(db, 5)
     db.set([ids[2]], worker="h:1:other")
     db.set([ids[3]], status="sent")
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.store_editions(conn, issue_id, [edition("en", "a"), edition("fr", "b")])
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        editions.store_editions(conn, issue_id, [edition("en", "a"), edition("fr", "b")])
     conn, param, in_ids, id_list, stamp = _raw_connection(db)
     sql = j.journal_sql(param, in_ids)
     now, retry = utcnow(), utcnow() + timedelta(minutes=5)

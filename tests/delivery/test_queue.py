@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from newsletter.audience.language import ListLanguages
 from newsletter.config import load_settings
+from newsletter.db import sender
 from newsletter.db.models import Delivery, utcnow
 from newsletter.delivery import dispatch
 from newsletter.delivery import queue as q
@@ -21,7 +22,7 @@ def _enqueued(workspace, db_url, n=10):
     write_issue(workspace)
     seed(workspace, ["en", "fr"] * (n // 2))
     settings = load_settings(workspace)
-    engine = q.sender_engine(settings.database_url, address_key(db_url))
+    engine = sender.sender_engine(settings.database_url, address_key(db_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
     issue_id, added = dispatch.begin_send(engine, settings, plan)
     assert added == n
@@ -30,7 +31,7 @@ def _enqueued(workspace, db_url, n=10):
 
 def test_enqueue_is_idempotent_and_never_adds_a_second_row(workspace, db_url, services):
     settings, engine, issue_id = _enqueued(workspace, db_url)
-    with q.write_tx(engine) as conn, conn.begin():
+    with sender.write_tx(engine) as conn, conn.begin():
         again = q.enqueue(conn, engine, issue_id=issue_id, list_id=1,
                           languages=ListLanguages(("en", "fr"), "en"),
                           address_key=address_key(db_url), mapping={"en": "en", "fr": "fr"})

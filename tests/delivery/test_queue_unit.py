@@ -15,9 +15,11 @@ from datetime import timedelta, timezone
 import pytest
 from sqlalchemy import literal, select, update
 
+from newsletter.db import sender
 from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.tables import DELIVERIES, EDITIONS, ISSUES, SUBSCRIBERS, SUBSCRIPTIONS
+from newsletter.delivery import editions, issues, recipients
 from newsletter.delivery import queue as q
 from newsletter.delivery.liveness import worker_name
 from newsletter.keyring import address_hash
@@ -31,10 +33,10 @@ from tests.delivery.sender_fixtures import seed, suppress
 def test_sql_address_hash_matches_the_suppression_lists_hash_for_any_key_length(
         length, db_url, workspace):
     key = ("k3y-" * 30)[:length]
-    engine = q.sender_engine(db_url, key)
+    engine = sender.sender_engine(db_url, key)
     with engine.connect() as conn:
         for email in ("Reader@Example.ORG", "élise@exemple.fr"):
-            got = conn.execute(select(q.hash_expr(engine, literal(email), key))).scalar_one()
+            got = conn.execute(select(sender.hash_expr(engine, literal(email), key))).scalar_one()
             assert got == address_hash(email, key)
     engine.dispose()
 
@@ -46,7 +48,7 @@ def test_audience_is_the_confirmed_unsuppressed_subscribers_of_the_list_in_their
     suppress(db.workspace, emails[3].upper())
     with db.engine.connect() as conn:
         rows = conn.execute(
-            q.audience(db.engine, 1, reading("de"), db.key).order_by(SUBSCRIBERS.c.id)
+            recipients.audience(db.engine, 1, reading("de"), db.key).order_by(SUBSCRIBERS.c.id)
         ).all()
     assert [(r.email, r.name, r.lang) for r in rows] == [
         (emails[0], "Reader 0", "fr"),
@@ -58,13 +60,19 @@ def test_audience_is_the_confirmed_unsuppressed_subscribers_of_the_list_in_their
 
 def test_count_by_language_counts_the_audience_and_with_an_issue_only_those_not_enqueued(db):
     seed(db.workspace, ["fr", None, "en", "fr"])
-    assert q.count_by_language(db.engine, 1, reading("en"), db.key, None) == {"en": 2, "fr": 2}
+    assert recipients.count_by_language(db.engine, 1, reading("en"), db.key, None) == {
+        "en": 2,
+        "fr": 2,
+    }
     issue_id = db.issue()
     db.enqueue(issue_id)
     seed(db.workspace, ["fr", "es"], start=10)
     other = db.issue("dec")  # another issue's rows do not count as enqueued for this one
-    assert q.count_by_language(db.engine, 1, reading("en"), db.key, issue_id) == {"fr": 1, "es": 1}
-    assert q.count_by_language(db.engine, 1, reading("en"), db.key, other) == {
+    assert recipients.count_by_language(db.engine, 1, reading("en"), db.key, issue_id) == {
+        "fr": 1,
+        "es": 1,
+    }
+    assert recipients.count_by_language(db.engine, 1, reading("en"), db.key, other) == {
         "en": 2,
         "fr": 3,
         "es": 1,
@@ -73,7 +81,9 @@ def test_count_by_language_counts_the_audience_and_with_an_issue_only_those_not_
 
 def _streamed(db, batch=1000, pending=None):
     batches = list(
-        q.stream_audience(db.engine, 1, reading("de"), db.key, batch=batch, pending=pending)
+        recipients.stream_audience(
+            db.engine, 1, reading("de"), db.key, batch=batch, pending=pending
+        )
     )
     return [len(b) for b in batches], [r.email for b in batches for r in b]
 
@@ -89,7 +99,7 @@ def test_stream_audience_pages_through_everyone_in_order(db):
         )
     assert _streamed(db, batch=2) == ([2, 2, 1], emails)
     assert _streamed(db) == ([5], emails)
-    rows = next(q.stream_audience(db.engine, 1, reading("de"), db.key))
+    rows = next(recipients.stream_audience(db.engine, 1, reading("de"), db.key))
     assert [(r.id, r.name, r.lang) for r in rows] == [
         (1, "First", "en"),
         (2, "Reader 1", "fr"),
@@ -115,16 +125,16 @@ def test_stream_audience_with_pending_yields_only_whom_the_send_would_mail(db):
     db.set([ids[6]], status="deferred", next_attempt_at=due_by)  # due just in time
     # The same instant written in another time zone means the same thing.
     due_by = due_by.astimezone(timezone(timedelta(hours=5)))
-    resume = q.Pending(issue_id, False, q.OPEN, due_by)
+    resume = recipients.Pending(issue_id, False, q.OPEN, due_by)
     assert _streamed(db, pending=resume)[1] == [emails[2], emails[5], emails[6]]
-    force = q.Pending(issue_id, True, q.OPEN, due_by)
+    force = recipients.Pending(issue_id, True, q.OPEN, due_by)
     assert _streamed(db, batch=1, pending=force) == (
         [1, 1, 1, 1],
         [emails[2], emails[5], emails[6], *later],
     )
-    unknown_too = q.Pending(issue_id, False, (*q.OPEN, "unknown"), due_by)
+    unknown_too = recipients.Pending(issue_id, False, (*q.OPEN, "unknown"), due_by)
     assert _streamed(db, pending=unknown_too)[1] == [emails[2], emails[3], emails[5], emails[6]]
-    other = q.Pending(db.issue("dec"), False, q.OPEN, due_by)
+    other = recipients.Pending(db.issue("dec"), False, q.OPEN, due_by)
     assert _streamed(db, pending=other)[1] == []
 
 
@@ -133,12 +143,12 @@ def test_stream_audience_with_pending_yields_only_whom_the_send_would_mail(db):
 
 def test_open_issue_creates_a_draft_once_and_then_finds_it(db):
     seed(db.workspace, [])
-    with q.write_tx(db.engine) as conn, conn.begin():
-        first = q.open_issue(conn, "nov", 1)
-        again = q.open_issue(conn, "nov", 1)
-        other = q.open_issue(conn, "dec", 1)
-        assert q.find_issue(conn, "jan") is None
-    assert first == again == q.IssueRow(first.id, "nov", 1, "draft")
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        first = issues.open_issue(conn, "nov", 1)
+        again = issues.open_issue(conn, "nov", 1)
+        other = issues.open_issue(conn, "dec", 1)
+        assert issues.find_issue(conn, "jan") is None
+    assert first == again == issues.IssueRow(first.id, "nov", 1, "draft")
     assert other.id != first.id and other.slug == "dec"
     assert db.issue_row(first.id).data == {}
 
@@ -150,7 +160,7 @@ def test_enqueue_adds_one_queued_row_per_recipient_in_the_mapped_language(db):
     suppress(db.workspace, emails[2])
     issue_id = db.issue()
     started = utcnow()
-    with q.write_tx(db.engine) as conn, conn.begin():
+    with sender.write_tx(db.engine) as conn, conn.begin():
         if not is_sqlite(db.engine):  # a session in another time zone
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Tokyo'")
         assert (
@@ -183,20 +193,20 @@ def test_enqueue_adds_one_queued_row_per_recipient_in_the_mapped_language(db):
 def test_issue_status_stamps_the_first_start_and_the_end(db):
     seed(db.workspace, [])
     issue_id, paused = db.issue(), db.issue("dec")
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.set_issue_status(conn, paused, "paused")
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        issues.set_issue_status(conn, paused, "paused")
     row = db.issue_row(paused)
     assert (row.status, row.started_at, row.sent_at) == ("paused", None, None)
-    with q.write_tx(db.engine) as conn, conn.begin():
+    with sender.write_tx(db.engine) as conn, conn.begin():
         if not is_sqlite(db.engine):  # a session in another time zone
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Tokyo'")
-        q.set_issue_status(conn, issue_id, "sending")
+        issues.set_issue_status(conn, issue_id, "sending")
     first = db.issue_row(issue_id).started_at
     assert near(first, utcnow()) and db.issue_row(issue_id).sent_at is None
     time.sleep(0.01)
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.set_issue_status(conn, issue_id, "sending")  # a resumed send keeps the first start
-        q.set_issue_status(conn, issue_id, "sent")
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        issues.set_issue_status(conn, issue_id, "sending")  # a resumed send keeps the first start
+        issues.set_issue_status(conn, issue_id, "sent")
     row = db.issue_row(issue_id)
     assert (row.status, row.started_at) == ("sent", first)
     assert row.sent_at > first
@@ -207,13 +217,13 @@ def test_store_editions_inserts_then_refreshes_and_keeps_the_first_sent_time(db)
     seed(db.workspace, [])
     issue_id, other = db.issue(), db.issue("dec")
     sent = utcnow() - timedelta(days=1)
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.store_editions(conn, issue_id, [edition("en", "h1"), edition("fr", "h2")])
-        q.store_editions(conn, other, [edition("en", "o1")])
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        editions.store_editions(conn, issue_id, [edition("en", "h1"), edition("fr", "h2")])
+        editions.store_editions(conn, other, [edition("en", "o1")])
         conn.execute(update(EDITIONS).values(sent_at=sent))
-        q.store_editions(conn, issue_id, [edition("en", "h3", "New subject")])
-        assert q.stored_hashes(conn, issue_id) == {"en": "h3", "fr": "h2"}
-        assert q.stored_hashes(conn, other) == {"en": "o1"}
+        editions.store_editions(conn, issue_id, [edition("en", "h3", "New subject")])
+        assert editions.stored_hashes(conn, issue_id) == {"en": "h3", "fr": "h2"}
+        assert editions.stored_hashes(conn, other) == {"en": "o1"}
         rows = conn.execute(select(EDITIONS).order_by(EDITIONS.c.id)).all()
     assert [(r.issue_id, r.language, r.subject, r.number, r.sent_at) for r in rows] == [
         (issue_id, "en", "New subject", "11", sent),
@@ -308,7 +318,7 @@ def test_claim_skips_those_who_left_or_were_suppressed_after_enqueue(db):
         ("skipped", "skipped: suppressed", None, None),
         ("skipped", "skipped: no longer subscribed", None, None),
     ]
-    assert q.remaining(db.engine, issue_id) == 1
+    assert issues.remaining(db.engine, issue_id) == 1
 
 
 def test_claim_skips_a_subscriber_removed_from_the_list(db):
@@ -405,9 +415,9 @@ def test_remaining_counts_queued_deferred_and_in_flight_rows_of_the_issue(db):
         strict=True,
     ):
         db.set([i], status=status)
-    assert q.remaining(db.engine, issue_id) == 4
+    assert issues.remaining(db.engine, issue_id) == 4
     db.set(db.ids(other), status="sent")
-    assert q.remaining(db.engine, other) == 0
+    assert issues.remaining(db.engine, other) == 0
 
 
 # ---------------------------------------------------------------- recovery
@@ -572,9 +582,11 @@ def test_commit_journal_stamps_the_first_send_of_each_language_of_the_issue(db):
     seed(db.workspace, [])
     issue_id, other = db.issue(), db.issue("dec")
     earlier = utcnow() - timedelta(days=2)
-    with q.write_tx(db.engine) as conn, conn.begin():
-        q.store_editions(conn, issue_id, [edition(lang, lang) for lang in ("en", "fr", "es")])
-        q.store_editions(conn, other, [edition("en", "x")])
+    with sender.write_tx(db.engine) as conn, conn.begin():
+        editions.store_editions(
+            conn, issue_id, [edition(lang, lang) for lang in ("en", "fr", "es")]
+        )
+        editions.store_editions(conn, other, [edition("en", "x")])
         conn.execute(
             update(EDITIONS)
             .where(EDITIONS.c.issue_id == issue_id, EDITIONS.c.language == "fr")
@@ -606,7 +618,7 @@ def test_commit_journal_stamps_the_first_send_of_each_language_of_the_issue(db):
 def test_a_write_transaction_holds_sqlites_write_lock_from_its_begin(db):
     path = db.engine.url.database
     other = sqlite3.connect(path, isolation_level=None, timeout=0)
-    with q.write_tx(db.engine) as conn, conn.begin():
+    with sender.write_tx(db.engine) as conn, conn.begin():
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             other.execute("BEGIN IMMEDIATE")
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
@@ -626,7 +638,7 @@ def test_a_write_transaction_waits_for_another_processes_lock_and_reads_do_not(d
         "VALUES ('dec', 1, 'draft', '2026-12-01 00:00:00.000000', '{}')"
     )
     reads = []
-    reader = threading.Thread(target=lambda: reads.append(q.remaining(db.engine, issue_id)))
+    reader = threading.Thread(target=lambda: reads.append(issues.remaining(db.engine, issue_id)))
     reader.start()
     reader.join(5)
     assert reads == [0]  # did not wait for the writer

@@ -53,12 +53,12 @@ def test_suppressed_and_unconfirmed_addresses_never_enter_the_queue(
 
 def test_subscriber_suppressed_after_enqueue_is_skipped_not_mailed(
         run, workspace, db_url, smtp_server):
+    from newsletter.db import sender
     from newsletter.delivery import dispatch
-    from newsletter.delivery import queue as q
 
     emails = _setup(workspace, db_url, smtp_server, languages=["en"] * 3)
     settings = load_settings(workspace)
-    engine = q.sender_engine(settings.database_url, address_key(settings.database_url))
+    engine = sender.sender_engine(settings.database_url, address_key(settings.database_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
     dispatch.begin_send(engine, settings, plan)
     engine.dispose()
@@ -159,7 +159,7 @@ def test_status_of_an_unknown_issue_is_one_clear_line(run):
 def test_send_picks_its_workers_for_the_machine_and_says_so(run, workspace, db_url, smtp_server):
     import os
 
-    from newsletter.delivery.dispatch import default_workers
+    from newsletter.delivery.concurrency import default_workers
 
     _setup(workspace, db_url, smtp_server, workers=0)  # [smtp] workers 0: pick
     cores = os.cpu_count() or 1

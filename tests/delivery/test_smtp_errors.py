@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery, Subscriber, utcnow
-from newsletter.delivery import dispatch
+from newsletter.delivery import content
 from tests.delivery.sender_fixtures import configure, seed, write_issue
 
 THIEF = "another-host:1:thief"
@@ -189,9 +189,9 @@ def test_a_claim_stolen_between_the_claim_and_data_is_never_sent(
     emails = _setup(workspace, db_url, smtp_server.port)
     victim = emails[2]
     engine = make_engine(db_url)
-    original = dispatch.issue_content
+    original = content.issue_content
 
-    def content(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def built(*args: Any, **kwargs: Any) -> dict[str, Any]:
         """The real builders, except that building the victim's message lets another worker
         take its row, as when a lease expires while this worker stalls."""
         builds = original(*args, **kwargs)
@@ -207,7 +207,7 @@ def test_a_claim_stolen_between_the_claim_and_data_is_never_sent(
             return stolen
         return {lang: wrap(b) for lang, b in builds.items()}
 
-    monkeypatch.setattr(dispatch, "issue_content", content)
+    monkeypatch.setattr(content, "issue_content", built)
     result = run("send", "nov", "--yes", ok=False)
     engine.dispose()
     assert "Traceback" not in result.output

@@ -1,0 +1,79 @@
+"""What the workers build messages from: the issue's compiled editions, read from the database
+once per worker process and turned into one build function per language.
+
+The workspace is not read here (except for an issue enqueued before the editions were stored,
+see editions.compiled_editions), so a worker can run where the workspace is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from newsletter.audience.lists import ListInfo
+from newsletter.config import Settings
+from newsletter.db.engine import make_engine
+from newsletter.delivery.editions import compiled_editions, stored_editions
+from newsletter.delivery.issues import waiting_languages
+from newsletter.delivery.pool import Build
+from newsletter.delivery.queue import Claimed
+from newsletter.keyring import link_signer
+
+if TYPE_CHECKING:
+    from newsletter.compose import CompiledEdition
+
+
+def issue_content(
+    settings: Settings, issue_id: int, slug: str, mailing_list: ListInfo
+) -> Mapping[str, Build]:
+    """Per-language build functions from the editions stored at enqueue."""
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            records = stored_editions(conn, issue_id)
+            needed = waiting_languages(conn, issue_id)
+    finally:
+        engine.dispose()
+    return builders(settings, slug, mailing_list, compiled_editions(settings, slug, records,
+                                                                     needed))
+
+
+def builders(
+    settings: Settings, slug: str, mailing_list: ListInfo,
+    compiled: Mapping[str, CompiledEdition], subject_prefix: str = "",
+) -> dict[str, Build]:
+    """One build function per language: a claimed delivery -> (envelope from, to, bytes)."""
+    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
+
+    signer = link_signer(settings)
+    dkim = load_dkim(settings)
+    builds: dict[str, Build] = {}
+    for lang, edition in compiled.items():
+        if subject_prefix:
+            edition = dataclasses.replace(edition, subject=subject_prefix + edition.subject)
+        builder = MessageBuilder(
+            settings=settings,
+            edition=edition,
+            issue_slug=slug,
+            list_id=mailing_list.id,
+            list_slug=mailing_list.slug,
+            list_name=mailing_list.name,
+            signer=signer,
+            dkim=dkim,
+        )
+
+        def build(c: Claimed, builder: MessageBuilder = builder) -> tuple[str, str, bytes]:
+            mail_from, data = builder.build(
+                Recipient(
+                    delivery_id=c.delivery_id,
+                    subscriber_id=c.subscriber_id,
+                    email=c.email,
+                    name=c.name,
+                    attributes=c.attributes,
+                )
+            )
+            return mail_from, smtp_address(c.email), data
+
+        builds[lang] = build
+    return builds
