@@ -2,7 +2,9 @@
 
 These functions take plain values and an OptIn context, never a request: the web app, the CLI
 or a test call them alike. Every outcome is recorded in `events` (the consent trail), and every
-mail goes through the outbox in the same transaction as the change that needs it.
+mail goes through the outbox in the same transaction as the change that needs it. The
+subscription's status moves through audience/subscriptions.py, which keeps what a pending
+request asked for until the confirmation reads it.
 
 What the caller shows must not depend on the outcome (new, pending, confirmed, suppressed,
 throttled all look the same), so the result says what happened only for logs and tests.

@@ -3,7 +3,8 @@
 `merge_batch` is the one place that writes subscribers. The CLI's `subscribers add` and the CSV
 import both go through it, so the merge rules are the same everywhere:
 - a new address becomes a subscriber; a known one gets the non-empty fields given;
-- a subscription starts `pending`, or `confirmed` when the caller has proof of consent;
+- a subscription starts `pending`, or `confirmed` when the caller has proof of consent (the
+  subscriptions themselves are written by audience/subscriptions.py, the state machine);
 - an `unsubscribed` subscription is never revived (the person must opt in again);
 - a suppressed address is never added.
 """

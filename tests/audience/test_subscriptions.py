@@ -16,6 +16,7 @@ from newsletter.audience.audit import RequestMeta
 from newsletter.audience.erasure import purge_pending
 from newsletter.audience.importer import import_csv
 from newsletter.audience.optin import confirm, subscribe
+from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, remove_subscriber
 from newsletter.audience.subscriptions import (
     Requested,
@@ -181,3 +182,12 @@ def test_purging_stale_pending_subscriptions_removes_their_requests(services) ->
     assert _requests(services.engine) == []
     with services.engine.connect() as conn:
         assert conn.scalar(select(SubscriptionRequest.id)) is None
+
+
+def test_a_pending_request_is_in_the_persons_data_export(services) -> None:
+    three_language_list(services.engine)
+    subscribe(optin(services), list_slug="news", email="e@example.org", name="Eve",
+              language="es", meta=FORM)
+    [held] = export_data(services.engine, email="e@example.org")["subscriptions"]
+    assert (held["status"], held["requested"]) == (
+        "pending", {"language": "es", "name": "Eve", "source": "form"})
