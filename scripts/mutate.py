@@ -45,6 +45,32 @@ MODULES: dict[str, tuple[list[str], str]] = {
          "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],
         # AsyncHotReads serves the pages on PostgreSQL only: an SQLite run cannot reach it.
         "sqlite,postgresql"),
+    # Moved out of preferences.py with the same tests: the fast reads of the same page.
+    "newsletter/audience/hotreads.py": (
+        ["tests/audience/test_leave.py", "tests/audience/test_preferences_reads.py",
+         "tests/audience/test_preferences_service.py", "tests/web/test_preferences.py",
+         "tests/web/test_unsubscribe.py", "tests/web/test_manage.py"],
+        "sqlite,postgresql"),
+    # The state machine: set_status came from optin.py, the leaves from preferences.py, the
+    # bulk merge from subscribers.py; the tests of each, with the workflow's own.
+    "newsletter/audience/subscriptions.py": (
+        ["tests/audience/test_subscriptions.py", "tests/audience/test_leave.py",
+         "tests/audience/test_preferences_service.py", "tests/web/test_unsubscribe.py",
+         "tests/audience/test_optin.py", "tests/audience/test_confirm_optin.py",
+         "tests/web/test_subscribe.py", "tests/web/test_confirm.py",
+         "tests/audience/test_import.py"], "sqlite"),
+    # record_event and RequestMeta came from optin.py, insert_events (with its PostgreSQL half)
+    # from preferences.py.
+    "newsletter/audience/audit.py": (
+        ["tests/audience/test_optin.py", "tests/audience/test_confirm_optin.py",
+         "tests/audience/test_leave.py", "tests/audience/test_preferences_service.py",
+         "tests/web/test_unsubscribe.py"], "sqlite,postgresql"),
+    # The confirmation and welcome mails, moved out of optin.py with its tests.
+    "newsletter/audience/notices.py": (
+        ["tests/audience/test_optin.py", "tests/audience/test_confirm_optin.py",
+         "tests/web/test_subscribe.py", "tests/web/test_confirm.py", "tests/web/test_limits.py",
+         "tests/web/test_mails.py", "tests/web/test_outbox.py", "tests/web/test_same_work.py",
+         "tests/audience/test_erasure.py"], "sqlite"),
     "newsletter/audience/optin.py": (
         # The web answers first and subscribes in a job after (audience/jobs.py): the service
         # tests call subscribe(), confirm() and the jobs directly, test_same_work runs the jobs.

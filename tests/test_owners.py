@@ -1,4 +1,5 @@
-"""The database has one owner: tables, engines and dialect tests live in newsletter/db/ only.
+"""One owner per concept: the database (tables, engines, dialect tests) lives in newsletter/db/,
+and subscription state is written by audience/subscriptions.py only.
 
 Before, seven modules re-aliased the tables under five naming styles and seven branched on the
 dialect themselves; this keeps it that way when new code comes in.
@@ -28,3 +29,27 @@ def test_only_the_db_package_names_tables_dialects_and_engines():
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {what}")
     assert not found, "\n".join(found)
+
+
+# A subscription row is its status and the times of its moves: any INSERT or UPDATE of it is a
+# status write, in Core, in the ORM, in raw SQL, or through the bulk writer of db/bulk.py.
+SUBSCRIPTION_WRITES = re.compile(
+    r"\b(?:update|insert)\(\s*(?:SUBSCRIPTIONS|Subscription)\b"
+    r"|\b(?:SUBSCRIPTIONS|Subscription(?:\.__table__)?)\.(?:update|insert)\("
+    r"|\b(?:UPDATE|INSERT\s+INTO)\s+subscriptions\b"
+    r"|\.(?:insert_subscriptions|confirm_subscriptions)\("
+)
+STATE_OWNER = PACKAGE / "audience" / "subscriptions.py"
+
+
+def test_only_the_subscription_workflow_writes_subscription_status():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == STATE_OWNER or "db" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        text = path.read_text("utf-8")
+        for match in SUBSCRIPTION_WRITES.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {match.group(0)}")
+    assert not found, "subscriptions written outside audience/subscriptions.py:\n" + "\n".join(
+        found)

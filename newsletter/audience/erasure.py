@@ -1,7 +1,8 @@
 """Erasure (GDPR art. 17): one function that removes a person and every copy of their address.
 
 What goes, in one transaction:
-- the subscriber row and, through the foreign keys, their subscriptions and deliveries;
+- the subscriber row and, through the foreign keys, their subscriptions, pending requests and
+  deliveries;
 - their outbox mails (the recipient, and whole rendered mails with name and personal links);
 - their bounce records;
 - from their audit events: ip, user agent, source, consent text and data. The events stay as
@@ -62,6 +63,7 @@ from newsletter.db.tables import (
     DELIVERIES,
     EVENTS,
     OUTBOX,
+    REQUESTS,
     SUBSCRIBERS,
     SUBSCRIPTIONS,
     SUPPRESSIONS,
@@ -76,6 +78,7 @@ from newsletter.keyring import address_hash
 # and nobody else's mail or delivery names them.
 SWEPT = {
     "subscribers": ("name", "attributes"),
+    "subscription_requests": ("name",),
     "events": ("user_agent", "source", "consent_text", "data"),
     "suppressions": ("detail",),
     "bounces": ("detail",),
@@ -176,7 +179,7 @@ def sweep(conn: Connection, address: str) -> int:
     """Replace every spelling of the address in the people tables; returns rows changed."""
     pattern = address_pattern(address)
     changed = 0
-    for table in (SUBSCRIBERS, EVENTS, SUPPRESSIONS, BOUNCES):
+    for table in (SUBSCRIBERS, REQUESTS, EVENTS, SUPPRESSIONS, BOUNCES):
         names = SWEPT[table.name]
         query = select(table.c.id, *(table.c[n] for n in names)).where(
             _filter(conn, table, address))
@@ -327,6 +330,9 @@ def purge_pending(
             people = conn.execute(select(s.id, s.email).where(s.id.in_(alone))).all()
             conn.execute(delete(SUBSCRIPTIONS).where(
                 c.id.in_([row.id for row in rows])))
+            # Their requests go too (the subscriber may stay, with other subscriptions).
+            conn.execute(delete(REQUESTS).where(~sa.exists().where(
+                c.subscriber_id == REQUESTS.c.subscriber_id, c.list_id == REQUESTS.c.list_id)))
             # Everything tied to them goes; no sweep for stray copies of each address, which
             # would scan the audit trail once per person (a consent nobody gave leaves few).
             remove_people(conn, alone, (row.email for row in people))

@@ -19,14 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
 
+from newsletter.audience.audit import RequestMeta, record_event
 from newsletter.audience.language import ListLanguages
-from newsletter.audience.optin import (
-    OptIn,
-    RequestMeta,
-    enqueue_confirmation,
-    find_list,
-    record_event,
-)
+from newsletter.audience.notices import enqueue_confirmation
+from newsletter.audience.optin import OptIn, find_list
 from newsletter.db.models import Event, Subscriber, Subscription, utcnow
 
 ASKED = ("invite", "subscribe", "confirm")

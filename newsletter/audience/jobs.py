@@ -26,12 +26,12 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.audit import RequestMeta
 from newsletter.audience.language import FALL_BACK, ListLanguages
 from newsletter.audience.names import clean_name
 from newsletter.audience.optin import (
     FORM_KINDS,
     OptIn,
-    RequestMeta,
     check_ip_limit,
     find_list,
     subscribe_in,

@@ -2,7 +2,9 @@
 
 These functions take plain values and an OptIn context, never a request: the web app, the CLI
 or a test call them alike. Every outcome is recorded in `events` (the consent trail), and every
-mail goes through the outbox in the same transaction as the change that needs it.
+mail goes through the outbox in the same transaction as the change that needs it. The
+subscription's status moves through audience/subscriptions.py, which keeps what a pending
+request asked for until the confirmation reads it.
 
 What the caller shows must not depend on the outcome (new, pending, confirmed, suppressed,
 throttled all look the same), so the result says what happened only for logs and tests.
@@ -10,33 +12,35 @@ throttled all look the same), so the result says what happened only for logs and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.audience import subscriptions
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.audit import RequestMeta, record_event
 from newsletter.audience.language import FALL_BACK, ListLanguages
-from newsletter.audience.lists import localized_list
 from newsletter.audience.names import clean_name
+from newsletter.audience.notices import (
+    Mailer,
+    enqueue_confirmation,
+    enqueue_welcome,
+    list_name,
+)
 from newsletter.audience.subscribers import suppressed_hashes
 from newsletter.config import Settings
 from newsletter.db.models import utcnow
-from newsletter.db.tables import EVENTS, LISTS, SUBSCRIBERS, SUBSCRIPTIONS
+from newsletter.db.tables import EVENTS, LISTS, SUBSCRIBERS
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import address_hash, link_signer, read_address_key
-from newsletter.links import confirm_url, preferences_url, unsubscribe_url
-from newsletter.outbox import count_recent, enqueue
+from newsletter.links import preferences_url
 from newsletter.tokens import Signer, TokenError
 
-EVENT_INSERT = EVENTS.insert()  # built once: building a statement costs more than running it
-
 IP_WINDOW = timedelta(hours=1)
-ADDRESS_WINDOW = timedelta(days=1)
 FORM_KINDS = ("subscribe", "resend", "manage")  # events that count towards the per-IP limit
 
 
@@ -51,40 +55,6 @@ class LinkExpired(TokenError):
         super().__init__("expired token")
         self.subscriber_id = subscriber_id
         self.list_id = list_id
-
-
-class Mailer(Protocol):
-    """Builds system mails (see newsletter.web.mails.SystemMails)."""
-
-    sender: str
-
-    def confirmation(
-        self, *, email: str, name: str, language: str, list_name: str, url: str, days: int
-    ) -> bytes: ...
-
-    def welcome(
-        self,
-        *,
-        email: str,
-        name: str,
-        language: str,
-        list_name: str,
-        text: str,
-        preferences_url: str,
-        unsubscribe_url: str,
-    ) -> bytes: ...
-
-    def preferences_link(self, *, email: str, name: str, language: str, url: str) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class RequestMeta:
-    """Where a request came from, for the consent trail and the rate limits."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-    source: str | None = None
-    consent_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,41 +126,6 @@ def find_list(conn: Connection, slug: str) -> dict[str, Any]:
     return dict(row)
 
 
-def record_event(
-    conn: Connection,
-    kind: str,
-    meta: RequestMeta,
-    now: datetime,
-    subscriber_id: int | None = None,
-    list_id: int | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Append one entry to the consent and audit trail."""
-    conn.execute(EVENT_INSERT, event_row(kind, meta, now, subscriber_id, list_id, data))
-
-
-def event_row(
-    kind: str,
-    meta: RequestMeta,
-    now: datetime,
-    subscriber_id: int | None = None,
-    list_id: int | None = None,
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The values of one audit entry, for EVENT_INSERT (several go in one executemany)."""
-    return {
-        "kind": kind,
-        "subscriber_id": subscriber_id,
-        "list_id": list_id,
-        "created_at": now,
-        "ip": (meta.ip or None) and meta.ip[:64],
-        "user_agent": (meta.user_agent or None) and meta.user_agent[:512],
-        "source": (meta.source or None) and meta.source[:512],
-        "consent_text": meta.consent_text,
-        "data": data or {},
-    }
-
-
 def check_ip_limit(
     conn: Connection, kinds: tuple[str, ...], ip: str | None, limit: int, now: datetime
 ) -> None:
@@ -215,104 +150,6 @@ def is_suppressed(conn: Connection, email: str, address_key: str) -> bool:
 def _subscriber(conn: Connection, email: str) -> dict[str, Any] | None:
     row = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.email == email)).mappings().first()
     return dict(row) if row else None
-
-
-def _has_confirmed(conn: Connection, subscriber_id: int) -> bool:
-    query = select(SUBSCRIPTIONS.c.id).where(
-        SUBSCRIPTIONS.c.subscriber_id == subscriber_id, SUBSCRIPTIONS.c.status == "confirmed"
-    )
-    return conn.execute(query).first() is not None
-
-
-def _subscription(conn: Connection, subscriber_id: int, list_id: int) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            select(SUBSCRIPTIONS).where(
-                SUBSCRIPTIONS.c.subscriber_id == subscriber_id, SUBSCRIPTIONS.c.list_id == list_id
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-def set_status(
-    conn: Connection, subscriber_id: int, list_id: int, status: str, now: datetime
-) -> None:
-    """Create or move a subscription to a status, stamping the matching time."""
-    values: dict[str, Any] = {"status": status, "updated_at": now}
-    if status == "confirmed":
-        values["confirmed_at"] = now
-    elif status == "unsubscribed":
-        values["unsubscribed_at"] = now
-    existing = _subscription(conn, subscriber_id, list_id)
-    if existing is None:
-        conn.execute(
-            SUBSCRIPTIONS.insert().values(
-                subscriber_id=subscriber_id, list_id=list_id, created_at=now, **values
-            )
-        )
-    else:
-        conn.execute(
-            update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == existing["id"]).values(**values)
-        )
-
-
-def welcome_text(ctx: OptIn, mlist: Mapping[str, Any], language: str) -> str | None:
-    """None when the list sends no welcome mail; else its extra text in this language (or in
-    the list's default language)."""
-    setting = ctx.welcome.get(mlist["slug"])
-    if not setting:
-        return None
-    if isinstance(setting, dict):
-        return str(setting.get(language) or setting.get(mlist["default_language"]) or "")
-    return ""
-
-
-def enqueue_welcome(
-    ctx: OptIn, conn: Connection, subscriber: dict[str, Any], mlist: dict[str, Any], language: str
-) -> None:
-    """Queue the list's welcome mail, if it has one."""
-    text = welcome_text(ctx, mlist, language)
-    if text is None:
-        return
-    ids = (subscriber["id"], mlist["id"])
-    message = ctx.mailer.welcome(
-        email=subscriber["email"],
-        name=subscriber["name"],
-        language=language,
-        list_name=_list_name(mlist, language),
-        text=text,
-        preferences_url=preferences_url(ctx.base_url, ctx.signer, *ids),
-        unsubscribe_url=unsubscribe_url(ctx.base_url, ctx.signer, *ids),
-    )
-    enqueue(conn, "welcome", subscriber["email"], ctx.mailer.sender, message)
-
-
-def enqueue_confirmation(
-    ctx: OptIn,
-    conn: Connection,
-    subscriber: dict[str, Any],
-    mlist: dict[str, Any],
-    language: str,
-    name: str,
-    now: datetime,
-) -> bool:
-    """Queue one confirmation mail unless the address had its share today."""
-    since = now - ADDRESS_WINDOW
-    if count_recent(conn, "confirm", subscriber["email"], since) >= ctx.max_per_address:
-        return False
-    message = ctx.mailer.confirmation(
-        email=subscriber["email"],
-        name=name,
-        language=language,
-        list_name=_list_name(mlist, language),
-        url=confirm_url(ctx.base_url, ctx.signer, subscriber["id"], mlist["id"]),
-        days=ctx.confirm_days,
-    )
-    enqueue(conn, "confirm", subscriber["email"], ctx.mailer.sender, message)
-    return True
 
 
 def subscribe_in(
@@ -349,7 +186,7 @@ def subscribe_in(
             )
         ).inserted_primary_key[0]
         subscriber = {"id": sid, "email": email, "name": name, "language": language}
-    elif not _has_confirmed(conn, subscriber["id"]):
+    elif not subscriptions.has_confirmed(conn, subscriber["id"]):
         # Nobody has proved this mailbox yet, so nothing is overwritten that anyone confirmed.
         changes = {"language": language, "updated_at": now}
         if name:
@@ -359,23 +196,26 @@ def subscribe_in(
         )
         subscriber.update(changes)
     sid = subscriber["id"]
-    current = _subscription(conn, sid, mlist["id"])
-    if current is not None and current["status"] == "confirmed":
+    current = subscriptions.subscription(conn, sid, mlist["id"])
+    status = current["status"] if current else None
+    if status == "confirmed":
         outcome = "already"
     elif mlist["opt_in"] == "single":
-        set_status(conn, sid, mlist["id"], "confirmed", now)
-        record_event(conn, "confirm", meta, now, sid, mlist["id"], {"opt_in": "single"})
+        subscriptions.confirm(conn, sid, mlist["id"], meta=meta, now=now,
+                              data={"opt_in": "single"})
         # Their own language when the list offers it, else the one they just asked for.
         own = ListLanguages(ListLanguages.of(mlist).offered, language)
         enqueue_welcome(ctx, conn, subscriber, mlist, own.effective(subscriber.get("language")))
         outcome = "confirmed"
     else:
-        if current is None or current["status"] != "pending":
-            set_status(conn, sid, mlist["id"], "pending", now)
         sent = enqueue_confirmation(
             ctx, conn, subscriber, mlist, language, name or subscriber["name"], now
         )
         outcome = "pending" if sent else "throttled"
+        wanted = subscriptions.Requested(language, name, "form")
+        subscriptions.register(conn, sid, mlist["id"], wanted, status=status, meta=meta,
+                               now=now, data={**requested, "outcome": outcome})
+        return outcome, sid
     record_event(conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": outcome})
     return outcome, sid
 
@@ -410,20 +250,6 @@ def subscribe(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _requested(conn: Connection, subscriber_id: int, list_id: int) -> dict[str, Any]:
-    query = (
-        select(EVENTS.c.data)
-        .where(
-            EVENTS.c.kind == "subscribe",
-            EVENTS.c.subscriber_id == subscriber_id,
-            EVENTS.c.list_id == list_id,
-        )
-        .order_by(EVENTS.c.id.desc())
-        .limit(1)
-    )
-    return conn.execute(query).scalar() or {}
-
-
 def read_confirm_token(ctx: OptIn, token: str) -> tuple[int, int, int]:
     """(subscriber_id, list_id, issued_at) of a genuine, fresh token; LinkExpired or TokenError."""
     data = ctx.signer.verify("confirm", token)
@@ -445,7 +271,7 @@ def confirm(
     with ctx.engine.begin() as conn:
         found = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id == sid)).mappings().first()
         found_list = conn.execute(select(LISTS).where(LISTS.c.id == list_id)).mappings().first()
-        current = _subscription(conn, sid, list_id)
+        current = subscriptions.subscription(conn, sid, list_id)
         if found is None or found_list is None or current is None:
             raise NotFoundError("this subscription no longer exists")
         subscriber, mlist = dict(found), dict(found_list)
@@ -455,17 +281,12 @@ def confirm(
         elif current["status"] == "unsubscribed" and left_after:
             outcome = "stale"  # the link was used, then the subscriber left: do not undo that
         else:
-            wanted = _requested(conn, sid, list_id)
-            changes: dict[str, Any] = {}
-            if wanted.get("language"):
-                changes["language"] = wanted["language"]
-            if wanted.get("name"):
-                changes["name"] = wanted["name"]
+            wanted = subscriptions.confirm(conn, sid, list_id, meta=meta, now=now,
+                                           data={"opt_in": "double"})
+            changes = wanted.changes() if wanted else {}
             if changes:
                 conn.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == sid).values(**changes))
                 subscriber.update(changes)
-            set_status(conn, sid, list_id, "confirmed", now)
-            record_event(conn, "confirm", meta, now, sid, list_id, {"opt_in": "double"})
             enqueue_welcome(ctx, conn, subscriber, mlist,
                             ListLanguages.of(mlist).effective(subscriber["language"]))
             outcome = "confirmed"
@@ -473,7 +294,7 @@ def confirm(
         outcome=outcome,
         subscriber_id=sid,
         list_id=list_id,
-        list_name=_list_name(mlist, ListLanguages.of(mlist).effective(subscriber["language"])),
+        list_name=list_name(mlist, ListLanguages.of(mlist).effective(subscriber["language"])),
         language=subscriber["language"],
         preferences_url=preferences_url(ctx.base_url, ctx.signer, sid, list_id),
     )
@@ -496,7 +317,7 @@ def resend_confirmation(
         mlist = conn.execute(select(LISTS).where(LISTS.c.id == list_id)).mappings().first()
         if subscriber is None or mlist is None:
             raise NotFoundError("this subscription no longer exists")
-        current = _subscription(conn, sid, list_id)
+        current = subscriptions.subscription(conn, sid, list_id)
         language = ListLanguages.of(mlist).effective(subscriber["language"])
         outcome = "nothing"
         waiting = current is not None and current["status"] == "pending"
@@ -506,9 +327,4 @@ def resend_confirmation(
             )
             outcome = "pending" if sent else "throttled"
         record_event(conn, "resend", meta, now, sid, list_id, {"outcome": outcome})
-    return _list_name(dict(mlist), language), language
-
-
-def _list_name(mlist: Mapping[str, Any], language: str) -> str:
-    """The list's name in the reader's language."""
-    return localized_list(mlist, language)["name"]
+    return list_name(dict(mlist), language), language

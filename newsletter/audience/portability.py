@@ -20,6 +20,7 @@ from newsletter.db.tables import (
     EVENTS,
     ISSUES,
     LISTS,
+    REQUESTS,
     SUBSCRIBERS,
     SUBSCRIPTIONS,
 )
@@ -44,13 +45,20 @@ def _subscriber(conn: Connection, sid: int) -> dict[str, Any]:
 
 
 def _subscriptions(conn: Connection, sid: int) -> list[dict[str, Any]]:
-    c, lt = SUBSCRIPTIONS.c, LISTS.c
+    """Each subscription, with what it asked for while it is pending (None otherwise)."""
+    c, lt, r = SUBSCRIPTIONS.c, LISTS.c, REQUESTS.c
     rows = conn.execute(
-        select(lt.slug, lt.name, c.status, c.created_at, c.confirmed_at, c.unsubscribed_at)
-        .join(LISTS, lt.id == c.list_id).where(c.subscriber_id == sid).order_by(lt.slug))
-    return [{"list": r.slug, "list_name": r.name, "status": r.status,
-             "created_at": _time(r.created_at), "confirmed_at": _time(r.confirmed_at),
-             "unsubscribed_at": _time(r.unsubscribed_at)} for r in rows]
+        select(lt.slug, lt.name, c.status, c.created_at, c.confirmed_at, c.unsubscribed_at,
+               r.id.label("request"), r.language, r.name.label("requested_name"), r.source)
+        .join(LISTS, lt.id == c.list_id)
+        .outerjoin(REQUESTS, and_(r.subscriber_id == c.subscriber_id, r.list_id == c.list_id))
+        .where(c.subscriber_id == sid).order_by(lt.slug))
+    return [{"list": row.slug, "list_name": row.name, "status": row.status,
+             "created_at": _time(row.created_at), "confirmed_at": _time(row.confirmed_at),
+             "unsubscribed_at": _time(row.unsubscribed_at),
+             "requested": None if row.request is None else {
+                 "language": row.language, "name": row.requested_name, "source": row.source}}
+            for row in rows]
 
 
 def _events(conn: Connection, sid: int) -> list[dict[str, Any]]:

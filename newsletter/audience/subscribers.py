@@ -3,7 +3,8 @@
 `merge_batch` is the one place that writes subscribers. The CLI's `subscribers add` and the CSV
 import both go through it, so the merge rules are the same everywhere:
 - a new address becomes a subscriber; a known one gets the non-empty fields given;
-- a subscription starts `pending`, or `confirmed` when the caller has proof of consent;
+- a subscription starts `pending`, or `confirmed` when the caller has proof of consent (the
+  subscriptions themselves are written by audience/subscriptions.py, the state machine);
 - an `unsubscribed` subscription is never revived (the person must opt in again);
 - a suppressed address is never added.
 """
@@ -14,17 +15,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, select
 
 from newsletter.audience.addresses import normalize_email
+from newsletter.audience.audit import RequestMeta
 from newsletter.audience.language import REJECT, ListLanguages
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
+from newsletter.audience.subscriptions import leave_list, merge, subscription
 from newsletter.db.bulk import Bulk
 from newsletter.db.models import utcnow
-from newsletter.db.tables import EVENTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
+from newsletter.db.tables import SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.keyring import address_hash
+
+CLI = RequestMeta(source="cli")
 
 
 @dataclass
@@ -109,21 +114,6 @@ def _upsert_subscribers(db: Bulk, rows: list[NewRow], now: Any,
     return ids
 
 
-def _upsert_subscriptions(db: Bulk, lst: ListInfo, ids: dict[str, int], now: Any, *,
-                          confirmed: bool, counts: MergeCounts) -> list[int]:
-    """Create or confirm subscriptions; returns subscriber ids whose status changed."""
-    current = db.statuses(lst.id, list(ids.values()))
-    status = "confirmed" if confirmed else "pending"
-    fresh = [sid for sid in ids.values() if sid not in current]
-    db.insert_subscriptions(lst.id, fresh, status, now, now if confirmed else None)
-    counts.subscribed += len(fresh)
-    to_confirm = [s for s, st in current.items() if confirmed and st == "pending"]
-    db.confirm(lst.id, to_confirm, now)
-    counts.confirmed += len(to_confirm) + (len(fresh) if confirmed else 0)
-    counts.kept_unsubscribed += sum(1 for st in current.values() if st == "unsubscribed")
-    return fresh + to_confirm
-
-
 def merge_batch(
     conn: Connection,
     lst: ListInfo,
@@ -148,10 +138,10 @@ def merge_batch(
         return counts
     now = db.now()
     ids = _upsert_subscribers(db, rows, now, counts)
-    changed = _upsert_subscriptions(db, lst, ids, now, confirmed=confirmed, counts=counts)
-    status = "confirmed" if confirmed else "pending"
-    db.insert_events("import-confirmed" if confirmed else "import", lst.id, changed, now,
-                     source, {"status": status})
+    merged = merge(db, lst.id, list(ids.values()), now, confirmed=confirmed, source=source)
+    counts.subscribed += len(merged.created)
+    counts.confirmed += len(merged.confirmed) + (len(merged.created) if confirmed else 0)
+    counts.kept_unsubscribed += merged.kept_unsubscribed
     return counts
 
 
@@ -241,15 +231,7 @@ def remove_subscriber(
         if sid is None:
             raise NotFoundError(f"no subscriber {address}")
         lst = get_list(engine, list_slug)
-        c = SUBSCRIPTIONS.c
-        done = conn.execute(
-            update(SUBSCRIPTIONS)
-            .where(and_(c.subscriber_id == sid, c.list_id == lst.id))
-            .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
-        )
-        if not done.rowcount:
+        left = leave_list(conn, sid, lst.id, CLI, now, "cli")
+        if not left and subscription(conn, sid, lst.id) is None:
             raise NotFoundError(f"{address} is not on list {lst.slug!r}")
-        conn.execute(insert(EVENTS).values(
-            kind="unsubscribe", subscriber_id=sid, list_id=lst.id, created_at=now,
-            source="cli", data={}))
-        return "unsubscribed"
+        return "unsubscribed"  # already unsubscribed: nothing more to do

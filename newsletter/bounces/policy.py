@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
-from newsletter.audience.optin import RequestMeta, record_event
-from newsletter.audience.preferences import leave_list
+from newsletter.audience.audit import RequestMeta, record_event
 from newsletter.audience.subscribers import suppressed_hashes
+from newsletter.audience.subscriptions import leave_list
 from newsletter.bounces.report import BounceReport
 from newsletter.config import ConfigError, Settings
 from newsletter.db.models import Delivery, utcnow

@@ -37,6 +37,11 @@ UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes 
                      "updated_at = ? WHERE id = ?")
 INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
                        "updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?)")
+# A request left behind by an earlier pending subscription of the same pair is replaced.
+INSERT_REQUEST = ("INSERT INTO subscription_requests (subscriber_id, list_id, language, name, "
+                  "source, created_at) VALUES (?, ?, NULL, '', ?, ?) "
+                  "ON CONFLICT (subscriber_id, list_id) DO UPDATE SET language = NULL, "
+                  "name = '', source = excluded.source, created_at = excluded.created_at")
 INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
                 "VALUES (?, ?, ?, ?, ?, ?j)")
 
@@ -123,12 +128,23 @@ class Bulk:
         self._many(INSERT_SUBSCRIPTION,
                    [(sid, list_id, status, now, now, confirmed_at) for sid in ids])
 
-    def confirm(self, list_id: int, ids: Sequence[int], now: Any) -> None:
+    def confirm_subscriptions(self, list_id: int, ids: Sequence[int], now: Any) -> None:
         """Mark these subscriptions confirmed (now)."""
         sql = ("UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?, updated_at = ? "
                "WHERE list_id = ? AND subscriber_id {}")
         for chunk, marks in self._chunks(ids):
             self._execute(sql.format(marks), (now, now, list_id, *chunk))
+
+    def insert_requests(self, list_id: int, ids: Iterable[int], source: str, now: Any) -> None:
+        """A pending request for each subscriber id, asking for nothing beyond the subscriber
+        row (language NULL, name empty), from `source`."""
+        self._many(INSERT_REQUEST, [(sid, list_id, source[:512], now) for sid in ids])
+
+    def delete_requests(self, list_id: int, ids: Sequence[int]) -> None:
+        """Forget the pending requests of these subscribers on the list."""
+        sql = "DELETE FROM subscription_requests WHERE list_id = ? AND subscriber_id {}"
+        for chunk, marks in self._chunks(ids):
+            self._execute(sql.format(marks), (list_id, *chunk))
 
     def insert_events(self, kind: str, list_id: int, ids: Iterable[int], now: Any, source: str,
                       data: dict[str, Any]) -> None:

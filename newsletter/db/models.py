@@ -103,6 +103,23 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class SubscriptionRequest(Base):
+    """What a pending subscription asked for, read when it is confirmed; gone once it is
+    confirmed or left. NULL language and empty name: nothing beyond what the subscriber row
+    holds (`subscribers add` and import set those directly)."""
+
+    __tablename__ = "subscription_requests"
+    __table_args__ = (UniqueConstraint("subscriber_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(512), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Event(Base):
     """Consent and audit trail: who did what, when, from where, under which text."""
 

@@ -21,12 +21,14 @@ from newsletter.db.models import (
     OutboxMessage,
     Subscriber,
     Subscription,
+    SubscriptionRequest,
     Suppression,
 )
 
 LISTS = cast(Table, MailingList.__table__)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+REQUESTS = cast(Table, SubscriptionRequest.__table__)
 EVENTS = cast(Table, Event.__table__)
 KEYRING = cast(Table, KeyringEntry.__table__)
 SUPPRESSIONS = cast(Table, Suppression.__table__)

@@ -24,9 +24,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import __version__
+from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import OptIn, RateLimited
-from newsletter.audience.preferences import AsyncHotReads, HotReads
 from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError

@@ -14,11 +14,10 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.jobs import run_job
 from newsletter.audience.optin import OptIn
 from newsletter.audience.preferences import (
-    AsyncHotReads,
-    HotReads,
     Membership,
     PreferencesView,
     load_preferences,

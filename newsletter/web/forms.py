@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from newsletter.audience.optin import RequestMeta
+from newsletter.audience.audit import RequestMeta
 
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 64

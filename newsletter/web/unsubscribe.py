@@ -10,7 +10,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience.preferences import Leave, Membership, leave_many
+from newsletter.audience.preferences import Membership
+from newsletter.audience.subscriptions import Leave, leave_many
 from newsletter.links import preferences_url
 from newsletter.web.context import web_context
 from newsletter.web.forms import FormError, read_fields, request_meta

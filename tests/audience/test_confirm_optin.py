@@ -21,9 +21,9 @@ from newsletter.audience.optin import (
     confirm,
     read_confirm_token,
     resend_confirmation,
-    set_status,
     subscribe,
 )
+from newsletter.audience.subscriptions import set_status
 from newsletter.db.models import MailingList, OutboxMessage, Subscriber, Subscription, utcnow
 from newsletter.errors import NotFoundError
 from newsletter.tokens import TokenError

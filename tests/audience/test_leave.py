@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from newsletter.audience.lists import add_list
 from newsletter.audience.optin import RequestMeta
-from newsletter.audience.preferences import Leave, leave_list, leave_many
 from newsletter.audience.subscribers import add_subscriber
+from newsletter.audience.subscriptions import Leave, leave_list, leave_many
 from newsletter.db.models import Event, Subscriber, Subscription, utcnow
 from tests.conftest import akey
 

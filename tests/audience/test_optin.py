@@ -11,7 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, update
 
+from newsletter.audience.audit import record_event
 from newsletter.audience.lists import add_list
+from newsletter.audience.notices import welcome_text
 from newsletter.audience.optin import (
     FORM_KINDS,
     OptIn,
@@ -21,9 +23,7 @@ from newsletter.audience.optin import (
     check_ip_limit,
     clean_name,
     find_list,
-    record_event,
     subscribe,
-    welcome_text,
 )
 from newsletter.config import load_settings
 from newsletter.db.models import OutboxMessage, Subscription, utcnow

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.language import list_languages
 from newsletter.audience.lists import add_list
 from newsletter.audience.preferences import (
-    AsyncHotReads,
-    HotReads,
     ListChoice,
     Membership,
     PreferencesView,

@@ -18,14 +18,13 @@ from newsletter.audience.language import list_languages
 from newsletter.audience.lists import add_list
 from newsletter.audience.optin import OptIn, RateLimited, RequestMeta
 from newsletter.audience.preferences import (
-    Leave,
     ListChoice,
-    leave_many,
     send_preferences_link,
     unsubscribe,
     unsubscribe_all,
     update_preferences,
 )
+from newsletter.audience.subscriptions import Leave, leave_many
 from newsletter.bounces.policy import suppress
 from newsletter.db.models import Event, OutboxMessage, Subscriber, Subscription, utcnow
 from newsletter.errors import ValidationError

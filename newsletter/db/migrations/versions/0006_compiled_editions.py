@@ -1,7 +1,7 @@
 """Each edition keeps its compiled form, so send workers no longer read the workspace
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 
 `editions.compiled` holds the compiled edition as JSON (subject, HTML and text shells, slots),
 written when the issue is enqueued. A migration cannot compile Markdown, so rows enqueued
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
