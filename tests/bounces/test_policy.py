@@ -149,6 +149,21 @@ def test_a_soft_bounce_exactly_soft_days_old_still_counts(services: Services) ->
     assert soft(new, now) == "2 of 5 within 7 days"
 
 
+def test_a_soft_bounce_older_than_soft_days_no_longer_counts(services: Services) -> None:
+    processor = Processor.from_settings(services.settings, services.engine)
+    emails = seed(services.settings.workspace, ["en"])
+    ids = [deliveries(services, emails, slug)[emails[0]] for slug in ("oct", "nov", "dec")]
+    now = utcnow()
+
+    def soft(did: int, at: datetime) -> str:
+        return processor.process(dsn(verp(services, did), emails[0], status="4.2.2"),
+                                 now=at).note
+
+    assert soft(ids[0], now - timedelta(days=7, minutes=1)) == "1 of 5 within 7 days"
+    assert soft(ids[1], now - timedelta(days=3)) == "2 of 5 within 7 days"
+    assert soft(ids[2], now) == "2 of 5 within 7 days"  # the first fell out of the window
+
+
 def test_bounces_list_shows_each_report_newest_first_within_the_days_asked(
         run, services: Services) -> None:
     processor = Processor.from_settings(services.settings, services.engine)
