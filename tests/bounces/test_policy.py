@@ -164,6 +164,16 @@ def test_a_soft_bounce_older_than_soft_days_no_longer_counts(services: Services)
     assert soft(ids[2], now) == "2 of 5 within 7 days"  # the first fell out of the window
 
 
+def test_two_soft_reports_about_one_delivery_count_once(services: Services) -> None:
+    processor = Processor.from_settings(services.settings, services.engine)
+    emails = seed(services.settings.workspace, ["en"])
+    did = deliveries(services, emails, "nov")[emails[0]]
+    notes = [processor.process(dsn(verp(services, did), emails[0], status="4.2.2",
+                                   message_id=f"<dsn-{n}@mx.example.net>")).note
+             for n in range(2)]
+    assert notes == ["1 of 5 within 7 days", "1 of 5 within 7 days"]
+
+
 def test_bounces_list_shows_each_report_newest_first_within_the_days_asked(
         run, services: Services) -> None:
     processor = Processor.from_settings(services.settings, services.engine)
