@@ -4,12 +4,11 @@ Memory stays bounded whatever the file size: rows are read, checked and written 
 time; the only thing kept for the whole file is a set of 64-bit hashes of the addresses seen,
 so a duplicate later in the file is reported as merged.
 
-Per-row rules: a record the CSV reader cannot read (not UTF-8, over 64 KB, a quote never
-closed), a row with more cells than the header, a cell with a control character (NUL included,
-which PostgreSQL refuses and SQLite would store) or over 1,000 characters, an invalid address,
-a formula-like cell and a language the list lacks are each rejected with their line; the rows
-around them still land. A row the database refuses anyway is found by merging its batch one row
-at a time, and rejected alone.
+A record the CSV reader cannot read (not UTF-8, over 64 KB, a quote never closed) is rejected
+with its line, and every other row goes through the per-row rules of audience/importrows.py;
+the rows around a rejected one still land. A row the database refuses anyway is found by
+merging its batch one row at a time, and rejected alone. audience/importreport.py holds what is
+reported.
 
 Before anything is written the file is read once more, cheaply, to plan: the column mapping
 (newsletter.audience.columns) and the rows per language are handed to `on_plan`, and a file
@@ -22,227 +21,23 @@ is rejected (or always, for a dry run), so the counts are exact and nothing land
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from newsletter.audience.addresses import AddressError, normalize_email
-from newsletter.audience.columns import (
-    CONTROL,
-    Columns,
-    ImportFileError,
-    map_columns,
-)
+from newsletter.audience.columns import Columns, ImportFileError, map_columns
 from newsletter.audience.csvrecords import Record, read_records
-from newsletter.audience.language import REJECT, LanguageError, ListLanguages
+from newsletter.audience.importreport import ImportPlan, ImportReport, RowProblem
+from newsletter.audience.importrows import RowChecker, blank
 from newsletter.audience.lists import ListInfo, get_list
-from newsletter.audience.names import clean_name
 from newsletter.audience.subscribers import MergeCounts, NewRow, merge_batch
 from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
-
-FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
-FORMULA_START = frozenset("=@+-\t\r")
-MAX_CELL = 1000
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """A rejected row or a warning about a fixed one, with its line in the file."""
-
-    line: int
-    email: str
-    reason: str
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, for a dry run, would do)."""
-
-    rows: int = 0
-    accepted: int = 0
-    duplicates_in_file: int = 0
-    rejected: list[RowProblem] = field(default_factory=list)
-    warnings: list[RowProblem] = field(default_factory=list)
-    merge: MergeCounts = field(default_factory=MergeCounts)
-    dry_run: bool = False
-    strict: bool = False
-    committed: bool = False
-    plan: ImportPlan | None = None
-    languages: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        m = self.merge
-        return {
-            "rows": self.rows,
-            "accepted": self.accepted,
-            "rejected": len(self.rejected),
-            "duplicates_in_file": self.duplicates_in_file,
-            "created": m.created,
-            "updated": m.updated,
-            "unchanged": m.unchanged,
-            "subscribed": m.subscribed,
-            "confirmed": m.confirmed,
-            "kept_unsubscribed": m.kept_unsubscribed,
-            "dry_run": self.dry_run,
-            "strict": self.strict,
-            "committed": self.committed,
-            "errors": [vars(p) for p in self.rejected],
-            "warnings": [vars(p) for p in self.warnings],
-            "columns": self.plan.columns if self.plan else {},
-            "languages": dict(sorted(self.languages.items())),
-            "notices": [self.plan.warning] if self.plan and self.plan.warning else [],
-        }
-
-
-@dataclass
-class ImportPlan:
-    """What the file holds, found before anything is written: the mapping, rows per language."""
-
-    columns: dict[str, Any]
-    rows: int = 0
-    languages: dict[str, int] = field(default_factory=dict)
-    unknown_language: int = 0
-    default_language: str = ""
-    list_languages: tuple[str, ...] = ()
-
-    @property
-    def defaulted(self) -> bool:
-        """Every row gets the default language because the file has no language column."""
-        return self.columns.get("language") is None and len(self.list_languages) > 1
-
-    @property
-    def warning(self) -> str:
-        """The loud warning shown when no language column was found, or ''."""
-        if not self.defaulted:
-            return ""
-        return (f"no language column found: all {self.rows} rows get the list's default "
-                f"language {self.default_language!r} (the list offers "
-                f"{', '.join(self.list_languages)}); name the column with "
-                "--column language=HEADER, or use --strict to refuse such a file")
-
-
-@dataclass
-class RowChecker:
-    """Turns raw cells into a NewRow or a reason to reject them."""
-
-    lst: ListInfo
-    columns: Columns
-    fallback_language: bool = False
-    check_dns: bool = False
-
-    def __post_init__(self) -> None:
-        c = self.columns
-        missing = c.width  # cells are padded to one past the header: a column not in the file
-
-        def at(i: int | None) -> int:
-            return missing if i is None else i
-
-        self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
-        self._languages: dict[str, tuple[str, str]] = {}
-
-    def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
-        """(row or None, email shown in the report, reasons or warnings)."""
-        at_email, at_name, at_surname, at_language = self._at
-        problem = self._cells_problem(cells)
-        if len(cells) <= self.columns.width:
-            cells = cells + [""] * (self.columns.width + 1 - len(cells))
-        raw_email = cells[at_email].strip()
-        if problem:
-            return None, shown(raw_email), [problem]
-        try:
-            email = normalize_email(raw_email, check_dns=self.check_dns)
-        except AddressError as exc:
-            return None, shown(raw_email), [str(exc)]
-        first, last = cells[at_name].strip(), cells[at_surname].strip()
-        extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
-        for label, value in [("name", first), ("name", last), *extra]:
-            if value and value[0] in FORMULA_START and FORMULA.match(value):
-                return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
-        warnings: list[str] = []
-        raw_name = f"{first} {last}" if first and last else first or last
-        try:
-            name = clean_name(raw_name)
-        except ValidationError as exc:
-            return None, email, [str(exc)]
-        if name != raw_name:
-            warnings.append("line breaks or extra spaces in the name were collapsed")
-        raw_language = cells[at_language].strip()
-        language, problem = self.language(raw_language)
-        if problem and not language:
-            return None, email, [problem]
-        if problem:
-            warnings.append(problem)
-        attrs = {h: value for h, value in extra if value}
-        return NewRow(email=email, name=name, language=language, attributes=attrs, line=line,
-                      default_language=not raw_language), email, warnings
-
-    def _cells_problem(self, cells: list[str]) -> str:
-        """Why the raw cells cannot be stored as they are, or ''."""
-        width = self.columns.width
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
-            return (f"{len(cells)} cells but the header has {width} columns "
-                    "(quote any cell that contains the delimiter)")
-        text = "".join(cells)
-        if len(text) > MAX_CELL and max(map(len, cells)) > MAX_CELL:
-            i = next(i for i, value in enumerate(cells) if len(value) > MAX_CELL)
-            return f"{self._label(i)} is longer than {MAX_CELL} characters"
-        if not CONTROL.search(text):
-            return ""
-        for i, value in enumerate(cells):
-            if match := CONTROL.search(value):
-                char = match.group()
-                what = "a NUL character" if char == "\x00" else "a control character"
-                return f"{self._label(i)} contains {what} (U+{ord(char):04X})"
-        return ""
-
-    def _label(self, i: int) -> str:
-        known: dict[int | None, str] = {self.columns.email: "email", self.columns.name: "name",
-                                        self.columns.surname: "name",
-                                        self.columns.language: "language",
-                                        **dict(self.columns.extra)}
-        return known.get(i) or f"column {i + 1}"
-
-    @cached_property
-    def languages(self) -> ListLanguages:
-        return ListLanguages.of(self.lst)
-
-    def language(self, raw: str) -> tuple[str, str]:
-        """(code or '', problem or ''): a code, a regional variant or a name like 'Français'."""
-        known = self._languages.get(raw)
-        if known is None:
-            known = self._language(raw)
-            if len(self._languages) < 1000:  # a file names few languages, however it spells them
-                self._languages[raw] = known
-        return known
-
-    def _language(self, raw: str) -> tuple[str, str]:
-        languages = self.languages
-        try:
-            return languages.accept(raw, REJECT), ""
-        except LanguageError as exc:
-            if self.fallback_language:
-                return languages.default, f"{exc}; using {languages.default!r}"
-            return "", str(exc)
-
-
-def blank(cells: list[str]) -> bool:
-    """No cell holds anything but whitespace (a blank line, or only delimiters)."""
-    return not "".join(cells).strip()
-
-
-def shown(text: str) -> str:
-    """A cell as the report may print it: short, with control characters escaped."""
-    short = text[:100] + ("..." if len(text) > 100 else "")
-    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short)
-
 
 ProgressFn = Callable[[int], None]
 

@@ -4,10 +4,11 @@ A person added without `--confirmed` is pending: they get nothing until they con
 must be asked. The web form asks at once; for the CLI this module does it, by queueing the same
 confirmation mail in the outbox (sent by `newsletter serve`, or `newsletter outbox send`).
 
-Whom to ask: pending subscriptions of a list that were never asked, that is with no "invite",
-"subscribe" (the form) or "confirm" entry in the audit trail for that list. Each mail queued is
-recorded as an "invite" event, so asking twice never mails anyone twice. The per-address limit
-of confirmation mails a day applies as on the form.
+Whom to ask: pending subscriptions of a list that were never asked, that is whose request in
+`subscription_requests` has no `asked_at` (audience/subscriptions.py sets it whenever a
+confirmation mail is queued: here, on the form, or a resent link). Each mail queued here sets it
+too, so asking twice never mails anyone twice, and is recorded as an "invite" audit event. The
+per-address limit of confirmation mails a day applies as on the form.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from newsletter.audience.audit import RequestMeta, record_event
 from newsletter.audience.language import ListLanguages
 from newsletter.audience.notices import enqueue_confirmation
 from newsletter.audience.optin import OptIn, find_list
-from newsletter.db.models import Event, Subscriber, Subscription, utcnow
+from newsletter.audience.subscriptions import mark_asked
+from newsletter.db.models import Subscriber, Subscription, utcnow
+from newsletter.db.tables import REQUESTS
 
-ASKED = ("invite", "subscribe", "confirm")
 BATCH = 500
 CLI = RequestMeta(source="cli")
 
@@ -42,19 +44,25 @@ class InviteReport:
 
 
 def _never_asked(list_id: int, added_since: datetime | None) -> Any:
-    """Pending subscribers of a list never asked to confirm (added since a time, if given)."""
-    asked = select(Event.id).where(Event.subscriber_id == Subscription.subscriber_id,
-                                   Event.list_id == list_id, Event.kind.in_(ASKED))
+    """Pending subscribers of a list never asked to confirm (added since a time, if given).
+
+    A pending subscription without a request row counts as never asked: the audit trail is not
+    read back. Every pending subscription has its request: register and merge write one,
+    migration 0005 gave one to each pending subscription of its day, and 0007 filled `asked_at`
+    from their "invite", "subscribe" or "confirm" events (and wrote a request for any pending
+    one with such an event but none). So only a row written outside the workflow lacks it, and
+    asking it writes its request (subscriptions.mark_asked): it is asked once.
+    """
+    request = and_(REQUESTS.c.subscriber_id == Subscription.subscriber_id,
+                   REQUESTS.c.list_id == list_id)
     query = (select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)
              .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+             .outerjoin(REQUESTS, request)
              .where(Subscription.list_id == list_id, Subscription.status == "pending",
-                    ~exists(asked))
+                    REQUESTS.c.asked_at.is_(None))
              .order_by(Subscriber.id))
-    if added_since is not None:
-        added = select(Event.id).where(Event.subscriber_id == Subscription.subscriber_id,
-                                       Event.list_id == list_id, Event.kind == "import",
-                                       Event.created_at >= added_since)
-        query = query.where(exists(added))
+    if added_since is not None:  # the run that added them wrote their request
+        query = query.where(REQUESTS.c.created_at >= added_since)
     return query
 
 
@@ -64,6 +72,7 @@ def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], person: Any,
     language = ListLanguages.of(mlist).effective(person.language)
     sent = enqueue_confirmation(ctx, conn, subscriber, mlist, language, person.name, now)
     if sent:
+        mark_asked(conn, person.id, mlist["id"], now)
         record_event(conn, "invite", CLI, now, person.id, mlist["id"], {"language": language})
     return sent
 

@@ -214,7 +214,7 @@ def subscribe_in(
         outcome = "pending" if sent else "throttled"
         wanted = subscriptions.Requested(language, name, "form")
         subscriptions.register(conn, sid, mlist["id"], wanted, status=status, meta=meta,
-                               now=now, data={**requested, "outcome": outcome})
+                               now=now, data={**requested, "outcome": outcome}, asked=sent)
         return outcome, sid
     record_event(conn, "subscribe", meta, now, sid, mlist["id"], {**requested, "outcome": outcome})
     return outcome, sid
@@ -326,5 +326,7 @@ def resend_confirmation(
                 ctx, conn, dict(subscriber), dict(mlist), language, subscriber["name"], now
             )
             outcome = "pending" if sent else "throttled"
+            if sent:
+                subscriptions.mark_asked(conn, sid, list_id, now)
         record_event(conn, "resend", meta, now, sid, list_id, {"outcome": outcome})
     return list_name(dict(mlist), language), language

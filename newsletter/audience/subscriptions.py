@@ -10,6 +10,8 @@ What a pending subscription asked for (its language and name, and where it came 
 `subscription_requests` from `register` until `confirm` reads it or `leave_list` ends it; the
 audit events are a trail only, never read back as state. People added by `subscribers add` or
 import ask for nothing beyond the subscriber row the editor wrote, so their request is empty.
+The request also keeps when its confirmation mail was last queued (`asked_at`, NULL while
+nobody asked: `subscribers invite` asks those).
 """
 
 from __future__ import annotations
@@ -139,18 +141,41 @@ def register(
     meta: RequestMeta,
     now: datetime,
     data: dict[str, Any],
+    asked: bool,
 ) -> None:
     """Make the subscription pending (`status` is its current one, None: none yet), keep what
-    it asks for (a later request replaces an earlier one) and record the "subscribe" event."""
+    it asks for (a later request replaces an earlier one) and record the "subscribe" event.
+
+    `asked`: a confirmation mail was queued for it now; if not, an earlier request of the same
+    pending subscription keeps its time."""
     if status == "confirmed":
         raise ValueError("a confirmed subscription is not registered again")
+    asked_at = now if asked else None
     if status != "pending":
         set_status(conn, subscriber_id, list_id, "pending", now)
+    elif not asked:
+        asked_at = conn.scalar(select(REQUESTS.c.asked_at).where(
+            REQUESTS.c.subscriber_id == subscriber_id, REQUESTS.c.list_id == list_id))
     conn.execute(_FORGET, {"sid": subscriber_id, "lid": list_id})
     conn.execute(insert(REQUESTS).values(
         subscriber_id=subscriber_id, list_id=list_id, language=wanted.language,
-        name=wanted.name, source=wanted.source[:512], created_at=now))
+        name=wanted.name, source=wanted.source[:512], created_at=now, asked_at=asked_at))
     record_event(conn, "subscribe", meta, now, subscriber_id, list_id, data)
+
+
+def mark_asked(conn: Connection, subscriber_id: int, list_id: int, now: datetime) -> None:
+    """Record that a confirmation mail was queued for this pending subscription's request.
+
+    A pending subscription always has a request (register, merge and migration 0005 write
+    one); one written outside this module without it gets an empty one here, so it is not
+    asked again."""
+    asked = update(REQUESTS).where(
+        REQUESTS.c.subscriber_id == subscriber_id, REQUESTS.c.list_id == list_id
+    ).values(asked_at=now)
+    if not conn.execute(asked).rowcount:
+        conn.execute(insert(REQUESTS).values(
+            subscriber_id=subscriber_id, list_id=list_id, language=None, name="", source="",
+            created_at=now, asked_at=now))
 
 
 def confirm(

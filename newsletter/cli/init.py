@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience.lists import sync_lists
+from newsletter.audience.listsync import sync_lists
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
 from newsletter.services import build_services

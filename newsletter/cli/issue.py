@@ -15,7 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.compose import ComposeError, check_issue, load_issue
-from newsletter.compose.checks import CheckReport, Finding
+from newsletter.compose.checkrules import Finding
+from newsletter.compose.checks import CheckReport
 from newsletter.compose.preview import (
     PreviewServer,
     list_languages,

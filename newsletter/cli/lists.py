@@ -8,17 +8,16 @@ import click
 from rich.table import Table
 
 from newsletter.audience.language import parse_languages
-from newsletter.audience.lists import (
+from newsletter.audience.listedits import (
     ListUpdate,
     add_list,
-    all_lists,
     count_issues,
     delete_list,
-    get_list,
     rename_list,
-    sync_lists,
     update_list,
 )
+from newsletter.audience.lists import all_lists, get_list
+from newsletter.audience.listsync import sync_lists
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 
 

@@ -15,7 +15,8 @@ from rich.table import Table
 from newsletter.audience.columns import parse_column_options
 from newsletter.audience.erasure import erase
 from newsletter.audience.export import export_csv
-from newsletter.audience.importer import ImportPlan, ImportReport, import_csv
+from newsletter.audience.importer import import_csv
+from newsletter.audience.importreport import ImportPlan, ImportReport
 from newsletter.audience.portability import export_data
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table

@@ -6,7 +6,8 @@
     report = check_issue(source, settings, list_languages=("en", "fr", "es"))
 """
 
-from newsletter.compose.checks import CheckReport, Finding, check_issue
+from newsletter.compose.checkrules import Finding
+from newsletter.compose.checks import CheckReport, check_issue
 from newsletter.compose.compiler import CompiledEdition, compile_issue
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.slots import SLOT_KEYS, Slots

@@ -41,7 +41,8 @@ INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, statu
 INSERT_REQUEST = ("INSERT INTO subscription_requests (subscriber_id, list_id, language, name, "
                   "source, created_at) VALUES (?, ?, NULL, '', ?, ?) "
                   "ON CONFLICT (subscriber_id, list_id) DO UPDATE SET language = NULL, "
-                  "name = '', source = excluded.source, created_at = excluded.created_at")
+                  "name = '', source = excluded.source, created_at = excluded.created_at, "
+                  "asked_at = NULL")
 INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
                 "VALUES (?, ?, ?, ?, ?, ?j)")
 

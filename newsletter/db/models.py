@@ -106,7 +106,9 @@ class Subscription(Base):
 class SubscriptionRequest(Base):
     """What a pending subscription asked for, read when it is confirmed; gone once it is
     confirmed or left. NULL language and empty name: nothing beyond what the subscriber row
-    holds (`subscribers add` and import set those directly)."""
+    holds (`subscribers add` and import set those directly). `asked_at`: when a confirmation
+    mail was last queued for it, NULL while nobody has asked the person (`subscribers invite`
+    asks those)."""
 
     __tablename__ = "subscription_requests"
     __table_args__ = (UniqueConstraint("subscriber_id", "list_id"),)
@@ -118,6 +120,7 @@ class SubscriptionRequest(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     source: Mapped[str] = mapped_column(String(512), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    asked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Event(Base):

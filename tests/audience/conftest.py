@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 
 
 @pytest.fixture

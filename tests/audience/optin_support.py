@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.optin import OptIn
 from newsletter.db.models import Event, OutboxMessage, Subscriber, Subscription, Suppression
 from newsletter.keyring import address_hash

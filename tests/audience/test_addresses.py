@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.audience.addresses import NonAsciiLocalPart, normalize_email
 from newsletter.audience.importer import import_csv
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.subscribers import iter_subscribers
 from newsletter.delivery.headers import ascii_address
 from tests.conftest import Cli, akey

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, MetaData, insert, select, text
 
 from newsletter.audience.erasure import address_pattern, erase, spellings
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.optin import OptIn, RequestMeta, confirm, subscribe
 from newsletter.audience.portability import export_data
 from newsletter.audience.preferences import send_preferences_link, update_preferences

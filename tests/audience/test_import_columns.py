@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.audience.importer import ImportFileError, import_csv
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.subscribers import iter_subscribers
 from tests.audience.conftest import write
 from tests.conftest import Cli, akey

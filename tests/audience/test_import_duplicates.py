@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from newsletter.audience.importer import import_csv
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.db.models import Subscriber
 from tests.conftest import akey
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.audience.importer import ImportFileError, import_csv
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.subscribers import iter_subscribers
 from newsletter.db.models import Event
 from newsletter.errors import ValidationError

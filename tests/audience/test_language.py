@@ -14,7 +14,7 @@ from newsletter.audience.language import (
     offered_languages,
     parse_languages,
 )
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.db import sender
 from newsletter.db.tables import LISTS

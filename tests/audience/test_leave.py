@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.optin import RequestMeta
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.audience.subscriptions import Leave, leave_list, leave_many

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, update
 
 from newsletter.audience.audit import record_event
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.notices import welcome_text
 from newsletter.audience.optin import (
     FORM_KINDS,

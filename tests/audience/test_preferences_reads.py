@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.language import list_languages
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.preferences import (
     ListChoice,
     Membership,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.audience.language import list_languages
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.optin import OptIn, RateLimited, RequestMeta
 from newsletter.audience.preferences import (
     ListChoice,

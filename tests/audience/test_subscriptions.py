@@ -70,7 +70,7 @@ def test_each_move_writes_exactly_one_audit_event(services) -> None:
     engine, now = services.engine, utcnow()
     with engine.begin() as conn:
         register(conn, sid, list_id, Requested("fr", "Ada", "form"), status="pending",
-                 meta=FORM, now=now, data={"outcome": "pending"})
+                 meta=FORM, now=now, data={"outcome": "pending"}, asked=True)
     assert [e["kind"] for e in events(engine)] == ["subscribe"]
     with engine.begin() as conn:
         wanted = confirm_subscription(conn, sid, list_id, meta=CLICK, now=now, data={})

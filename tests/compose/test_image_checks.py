@@ -16,7 +16,7 @@ from PIL import Image
 
 from newsletter.archive.images import process
 from newsletter.cli.main import cli
-from newsletter.compose.checks import EMAIL_IMAGE_BYTES, IMAGE_BYTES
+from newsletter.compose.checkrules import EMAIL_IMAGE_BYTES, IMAGE_BYTES
 
 NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
 

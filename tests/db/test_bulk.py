@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import String, cast, insert, select
 
 from newsletter.audience.importer import import_csv
-from newsletter.audience.lists import add_list
+from newsletter.audience.listedits import add_list
 from newsletter.audience.subscribers import iter_subscribers
 from newsletter.db.models import Event, Subscription, utcnow
 from newsletter.db.tables import SUBSCRIBERS

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.audience.lists import read_list_definitions
+from newsletter.audience.listsync import read_list_definitions
 from newsletter.cli.main import cli
 from newsletter.config import ConfigError
 

@@ -6,10 +6,13 @@ they could never receive anything; only the web form sent a confirmation mail.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from newsletter.db.models import utcnow
 from tests.conftest import Cli
 from tests.web.conftest import BASE_URL, WebEnv, link_in
 
@@ -107,3 +110,20 @@ def test_invite_works_through_a_list_in_batches_and_asks_each_person_once(
     # The two throttled are still never asked: a later run tries them again, and only them.
     assert run.json("subscribers", "invite", "--list", "news", "--dry-run") == {"would_queue": 2}
     assert run.json("subscribers", "invite", "--list", "news") == {"queued": 0, "throttled": 2}
+
+
+def test_a_form_request_whose_mail_was_held_back_is_asked_by_invite_the_next_day(
+        web: WebEnv) -> None:
+    web.add_list()
+    web.add_list("other", "Other")
+    for slug in ("other", "news"):  # one confirmation mail a day: the second request waits
+        web.client.post(f"/subscribe/{slug}", data={"email": "kim@example.org"})
+        web.deliver()
+    assert [row["recipient"] for row in web.outbox("confirm")] == ["kim@example.org"]
+    run = _cli(web)
+    assert run.json("subscribers", "invite", "--list", "other", "--dry-run") == {"would_queue": 0}
+    with web.engine.begin() as conn:  # a day later
+        conn.execute(text("UPDATE outbox SET created_at = :t"),
+                      {"t": utcnow() - timedelta(days=1, minutes=1)})
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 1, "throttled": 0}
+    assert run.json("subscribers", "invite", "--list", "news") == {"queued": 0, "throttled": 0}

@@ -6,7 +6,8 @@ import email
 import email.policy
 from pathlib import Path
 
-from newsletter.audience.lists import get_list, sync_lists
+from newsletter.audience.lists import get_list
+from newsletter.audience.listsync import sync_lists
 from newsletter.tokens import Signer
 from tests.conftest import SECRET
 from tests.web.conftest import WebEnv

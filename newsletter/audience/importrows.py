@@ -1,0 +1,141 @@
+"""The per-row rules of an import: raw CSV cells in, a NewRow or the reason to reject them out.
+
+A row with more cells than the header, a cell with a control character (NUL included, which
+PostgreSQL refuses and SQLite would store) or over 1,000 characters, an invalid address, a
+formula-like cell and a language the list lacks are each rejected; a name with line breaks or
+extra spaces is collapsed with a warning. audience/importer.py streams the file through it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from newsletter.audience.addresses import AddressError, normalize_email
+from newsletter.audience.columns import CONTROL, Columns
+from newsletter.audience.language import REJECT, LanguageError, ListLanguages
+from newsletter.audience.lists import ListInfo
+from newsletter.audience.names import clean_name
+from newsletter.audience.subscribers import NewRow
+from newsletter.errors import ValidationError
+
+FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
+FORMULA_START = frozenset("=@+-\t\r")
+MAX_CELL = 1000
+
+
+@dataclass
+class RowChecker:
+    """Turns raw cells into a NewRow or a reason to reject them."""
+
+    lst: ListInfo
+    columns: Columns
+    fallback_language: bool = False
+    check_dns: bool = False
+
+    def __post_init__(self) -> None:
+        c = self.columns
+        missing = c.width  # cells are padded to one past the header: a column not in the file
+
+        def at(i: int | None) -> int:
+            return missing if i is None else i
+
+        self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
+        self._languages: dict[str, tuple[str, str]] = {}
+
+    def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
+        """(row or None, email shown in the report, reasons or warnings)."""
+        at_email, at_name, at_surname, at_language = self._at
+        problem = self._cells_problem(cells)
+        if len(cells) <= self.columns.width:
+            cells = cells + [""] * (self.columns.width + 1 - len(cells))
+        raw_email = cells[at_email].strip()
+        if problem:
+            return None, shown(raw_email), [problem]
+        try:
+            email = normalize_email(raw_email, check_dns=self.check_dns)
+        except AddressError as exc:
+            return None, shown(raw_email), [str(exc)]
+        first, last = cells[at_name].strip(), cells[at_surname].strip()
+        extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
+        for label, value in [("name", first), ("name", last), *extra]:
+            if value and value[0] in FORMULA_START and FORMULA.match(value):
+                return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
+        warnings: list[str] = []
+        raw_name = f"{first} {last}" if first and last else first or last
+        try:
+            name = clean_name(raw_name)
+        except ValidationError as exc:
+            return None, email, [str(exc)]
+        if name != raw_name:
+            warnings.append("line breaks or extra spaces in the name were collapsed")
+        raw_language = cells[at_language].strip()
+        language, problem = self.language(raw_language)
+        if problem and not language:
+            return None, email, [problem]
+        if problem:
+            warnings.append(problem)
+        attrs = {h: value for h, value in extra if value}
+        return NewRow(email=email, name=name, language=language, attributes=attrs, line=line,
+                      default_language=not raw_language), email, warnings
+
+    def _cells_problem(self, cells: list[str]) -> str:
+        """Why the raw cells cannot be stored as they are, or ''."""
+        width = self.columns.width
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            return (f"{len(cells)} cells but the header has {width} columns "
+                    "(quote any cell that contains the delimiter)")
+        text = "".join(cells)
+        if len(text) > MAX_CELL and max(map(len, cells)) > MAX_CELL:
+            i = next(i for i, value in enumerate(cells) if len(value) > MAX_CELL)
+            return f"{self._label(i)} is longer than {MAX_CELL} characters"
+        if not CONTROL.search(text):
+            return ""
+        for i, value in enumerate(cells):
+            if match := CONTROL.search(value):
+                char = match.group()
+                what = "a NUL character" if char == "\x00" else "a control character"
+                return f"{self._label(i)} contains {what} (U+{ord(char):04X})"
+        return ""
+
+    def _label(self, i: int) -> str:
+        known: dict[int | None, str] = {self.columns.email: "email", self.columns.name: "name",
+                                        self.columns.surname: "name",
+                                        self.columns.language: "language",
+                                        **dict(self.columns.extra)}
+        return known.get(i) or f"column {i + 1}"
+
+    @cached_property
+    def languages(self) -> ListLanguages:
+        return ListLanguages.of(self.lst)
+
+    def language(self, raw: str) -> tuple[str, str]:
+        """(code or '', problem or ''): a code, a regional variant or a name like 'Français'."""
+        known = self._languages.get(raw)
+        if known is None:
+            known = self._language(raw)
+            if len(self._languages) < 1000:  # a file names few languages, however it spells them
+                self._languages[raw] = known
+        return known
+
+    def _language(self, raw: str) -> tuple[str, str]:
+        languages = self.languages
+        try:
+            return languages.accept(raw, REJECT), ""
+        except LanguageError as exc:
+            if self.fallback_language:
+                return languages.default, f"{exc}; using {languages.default!r}"
+            return "", str(exc)
+
+
+def blank(cells: list[str]) -> bool:
+    """No cell holds anything but whitespace (a blank line, or only delimiters)."""
+    return not "".join(cells).strip()
+
+
+def shown(text: str) -> str:
+    """A cell as the report may print it: short, with control characters escaped."""
+    short = text[:100] + ("..." if len(text) > 100 else "")
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", short)
+
