@@ -63,7 +63,7 @@ MODULES: dict[str, tuple[list[str], str]] = {
          "tests/audience/test_preferences_service.py", "tests/web/test_unsubscribe.py",
          "tests/audience/test_optin.py", "tests/audience/test_confirm_optin.py",
          "tests/web/test_subscribe.py", "tests/web/test_confirm.py",
-         "tests/audience/test_import.py"], "sqlite"),
+         "tests/audience/test_import.py", "tests/web/test_invite.py"], "sqlite"),
     # record_event and RequestMeta came from optin.py, insert_events (with its PostgreSQL half)
     # from preferences.py.
     "newsletter/audience/audit.py": (
