@@ -1,8 +1,16 @@
-"""The subscriber-facing URLs, built in one place so mail, web app and archive agree."""
+"""Every public URL, built in one place so mail, web app and archive agree: the subscriber's
+signed links, and the archive's pages (a published page's URL never changes:
+/<lang>/<year>/<slug>/).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from newsletter.tokens import Signer
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 
 def _base(base_url: str) -> str:
@@ -33,3 +41,32 @@ def subscribe_url(base_url: str, list_slug: str) -> str:
 def manage_url(base_url: str) -> str:
     """Generic manage-subscription page, used where no personal link may appear (archive)."""
     return f"{_base(base_url)}/manage"
+
+
+# ---------------------------------------------------------------- the archive
+
+
+def archive_base_url(settings: Settings) -> str:
+    """Public base URL of the archive: [archive] base_url, else <base_url>/archive."""
+    base = settings["archive"]["base_url"] or settings["newsletter"]["base_url"] + "/archive"
+    return base.rstrip("/")
+
+
+def issue_path(language: str, year: int | str, slug: str) -> str:
+    """Path of one issue page in one language, relative to the archive root."""
+    return f"/{language}/{year}/{slug}/"
+
+
+def issue_url(settings: Settings, language: str, year: int | str, slug: str) -> str:
+    """Absolute "view in browser" URL of an issue."""
+    return archive_base_url(settings) + issue_path(language, year, slug)
+
+
+def index_path(language: str, page: int = 1) -> str:
+    """Path of a language's list of issues; page 1 is the language's home page."""
+    return f"/{language}/" if page <= 1 else f"/{language}/page/{page}/"
+
+
+def feed_path(language: str) -> str:
+    """Path of a language's Atom feed."""
+    return f"/{language}/feed.xml"

@@ -53,3 +53,23 @@ def test_only_the_subscription_workflow_writes_subscription_status():
             found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {match.group(0)}")
     assert not found, "subscriptions written outside audience/subscriptions.py:\n" + "\n".join(
         found)
+
+
+# The archive consumes sent issues: it sits above the composer and the message builder, which
+# take pictures from newsletter/images.py and URLs from newsletter/links.py. Only the send's
+# orchestration (delivery/dispatch.py) calls into the archive, to publish the web version.
+ARCHIVE_IMPORT = re.compile(r"^\s*(?:from newsletter\.archive\b|from newsletter import archive\b"
+                            r"|import newsletter\.archive\b)", re.M)
+MAY_CALL_THE_ARCHIVE = {PACKAGE / "delivery" / "dispatch.py"}
+
+
+def test_the_composer_and_the_sender_do_not_import_the_archive():
+    found = []
+    for folder in ("compose", "delivery", "audience", "bounces"):
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            if path in MAY_CALL_THE_ARCHIVE:
+                continue
+            for match in ARCHIVE_IMPORT.finditer(path.read_text("utf-8")):
+                line = path.read_text("utf-8").count("\n", 0, match.start()) + 1
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line}")
+    assert not found, "\n".join(found)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
-from newsletter.archive import images
+from newsletter import images
+from newsletter.images import HASH_LENGTH, hashed_name
 
 # One pattern per attribute name, each starting with a literal, lets `re` jump between
 # candidates: a name alternation scans 20 KB emails thirty times slower. Names are matched in
@@ -29,7 +30,6 @@ def _patterns(value: str) -> tuple[re.Pattern[str], ...]:
 _LOCAL_VALUES = _patterns(r"""(?![a-zA-Z][a-zA-Z0-9+.-]*:|[/#?{%\s]|["'])(?P<value>[^"'<>]*)""")
 _URL_VALUES = _patterns(r"""(?P<value>(?:[hH][tT][tT][pP][sS]?:)?//[^"'<>]*)""")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-HASH_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -97,21 +97,6 @@ def local_refs(html: str) -> list[str]:
             if is_local(value) and _is_attribute(match):
                 seen.setdefault(value, None)
     return list(seen)
-
-
-def hashed_name(ref: str, content: bytes) -> str:
-    """photo.png -> photo.<content hash>.png (folders flattened: the page folder holds all).
-
-    A picture is named after its processed form (images.digest, images.published_suffix), so
-    the email, the check and the archive agree on one name for one source and recipe.
-    """
-    path = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0])
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "file"
-    if images.is_image(ref):
-        digest = images.digest(content)[:HASH_LENGTH]
-        return f"{stem}.{digest}{images.published_suffix(content, path.suffix.lower())}"
-    digest = hashlib.sha256(content).hexdigest()[:HASH_LENGTH]
-    return f"{stem}.{digest}{path.suffix.lower()}"
 
 
 def legacy_name(ref: str, content: bytes) -> str | None:

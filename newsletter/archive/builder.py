@@ -19,11 +19,9 @@ from sqlalchemy import Engine, select
 
 from newsletter.archive.assets import Asset, AssetScan, legacy_name, rewrite_refs, scan_assets
 from newsletter.archive.feeds import render_feed
-from newsletter.archive.images import ImageError, cache_for
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
-from newsletter.archive.urls import archive_base_url
 from newsletter.archive.webversion import (
     WebVersion,
     feed_content,
@@ -35,7 +33,8 @@ from newsletter.audience.lists import list_text
 from newsletter.config import Settings
 from newsletter.db.models import Edition, Issue, MailingList
 from newsletter.i18n import gettext
-from newsletter.links import manage_url
+from newsletter.images import ImageError, cache_for
+from newsletter.links import archive_base_url, manage_url
 
 # An issue shows in the archive once a language of it went out to subscribers.
 PUBLISHED_STATUSES = ("sending", "paused", "sent")

@@ -18,15 +18,9 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 
-from newsletter.archive.urls import (
-    feed_path,
-    index_path,
-    issue_path,
-    output_file,
-    relative_href,
-)
+from newsletter.archive.urls import output_file, relative_href
 from newsletter.i18n import LANGUAGES, language_name
-from newsletter.links import subscribe_url
+from newsletter.links import feed_path, index_path, issue_path, subscribe_url
 from newsletter.localized import Localized, format_day, pick
 from newsletter.typography import typeset_text
 

@@ -1,34 +1,10 @@
-"""Archive URLs. A published page's URL never changes: /<lang>/<year>/<slug>/."""
+"""Paths inside the static site: the file that serves a path, and relative links between pages.
+
+The URLs themselves (/<lang>/<year>/<slug>/, the indexes, the feeds) are newsletter/links.py's:
+one URL scheme for mail, web app and archive.
+"""
 
 from __future__ import annotations
-
-from newsletter.config import Settings
-
-
-def archive_base_url(settings: Settings) -> str:
-    """Public base URL of the archive: [archive] base_url, else <base_url>/archive."""
-    base = settings["archive"]["base_url"] or settings["newsletter"]["base_url"] + "/archive"
-    return base.rstrip("/")
-
-
-def issue_path(language: str, year: int | str, slug: str) -> str:
-    """Path of one issue page in one language, relative to the archive root."""
-    return f"/{language}/{year}/{slug}/"
-
-
-def issue_url(settings: Settings, language: str, year: int | str, slug: str) -> str:
-    """Absolute "view in browser" URL of an issue."""
-    return archive_base_url(settings) + issue_path(language, year, slug)
-
-
-def index_path(language: str, page: int = 1) -> str:
-    """Path of a language's list of issues; page 1 is the language's home page."""
-    return f"/{language}/" if page <= 1 else f"/{language}/page/{page}/"
-
-
-def feed_path(language: str) -> str:
-    """Path of a language's Atom feed."""
-    return f"/{language}/feed.xml"
 
 
 def output_file(path: str) -> str:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from newsletter.archive.images import ImageError, cache_for, is_image
 from newsletter.compose.blocks import (
     Document,
     Ref,
@@ -33,6 +32,7 @@ from newsletter.compose.source import EditionSource, IssueSource, load_issue
 from newsletter.compose.translations import KEY as TRANSLATED_KEY
 from newsletter.compose.translations import staleness
 from newsletter.config import Settings
+from newsletter.images import ImageError, cache_for, is_image
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bqBQ]\?")

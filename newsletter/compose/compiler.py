@@ -17,8 +17,6 @@ from urllib.parse import urlsplit
 from mjml import mjml2html
 
 from newsletter import links
-from newsletter.archive.assets import hashed_name
-from newsletter.archive.urls import issue_url
 from newsletter.compose.blocks import Block, Document, parse_body, relative_file
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import environment, render
@@ -27,6 +25,8 @@ from newsletter.compose.source import EditionSource, IssueSource
 from newsletter.compose.text import TextWriter, underline, wrap
 from newsletter.config import Settings
 from newsletter.i18n import translations
+from newsletter.images import hashed_name
+from newsletter.links import issue_url
 from newsletter.localized import format_day, pick
 from newsletter.typography import typeset_html, typeset_text
 

@@ -14,7 +14,6 @@ from urllib.parse import unquote
 from sqlalchemy import Engine, func, select
 
 from newsletter import links
-from newsletter.archive.images import ImageError, cache_for, is_image, refuse
 from newsletter.audience.lists import list_by_slug
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.errors import ComposeError
@@ -24,6 +23,7 @@ from newsletter.compose.source import load_issue
 from newsletter.config import Settings
 from newsletter.db.tables import SUBSCRIBERS
 from newsletter.errors import NotFoundError
+from newsletter.images import ImageError, cache_for, is_image, refuse
 from newsletter.keyring import link_signer
 
 RELOAD_SCRIPT = """<script>(function(){var v=null;setInterval(function(){

@@ -235,7 +235,7 @@ def check_live(settings: Settings, plan: SendPlan, languages: Sequence[str]) -> 
     failing = failing_urls(u for lang in languages for u in plan.live_urls.get(lang, ()))
     if not failing:
         return
-    from newsletter.archive.urls import archive_base_url
+    from newsletter.links import archive_base_url
 
     listed = "; ".join(f"{url} {problem}" for url, problem in failing)
     raise SendError(

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
 
-from newsletter.archive.urls import issue_url
 from newsletter.config import ConfigError, Settings
 from newsletter.delivery.dkim import DkimError, DkimSigner, load_dkim
 from newsletter.delivery.headers import (
@@ -39,7 +38,7 @@ from newsletter.delivery.headers import (
     unstructured,
 )
 from newsletter.delivery.verp import decode_verp, verp_parts
-from newsletter.links import preferences_url, unsubscribe_url
+from newsletter.links import issue_url, preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
 
 __all__ = [

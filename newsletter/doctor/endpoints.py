@@ -6,8 +6,8 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from newsletter.archive.urls import archive_base_url, index_path
 from newsletter.doctor.checks import CheckResult, fail, ok, warn
+from newsletter.links import archive_base_url, index_path
 
 if TYPE_CHECKING:
     from newsletter.doctor.context import DoctorContext

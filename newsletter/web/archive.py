@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from newsletter.archive.assets import HASH_LENGTH
+from newsletter.images import HASH_LENGTH
 
 PREFIX = "/archive"
 HASHED = re.compile(r"\.[0-9a-f]{" + str(HASH_LENGTH) + r"}\.[A-Za-z0-9]+$")

@@ -10,9 +10,9 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from newsletter.archive.assets import hashed_name, legacy_name
-from newsletter.archive.images import process
+from newsletter.archive.assets import legacy_name
 from newsletter.archive.writer import MANIFEST
+from newsletter.images import hashed_name, process
 from tests.archive.conftest import (
     ARCHIVE_URL,
     EMAIL_RE,

@@ -10,11 +10,11 @@ from pathlib import Path
 from lxml import html as lxml_html
 from sqlalchemy import insert
 
-from newsletter.archive.urls import archive_base_url
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.source import load_issue
 from newsletter.config import load_settings
 from newsletter.db.models import Edition, Issue
+from newsletter.links import archive_base_url
 from tests.archive.conftest import EMAIL_RE, Builder, Newsroom, internal_links, resolves
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "issues"

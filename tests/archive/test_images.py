@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from PIL import ExifTags, Image
 
-from newsletter.archive.assets import hashed_name, legacy_name
-from newsletter.archive.images import MAX_WIDTH, cache_for, process
+from newsletter.archive.assets import legacy_name
+from newsletter.images import MAX_WIDTH, cache_for, hashed_name, process
 from tests.archive.conftest import site_files
 from tests.archive.test_after_send import send
 from tests.conftest import write_config

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.archive.assets import hashed_name, local_refs, rewrite_refs
+from newsletter.archive.assets import local_refs, rewrite_refs
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, plan_site
 from newsletter.archive.urls import relative_href
 from newsletter.archive.webversion import scrub_url, split_web_version
+from newsletter.images import hashed_name
 
 CONFIG = ArchiveConfig(base_url="https://example.org/archive", app_url="https://example.org",
                        per_page=2, name="Network News", titles={}, default_language="en")

@@ -14,9 +14,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from PIL import Image
 
-from newsletter.archive.images import process
 from newsletter.cli.main import cli
 from newsletter.compose.checkrules import EMAIL_IMAGE_BYTES, IMAGE_BYTES
+from newsletter.images import process
 
 NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
 

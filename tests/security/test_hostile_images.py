@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from newsletter.archive.images import MAX_WIDTH, ImageError, process
+from newsletter.images import MAX_WIDTH, ImageError, process
 from tests.archive.conftest import Builder, Newsroom, build, newsroom, site_files
 from tests.conftest import Cli
 

@@ -211,3 +211,21 @@ class ImageCache:
 def cache_for(workspace: Path) -> ImageCache:
     """The workspace's picture cache (safe to delete: it is rebuilt from the sources)."""
     return ImageCache(workspace / ".cache" / "images")
+
+
+HASH_LENGTH = 10  # hex digits of a content hash in a published file name
+
+
+def hashed_name(ref: str, content: bytes) -> str:
+    """photo.png -> photo.<content hash>.png (folders flattened: the page folder holds all).
+
+    A picture is named after its processed form (digest, published_suffix), so
+    the email, the check and the archive agree on one name for one source and recipe.
+    """
+    path = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0])
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "file"
+    if is_image(ref):
+        short = digest(content)[:HASH_LENGTH]
+        return f"{stem}.{short}{published_suffix(content, path.suffix.lower())}"
+    short = hashlib.sha256(content).hexdigest()[:HASH_LENGTH]
+    return f"{stem}.{short}{path.suffix.lower()}"
