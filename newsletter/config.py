@@ -13,6 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsletter.configschema import (
+    SCHEMA,
+    SECTIONS,
+    ArchiveSettings,
+    AudienceSettings,
+    BouncesSettings,
+    CaptureSettings,
+    DatabaseSettings,
+    DkimSettings,
+    DoctorSettings,
+    NewsletterSettings,
+    Secret,
+    SendSettings,
+    SmtpSettings,
+    Text,
+    WebSettings,
+)
 from newsletter.errors import NewsletterError
 from newsletter.localized import Localized, check_languages, check_text, pick
 
@@ -23,108 +40,8 @@ class ConfigError(NewsletterError):
     """A setting is missing or has a value we cannot use."""
 
 
-class Text(str):
-    """Marks a setting readers see: one string, or a table {language: text} (localized.py)."""
+__all__ = ["SCHEMA", "ConfigError", "Secret", "Settings", "Text", "load_settings"]
 
-
-class Secret(str):
-    """A string that never shows its value in repr or logs."""
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self else "Secret('')"
-
-
-# section -> key -> (type, default). Types: str, int, float, bool, list, Secret, Text.
-# [languages.<code>] tables (date locale and format per language) are checked by localized.py.
-SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
-    "newsletter": {
-        "name": (Text, "Newsletter"),
-        "organisation": (Text, ""),
-        "postal_address": (Text, ""),
-        "masthead": (Text, ""),
-        "base_url": (str, "http://127.0.0.1:8000"),
-        "from_address": (str, "newsletter@example.org"),
-        "from_name": (Text, ""),
-        "reply_to": (str, ""),
-        "sender_id": (str, "newsletter"),
-        "list_id_domain": (str, "lists.example.org"),
-        "message_id_domain": (str, ""),
-        "secret_key": (Secret, ""),
-        "old_secret_keys": (list, []),
-        "default_language": (str, "en"),
-        "social_links": (list, []),
-        "logo_url": (str, ""),
-    },
-    "database": {
-        "url": (str, "sqlite:///newsletter.db"),
-    },
-    "smtp": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8025),
-        "tls": (str, "none"),
-        "user": (str, ""),
-        "password": (Secret, ""),
-        "workers": (int, 0),  # sender processes; 0: one per two CPU cores
-        "connections": (int, 4),
-        "messages_per_connection": (int, 1000),
-        "rate": (float, 0.0),
-        "timeout": (float, 30.0),
-        "batch_size": (int, 200),
-        "retry_delay": (float, 60.0),
-        "retry_window": (float, 900.0),
-        "max_attempts": (int, 8),
-        "lease": (float, 300.0),
-    },
-    "send": {
-        "test_subject_prefix": (str, "[TEST] "),  # on `send --test-to` copies; "" turns it off
-        "publish_check": (bool, True),
-    },
-    "bounces": {
-        "domain": (str, "bounces.example.org"),
-        "local_part": (str, "bounces"),
-        "host": (str, "127.0.0.1"),
-        "port": (int, 2525),
-        "soft_limit": (int, 5),
-        "soft_days": (float, 7.0),
-        "keep_unmatched": (str, ""),
-        "postmaster_maildir": (str, "bounces/postmaster"),
-    },
-    "dkim": {
-        "key_path": (str, ""),
-        "selector": (str, ""),
-        "domain": (str, ""),
-    },
-    "web": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8000),
-        "css_url": (str, ""),
-        "confirm_days": (int, 7),
-        "max_confirmations_per_address": (int, 3),
-        "max_subscribes_per_ip": (int, 20),
-        "welcome": (dict, {}),
-        "consent_text": (dict, {}),
-        "cors_origins": (list, ["*"]),
-        "outbox_interval": (float, 5.0),
-    },
-    "archive": {
-        "out": (str, "site"),
-        "base_url": (str, ""),
-        "per_page": (int, 20),
-        "titles": (dict, {}),
-    },
-    "audience": {
-        "pending_days": (int, 30),
-    },
-    "doctor": {
-        "nameserver": (str, ""),  # HOST[:PORT]; empty: the system resolver
-        "timeout": (float, 5.0),
-    },
-    "capture": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8025),
-        "maildir": (str, "maildir"),
-    },
-}
 
 TLS_MODES = ("none", "starttls", "tls")
 PORTS = (("smtp", "port"), ("bounces", "port"), ("web", "port"), ("capture", "port"))
@@ -153,9 +70,62 @@ class Settings:
     # (section, key) -> {language: text} for the Text settings given as a table; their entry in
     # `values` holds the default language's text, so code that needs no language reads that.
     tables: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    typed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
+
+    def _section(self, name: str) -> Any:
+        found = self.typed.get(name)
+        if found is None:
+            found = self.typed[name] = SECTIONS[name](**self.values[name])
+        return found
+
+    # Typed, read-only views of the sections: `settings.smtp.port` rather than
+    # `settings["smtp"]["port"]`, so a misspelt key fails mypy instead of a send.
+    @property
+    def newsletter(self) -> NewsletterSettings:
+        return self._section("newsletter")  # type: ignore[no-any-return]
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return self._section("database")  # type: ignore[no-any-return]
+
+    @property
+    def smtp(self) -> SmtpSettings:
+        return self._section("smtp")  # type: ignore[no-any-return]
+
+    @property
+    def send(self) -> SendSettings:
+        return self._section("send")  # type: ignore[no-any-return]
+
+    @property
+    def bounces(self) -> BouncesSettings:
+        return self._section("bounces")  # type: ignore[no-any-return]
+
+    @property
+    def dkim(self) -> DkimSettings:
+        return self._section("dkim")  # type: ignore[no-any-return]
+
+    @property
+    def web(self) -> WebSettings:
+        return self._section("web")  # type: ignore[no-any-return]
+
+    @property
+    def archive(self) -> ArchiveSettings:
+        return self._section("archive")  # type: ignore[no-any-return]
+
+    @property
+    def audience(self) -> AudienceSettings:
+        return self._section("audience")  # type: ignore[no-any-return]
+
+    @property
+    def doctor(self) -> DoctorSettings:
+        return self._section("doctor")  # type: ignore[no-any-return]
+
+    @property
+    def capture(self) -> CaptureSettings:
+        return self._section("capture")  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         # Secrets are Secret (masked repr); the database URL may carry a password of its own.

@@ -48,7 +48,7 @@ def link_signer(settings: Settings) -> Signer:
 
     The signer refuses an empty secret key, with one line saying where to set it.
     """
-    return Signer(settings.secret_key, settings["newsletter"]["old_secret_keys"])
+    return Signer(settings.secret_key, settings.newsletter.old_secret_keys)
 
 
 def read_address_key(conn: Connection) -> str:

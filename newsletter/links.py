@@ -48,7 +48,7 @@ def manage_url(base_url: str) -> str:
 
 def archive_base_url(settings: Settings) -> str:
     """Public base URL of the archive: [archive] base_url, else <base_url>/archive."""
-    base = settings["archive"]["base_url"] or settings["newsletter"]["base_url"] + "/archive"
+    base = settings.archive.base_url or settings.newsletter.base_url + "/archive"
     return base.rstrip("/")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
-from newsletter.config import load_settings
+from newsletter.config import SCHEMA, Secret, Text, load_settings
 from newsletter.delivery.relay import Relay
 
 SECRETS = {
@@ -51,3 +53,28 @@ def test_a_bad_database_url_flag_is_one_line_without_its_password(url, says, tmp
     assert result.exit_code == 1
     assert len(lines) == 1 and says in lines[0], result.output
     assert "db-password-3c8a" not in result.output
+
+
+def test_every_setting_reads_back_typed_with_the_value_loaded(tmp_path):
+    (tmp_path / "newsletter.toml").write_text(
+        '[smtp]\nport = "2526"\nrate = 12\n[web]\nconsent_text = { fr = "Oui" }\n'
+        '[newsletter]\nname = { en = "News", fr = "Nouvelles" }\n', encoding="utf-8")
+    settings = load_settings(tmp_path, environ={"NEWSLETTER_SMTP_HOST": "relay.example.org"})
+    for section, keys in SCHEMA.items():
+        typed = getattr(settings, section)
+        for key in keys:
+            assert getattr(typed, key) == settings[section][key], f"[{section}] {key}"
+    assert (settings.smtp.port, settings.smtp.rate, settings.smtp.host) == (
+        2526, 12.0, "relay.example.org")
+    assert settings.newsletter.name == "News" and settings.web.consent_text == {"fr": "Oui"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.smtp.port = 25  # type: ignore[misc]
+    assert settings.smtp is settings.smtp  # built once
+
+
+def test_the_schema_has_each_sections_defaults_and_types():
+    assert SCHEMA["smtp"]["port"] == (int, 8025)
+    assert SCHEMA["newsletter"]["secret_key"][0] is Secret
+    assert SCHEMA["newsletter"]["name"] == (Text, "Newsletter")
+    assert SCHEMA["web"]["cors_origins"] == (list, ["*"])
+    assert SCHEMA["web"]["welcome"] == (dict, {})

@@ -67,17 +67,17 @@ class _Source:
 
 def archive_config(settings: Settings) -> ArchiveConfig:
     """The archive-relevant settings as plain data."""
-    news, archive = settings["newsletter"], settings["archive"]
+    news, archive = settings.newsletter, settings.archive
     return ArchiveConfig(
         base_url=archive_base_url(settings),
-        app_url=news["base_url"].rstrip("/"),
-        per_page=archive["per_page"],
-        name=settings.tables.get(("newsletter", "name")) or news["name"],
-        titles={str(k): str(v) for k, v in (archive["titles"] or {}).items()},
-        default_language=news["default_language"],
-        organisation=settings.tables.get(("newsletter", "organisation")) or news["organisation"],
+        app_url=news.base_url.rstrip("/"),
+        per_page=archive.per_page,
+        name=settings.tables.get(("newsletter", "name")) or news.name,
+        titles={str(k): str(v) for k, v in (archive.titles or {}).items()},
+        default_language=news.default_language,
+        organisation=settings.tables.get(("newsletter", "organisation")) or news.organisation,
         dates=settings.languages,
-        feed_entries=max(20, archive["per_page"]),
+        feed_entries=max(20, archive.per_page),
     )
 
 
@@ -133,7 +133,7 @@ class _Site:
                  renderer: PageRenderer) -> None:
         self.sources = sources
         self.renderer = renderer
-        self.manage = manage_url(settings["newsletter"]["base_url"])
+        self.manage = manage_url(settings.newsletter.base_url)
 
     def body(self, slug: str, language: str, assets: Mapping[str, str],
              prefix: str = "") -> tuple[WebVersion, str]:
@@ -184,7 +184,7 @@ def build_archive(
 ) -> BuildReport:
     """Build or update the static archive; returns counts of files written/unchanged/removed."""
     started = time.perf_counter()
-    out = out or settings.path(settings["archive"]["out"])
+    out = out or settings.path(settings.archive.out)
     pinned = read_manifest(out)["urls"]
     if clean:
         clean_output(out)

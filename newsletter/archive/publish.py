@@ -60,7 +60,7 @@ def publish_issue(
     `editions` are the send's delivery.editions.EditionRecord rows (language, subject, title,
     preheader, issue_date, volume, number, web_html).
     """
-    out = out or settings.path(settings["archive"]["out"])
+    out = out or settings.path(settings.archive.out)
     now = now or datetime.now(UTC)
     records, sources, _ = load_editions(settings, engine)
     records = [r for r in records if r.slug != slug]

@@ -79,16 +79,16 @@ class OptIn:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, mailer: Mailer) -> OptIn:
-        web = settings["web"]
+        web = settings.web
         return cls(
             engine=engine,
             signer=link_signer(settings),
             mailer=mailer,
-            base_url=settings["newsletter"]["base_url"],
-            confirm_days=web["confirm_days"],
-            max_per_address=web["max_confirmations_per_address"],
-            max_per_ip=web["max_subscribes_per_ip"],
-            welcome=dict(web.get("welcome") or {}),
+            base_url=settings.newsletter.base_url,
+            confirm_days=web.confirm_days,
+            max_per_address=web.max_confirmations_per_address,
+            max_per_ip=web.max_subscribes_per_ip,
+            welcome=dict(web.welcome or {}),
         )
 
 

@@ -52,12 +52,12 @@ class BouncePolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BouncePolicy:
-        section = settings["bounces"]
-        if section["soft_limit"] < 1:
+        section = settings.bounces
+        if section.soft_limit < 1:
             raise ConfigError("[bounces] soft_limit: must be at least 1")
-        if section["soft_days"] <= 0:
+        if section.soft_days <= 0:
             raise ConfigError("[bounces] soft_days: must be more than 0")
-        return cls(soft_limit=section["soft_limit"], soft_days=section["soft_days"])
+        return cls(soft_limit=section.soft_limit, soft_days=section.soft_days)
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,9 @@ class Processor:
     def from_settings(cls, settings: Settings, engine: Engine) -> Processor:
         keys = load_keyring(settings, engine)
         # The parse worker makes its own signer from the same keys link_signer uses.
-        secrets = (str(settings.secret_key), *settings["newsletter"]["old_secret_keys"])
+        secrets = (str(settings.secret_key), *settings.newsletter.old_secret_keys)
         prefix, suffix = verp_parts(settings)
-        keep = settings["bounces"]["keep_unmatched"]
+        keep = settings.bounces.keep_unmatched
         box = None
         if keep:
             try:
@@ -97,7 +97,7 @@ class Processor:
         return cls(engine=engine, signer=keys.signer, address_key=keys.address_key,
                    policy=BouncePolicy.from_settings(settings), prefix=prefix.lower(),
                    suffix=suffix.lower(), keep_unmatched=box, signer_keys=secrets,
-                   postmaster_path=settings.path(settings["bounces"]["postmaster_maildir"]))
+                   postmaster_path=settings.path(settings.bounces.postmaster_maildir))
 
     def is_role(self, address: str) -> bool:
         """True for postmaster@ and abuse@ the bounce domain (any case)."""

@@ -152,8 +152,8 @@ def _context(
 ) -> dict[str, Any]:
     lang = edition.language
     catalog = translations(lang, "email")
-    conf = settings["newsletter"]
-    base_url = conf["base_url"]
+    conf = settings.newsletter
+    base_url = conf.base_url
 
     def text(key: str) -> str:
         return settings.text("newsletter", key, lang)
@@ -174,8 +174,8 @@ def _context(
         "newsletter": {
             "name": text("name"), "organisation": text("organisation"),
             "postal_address": text("postal_address"), "masthead": text("masthead"),
-            "logo_url": conf["logo_url"], "base_url": base_url,
-            "social_links": _social(conf["social_links"], lang, conf["default_language"]),
+            "logo_url": conf.logo_url, "base_url": base_url,
+            "social_links": _social(conf.social_links, lang, conf.default_language),
         },
         "sections": doc.sections,
         "notes": doc.notes,
@@ -288,7 +288,7 @@ class AssetResolver:
 
 
 def _public_slots(settings: Settings, web_url: str) -> Slots:
-    manage = links.manage_url(settings["newsletter"]["base_url"])
+    manage = links.manage_url(settings.newsletter.base_url)
     return Slots(name="", unsubscribe_url=manage, preferences_url=manage, web_url=web_url)
 
 

@@ -64,7 +64,7 @@ def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) ->
     list_id = info.id
     if row is None:
         raise NotFoundError(f"no subscriber {email!r}")
-    base = settings["newsletter"]["base_url"]
+    base = settings.newsletter.base_url
     slots = Slots(
         name=row.name or "",
         unsubscribe_url=links.unsubscribe_url(base, signer, row.id, list_id),
@@ -76,7 +76,7 @@ def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) ->
 
 def public_slots(settings: Settings) -> Slots:
     """Slots for an anonymous preview: links go to the generic manage page."""
-    manage = links.manage_url(settings["newsletter"]["base_url"])
+    manage = links.manage_url(settings.newsletter.base_url)
     return Slots(unsubscribe_url=manage, preferences_url=manage)
 
 

@@ -13,14 +13,14 @@ def pool_settings(
     settings: Settings, connections: int | None = None, rate: float | None = None, workers: int = 1
 ) -> PoolSettings:
     """[smtp] settings with flag overrides; the rate is shared among the worker processes."""
-    s = settings["smtp"]
-    total = s["rate"] if rate is None else rate
+    s = settings.smtp
+    total = s.rate if rate is None else rate
     return PoolSettings(
-        connections=connections or s["connections"],
-        messages_per_connection=s["messages_per_connection"],
+        connections=connections or s.connections,
+        messages_per_connection=s.messages_per_connection,
         rate=total / max(1, workers) if total else 0.0,
-        retry_delay=s["retry_delay"],
-        max_attempts=s["max_attempts"],
+        retry_delay=s.retry_delay,
+        max_attempts=s.max_attempts,
     )
 
 
@@ -52,7 +52,7 @@ class Concurrency:
 
 def concurrency(settings: Settings, workers: int | None, connections: int | None) -> Concurrency:
     """The flags, else [smtp] workers and connections; workers 0 means one per two cores."""
-    chosen = workers or settings["smtp"]["workers"]
+    chosen = workers or settings.smtp.workers
     return Concurrency(workers=chosen or default_workers(os.cpu_count()),
-                       connections=connections or settings["smtp"]["connections"],
+                       connections=connections or settings.smtp.connections,
                        chosen=bool(chosen))

@@ -101,10 +101,10 @@ class DkimSigner:
 
 def load_dkim(settings: Settings) -> DkimSigner | None:
     """The signer for [dkim], or None when no key is configured; a clear error if it is unusable."""
-    section = settings["dkim"]
-    if not section["key_path"]:
+    section = settings.dkim
+    if not section.key_path:
         return None
-    path = settings.path(section["key_path"])
+    path = settings.path(section.key_path)
     try:
         pem = path.read_bytes()
     except OSError as exc:
@@ -118,13 +118,13 @@ def load_dkim(settings: Settings) -> DkimSigner | None:
     if key["modulus"].bit_length() < MIN_KEY_BITS:
         raise DkimError(f"[dkim] key_path: {path}: RSA keys under {MIN_KEY_BITS} bits are refused "
                         "by receivers; use 2048")
-    selector = section["selector"].strip()
+    selector = section.selector.strip()
     if not selector:
         raise DkimError("[dkim] selector: required when [dkim] key_path is set "
                         "(the DNS record is <selector>._domainkey.<domain>)")
     if not _SELECTOR.fullmatch(selector):
         raise DkimError(f"[dkim] selector: not a DNS label: {selector!r}")
-    domain = section["domain"].strip() or settings["newsletter"]["from_address"].rpartition("@")[2]
+    domain = section.domain.strip() or settings.newsletter.from_address.rpartition("@")[2]
     try:
         domain = ascii_address(f"dkim@{domain}").rpartition("@")[2].lower()
     except AddressError:

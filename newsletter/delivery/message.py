@@ -165,7 +165,7 @@ def setting_address(settings: Settings, section: str, key: str) -> str:
 
 def setting_domain(settings: Settings, key: str) -> str:
     """A [newsletter] domain setting in punycode form ('' stays ''), checked like an address's."""
-    value = (settings["newsletter"][key] or "").strip()
+    value = (getattr(settings.newsletter, key) or "").strip()
     if not value:
         return ""
     try:
@@ -176,7 +176,7 @@ def setting_domain(settings: Settings, key: str) -> str:
 
 def setting_url(settings: Settings) -> str:
     """[newsletter] base_url, refused if it could break the List-Unsubscribe header."""
-    base = settings["newsletter"]["base_url"]
+    base = settings.newsletter.base_url
     if not _SAFE_URL.fullmatch(base):
         raise ConfigError(f"[newsletter] base_url: must be an ASCII http(s) URL without spaces "
                           f"or <>\", got {base!r} (write an IDN host in punycode)")
@@ -201,7 +201,7 @@ class MessageBuilder:
     def __init__(self, *, settings: Settings, edition: Edition, issue_slug: str, list_id: int,
                  list_slug: str, list_name: str, signer: Signer,
                  dkim: DkimSigner | None = None) -> None:
-        nl = settings["newsletter"]
+        nl = settings.newsletter
         self._edition = edition
         self._signer = signer
         self._list_id = list_id
@@ -222,14 +222,14 @@ class MessageBuilder:
         sender = (settings.text("newsletter", "from_name", language)
                   or settings.text("newsletter", "name", language))  # in the reader's language
         headers = [mailbox("From", sender, from_address)]
-        if nl["reply_to"]:
+        if nl.reply_to:
             reply_to = setting_address(settings, "newsletter", "reply_to")
             headers.append(mailbox("Reply-To", "", reply_to))
         headers += [
             unstructured("Subject", edition.subject),
             _list_id(list_name, list_slug, setting_domain(settings, "list_id_domain")),
             ascii_field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            _feedback_id(issue_slug, list_slug, "newsletter", nl["sender_id"]),
+            _feedback_id(issue_slug, list_slug, "newsletter", nl.sender_id),
             unstructured("Content-Language", edition.language),
             mime.header,
         ]

@@ -22,8 +22,8 @@ class Relay:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
-        s = settings["smtp"]
-        return cls(s["host"], s["port"], s["tls"], s["user"], str(s["password"]), s["timeout"])
+        s = settings.smtp
+        return cls(s.host, s.port, s.tls, s.user, str(s.password), s.timeout)
 
     def client(self) -> aiosmtplib.SMTP:
         """A not-yet-connected client configured for this relay."""

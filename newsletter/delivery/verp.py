@@ -17,9 +17,9 @@ from newsletter.tokens import Signer, TokenError
 
 def verp_parts(settings: Settings) -> tuple[str, str]:
     """The constant prefix (`bounces+`) and suffix (`@domain`) around every VERP token."""
-    section = settings["bounces"]
+    section = settings.bounces
     try:
-        sample = ascii_address(f"{section['local_part']}@{section['domain']}")
+        sample = ascii_address(f"{section.local_part}@{section.domain}")
     except AddressError as exc:
         raise ConfigError(f"[bounces] local_part and domain: {exc}") from None
     local, _, domain = sample.rpartition("@")

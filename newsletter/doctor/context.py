@@ -27,16 +27,16 @@ class DoctorContext:
 
     @property
     def from_domain(self) -> str:
-        return domain_of(self.settings["newsletter"]["from_address"])
+        return domain_of(self.settings.newsletter.from_address)
 
     @property
     def bounce_domain(self) -> str:
         """The Return-Path (VERP) domain: what SPF is checked against."""
-        return self.settings["bounces"]["domain"].strip().rstrip(".").lower()
+        return self.settings.bounces.domain.strip().rstrip(".").lower()
 
     @property
     def relay_host(self) -> str:
-        return self.settings["smtp"]["host"].strip()
+        return self.settings.smtp.host.strip()
 
     @cached_property
     def relay_ips(self) -> tuple[str, ...]:
@@ -60,5 +60,5 @@ class DoctorContext:
     @cached_property
     def relay_probe(self) -> RelayProbe:
         """One SMTP conversation with the relay, shared by the SMTP and HELO rules."""
-        smtp = self.settings["smtp"]
-        return probe_relay(smtp["host"], smtp["port"], smtp["tls"], self.timeout)
+        smtp = self.settings.smtp
+        return probe_relay(smtp.host, smtp.port, smtp.tls, self.timeout)

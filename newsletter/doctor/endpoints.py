@@ -42,7 +42,7 @@ def fetch_status(url: str, method: str, timeout: float) -> tuple[int, str]:
 
 
 def _base(ctx: DoctorContext) -> str:
-    return ctx.settings["newsletter"]["base_url"].rstrip("/")
+    return ctx.settings.newsletter.base_url.rstrip("/")
 
 
 def check_https(ctx: DoctorContext) -> CheckResult:
@@ -98,7 +98,7 @@ def check_unsubscribe(ctx: DoctorContext) -> CheckResult:
 
 def check_archive(ctx: DoctorContext) -> CheckResult:
     """The archive (the "view in browser" links) is published."""
-    language = ctx.settings["newsletter"]["default_language"]
+    language = ctx.settings.newsletter.default_language
     url = archive_base_url(ctx.settings) + index_path(language)
     status, error = fetch_status(url, "HEAD", ctx.timeout)
     if 200 <= status < 400:

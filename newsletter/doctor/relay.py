@@ -61,17 +61,17 @@ def probe_relay(host: str, port: int, tls: str, timeout: float) -> RelayProbe:
 
 def check_greeting(ctx: DoctorContext) -> CheckResult:
     """The relay answers with a 220 greeting."""
-    probe, smtp = ctx.relay_probe, ctx.settings["smtp"]
+    probe, smtp = ctx.relay_probe, ctx.settings.smtp
     if probe.error:
         return fail("smtp-greeting", probe.error,
-                    f"check [smtp] host and port ({smtp['host']}:{smtp['port']}) and that the "
+                    f"check [smtp] host and port ({smtp.host}:{smtp.port}) and that the "
                     "relay accepts connections from this machine")
     return ok("smtp-greeting", probe.greeting)
 
 
 def check_starttls(ctx: DoctorContext) -> CheckResult:
     """The hop to the relay is encrypted when it leaves this machine."""
-    probe, tls = ctx.relay_probe, ctx.settings["smtp"]["tls"]
+    probe, tls = ctx.relay_probe, ctx.settings.smtp.tls
     name = "smtp-starttls"
     if probe.error:
         return fail(name, "relay not reached", "fix smtp-greeting first")
@@ -96,7 +96,7 @@ def check_starttls(ctx: DoctorContext) -> CheckResult:
 
 def check_auth(ctx: DoctorContext) -> CheckResult:
     """When a user is set, the relay offers AUTH (after TLS, where TLS is used)."""
-    probe, user = ctx.relay_probe, ctx.settings["smtp"]["user"]
+    probe, user = ctx.relay_probe, ctx.settings.smtp.user
     name = "smtp-auth"
     if probe.error:
         return fail(name, "relay not reached", "fix smtp-greeting first")

@@ -48,8 +48,8 @@ def run_rule(rule: Rule, ctx: DoctorContext) -> CheckResult:
 def run_doctor(settings: Settings, *, nameserver: str = "", timeout: float | None = None,
                ) -> tuple[CheckResult, ...]:
     """Run every rule against these settings; the DNS server may be given as HOST:PORT."""
-    section = settings["doctor"]
-    wait = timeout if timeout is not None else section["timeout"]
-    lookup = DnsLookup(nameserver or section["nameserver"], timeout=wait)
+    section = settings.doctor
+    wait = timeout if timeout is not None else section.timeout
+    lookup = DnsLookup(nameserver or section.nameserver, timeout=wait)
     ctx = DoctorContext(settings, lookup, timeout=wait)
     return tuple(run_rule(rule, ctx) for rule in RULES)
