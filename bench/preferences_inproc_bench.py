@@ -65,13 +65,14 @@ def main() -> None:
     args = parser.parse_args()
     from newsletter.config import load_settings
     from newsletter.links import preferences_url
+    from newsletter.services import build_services
     from newsletter.tokens import Signer
     from newsletter.web import create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = _workspace(folder, args.subscribers)
-        app = create_app(load_settings(folder), outbox_worker=False)
+        app = create_app(build_services(load_settings(folder)), outbox_worker=False)
         signer = Signer(SECRET)
         paths = [preferences_url("", signer, sid, lid) for sid, lid in pairs]
         per_request = asyncio.run(_rounds(app, paths, args.requests, args.rounds))

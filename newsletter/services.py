@@ -1,54 +1,126 @@
-"""build_services(settings): the objects the CLI, the web app and the workers share."""
+"""build_services(settings): the one object the CLI, the web app and the workers share.
+
+`Services` is frozen: it owns the process's engine and keyring, and hands out small facades
+(`audience`, `sending`, `outbox`, `bounces`, `archive`, in `facades.py`) that take the services
+object and delegate to the owning modules. So every front end has one way in and one argument
+order. Everything is built on first use: a command that never touches the database opens none.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
-from newsletter.db.engine import make_engine
-from newsletter.db.migrate import needs_upgrade, upgrade
 from newsletter.errors import NewsletterError
-from newsletter.keyring import Keyring, load_keyring
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from newsletter.facades import Archive, Audience, Bounces, Outbox, Sending
+    from newsletter.keyring import Keyring
 
 
 class SchemaOutOfDate(NewsletterError):
     """The database has not been migrated."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """Settings plus the lazily created engine and keyring; one per process."""
+    """Settings, the engine, the keyring and the facades of one process, each built once.
+
+    Frozen: nothing is assigned after construction. The cached properties below store their
+    value in the instance's `__dict__` on first access, which a frozen dataclass allows.
+    `shared_engine` is an engine owned elsewhere (another Services on the same database, a
+    test's engine): it is used instead of opening one, and `close()` leaves it open.
+    """
 
     settings: Settings
+    shared_engine: Engine | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def engine(self) -> Engine:
+        """The process's engine; every facade but the send's uses this one."""
+        if self.shared_engine is not None:
+            return self.shared_engine
+        from newsletter.db.engine import make_engine
+
         return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sender_engine(self) -> Engine:
+        """The send's engine: on SQLite its connections take the write lock at BEGIN and hash
+        addresses in SQL (db/sender.py), which the rest of the process must not inherit."""
+        from newsletter.db.sender import sender_engine
+
+        return sender_engine(self.settings.database_url, self.keyring.address_key)
 
     @cached_property
     def keyring(self) -> Keyring:
         """The link signer and the address key (read from the database once)."""
+        from newsletter.keyring import load_keyring
+
         return load_keyring(self.settings, self.engine)
+
+    @cached_property
+    def audience(self) -> Audience:
+        from newsletter.facades import Audience
+
+        return Audience(self)
+
+    @cached_property
+    def sending(self) -> Sending:
+        from newsletter.facades import Sending
+
+        return Sending(self)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        from newsletter.facades import Outbox
+
+        return Outbox(self)
+
+    @cached_property
+    def bounces(self) -> Bounces:
+        from newsletter.facades import Bounces
+
+        return Bounces(self)
+
+    @cached_property
+    def archive(self) -> Archive:
+        from newsletter.facades import Archive
+
+        return Archive(self)
+
+    def sharing(self, settings: Settings) -> Services:
+        """Services with other settings on this object's engine (e.g. a second web app)."""
+        return Services(settings=settings, shared_engine=self.engine)
 
     def upgrade(self) -> None:
         """Run migrations up to head."""
+        from newsletter.db.migrate import upgrade
+
         upgrade(self.engine, secret_key=str(self.settings.secret_key))
 
     def require_schema(self) -> None:
         """Fail with a clear message when `newsletter db upgrade` has not run."""
+        from newsletter.db.migrate import needs_upgrade
+
         if needs_upgrade(self.engine):
             raise SchemaOutOfDate(
                 "the database schema is missing or old: run `newsletter db upgrade`"
             )
 
     def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        """Dispose of the engines this object opened (not a shared one)."""
+        opened = self.__dict__
+        if "sender_engine" in opened:
+            opened["sender_engine"].dispose()
+        if "engine" in opened and self.shared_engine is None:
+            opened["engine"].dispose()
 
 
-def build_services(settings: Settings) -> Services:
-    """Build the shared service objects for one process."""
-    return Services(settings=settings)
+def build_services(settings: Settings, *, engine: Engine | None = None) -> Services:
+    """The shared service object of one process; `engine`, if given, is used and left open."""
+    return Services(settings=settings, shared_engine=engine)

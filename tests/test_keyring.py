@@ -16,6 +16,7 @@ from sqlalchemy import select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Subscriber
+from newsletter.services import build_services
 from tests.bounces.messages import dsn
 from tests.conftest import SECRET, Cli
 from tests.delivery.conftest import FaultySMTPServer, smtp_server, smtp_server_factory  # noqa: F401
@@ -47,7 +48,7 @@ def subscribe_by_form(workspace: Path, run: Cli, address: str) -> None:
 
     settings = load_settings(workspace)
     engine = make_engine(settings.database_url)
-    app = create_app(settings, engine=engine, outbox_worker=False)
+    app = create_app(build_services(settings, engine=engine), outbox_worker=False)
     with TestClient(app, base_url="https://news.example.org", follow_redirects=False) as client:
         answer = client.post("/subscribe/news", data={"email": address, "language": "en"})
     engine.dispose()

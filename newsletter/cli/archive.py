@@ -48,10 +48,7 @@ def archive() -> None:
 @pass_app
 def build(app: AppContext, out: Path | None, clean: bool, as_json: bool) -> None:
     """Write the static site: index and feed per language, a page per sent issue, sitemap."""
-    from newsletter.archive.builder import build_archive
-
-    report = build_archive(settings=app.settings, engine=app.services.engine,
-                           out=_out(app, out), clean=clean)
+    report = app.services.archive.build(out=_out(app, out), clean=clean)
     if as_json:
         print_json(report)
     else:

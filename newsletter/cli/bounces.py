@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.bounces.policy import Outcome, recent_reports
+from newsletter.bounces.policy import Outcome
 from newsletter.bounces.receiver import (
     BounceServer,
     Processor,
@@ -31,7 +31,7 @@ from newsletter.cli.context import (
 
 
 def _processor(app: AppContext) -> Processor:
-    return Processor.from_settings(app.settings, app.services.engine)
+    return app.services.bounces.processor()
 
 
 @click.group("bounces")
@@ -113,7 +113,7 @@ def process(app: AppContext, paths: tuple[Path, ...], quiet: bool, as_json: bool
 def list_(app: AppContext, days: float, limit: int, as_json: bool) -> None:
     """Show the reports processed recently, newest first (addresses masked)."""
     since = datetime.now(UTC) - timedelta(days=days)
-    rows = recent_reports(app.services.engine, since, limit=limit)
+    rows = app.services.bounces.recent(since, limit=limit)
     if as_json:
         print_json([asdict(r) for r in rows])
         return

@@ -27,35 +27,51 @@ if TYPE_CHECKING:
 
 
 class AppContext:
-    def __init__(self, workspace: Path, overrides: dict[str, dict[str, Any]]) -> None:
+    """The workspace and the services object every command goes through.
+
+    `services` is given to the constructor, or a function that builds it on first use (so
+    `newsletter --help` loads no settings and imports no database code).
+    """
+
+    def __init__(self, workspace: Path, overrides: dict[str, dict[str, Any]],
+                 services: Services | Callable[[], Services] | None = None) -> None:
         self.workspace = workspace
         self.overrides = overrides
+        self._services = services
 
     @cached_property
-    def settings(self) -> Settings:
+    def unchecked_services(self) -> Services:
+        """The services object, without checking that the schema is up to date."""
+        from newsletter.services import Services, build_services
+
+        given = self._services
+        if isinstance(given, Services):
+            return given
+        return given() if given is not None else build_services(self._load_settings())
+
+    def _load_settings(self) -> Settings:
         from newsletter.config import load_settings
 
         return load_settings(self.workspace, overrides=self.overrides)
 
+    @property
+    def settings(self) -> Settings:
+        return self.unchecked_services.settings
+
     @cached_property
     def services(self) -> Services:
-        from newsletter.services import build_services
+        """The services object, once the database schema is known to be up to date."""
+        self.unchecked_services.require_schema()
+        return self.unchecked_services
 
-        services = build_services(self.settings)
-        services.require_schema()
-        return services
-
-    @cached_property
+    @property
     def optin(self) -> OptIn:
         """The opt-in service (confirmation mails and the form's queued requests)."""
-        from newsletter.audience.optin import OptIn
-        from newsletter.web.mails import SystemMails
-
-        return OptIn.from_settings(self.settings, self.services.engine, SystemMails(self.settings))
+        return self.services.audience.optin
 
     def close(self) -> None:
-        if "services" in self.__dict__:
-            self.services.close()
+        if "unchecked_services" in self.__dict__:
+            self.unchecked_services.close()
 
 
 pass_app = click.make_pass_decorator(AppContext)

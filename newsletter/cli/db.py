@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.services import build_services
 
 
 @click.group("db")
@@ -17,9 +16,5 @@ def db() -> None:
 @pass_app
 def upgrade(app: AppContext) -> None:
     """Create or migrate the database schema to the newest version."""
-    services = build_services(app.settings)
-    try:
-        services.upgrade()
-    finally:
-        services.close()
+    app.unchecked_services.upgrade()
     click.echo("database is up to date")

@@ -27,7 +27,6 @@ from newsletter.compose.preview import (
 from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
-from newsletter.db.engine import make_engine
 from newsletter.db.models import MailingList
 
 
@@ -40,13 +39,10 @@ def _list_languages(app: AppContext, list_slug: str) -> list[str] | None:
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None  # do not create an empty database file just to look
-    engine = make_engine(url)
     try:
-        return list_languages(engine, list_slug)
+        return list_languages(app.unchecked_services.engine, list_slug)
     except SQLAlchemyError:
         return None
-    finally:
-        engine.dispose()
 
 
 @click.group("issue")
@@ -131,17 +127,14 @@ def _default_language(app: AppContext, list_slug: str) -> str:
     url = app.settings.database_url
     if list_slug and not (url.startswith("sqlite:///")
                           and not Path(url.removeprefix("sqlite:///")).exists()):
-        engine = make_engine(url)
         try:
-            with engine.connect() as conn:
+            with app.unchecked_services.engine.connect() as conn:
                 found = conn.execute(select(MailingList.default_language).where(
                     MailingList.slug == list_slug)).scalar()
             if found:
                 return str(found)
         except SQLAlchemyError:
             pass
-        finally:
-            engine.dispose()
     return str(app.settings["newsletter"]["default_language"])
 
 
@@ -168,13 +161,11 @@ def translated(app: AppContext, slug: str, lang: str, origin: str | None, as_jso
 
 def _summaries(app: AppContext) -> dict[str, tuple[str, dict[str, int]]]:
     """Issue statuses and delivery counts from the database ({} when there is none yet)."""
-    from newsletter.delivery.issues import issue_summaries
-
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return {}
     app.services.require_schema()
-    return issue_summaries(app.services.engine)
+    return app.services.sending.summaries()
 
 
 def _folder_facts(workspace: Path, slug: str) -> tuple[list[str], str | None]:
@@ -262,11 +253,10 @@ def preview(app: AppContext, slug: str, langs: str | None, as_email: str | None,
 @pass_app
 def status(app: AppContext, slug: str, as_json: bool) -> None:
     """Deliveries of issue SLUG by status and language, and the last errors."""
-    from newsletter.delivery.issues import issue_status
     from newsletter.errors import NotFoundError
 
     app.services.require_schema()
-    report = issue_status(app.services.engine, slug)
+    report = app.services.sending.status(slug)
     if report is None:
         raise NotFoundError(f"issue {slug!r} has not been sent yet")
     if as_json:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 
 import click
@@ -11,7 +10,6 @@ from rich.table import Table
 from newsletter.audience.jobs import run_pending
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import OUTBOX_STATUSES
-from newsletter.outbox import deliver_outbox, list_outbox
 
 
 @click.group("outbox")
@@ -27,12 +25,11 @@ def send(app: AppContext, retry_now: bool, as_json: bool) -> None:
     """Send every due mail once (serve does this on its own every few seconds)."""
     # System mails carry signed links: a deployment without a secret key is refused here too.
     app.services.keyring  # noqa: B018
-    engine = app.services.engine
     # Form requests whose web process died before running them (normally none).
     run_pending(app.optin)
     totals = {"sent": 0, "deferred": 0, "failed": 0}
     while True:
-        report = asyncio.run(deliver_outbox(app.settings, engine, include_deferred=retry_now))
+        report = app.services.outbox.deliver(include_deferred=retry_now)
         for key in totals:
             totals[key] += getattr(report, key)
         # A full batch may mean more is due; stop when a pass sends nothing new.
@@ -51,7 +48,7 @@ def send(app: AppContext, retry_now: bool, as_json: bool) -> None:
 @pass_app
 def list_(app: AppContext, status: str | None, limit: int, as_json: bool) -> None:
     """Show the newest outbox messages (without their content)."""
-    rows = list_outbox(app.services.engine, status=status, limit=limit)
+    rows = app.services.outbox.rows(status=status, limit=limit)
     if as_json:
         print_json([asdict(r) for r in rows])
         return

@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -15,18 +15,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
-from newsletter.db.sender import sender_engine
-from newsletter.delivery import dispatch, rehearsal
+from newsletter.delivery import dispatch
 from newsletter.delivery.concurrency import concurrency
-from newsletter.delivery.issues import remaining
 from newsletter.errors import ValidationError
 
+if TYPE_CHECKING:
+    from newsletter.facades import Sending
+
 EXIT_PAUSED = 130
-
-
-def _engine(app: AppContext) -> Any:
-    app.services.require_schema()
-    return sender_engine(app.settings.database_url, app.services.keyring.address_key)
 
 
 def _addresses(value: str | None) -> list[str]:
@@ -106,49 +102,45 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
          publish_check: bool | None, workers: int | None, connections: int | None,
          rate: float | None, as_json: bool) -> None:
     """Send issue SLUG to every confirmed subscriber of its list, each in their language."""
-    settings = app.settings
-    engine = _engine(app)
+    app.services.require_schema()
+    sending = app.services.sending
     console = Console(quiet=as_json)
-    try:
-        plan = dispatch.prepare_send(settings, engine, slug, fallback=fallback_language,
-                                     force=force, resend_unknown=resend_unknown)
-        if test_to is not None:
-            addresses = _addresses(test_to)
-            if not addresses:
-                raise ValidationError("--test-to: give at least one address")
-            # A test copy is where the editor looks at the pictures: publish and check first.
-            if dispatch.publishes(settings, publish_check):
-                dispatch.publish(settings, engine, plan, every_language=True)
-            results = rehearsal.send_tests(settings, engine, plan, addresses)
-            if as_json:
-                print_json([dataclasses.asdict(copy) for copy in results])
-            for copy in results if not as_json else ():
-                outcome = copy.reply if copy.status == "sent" else f"{copy.status}: {copy.reply}"
-                console.print(f"test copy ({copy.language}) to {copy.to}: {outcome}",
-                              highlight=False)
+    plan = sending.plan(slug, fallback=fallback_language, force=force,
+                        resend_unknown=resend_unknown)
+    if test_to is not None:
+        addresses = _addresses(test_to)
+        if not addresses:
+            raise ValidationError("--test-to: give at least one address")
+        # A test copy is where the editor looks at the pictures: publish and check first.
+        if sending.publishes(publish_check):
+            sending.publish(plan, every_language=True)
+        results = sending.test_copies(plan, addresses)
+        if as_json:
+            print_json([dataclasses.asdict(copy) for copy in results])
+        for copy in results if not as_json else ():
+            outcome = copy.reply if copy.status == "sent" else f"{copy.status}: {copy.reply}"
+            console.print(f"test copy ({copy.language}) to {copy.to}: {outcome}",
+                          highlight=False)
+        return
+    if dry_run:
+        report = sending.dry_run(plan, resend_unknown)
+        if as_json:
+            print_json(report)
             return
-        if dry_run:
-            report = rehearsal.dry_run(settings, engine, plan, resend_unknown)
-            if as_json:
-                print_json(report)
-                return
-            count = sum(report.messages.values())
-            per = ", ".join(f"{n} in {lang}" for lang, n in sorted(report.messages.items()))
-            console.print(f"dry run: {count} messages built ({per or 'none'}), "
-                          f"{report.total_bytes} bytes, smallest {report.smallest}, "
-                          f"largest {report.largest}; nothing was sent", highlight=False)
-            return
-        _send(app, console, engine, plan, yes=yes, as_json=as_json, workers=workers,
-              connections=connections, rate=rate, resend_unknown=resend_unknown,
-              publish_check=publish_check)
-    finally:
-        engine.dispose()
+        count = sum(report.messages.values())
+        per = ", ".join(f"{n} in {lang}" for lang, n in sorted(report.messages.items()))
+        console.print(f"dry run: {count} messages built ({per or 'none'}), "
+                      f"{report.total_bytes} bytes, smallest {report.smallest}, "
+                      f"largest {report.largest}; nothing was sent", highlight=False)
+        return
+    _send(sending, console, plan, yes=yes, as_json=as_json, workers=workers,
+          connections=connections, rate=rate, resend_unknown=resend_unknown,
+          publish_check=publish_check)
 
 
-def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPlan, *, yes: bool,
+def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: bool,
           as_json: bool, workers: int | None, connections: int | None, rate: float | None,
           resend_unknown: bool, publish_check: bool | None) -> None:
-    settings = app.settings
     total = _show_plan(console, plan)
     if total == 0 and not resend_unknown:
         console.print("Nothing to send: every recipient of this issue is settled.")
@@ -159,21 +151,21 @@ def _send(app: AppContext, console: Console, engine: Any, plan: dispatch.SendPla
         return
     if not yes:
         click.confirm(f"Send {plan.slug} to {total} recipients?", abort=True)
-    dispatch.check_relay(settings)
-    publishing = dispatch.publishes(settings, publish_check)
+    sending.check_relay()
+    publishing = sending.publishes(publish_check)
     if publishing:
-        dispatch.publish(settings, engine, plan)
-    issue_id, _added = dispatch.begin_send(engine, settings, plan)
-    chosen = concurrency(settings, workers, connections)
+        sending.publish(plan)
+    issue_id, _added = sending.enqueue(plan)
+    chosen = concurrency(sending.services.settings, workers, connections)
     console.print(f"Sending with {chosen.describe()}.", highlight=False)
-    bar = _Bar(console, remaining(engine, issue_id), console.is_terminal and not as_json)
+    bar = _Bar(console, sending.remaining(issue_id), console.is_terminal and not as_json)
     with bar.progress:
-        result, status = dispatch.deliver(
-            settings, engine, plan.slug, issue_id, plan, bar, workers=chosen.workers,
-            connections=chosen.connections, rate=rate, resend_unknown=resend_unknown)
+        result, status = sending.deliver(
+            plan, issue_id, bar, workers=chosen.workers, connections=chosen.connections,
+            rate=rate, resend_unknown=resend_unknown)
     counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
     elapsed = time.monotonic() - bar.started
-    archive_problem = dispatch.update_archive(settings, engine) if publishing else None
+    archive_problem = sending.update_archive() if publishing else None
     if archive_problem:
         console.print(f"[yellow]warning:[/] {archive_problem}", highlight=False)
     if as_json:

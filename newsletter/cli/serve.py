@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -51,7 +50,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve subscribe, confirm, preferences and one-click unsubscribe pages."""
-    from newsletter.web import create_app
+    from newsletter.web import AppFactory, create_app
     from newsletter.web.server import run
 
     settings = app.settings
@@ -66,12 +65,9 @@ def serve(
         err=True,
     )
     options: dict[str, Any] = {"host": host, "port": port, "loop": loop, "log_level": log_level}
+    outbox_worker = None if outbox else False
     if workers == 1:
-        run(create_app(settings, outbox_worker=None if outbox else False), **options)
+        run(create_app(app.services, outbox_worker=outbox_worker), **options)
         return
-    # Several processes import newsletter.web:app and rebuild the settings from the environment.
-    os.environ["NEWSLETTER_WORKSPACE"] = str(settings.workspace)
-    os.environ["NEWSLETTER_DATABASE_URL"] = settings["database"]["url"]
-    if not outbox:
-        os.environ["NEWSLETTER_WEB_OUTBOX_INTERVAL"] = "0"
-    run("newsletter.web:app", workers=workers, **options)
+    # Each worker process gets the settings (pickled) and builds its own services and app.
+    run(AppFactory(settings, outbox_worker), workers=workers, factory=True, **options)

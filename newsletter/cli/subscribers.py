@@ -13,12 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from newsletter.audience.columns import parse_column_options
-from newsletter.audience.erasure import erase
-from newsletter.audience.export import export_csv
 from newsletter.audience.importer import import_csv
 from newsletter.audience.importreport import ImportPlan, ImportReport
-from newsletter.audience.portability import export_data
-from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import SUBSCRIPTION_STATUSES, utcnow
 
@@ -80,10 +76,8 @@ def add(app: AppContext, email: str, list_slug: str, name: str, language: str,
         confirmed: bool, consent_source: str, no_invite: bool) -> None:
     """Add EMAIL to a list: pending, and sent a confirmation mail, unless --confirmed."""
     started = utcnow()
-    counts = add_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                            address_key=app.services.keyring.address_key, name=name,
-                            language=language, confirmed=confirmed,
-                            consent_source=consent_source)
+    counts = app.services.audience.add(email, list_slug, name=name, language=language,
+                                       confirmed=confirmed, consent_source=consent_source)
     if counts.kept_unsubscribed:
         click.echo(f"{email} had unsubscribed from {list_slug}: they must opt in again")
     elif counts.subscribed or counts.confirmed:
@@ -200,8 +194,8 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
 def list_(app: AppContext, list_slug: str | None, status: str | None, language: str | None,
           as_json: bool) -> None:
     """List subscriptions (one row per subscriber and list)."""
-    rows = iter_subscribers(app.services.engine, list_slug=list_slug, status=status,
-                            language=language)
+    rows = app.services.audience.subscribers(list_slug=list_slug, status=status,
+                                             language=language)
     if as_json:
         print_json([asdict(r) for r in rows])
         return
@@ -224,10 +218,10 @@ def list_(app: AppContext, list_slug: str | None, status: str | None, language: 
 def export(app: AppContext, list_slug: str, status: str | None, output: Path | None) -> None:
     """Export a list as CSV, with formula-like cells neutralized for spreadsheets."""
     if output is None:
-        export_csv(app.services.engine, sys.stdout, list_slug=list_slug, status=status)
+        app.services.audience.export_csv(sys.stdout, list_slug, status)
         return
     with output.open("w", encoding="utf-8", newline="") as fh:
-        n = export_csv(app.services.engine, fh, list_slug=list_slug, status=status)
+        n = app.services.audience.export_csv(fh, list_slug, status)
     click.echo(f"{n} rows written to {output}", err=True)
 
 
@@ -240,11 +234,10 @@ def export(app: AppContext, list_slug: str, status: str | None, output: Path | N
 def remove(app: AppContext, email: str, list_slug: str | None, as_json: bool) -> None:
     """Unsubscribe EMAIL from a list, or erase them (personal data deleted, address suppressed)."""
     if list_slug:
-        remove_subscriber(app.services.engine, email=email, list_slug=list_slug,
-                          address_key=app.services.keyring.address_key)
+        app.services.audience.leave(email, list_slug)
         click.echo(f"{email} unsubscribed from {list_slug}")
         return
-    report = erase(app.services.engine, email=email, address_key=app.services.keyring.address_key)
+    report = app.services.audience.erase(email)
     if as_json:
         print_json(report)
         return
@@ -268,7 +261,7 @@ def remove(app: AppContext, email: str, list_slug: str | None, as_json: bool) ->
 @pass_app
 def export_data_(app: AppContext, email: str, output: Path | None) -> None:
     """Everything kept about EMAIL as JSON (GDPR access and portability requests)."""
-    data = export_data(app.services.engine, email=email)
+    data = app.services.audience.export_data(email)
     text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     if output is None:
         click.echo(text, nl=False)

@@ -1,4 +1,4 @@
-"""create_app(settings): the stateless subscriber web app (Starlette), and its outbox worker.
+"""create_app(services): the stateless subscriber web app (Starlette), and its outbox worker.
 
 Several replicas may run side by side: every limit and every queued mail lives in the database,
 and the in-process outbox worker claims rows safely against the other replicas.
@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -26,18 +26,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from newsletter import __version__
 from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.jobs import run_pending
-from newsletter.audience.optin import OptIn, RateLimited
-from newsletter.config import Settings
-from newsletter.db.engine import is_sqlite, make_engine
+from newsletter.audience.optin import RateLimited
+from newsletter.db.engine import is_sqlite
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.outbox import OUTBOX, deliver_outbox
+from newsletter.services import Services
 from newsletter.tokens import TokenError
 from newsletter.web.archive import PREFIX, ArchiveFiles
 from newsletter.web.confirm import confirm_page, confirm_post
 from newsletter.web.context import Check, Site, WebContext, cors_headers
 from newsletter.web.forms import FormError, is_json_request
 from newsletter.web.headers import SecurityHeaders
-from newsletter.web.mails import SystemMails
 from newsletter.web.manage import manage_page, manage_post
 from newsletter.web.pages import N_, STATIC, page, request_language
 from newsletter.web.preferences import preferences_page, preferences_post
@@ -254,15 +253,15 @@ def routes() -> list[Route | Mount]:
 
 
 def create_app(
-    settings: Settings,
+    services: Services,
     *,
-    engine: Engine | None = None,
     checks: Sequence[Check] = (),
     outbox_worker: bool | None = None,
 ) -> Starlette:
-    """Build the app; the outbox worker runs inside it unless [web] outbox_interval is 0."""
-    engine = engine or make_engine(settings.database_url)
-    optin = OptIn.from_settings(settings, engine, SystemMails(settings))
+    """Build the app on the process's services (their engine, their opt-in); the outbox
+    worker runs inside it unless [web] outbox_interval is 0."""
+    settings, engine = services.settings, services.engine
+    optin = services.audience.optin
     site = Site.from_settings(settings)
     interval = settings["web"]["outbox_interval"]
     worker = interval > 0 if outbox_worker is None else outbox_worker

@@ -41,8 +41,10 @@ def run(
     loop: str = "asyncio",
     log_level: str = "info",
     access_log: bool = True,
+    factory: bool = False,
 ) -> None:
-    """Serve `app` (an ASGI app, or an import string when workers > 1) until interrupted."""
+    """Serve `app` until interrupted: an ASGI app, or with `factory` a function that builds
+    one; when workers > 1, an import string or a picklable factory each worker calls."""
     config = NoDelayConfig(
         app,
         host=host,
@@ -53,10 +55,11 @@ def run(
         access_log=access_log,
         proxy_headers=True,
         server_header=False,
+        factory=factory,
     )
     if workers > 1:
-        if not isinstance(app, str):
-            raise ValueError("several workers need the app as an import string")
+        if not isinstance(app, str) and not factory:
+            raise ValueError("several workers need the app as an import string or a factory")
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery, Issue
+from newsletter.services import build_services
 from tests.conftest import CHROMIUM_ARGS, SECRET, require_chromium, require_module
 from tests.delivery.sender_fixtures import configure, seed
 
@@ -70,7 +71,7 @@ def public(run, workspace: Path, db_url: str, smtp_server) -> Iterator[Public]:
     seed(workspace, ["en", "fr", "en"])
     settings = load_settings(workspace, environ={})
     engine = make_engine(settings.database_url)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine,
+    server = uvicorn.Server(uvicorn.Config(create_app(build_services(settings, engine=engine),
                                                       outbox_worker=False), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -19,6 +19,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
+from newsletter.services import build_services
 from tests.conftest import SECRET, write_config
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hostile" / "publish" / "archive_paths.txt"
@@ -49,7 +50,7 @@ def served(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     engine = make_engine(settings.database_url)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = create_app(settings, engine=engine, outbox_worker=False)
+    app = create_app(build_services(settings, engine=engine), outbox_worker=False)
     server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

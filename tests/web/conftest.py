@@ -33,6 +33,7 @@ from newsletter.db.models import (
 )
 from newsletter.delivery.capture import SmtpController
 from newsletter.outbox import OutboxReport, deliver_outbox
+from newsletter.services import build_services
 from newsletter.tokens import Signer
 from tests.conftest import SECRET, write_config
 
@@ -113,7 +114,7 @@ class WebEnv:
 
         settings = load_settings(self.settings.workspace, overrides=overrides)
         engine = None if "database" in overrides else self.engine
-        return TestClient(create_app(settings, engine=engine), base_url=BASE_URL)
+        return TestClient(create_app(build_services(settings, engine=engine)), base_url=BASE_URL)
 
     def deliver(self, now: datetime | None = None) -> OutboxReport:
         """Run one pass of the outbox worker, as `newsletter outbox send` does.
@@ -237,7 +238,7 @@ def web(
     write_config(ws, db_url, web_config(smtp, web_extra))
     settings = load_settings(ws)
     engine = make_engine(settings.database_url)
-    app = create_app(settings, engine=engine)
+    app = create_app(build_services(settings, engine=engine))
     with TestClient(app, base_url=BASE_URL, follow_redirects=False) as client:
         yield WebEnv(settings, engine, client, smtp)
     engine.dispose()

@@ -18,6 +18,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.links import unsubscribe_url
+from newsletter.services import build_services
 from tests.conftest import CHROMIUM_ARGS, require_chromium, require_module, write_config
 from tests.web.conftest import SmtpServer, WebEnv, link_in, web_config
 
@@ -45,7 +46,7 @@ def live(
     write_config(ws, db_url, web_config(smtp))
     settings = load_settings(ws, overrides={"newsletter": {"base_url": base}})
     engine = make_engine(settings.database_url)
-    app = create_app(settings, engine=engine)
+    app = create_app(build_services(settings, engine=engine))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from newsletter.links import unsubscribe_url
+from newsletter.services import build_services
 from newsletter.tokens import Signer
 from newsletter.web import create_app
 from tests.conftest import SECRET
@@ -28,7 +29,7 @@ ONE_CLICK = {
 
 def _post_all(web: WebEnv, paths: list[str]) -> list[httpx.Response]:
     """POST every path at once, from one event loop, against a fresh app on the same database."""
-    app = create_app(web.settings, engine=web.engine)
+    app = create_app(build_services(web.settings, engine=web.engine))
 
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

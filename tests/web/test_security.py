@@ -83,13 +83,15 @@ def test_health_check_says_503_when_the_database_is_gone(
     import shutil
 
     from newsletter.db.engine import make_engine
+    from newsletter.services import build_services
     from newsletter.web import create_app
 
     db = tmp_path / "gone" / "newsletter.db"
     db.parent.mkdir()
     shutil.copy(sqlite_template, db)
     engine = make_engine(f"sqlite:///{db}")
-    client = TestClient(create_app(web.settings, engine=engine, outbox_worker=False))
+    services = build_services(web.settings, engine=engine)
+    client = TestClient(create_app(services, outbox_worker=False))
     assert client.get("/healthz").status_code == 200
     engine.dispose()
     shutil.rmtree(db.parent)  # the database disappears while the app runs
@@ -98,13 +100,14 @@ def test_health_check_says_503_when_the_database_is_gone(
 
 
 def test_a_500_page_carries_the_security_headers(web: WebEnv) -> None:
+    from newsletter.services import build_services
     from newsletter.web import create_app
 
     async def broken_check(request, fields) -> bool:
         raise RuntimeError("boom")
 
     web.add_list()
-    app = create_app(web.settings, engine=web.engine, checks=[broken_check])
+    app = create_app(build_services(web.settings, engine=web.engine), checks=[broken_check])
     client = TestClient(app, raise_server_exceptions=False)
     answer = client.post("/subscribe/news", data={"email": "a@example.org"})
     assert answer.status_code == 500

@@ -10,6 +10,7 @@ import pytest
 
 from newsletter.db.models import Suppression, utcnow
 from newsletter.keyring import address_hash, read_address_key
+from newsletter.services import build_services
 from tests.web.conftest import WebEnv
 
 
@@ -290,7 +291,8 @@ def test_a_captcha_hook_can_refuse_a_post(web: WebEnv) -> None:
         return fields.get("captcha") == "solved"
 
     web.add_list()
-    client = TestClient(create_app(web.settings, engine=web.engine, checks=[needs_token]))
+    services = build_services(web.settings, engine=web.engine)
+    client = TestClient(create_app(services, checks=[needs_token]))
     refused = client.post("/subscribe/news", data={"email": "a@example.org", "language": "es"})
     assert refused.status_code == 400 and "una persona" in refused.text
     accepted = client.post("/subscribe/news", data={"email": "a@example.org", "captcha": "solved"})

@@ -1,0 +1,198 @@
+"""The facades `Services` hands out: one way in for the front ends, `services` first.
+
+Each facade holds the services object and delegates to the module that owns the concept; no
+domain logic lives here. The owners are imported when a method is called, so building a facade
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from newsletter.archive.builder import BuildReport
+    from newsletter.audience.erasure import ErasureReport
+    from newsletter.audience.optin import OptIn
+    from newsletter.audience.subscribers import MergeCounts, SubscriberRow
+    from newsletter.bounces.policy import ReportRow
+    from newsletter.bounces.receiver import Processor
+    from newsletter.delivery.dispatch import SendPlan
+    from newsletter.delivery.issues import IssueStatus
+    from newsletter.delivery.rehearsal import DryRunReport, TestCopy
+    from newsletter.delivery.runner import RunResult
+    from newsletter.outbox import OutboxReport, OutboxRow
+    from newsletter.services import Services
+
+
+class Facade:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+
+class Audience(Facade):
+    """Subscribers and subscriptions: opt-in, add, remove, erase, list, export (audience/)."""
+
+    @cached_property
+    def optin(self) -> OptIn:
+        """The form's double opt-in, with the confirmation mails' texts."""
+        from newsletter.audience.optin import OptIn
+        from newsletter.web.mails import SystemMails
+
+        s = self.services
+        return OptIn.from_settings(s.settings, s.engine, SystemMails(s.settings))
+
+    def add(self, email: str, list_slug: str, **options: Any) -> MergeCounts:
+        from newsletter.audience.subscribers import add_subscriber
+
+        s = self.services
+        return add_subscriber(s.engine, email=email, list_slug=list_slug,
+                              address_key=s.keyring.address_key, **options)
+
+    def leave(self, email: str, list_slug: str) -> str:
+        from newsletter.audience.subscribers import remove_subscriber
+
+        s = self.services
+        return remove_subscriber(s.engine, email=email, list_slug=list_slug,
+                                 address_key=s.keyring.address_key)
+
+    def erase(self, email: str) -> ErasureReport:
+        from newsletter.audience.erasure import erase
+
+        s = self.services
+        return erase(s.engine, email=email, address_key=s.keyring.address_key)
+
+    def subscribers(self, **filters: Any) -> Iterator[SubscriberRow]:
+        from newsletter.audience.subscribers import iter_subscribers
+
+        return iter_subscribers(self.services.engine, **filters)
+
+    def export_csv(self, out: IO[str], list_slug: str, status: str | None = None) -> int:
+        from newsletter.audience.export import export_csv
+
+        return export_csv(self.services.engine, out, list_slug=list_slug, status=status)
+
+    def export_data(self, email: str) -> dict[str, Any]:
+        from newsletter.audience.portability import export_data
+
+        return export_data(self.services.engine, email=email)
+
+
+class Sending(Facade):
+    """The send of an issue: plan, publish, rehearse, enqueue, deliver, status (delivery/)."""
+
+    @property
+    def engine(self) -> Any:
+        return self.services.sender_engine
+
+    def plan(self, slug: str, **options: Any) -> SendPlan:
+        """What the send would do (delivery/dispatch.prepare_send); writes nothing."""
+        from newsletter.delivery.dispatch import prepare_send
+
+        return prepare_send(self.services.settings, self.engine, slug, **options)
+
+    def publishes(self, check: bool | None) -> bool:
+        from newsletter.delivery.dispatch import publishes
+
+        return publishes(self.services.settings, check)
+
+    def publish(self, plan: SendPlan, *, every_language: bool = False) -> Any:
+        from newsletter.delivery.dispatch import publish
+
+        return publish(self.services.settings, self.engine, plan, every_language=every_language)
+
+    def dry_run(self, plan: SendPlan, resend_unknown: bool = False) -> DryRunReport:
+        from newsletter.delivery.rehearsal import dry_run
+
+        return dry_run(self.services.settings, self.engine, plan, resend_unknown)
+
+    def test_copies(self, plan: SendPlan, addresses: Sequence[str]) -> list[TestCopy]:
+        from newsletter.delivery.rehearsal import send_tests
+
+        return send_tests(self.services.settings, self.engine, plan, addresses)
+
+    def check_relay(self) -> None:
+        from newsletter.delivery.dispatch import check_relay
+
+        check_relay(self.services.settings)
+
+    def enqueue(self, plan: SendPlan) -> tuple[int, int]:
+        """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added)."""
+        from newsletter.delivery.dispatch import begin_send
+
+        return begin_send(self.engine, self.services.settings, plan)
+
+    def deliver(self, plan: SendPlan, issue_id: int, progress: Any,
+                **options: Any) -> tuple[RunResult, str]:
+        """Run the workers and set the issue's final status (dispatch.deliver)."""
+        from newsletter.delivery.dispatch import deliver
+
+        return deliver(self.services.settings, self.engine, plan.slug, issue_id, plan,
+                       progress, **options)
+
+    def update_archive(self) -> str | None:
+        from newsletter.delivery.dispatch import update_archive
+
+        return update_archive(self.services.settings, self.engine)
+
+    def remaining(self, issue_id: int) -> int:
+        from newsletter.delivery.issues import remaining
+
+        return remaining(self.engine, issue_id)
+
+    def status(self, slug: str) -> IssueStatus | None:
+        from newsletter.delivery.issues import issue_status
+
+        return issue_status(self.services.engine, slug)
+
+    def summaries(self) -> dict[str, tuple[str, dict[str, int]]]:
+        from newsletter.delivery.issues import issue_summaries
+
+        return issue_summaries(self.services.engine)
+
+
+class Outbox(Facade):
+    """System mails: send what is due, list the queue (outbox.py)."""
+
+    def deliver(self, *, include_deferred: bool = False,
+                now: datetime | None = None) -> OutboxReport:
+        from newsletter.outbox import deliver_outbox
+
+        s = self.services
+        return asyncio.run(deliver_outbox(s.settings, s.engine, now=now,
+                                          include_deferred=include_deferred))
+
+    def rows(self, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        from newsletter.outbox import list_outbox
+
+        return list_outbox(self.services.engine, status=status, limit=limit)
+
+
+class Bounces(Facade):
+    """Bounces and complaints: the processor, the reports received (bounces/)."""
+
+    def processor(self) -> Processor:
+        from newsletter.bounces.receiver import Processor
+
+        return Processor.from_settings(self.services.settings, self.services.engine)
+
+    def recent(self, since: datetime, limit: int = 1000) -> list[ReportRow]:
+        from newsletter.bounces.policy import recent_reports
+
+        return recent_reports(self.services.engine, since, limit=limit)
+
+
+class Archive(Facade):
+    """The static archive of sent issues (archive/builder.py)."""
+
+    def build(self, out: Path | None = None, clean: bool = False,
+              now: datetime | None = None) -> BuildReport:
+        from newsletter.archive.builder import build_archive
+
+        s = self.services
+        return build_archive(settings=s.settings, engine=s.engine, out=out, clean=clean, now=now)
+
