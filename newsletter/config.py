@@ -81,8 +81,8 @@ class Settings:
             found = self.typed[name] = SECTIONS[name](**self.values[name])
         return found
 
-    # Typed, read-only views of the sections: `settings.smtp.port` rather than
-    # `settings["smtp"]["port"]`, so a misspelt key fails mypy instead of a send.
+    # Typed, read-only views of the sections (`settings.smtp.port`): a misspelt key fails mypy
+    # instead of a send.
     @property
     def newsletter(self) -> NewsletterSettings:
         return self._section("newsletter")  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ RULES = {
     "a table aliased outside db/tables.py": re.compile(r"__table__|cast\(Table"),
     "a dialect test outside db/ (use db.engine.is_sqlite)": re.compile(r"dialect\.name"),
     "an engine made outside db/engine.py": re.compile(r"\bcreate_engine\b"),
+    "a setting read by string (use settings.<section>.<key>)": re.compile(r"settings\[[\"']"),
 }
 
 

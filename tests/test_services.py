@@ -65,7 +65,7 @@ def test_the_keyring_is_read_from_the_database_once(
     real = newsletter.keyring.read_address_key
     monkeypatch.setattr(newsletter.keyring, "read_address_key",
                         lambda conn: reads.append("read") or real(conn))
-    from newsletter.audience.lists import add_list
+    from newsletter.audience.listedits import add_list
 
     add_list(services.engine, slug="news", name="News", languages=["en"], default_language="en")
     key = services.keyring.address_key

@@ -192,7 +192,7 @@ def iter_subscribers(
     batch: int = 5000,
 ) -> Iterator[SubscriberRow]:
     """Stream subscriptions (subscriber x list), ordered by email, in bounded memory."""
-    from newsletter.audience.lists import LISTS
+    from newsletter.db.tables import LISTS
 
     s, c, lt = SUBSCRIBERS.c, SUBSCRIPTIONS.c, LISTS.c
     stmt = (

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _out(app: AppContext, out: Path | None) -> Path:
-    return out if out is not None else app.settings.path(app.settings["archive"]["out"])
+    return out if out is not None else app.settings.path(app.settings.archive.out)
 
 
 def _print(report: BuildReport) -> None:

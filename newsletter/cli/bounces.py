@@ -56,7 +56,7 @@ def serve(app: AppContext, host: str | None, port: int | None) -> None:
     accepted; any other recipient gets 550. Prints one line per report: kind, status,
     delivery, masked address, action taken.
     """
-    section = app.settings["bounces"]
+    section = app.settings.bounces
 
     def show(outcome: Outcome) -> None:
         click.echo(f"{datetime.now(UTC).astimezone():%H:%M:%S} {outcome.line()}")
@@ -64,8 +64,8 @@ def serve(app: AppContext, host: str | None, port: int | None) -> None:
     def warn(message: str) -> None:
         click.echo(f"error: {message}", err=True)
 
-    server = BounceServer(_processor(app), host=host or section["host"],
-                          port=section["port"] if port is None else port,
+    server = BounceServer(_processor(app), host=host or section.host,
+                          port=section.port if port is None else port,
                           on_outcome=show, on_error=warn)
     processor = server.handler.processor
     run_in_foreground(server, lambda: f"Receiving bounces for {processor.prefix}..."

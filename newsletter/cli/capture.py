@@ -28,7 +28,7 @@ from newsletter.delivery.capture import (
 
 
 def _maildir(app: AppContext, maildir: Path | None) -> Path:
-    return maildir or app.settings.path(app.settings["capture"]["maildir"])
+    return maildir or app.settings.path(app.settings.capture.maildir)
 
 
 def _server_options(func: Any) -> Any:
@@ -61,14 +61,14 @@ def capture(ctx: click.Context, host: str | None, port: int | None, maildir: Pat
 def serve(app: AppContext, host: str | None, port: int | None, maildir: Path | None,
           quiet: bool) -> None:
     """Run the capture server until Ctrl-C (or SIGTERM)."""
-    section = app.settings["capture"]
+    section = app.settings.capture
     folder = _maildir(app, maildir)
 
     def show(message: CapturedMessage) -> None:
         click.echo(message.line())
 
-    server = CaptureServer(folder, host=host or section["host"],
-                           port=section["port"] if port is None else port,
+    server = CaptureServer(folder, host=host or section.host,
+                           port=section.port if port is None else port,
                            on_message=None if quiet else show)
     run_in_foreground(server, lambda: f"Capturing mail on {server.host}:{server.port} into "
                                       f"{folder} (Ctrl-C to stop)")

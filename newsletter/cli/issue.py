@@ -135,7 +135,7 @@ def _default_language(app: AppContext, list_slug: str) -> str:
                 return str(found)
         except SQLAlchemyError:
             pass
-    return str(app.settings["newsletter"]["default_language"])
+    return str(app.settings.newsletter.default_language)
 
 
 @issue.command("translated")

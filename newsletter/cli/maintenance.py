@@ -23,7 +23,7 @@ def maintenance(app: AppContext, dry_run: bool, vacuum: bool, as_json: bool) -> 
 
     A subscriber with no other subscription is deleted entirely: they never consented.
     """
-    days = app.settings["audience"]["pending_days"]
+    days = app.settings.audience.pending_days
     if days < 1:
         raise ValidationError("[audience] pending_days: must be at least 1")
     engine = app.services.engine

@@ -55,12 +55,12 @@ def serve(
 
     settings = app.settings
     app.services.require_schema()
-    host = host or settings["web"]["host"]
-    port = port or settings["web"]["port"]
+    host = host or settings.web.host
+    port = port or settings.web.port
     if workers > 1 and is_sqlite(app.services.engine):
         click.echo("note: workers share one SQLite file; PostgreSQL scales better", err=True)
     click.echo(
-        f"serving {settings['newsletter']['base_url']} on http://{host}:{port} "
+        f"serving {settings.newsletter.base_url} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})",
         err=True,
     )

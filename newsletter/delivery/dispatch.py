@@ -95,7 +95,7 @@ def _find_list(engine: Engine, slug: str) -> ListInfo:
 
 def base_url_warnings(settings: Settings) -> list[str]:
     """One-click unsubscribe needs an https base URL."""
-    if settings["newsletter"]["base_url"].startswith("https://"):
+    if settings.newsletter.base_url.startswith("https://"):
         return []
     return ["[newsletter] base_url is not https: mailbox providers offer one-click "
             "unsubscribe (RFC 8058) only for an https List-Unsubscribe link"]
@@ -200,7 +200,7 @@ def _drift(settings: Settings, slug: str, stored: Mapping[str, EditionRecord]) -
 
 def publishes(settings: Settings, check: bool | None) -> bool:
     """Whether send publishes and checks the web version: the flag, else [send] publish_check."""
-    return bool(settings["send"]["publish_check"] if check is None else check)
+    return bool(settings.send.publish_check if check is None else check)
 
 
 def publish(
@@ -241,7 +241,7 @@ def check_live(settings: Settings, plan: SendPlan, languages: Sequence[str]) -> 
     raise SendError(
         f"issue {plan.slug!r} was not sent: {len(failing)} of the email's picture and web "
         f"version URLs do not answer: {listed}. The site was written to "
-        f"{settings['archive']['out']}/; serve it at {archive_base_url(settings)}/ (`newsletter "
+        f"{settings.archive.out}/; serve it at {archive_base_url(settings)}/ (`newsletter "
         f"serve` does, under /archive/), or pass --no-publish-check if you publish it by "
         f"other means"
     )
@@ -295,7 +295,7 @@ def deliver(
 ) -> tuple[RunResult, str]:
     """Recover what a crash left, run the workers, set the issue's final status."""
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
-    s = settings["smtp"]
+    s = settings.smtp
     cfg = RunConfig(
         settings=settings,
         issue_id=issue_id,
@@ -303,9 +303,9 @@ def deliver(
         content=functools.partial(content.issue_content, settings, issue_id, slug,
                                   plan.mailing_list),
         pool=pool_settings(settings, connections, rate, workers),
-        batch_size=s["batch_size"],
-        lease=s["lease"],
-        retry_window=s["retry_window"],
+        batch_size=s.batch_size,
+        lease=s.lease,
+        retry_window=s.retry_window,
         workers=workers,
     )
     try:

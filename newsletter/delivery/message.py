@@ -158,7 +158,7 @@ def _year(date: Any) -> int:
 def setting_address(settings: Settings, section: str, key: str) -> str:
     """An address from the settings in wire form; a ConfigError naming the key if unusable."""
     try:
-        return ascii_address(settings[section][key])
+        return ascii_address(getattr(getattr(settings, section), key))
     except AddressError as exc:
         raise ConfigError(f"[{section}] {key}: {exc}") from None
 

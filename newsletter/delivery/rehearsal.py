@@ -41,7 +41,7 @@ def _pending(settings: Settings, plan: SendPlan, resend_unknown: bool) -> Pendin
     if plan.issue is None:
         return None
     statuses = (*OPEN, "unknown") if resend_unknown else OPEN
-    due_by = utcnow() + timedelta(seconds=settings["smtp"]["retry_window"])
+    due_by = utcnow() + timedelta(seconds=settings.smtp.retry_window)
     return Pending(plan.issue.id, plan.plan is not None, statuses, due_by)
 
 
@@ -86,7 +86,7 @@ def send_tests(
 ) -> list[TestCopy]:
     """Real copies of every language to each address, subject prefixed ([send]
     test_subject_prefix) so nobody mistakes one for the real send; deliveries are not touched."""
-    prefix = settings["send"]["test_subject_prefix"]
+    prefix = settings.send.test_subject_prefix
     builds = builders(settings, plan.slug, plan.mailing_list, plan.compiled, prefix)
     return asyncio.run(_send_tests(Relay.from_settings(settings), builds, addresses))
 

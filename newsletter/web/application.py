@@ -263,7 +263,7 @@ def create_app(
     settings, engine = services.settings, services.engine
     optin = services.audience.optin
     site = Site.from_settings(settings)
-    interval = settings["web"]["outbox_interval"]
+    interval = settings.web.outbox_interval
     worker = interval > 0 if outbox_worker is None else outbox_worker
     web = WebContext(
         settings=settings,
@@ -271,7 +271,7 @@ def create_app(
         optin=optin,
         site=site,
         checks=tuple(checks),
-        cors_origins=tuple(settings["web"]["cors_origins"]),
+        cors_origins=tuple(settings.web.cors_origins),
         hot=HotReads(engine) if is_sqlite(engine) else None,
         hot_async=AsyncHotReads(engine) if engine.url.drivername == "postgresql+psycopg"
         else None,
@@ -301,12 +301,12 @@ def create_app(
             web.close()
             gc.unfreeze()
 
-    site_dir = settings.path(settings["archive"]["out"])
-    archive = Mount(PREFIX, ArchiveFiles(site_dir, settings["newsletter"]["base_url"] + PREFIX))
+    site_dir = settings.path(settings.archive.out)
+    archive = Mount(PREFIX, ArchiveFiles(site_dir, settings.newsletter.base_url + PREFIX))
     app = WebApp(routes=[*routes(), archive], exception_handlers=HANDLERS, lifespan=lifespan)
     app.header_options = {"css_url": site.css_url, "logo_url": site.logo_url}
     app.hot = SecurityHeaders(serve_hot, **app.header_options)
     app.router.redirect_slashes = False  # SlashRedirect does it, at base_url
-    app.router.default = SlashRedirect(app.router, settings["newsletter"]["base_url"])
+    app.router.default = SlashRedirect(app.router, settings.newsletter.base_url)
     app.state.web = web
     return app

@@ -78,17 +78,17 @@ class Site:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
-        site, web = settings["newsletter"], settings["web"]
+        site, web = settings.newsletter, settings.web
         return cls(
-            name=site["name"],
-            base_url=site["base_url"],
-            css_url=web["css_url"],
-            logo_url=site["logo_url"],
-            organisation=site["organisation"],
+            name=site.name,
+            base_url=site.base_url,
+            css_url=web.css_url,
+            logo_url=site.logo_url,
+            organisation=site.organisation,
             names=settings.tables.get(("newsletter", "name"), {}),
             organisations=settings.tables.get(("newsletter", "organisation"), {}),
-            default_language=site["default_language"],
-            consent_texts={str(k): str(v) for k, v in (web.get("consent_text") or {}).items()},
+            default_language=site.default_language,
+            consent_texts={str(k): str(v) for k, v in (web.consent_text or {}).items()},
         )
 
 

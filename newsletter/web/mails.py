@@ -37,17 +37,17 @@ class SystemMails:
     """Builds system mails from the organisation's settings; used by the opt-in services."""
 
     def __init__(self, settings: Settings) -> None:
-        site = settings["newsletter"]
+        site = settings.newsletter
         self.settings = settings
-        self.site_name = site["name"]
-        self.logo_url = site["logo_url"]
-        self.organisation = site["organisation"]
-        self.postal_address = site["postal_address"]
+        self.site_name = site.name
+        self.logo_url = site.logo_url
+        self.organisation = site.organisation
+        self.postal_address = site.postal_address
         # Checked once, at start-up: a bad setting is a ConfigError naming it, never a header.
         self.sender = setting_address(settings, "newsletter", "from_address")
-        self._from = mailbox("From", site["from_name"] or site["name"], self.sender)
+        self._from = mailbox("From", site.from_name or site.name, self.sender)
         self._reply_to = b""
-        if site["reply_to"]:
+        if site.reply_to:
             reply_to = setting_address(settings, "newsletter", "reply_to")
             self._reply_to = mailbox("Reply-To", "", reply_to)
         domain = setting_domain(settings, "message_id_domain")
