@@ -267,3 +267,17 @@ def test_async_hot_reads_survive_connections_the_server_dropped(
         await hot.close()
 
     asyncio.run(reads())
+
+
+@pytest.mark.parametrize(("theirs", "page", "shown"), [
+    ("es", "en", "es"),  # their own language, offered
+    (None, "es", "es"),  # none stored: the page's, offered
+    (None, "en", "fr"),  # neither offered: the first the lists offer, never the page's
+    ("de", "en", "fr"),
+])
+def test_the_form_selects_an_offered_language(theirs, page, shown) -> None:
+    from newsletter.audience.language import ListLanguages
+
+    choice = ListChoice(1, "news", "News", "", True, "confirmed", ListLanguages(("fr", "es"), "fr"))
+    view = PreferencesView(7, "a@example.org", "A", theirs, (choice,))
+    assert view.shown_language(page) == shown
