@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import String, cast, insert, select
@@ -23,6 +24,11 @@ def stored_text(conn, email: str) -> tuple[str, str]:
     return row[0], row[1]
 
 
+def layout(stamp: str) -> str:
+    """A timestamp's text with its digits and fraction masked: its layout alone."""
+    return re.sub(r"\d", "9", re.sub(r"\.\d+", "", stamp))
+
+
 def test_imported_rows_read_back_like_rows_sqlalchemy_wrote(services, tmp_path):
     engine = services.engine
     add_list(engine, slug="news", name="News", languages=["en", "fr"], default_language="en")
@@ -42,7 +48,9 @@ def test_imported_rows_read_back_like_rows_sqlalchemy_wrote(services, tmp_path):
         subscription = conn.execute(select(Subscription)).one()
         event = conn.execute(select(Event)).one()
     assert imported[0] == reference[0]  # the same JSON text
-    assert len(imported[1]) == len(reference[1])  # the same timestamp layout
+    # The same timestamp layout (separator, fraction, zone); PostgreSQL's text drops a
+    # fraction's trailing zeros, and a time on the whole second has no fraction at all.
+    assert layout(imported[1]) == layout(reference[1])
     (row,) = iter_subscribers(engine, list_slug="news")
     assert (row.email, row.name, row.language, row.status) == ("amina@example.org", "Amina",
                                                                "fr", "confirmed")
