@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -214,6 +215,15 @@ def _backends(engine: Engine) -> int:
     return len(states)
 
 
+def _settled_backends(engine: Engine, expected: int, wait: float = 5.0) -> int:
+    """_backends() once it reaches `expected`, or after `wait` seconds: a closed connection's
+    server process leaves pg_stat_activity a moment after the client let it go."""
+    deadline = time.monotonic() + wait
+    while (found := _backends(engine)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def _drop_backends(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -245,7 +255,7 @@ def test_async_hot_reads_open_at_most_size_connections_and_close_them(
     # A second event loop (the app restarted in the same process) opens its own connections.
     assert asyncio.run(many()) == [view] * 12
     assert asyncio.run(hot.close()) is None
-    assert _backends(services.engine) == 0
+    assert _settled_backends(services.engine, 0) == 0
     assert AsyncHotReads(hot_engine).size == 4
 
 
