@@ -81,3 +81,8 @@ def index_path(language: str, page: int = 1) -> str:
 def feed_path(language: str) -> str:
     """Path of a language's Atom feed."""
     return f"/{language}/feed.xml"
+
+
+def statement_path(language: str, slug: str) -> str:
+    """Path of a statement's public page (text and signatories) in one language."""
+    return f"/{language}/statements/{slug}/"

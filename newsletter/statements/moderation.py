@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, distinct, func, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.tables import SIGNATURES, STATEMENTS
@@ -99,3 +99,12 @@ def signatories(engine: Engine, slug: str) -> list[Signatory]:
         for name, key, country in conn.execute(query):
             seen.setdefault(key, Signatory(name, country))
     return sorted(seen.values(), key=lambda s: s.organisation.casefold())
+
+
+def approved_count(engine: Engine, slug: str) -> int:
+    """How many organisations the statement's approved signatures stand for (listed or not)."""
+    query = (select(func.count(distinct(SIGNATURES.c.organisation_key)))
+             .join(STATEMENTS, STATEMENTS.c.id == SIGNATURES.c.statement_id)
+             .where(STATEMENTS.c.slug == slug, SIGNATURES.c.status == "approved"))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
