@@ -12,7 +12,6 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
@@ -202,8 +201,3 @@ def verify(ctx: OptIn, token: str, now: datetime | None = None) -> Verified:
             outcome = "verified"
     return Verified(outcome, row.slug, row.language)
 
-
-def signature_row(conn: Connection, signature: int) -> dict[str, Any] | None:
-    found = conn.execute(select(SIGNATURES).where(SIGNATURES.c.id == signature)).mappings()
-    row = found.first()
-    return dict(row) if row else None

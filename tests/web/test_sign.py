@@ -131,3 +131,23 @@ def test_the_newsletter_opt_in_goes_through_the_double_opt_in(web: WebEnv) -> No
     assert len(web.outbox("confirm")) == 1 and len(web.outbox("verify-signature")) == 1
     subscriber = web.subscriber("ana@example.org")
     assert web.subscription(subscriber["id"], 1)["status"] == "pending"
+
+
+def test_one_network_is_limited_and_one_address_gets_few_mails(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    for n in range(4):  # at most 3 verification mails an address a day, same answer after
+        answer = sign(web, organisation=f"Org {n}")
+        assert answer.status_code == 200 and "Revise su bandeja" in answer.text
+    assert len(web.rows(Signature)) == 4 and len(web.outbox("verify-signature")) == 3
+    strict = web.other_app({"web": {"max_subscribes_per_ip": 4}})
+    limited = strict.post("/sign/new-deal?lang=es", data={**ANA, "organisation": "Org 5"})
+    assert limited.status_code == 429 and len(web.rows(Signature)) == 4
+
+
+def test_a_full_statement_takes_no_more_signatures(web: WebEnv) -> None:
+    write_statement(web.settings.workspace, extra="cap = 1\n")
+    sign(web)
+    web.client.post(verify_link(web).removeprefix(BASE_URL))
+    Cli(web.settings.workspace)("statement", "review", "new-deal", "--approve-all")
+    refused = sign(web, organisation="Late Org", email="late@example.org")
+    assert refused.status_code == 410 and len(web.rows(Signature)) == 1
