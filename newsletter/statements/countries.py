@@ -25,4 +25,5 @@ def country_name(code: str, language: str) -> str:
 
 
 def is_country(code: str) -> bool:
+    """True for an ISO 3166-1 alpha-2 code of a country (upper case)."""
     return code in dict(countries("en"))

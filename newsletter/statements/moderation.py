@@ -20,7 +20,9 @@ EXPORT_COLUMNS = ("id", "organisation", "country", "organisation_type", "contact
                   "contact_email", "language", "listed", "status", "created_at", "verified_at",
                   "decided_at")
 # What each decision may move a signature from.
-DECISIONS = {"approved": ("verified",), "rejected": ("pending_verification", "verified")}
+# Rejecting an approved signature withdraws it from the public pages.
+DECISIONS = {"approved": ("verified",),
+             "rejected": ("pending_verification", "verified", "approved")}
 
 
 @dataclass(frozen=True)

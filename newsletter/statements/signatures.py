@@ -113,6 +113,7 @@ def statement_id(conn: Connection, statement: Statement) -> int:
 
 
 def count_approved(conn: Connection, sid: int) -> int:
+    """How many signatures of the statement are approved (what a cap counts)."""
     query = select(func.count()).where(SIGNATURES.c.statement_id == sid,
                                        SIGNATURES.c.status == "approved")
     return int(conn.execute(query).scalar_one())

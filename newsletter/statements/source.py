@@ -70,13 +70,16 @@ class Statement:
 
     @property
     def opens_at(self) -> dt.datetime:
+        """The first instant signatures are taken (the opening day, 00:00 UTC)."""
         return dt.datetime.combine(self.opens, dt.time(), dt.UTC)
 
     @property
     def closes_at(self) -> dt.datetime:
+        """The first instant signatures are refused (the day after the closing day, UTC)."""
         return dt.datetime.combine(self.closes + dt.timedelta(days=1), dt.time(), dt.UTC)
 
     def is_open(self, now: dt.datetime) -> bool:
+        """True while the statement takes signatures (the cap aside)."""
         return self.opens_at <= now < self.closes_at
 
     def text(self, language: str) -> StatementText:

@@ -49,6 +49,8 @@ def test_sign_in_spanish_confirm_approve_and_export(web: WebEnv) -> None:
     run = Cli(web.settings.workspace)
     waiting = run.json("statement", "review", "new-deal")
     assert [row["organisation"] for row in waiting] == ["Red Cruz Migrante"]
+    table = run("statement", "review", "new-deal").output
+    assert "Red Cruz Migrante\tMX\tngo\tAna Pérez\tana@example.org\tyes" in table
     assert run.json("statement", "review", "new-deal", "--approve-all") == {
         "approved": [waiting[0]["id"]], "rejected": []}
     rows = list(csv.DictReader(io.StringIO(run("statement", "export", "new-deal").output)))
@@ -73,6 +75,8 @@ def test_unverified_and_rejected_signatures_cannot_be_approved(web: WebEnv) -> N
     web.client.post(link)
     assert [row["status"] for row in web.rows(Signature)] == ["pending_verification", "rejected"]
     assert run.json("statement", "review", "new-deal") == []
+    assert run("statement", "review", "new-deal").output == (
+        "no signature of 'new-deal' waits for review\n")
 
 
 def test_a_duplicate_signature_gets_the_same_answer_and_adds_nothing(web: WebEnv) -> None:
