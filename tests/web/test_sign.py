@@ -155,3 +155,16 @@ def test_a_full_statement_takes_no_more_signatures(web: WebEnv) -> None:
     Cli(web.settings.workspace)("statement", "review", "new-deal", "--approve-all")
     refused = sign(web, organisation="Late Org", email="late@example.org")
     assert refused.status_code == 410 and len(web.rows(Signature)) == 1
+
+
+def test_erasing_the_contact_keeps_the_organisation_signature(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    sign(web)
+    web.client.post(verify_link(web).removeprefix(BASE_URL))
+    run = Cli(web.settings.workspace)
+    run("statement", "review", "new-deal", "--approve-all")
+    run("subscribers", "remove", "ana@example.org")
+    rows = list(csv.DictReader(io.StringIO(run("statement", "export", "new-deal").output)))
+    assert [(r["organisation"], r["status"], r["contact_name"]) for r in rows] == [
+        ("Red Cruz Migrante", "approved", "")]
+    assert "ana" not in rows[0]["contact_email"]
