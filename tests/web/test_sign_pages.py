@@ -31,6 +31,7 @@ def test_approved_signatories_appear_by_country_and_contacts_nowhere(web: WebEnv
     _sign_and_verify(web, organisation="Quiet Org", email="q@example.org", listed="no")
     _sign_and_verify(web, organisation="Refused Org", email="r@example.org", country="FR")
     sign(web, organisation="Unverified Org", email="u@example.org")
+    _sign_and_verify(web, organisation="RED CRUZ  migrante", email="otro@example.org")
     run = Cli(web.settings.workspace)
     refused = [r["id"] for r in web.rows(Signature) if r["organisation"] == "Refused Org"]
     run("statement", "review", "new-deal", "--reject", str(refused[0]))
@@ -44,6 +45,7 @@ def test_approved_signatories_appear_by_country_and_contacts_nowhere(web: WebEnv
         assert "Red Cruz Migrante" in page
         assert "Quiet Org" not in page  # approved, but not to be listed
         assert "Refused Org" not in page and "Unverified Org" not in page
+    assert "RED CRUZ" not in spanish  # the same organisation, signed by a second contact
     assert "Organizaciones firmantes: 2" in spanish  # the listed and the unlisted one
     assert 'href="../../../fr/statements/new-deal/"' in spanish
     everything = _site(web)
