@@ -33,6 +33,17 @@ def confirm_url(base_url: str, signer: Signer, subscriber_id: int, list_id: int)
     return f"{_base(base_url)}/confirm/{token}"
 
 
+def signature_url(base_url: str, signer: Signer, signature_id: int) -> str:
+    """The link that verifies a statement's signature; it expires like a confirmation link."""
+    token = signer.sign("sign", signature_id, timestamped=True)
+    return f"{_base(base_url)}/sign/verify/{token}"
+
+
+def sign_url(base_url: str, statement_slug: str) -> str:
+    """The public sign-on form of a statement."""
+    return f"{_base(base_url)}/sign/{statement_slug}"
+
+
 def subscribe_url(base_url: str, list_slug: str) -> str:
     """The public subscribe form of a list."""
     return f"{_base(base_url)}/subscribe/{list_slug}"
@@ -70,3 +81,8 @@ def index_path(language: str, page: int = 1) -> str:
 def feed_path(language: str) -> str:
     """Path of a language's Atom feed."""
     return f"/{language}/feed.xml"
+
+
+def statement_path(language: str, slug: str) -> str:
+    """Path of a statement's public page (text and signatories) in one language."""
+    return f"/{language}/statements/{slug}/"

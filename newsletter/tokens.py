@@ -2,8 +2,8 @@
 
 A token is `payload.signature`, both base64url without padding. The payload is a few integers
 joined by ":"; the signature is HMAC-SHA256 over purpose + payload, truncated to 128 bits.
-The purpose (confirm, preferences, unsubscribe, verp, csrf) is part of the MAC, so a token made
-for one purpose never works for another. Plain hmac keeps signing to a couple of microseconds,
+The purpose (confirm, preferences, unsubscribe, verp, csrf, sign) is part of the MAC, so a token
+made for one purpose never works for another. Plain hmac keeps signing to a couple of microseconds,
 which matters because the sender signs several tokens per recipient.
 
 Key rotation: tokens are signed with the current secret key and accepted with it or any of the
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from newsletter.errors import NewsletterError
 
-PURPOSES = ("confirm", "preferences", "unsubscribe", "verp", "csrf")
+PURPOSES = ("confirm", "preferences", "unsubscribe", "verp", "csrf", "sign")
 
 
 class TokenError(NewsletterError):

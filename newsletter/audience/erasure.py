@@ -64,6 +64,7 @@ from newsletter.db.tables import (
     EVENTS,
     OUTBOX,
     REQUESTS,
+    SIGNATURES,
     SUBSCRIBERS,
     SUBSCRIPTIONS,
     SUPPRESSIONS,
@@ -192,6 +193,15 @@ def sweep(conn: Connection, address: str) -> int:
     return changed
 
 
+def forget_signers(conn: Connection, addresses: Iterable[str]) -> int:
+    """Take the person's name and address off the statements they signed for an organisation;
+    the organisation's signature stands. Returns the signatures changed."""
+    g = SIGNATURES.c
+    erased = sa.literal(ERASED + ":") + sa.cast(g.id, sa.String)  # keeps them unique
+    return conn.execute(update(SIGNATURES).where(g.contact_email.in_(sorted(addresses)))
+                        .values(contact_name="", contact_email=erased)).rowcount
+
+
 def _count(conn: Connection, table: Table, where: Any) -> int:
     return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
 
@@ -295,7 +305,7 @@ def erase(
         if fresh:
             conn.execute(insert(SUPPRESSIONS).values(
                 email_hash=digest, reason="erased", created_at=now, detail=""))
-        scrubbed = sweep(conn, address)
+        scrubbed = sweep(conn, address) + forget_signers(conn, addresses)
         conn.execute(insert(EVENTS).values(
             kind="erase", subscriber_id=None, created_at=now, source=source, data={}))
     return ErasureReport(**counts, rows_scrubbed=scrubbed, suppressed=fresh,

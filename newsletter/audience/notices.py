@@ -45,6 +45,10 @@ class Mailer(Protocol):
 
     def preferences_link(self, *, email: str, name: str, language: str, url: str) -> bytes: ...
 
+    def signature_verification(
+        self, *, email: str, name: str, language: str, organisation: str, url: str, days: int
+    ) -> bytes: ...
+
 
 
 

@@ -45,6 +45,8 @@ COMMANDS: dict[str, Entry] = {
                   "its list, each in their language."),
     "serve": Entry("newsletter.cli.serve:serve", "Serve subscribe, confirm, preferences and "
                    "one-click unsubscribe pages."),
+    "statement": Entry("newsletter.cli.statement:statement",
+                       "Sign-on statements: check the text, review signatures, export them."),
     "subscribers": Entry("newsletter.cli.subscribers:subscribers",
                          "Subscribers: add, import CSV, invite, list, export, remove."),
 }

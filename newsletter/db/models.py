@@ -51,6 +51,8 @@ SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed")
 ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
 DELIVERY_STATUSES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
 OUTBOX_STATUSES = ("queued", "sent", "deferred", "failed", "job")  # job: audience/jobs.py
+# pending_verification -> verified -> approved | rejected (statements/signatures.py)
+SIGNATURE_STATUSES = ("pending_verification", "verified", "approved", "rejected")
 
 
 class Base(DeclarativeBase):
@@ -267,3 +269,42 @@ class BounceRecord(Base):
     status: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Statement(Base):
+    """A sign-on statement (statements/<slug>/<lang>.md): its dates and cap as last read."""
+
+    __tablename__ = "statements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(128), unique=True)
+    opens_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    closes_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    cap: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Signature(Base):
+    """One organisation signing a statement; public only once approved and listed.
+    `organisation_key` is the name folded (case, accents, spaces) to find duplicates."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (
+        UniqueConstraint("statement_id", "organisation_key", "contact_email"),
+        Index("ix_signatures_statement_status", "statement_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id", ondelete="CASCADE"))
+    organisation: Mapped[str] = mapped_column(String(300))
+    organisation_key: Mapped[str] = mapped_column(String(300))
+    country: Mapped[str] = mapped_column(String(2))
+    organisation_type: Mapped[str] = mapped_column(String(32))
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(16))
+    listed: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(24), default="pending_verification")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)

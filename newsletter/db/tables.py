@@ -19,6 +19,8 @@ from newsletter.db.models import (
     KeyringEntry,
     MailingList,
     OutboxMessage,
+    Signature,
+    Statement,
     Subscriber,
     Subscription,
     SubscriptionRequest,
@@ -37,3 +39,5 @@ EDITIONS = cast(Table, Edition.__table__)
 DELIVERIES = cast(Table, Delivery.__table__)
 OUTBOX = cast(Table, OutboxMessage.__table__)
 BOUNCES = cast(Table, BounceRecord.__table__)
+STATEMENTS = cast(Table, Statement.__table__)
+SIGNATURES = cast(Table, Signature.__table__)

@@ -41,6 +41,7 @@ from newsletter.web.manage import manage_page, manage_post
 from newsletter.web.pages import N_, STATIC, page, request_language
 from newsletter.web.preferences import preferences_page, preferences_post
 from newsletter.web.rights import data_download, delete_page, delete_post
+from newsletter.web.sign import sign_form, sign_post, verify_page, verify_post
 from newsletter.web.subscribe import subscribe_form, subscribe_post, subscribe_preflight
 from newsletter.web.unsubscribe import unsubscribe_page, unsubscribe_post
 
@@ -246,6 +247,10 @@ def routes() -> list[Route | Mount]:
         Route("/subscribe/{slug}", subscribe_preflight, methods=["OPTIONS"]),
         Route("/confirm/{token}", confirm_page, methods=["GET"]),
         Route("/confirm/{token}", confirm_post, methods=["POST"]),
+        Route("/sign/verify/{token}", verify_page, methods=["GET"]),
+        Route("/sign/verify/{token}", verify_post, methods=["POST"]),
+        Route("/sign/{slug}", sign_form, methods=["GET"]),
+        Route("/sign/{slug}", sign_post, methods=["POST"]),
         Route("/manage", manage_page, methods=["GET"]),
         Route("/manage", manage_post, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -1,4 +1,5 @@
-"""The system mails the web app sends: confirmation, welcome and "your preferences link".
+"""The system mails the web app sends: confirmation, welcome, "your preferences link" and the
+verification of a statement's signature.
 
 Each is built like a newsletter message, by the same parts: every header line comes from the
 one header writer (`delivery.headers`), the body from the same MIME frame (multipart/
@@ -154,3 +155,12 @@ class SystemMails:
         _ = translator(language)
         subject = _("Your link to manage your subscription to %(site)s", site=self.site_name)
         return self._message("preferences", email, name, language, subject, url=url)
+
+    def signature_verification(
+        self, *, email: str, name: str, language: str, organisation: str, url: str, days: int
+    ) -> bytes:
+        """Ask a statement's signer to confirm the signature; the link expires after `days`."""
+        _ = translator(language)
+        subject = _("Please confirm the signature of %(organisation)s", organisation=organisation)
+        return self._message("sign", email, name, language, subject,
+                             organisation=organisation, url=url, days=days)
