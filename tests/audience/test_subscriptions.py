@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from newsletter.audience.audit import RequestMeta
@@ -191,3 +192,71 @@ def test_a_pending_request_is_in_the_persons_data_export(services) -> None:
     [held] = export_data(services.engine, email="e@example.org")["subscriptions"]
     assert (held["status"], held["requested"]) == (
         "pending", {"language": "es", "name": "Eve", "source": "form"})
+
+
+def test_an_import_confirms_new_people_with_the_time_and_audits_each_kind(
+        services, tmp_path) -> None:
+    list_id = three_language_list(services.engine)
+    key = akey(services)
+    import_csv(services.engine, path=write(tmp_path, "email\nyes@example.org\n"),
+               list_slug="news", address_key=key, confirmed=True, consent_source="paper form")
+    import_csv(services.engine, path=write(tmp_path, "email\nask@example.org\n"),
+               list_slug="news", address_key=key)
+    yes = subscription(services.engine, subscriber(services.engine, "yes@example.org")["id"],
+                       list_id)  # type: ignore[index]
+    ask = subscription(services.engine, subscriber(services.engine, "ask@example.org")["id"],
+                       list_id)  # type: ignore[index]
+    assert yes is not None and ask is not None
+    assert yes["status"] == "confirmed" and yes["confirmed_at"] is not None
+    assert (ask["status"], ask["confirmed_at"]) == ("pending", None)
+    audit = [(e["kind"], e["list_id"], e["data"]) for e in events(services.engine)]
+    assert audit == [("import-confirmed", list_id, {"status": "confirmed"}),
+                     ("import", list_id, {"status": "pending"})]
+
+
+def test_asking_on_one_list_leaves_the_request_on_another_unasked(services) -> None:
+    from newsletter.audience.subscriptions import mark_asked
+
+    news = three_language_list(services.engine)
+    other = three_language_list(services.engine, "other")
+    key = akey(services)
+    for slug in ("news", "other"):
+        add_subscriber(services.engine, email="two@example.org", list_slug=slug,
+                       address_key=key)
+    sid = subscriber(services.engine, "two@example.org")["id"]  # type: ignore[index]
+    now = utcnow()
+    with services.engine.begin() as conn:
+        conn.execute(update(SubscriptionRequest).values(asked_at=None))
+        mark_asked(conn, sid, news, now)
+    asked = {r["list_id"]: r["asked_at"] is not None for r in _requests(services.engine)}
+    assert asked == {news: True, other: False}
+
+
+def test_a_request_without_its_row_is_recorded_as_asked_with_nothing_to_apply(services) -> None:
+    from newsletter.audience.subscriptions import mark_asked
+
+    sid, list_id = _new_subscriber(services)
+    with services.engine.begin() as conn:
+        mark_asked(conn, sid, list_id, utcnow())
+    [row] = _requests(services.engine)
+    assert (row["language"], row["name"], row["source"]) == (None, "", "")
+    assert row["asked_at"] is not None and row["created_at"] is not None
+
+
+def test_registering_again_without_asking_keeps_when_it_was_asked(services) -> None:
+    sid, list_id = _new_subscriber(services)
+    first, later = utcnow() - timedelta(hours=2), utcnow()
+    for when, asked in ((first, True), (later, False)):
+        with services.engine.begin() as conn:
+            register(conn, sid, list_id, Requested("fr", "Ada", "form"), status="pending",
+                     meta=FORM, now=when, data={}, asked=asked)
+    [row] = _requests(services.engine)
+    stored = row["asked_at"].replace(tzinfo=None)
+    assert abs((stored - first.replace(tzinfo=None)).total_seconds()) < 1
+
+
+def test_a_confirmed_subscription_is_not_registered_again(services) -> None:
+    sid, list_id = _new_subscriber(services)
+    with services.engine.begin() as conn, pytest.raises(ValueError, match="not registered"):
+        register(conn, sid, list_id, Requested(), status="confirmed", meta=FORM, now=utcnow(),
+                 data={}, asked=False)
