@@ -24,10 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
@@ -198,9 +198,9 @@ def card(event: Event, language: str, languages: Mapping[str, Mapping[str, str]]
 
 
 def uid(slug: str, key: str, archive_url: str) -> str:
-    """The event's UID: one per issue and event, whatever the language or the rebuild."""
-    host = urlsplit(archive_url).hostname or "newsletter.invalid"
-    return f"{slug}-{key}@{host}"
+    """The event's UID: one per archive, issue and event, whatever the language or the rebuild
+    (a name-based UUID, as RFC 7986 advises: no "@" that could pass for an address)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{archive_url.rstrip('/')}/{slug}#{key}"))
 
 
 def _vevent(event: Event, stamp: dt.datetime, page_url: str) -> icalendar.Event:
