@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from newsletter.archive.assets import Asset, AssetScan, legacy_name, rewrite_refs, scan_assets
 from newsletter.archive.calendars import calendar_files, stored_events
+from newsletter.archive.eventpages import edition_events, render_calendar
 from newsletter.archive.feeds import render_feed
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
@@ -124,9 +125,9 @@ def load_editions(
                 subject=subject or "", title=title or "", preheader=preheader or "",
                 issue_date=issue_date or "", volume=volume or "", number=number or "",
                 sent_at=sent_at, html_sha=hashlib.sha256(web_html.encode()).hexdigest(),
-                assets=scan.names,
+                assets=scan.names, events=edition_events(events := stored_events(compiled)),
             ))
-            sources[(slug, language)] = _Source(web_html, scan, stored_events(compiled))
+            sources[(slug, language)] = _Source(web_html, scan, events)
     return records, sources, warnings
 
 
@@ -163,6 +164,8 @@ class _Site:
                 body = self.body(entry["slug"], page.language, entry["assets"], base)[1]
                 return feed_content(body)
             return render_feed(page, content)
+        if page.kind == "calendar":
+            return render_calendar(page)
         if page.kind == "sitemap":
             return render_sitemap(page)
         if page.kind in ("root", "not_found"):

@@ -27,6 +27,7 @@ from newsletter.archive.builder import (
     write_calendars,
 )
 from newsletter.archive.calendars import stored_events
+from newsletter.archive.eventpages import edition_events
 from newsletter.archive.plan import ArchivedEdition, plan_site
 from newsletter.archive.render import PageRenderer
 from newsletter.archive.writer import SiteWriter
@@ -49,14 +50,16 @@ def _record(slug: str, list_slug: str, list_name: str, edition: Any, now: dateti
             source_dir: Path) -> tuple[ArchivedEdition, _Source]:
     web_html = edition.web_html or ""
     scan = scan_assets(web_html, source_dir)
+    events = stored_events(getattr(edition, "compiled", None))
     record = ArchivedEdition(
         slug=slug, language=edition.language, list_slug=list_slug, list_name=list_name,
         subject=edition.subject or "", title=edition.title or "",
         preheader=edition.preheader or "", issue_date=str(edition.issue_date or ""),
         volume=str(edition.volume or ""), number=str(edition.number or ""), sent_at=now,
         html_sha=hashlib.sha256(web_html.encode()).hexdigest(), assets=scan.names,
+        events=edition_events(events),
     )
-    return record, _Source(web_html, scan, stored_events(getattr(edition, "compiled", None)))
+    return record, _Source(web_html, scan, events)
 
 
 def publish_issue(

@@ -63,6 +63,14 @@ def test_two_events_reach_the_french_reader_and_the_archive_calendars(
                                       datetime(2027, 7, 1, 13, 0, tzinfo=UTC)] * 2
     assert starts[0][2] == starts[2][2] and starts[1][2] == starts[3][2]  # one UID per event
 
+    page = (out / "fr" / "events" / "index.html").read_text(encoding="utf-8")
+    assert "Événements à venir" in page and f"10{NBSP}mars{NBSP}2027, 14:30–16:00 CET" in page
+    assert 'href="../2027/2027-02-events/event-1.ics"' in page
+    feed = icalendar.Calendar.from_ical((out / "fr" / "events.ics").read_bytes())
+    assert [i.decoded("dtstart").astimezone(UTC) for i in feed.walk("VEVENT")] == [
+        datetime(2027, 3, 10, 13, 30, tzinfo=UTC), datetime(2027, 7, 1, 13, 0, tzinfo=UTC)]
+    files["fr"].append(out / "fr" / "events.ics")
+
     before = {p: p.read_bytes() for paths in files.values() for p in paths}
     again = run.json("archive", "build")
     assert {p: p.read_bytes() for p in before} == before  # a rebuild writes the same files
