@@ -9,6 +9,7 @@ from pathlib import Path
 
 import icalendar
 
+from newsletter.services import Services
 from tests.archive.conftest import Sink
 from tests.archive.test_after_send import send
 from tests.compose.conftest import edition
@@ -75,3 +76,23 @@ def test_two_events_reach_the_french_reader_and_the_archive_calendars(
     again = run.json("archive", "build")
     assert {p: p.read_bytes() for p in before} == before  # a rebuild writes the same files
     assert not any(f.endswith(".ics") for f in again["changed"])
+
+
+def test_publishing_before_the_send_writes_the_calendar_files(
+    services: Services, workspace: Path,
+) -> None:
+    from newsletter.archive.publish import publish_issue
+    from newsletter.compose import compile_issue, load_issue
+    from newsletter.delivery.editions import edition_record
+
+    folder = workspace / "issues" / SLUG
+    folder.mkdir(parents=True)
+    (folder / "issue.toml").write_text('list = "news"\ndate = 2027-02-01\n', encoding="utf-8")
+    (folder / "fr.md").write_text(edition(TWO_EVENTS), encoding="utf-8")
+    settings = services.settings
+    record = edition_record(compile_issue(load_issue(workspace, SLUG), "fr", settings))
+    out = workspace / "published"
+    done = publish_issue(settings, services.engine, SLUG, "news", "News", [record], out=out)
+    assert done.calendars == [f"fr/2027/{SLUG}/event-1.ics", f"fr/2027/{SLUG}/event-2.ics"]
+    (item,) = icalendar.Calendar.from_ical((out / done.calendars[1]).read_bytes()).walk("VEVENT")
+    assert item.decoded("dtstart").astimezone(UTC) == datetime(2027, 7, 1, 13, 0, tzinfo=UTC)
