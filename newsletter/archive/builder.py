@@ -188,7 +188,10 @@ def write_calendars(settings: Settings, writer: SiteWriter, records: list[Archiv
     for record in records:
         events = sources[(record.slug, record.language)].events
         for item in calendar_files(base, record.issue_date, events):
-            writer.write(item.file, item.data, item.input_hash)
+            if writer.is_current(item.file, item.input_hash):
+                writer.keep(item.file)
+            else:
+                writer.write(item.file, item.data(), item.input_hash)
             written.append(item.file)
     return written
 

@@ -18,14 +18,22 @@ from newsletter.compose.events import Event, calendar
 
 @dataclass(frozen=True)
 class CalendarFile:
-    """One .ics file: its path under the site and its bytes."""
+    """One .ics file: its path under the site and what its bytes are made from."""
 
     file: str
-    data: bytes
+    event: Event
+    issue_date: str
+    page_url: str
 
     @property
     def input_hash(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        """A digest of the inputs, so an unchanged file is kept without making it again."""
+        blob = json.dumps(["ics-1", self.event.to_dict(), self.issue_date, self.page_url],
+                          sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def data(self) -> bytes:
+        return calendar([self.event], _day(self.issue_date), self.page_url)
 
 
 def stored_events(compiled: str | None) -> list[Event]:
@@ -54,5 +62,4 @@ def calendar_files(base_url: str, issue_date: str,
         if not event.calendar_url.startswith(prefix):
             continue
         page = event.calendar_url.rsplit("/", 1)[0] + "/"
-        data = calendar([event], _day(issue_date), page)
-        yield CalendarFile(event.calendar_url.removeprefix(prefix), data)
+        yield CalendarFile(event.calendar_url.removeprefix(prefix), event, issue_date, page)

@@ -27,13 +27,14 @@ import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import icalendar
 
 from newsletter.compose.errors import ComposeError
 from newsletter.localized import format_clock, format_day
+
+if TYPE_CHECKING:
+    import icalendar
 
 KEYS = ("title", "start", "end", "timezone", "place", "online", "link", "description", "id")
 ONLINE = "online"
@@ -204,6 +205,8 @@ def uid(slug: str, key: str, archive_url: str) -> str:
 
 
 def _vevent(event: Event, stamp: dt.datetime, page_url: str) -> icalendar.Event:
+    import icalendar
+
     item = icalendar.Event()
     item.add("uid", event.uid)
     item.add("dtstamp", stamp)
@@ -225,6 +228,9 @@ def _vevent(event: Event, stamp: dt.datetime, page_url: str) -> icalendar.Event:
 def calendar(events: list[Event], stamp: dt.date, page_url: str = "") -> bytes:
     """An iCalendar file holding the events (DTSTAMP is the issue's date, so a rebuild writes
     the same bytes)."""
+    # Imported here: icalendar brings dateutil, which a build with nothing to write does without.
+    import icalendar
+
     cal = icalendar.Calendar()
     cal.add("prodid", "-//newsletter//events//EN")
     cal.add("version", "2.0")
