@@ -73,6 +73,27 @@ def issue_url(settings: Settings, language: str, year: int | str, slug: str) -> 
     return archive_base_url(settings) + issue_path(language, year, slug)
 
 
+def event_calendar_path(language: str, year: int | str, slug: str, key: str) -> str:
+    """Path of one event's calendar file (.ics), beside the issue page in that language."""
+    return issue_path(language, year, slug) + f"{key}.ics"
+
+
+def event_calendar_url(settings: Settings, language: str, year: int | str, slug: str,
+                       key: str) -> str:
+    """Absolute "Add to calendar" URL of an event of an issue."""
+    return archive_base_url(settings) + event_calendar_path(language, year, slug, key)
+
+
+def events_path(language: str) -> str:
+    """Path of a language's page of upcoming and past events."""
+    return f"/{language}/events/"
+
+
+def events_feed_path(language: str) -> str:
+    """Path of a language's iCalendar feed of events (calendar apps subscribe to it)."""
+    return f"/{language}/events.ics"
+
+
 def index_path(language: str, page: int = 1) -> str:
     """Path of a language's list of issues; page 1 is the language's home page."""
     return f"/{language}/" if page <= 1 else f"/{language}/page/{page}/"

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from babel.core import Locale, UnknownLocaleError
-from babel.dates import format_date, get_date_format
+from babel.dates import format_date, format_time, get_date_format
 
 Localized = str | Mapping[str, str]
 
@@ -133,3 +133,14 @@ def _first_of_month(pattern: str) -> str:
     parts = pattern.split("'")
     # Even parts are outside quotes; a literal is quoted so Babel prints it as it is.
     return "'".join(DAY_FIELD.sub("d'er'", p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def format_clock(moment: dt.datetime, language: str,
+                 languages: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """A time of day as the reader's locale writes it ("2:30 PM", "14:30"), in the time zone
+    the moment carries."""
+    try:
+        return format_time(moment, "short", tzinfo=moment.tzinfo,  # type: ignore[arg-type]
+                           locale=date_locale(language, languages or {}))
+    except (UnknownLocaleError, ValueError):
+        return moment.strftime("%H:%M")

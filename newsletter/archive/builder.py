@@ -18,6 +18,8 @@ from markupsafe import Markup
 from sqlalchemy import Engine, select
 
 from newsletter.archive.assets import Asset, AssetScan, legacy_name, rewrite_refs, scan_assets
+from newsletter.archive.calendars import calendar_files, stored_events
+from newsletter.archive.eventpages import edition_events, render_calendar
 from newsletter.archive.feeds import render_feed
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
@@ -31,6 +33,7 @@ from newsletter.archive.webversion import (
 )
 from newsletter.archive.writer import SiteWriter, clean_output, read_manifest
 from newsletter.audience.lists import list_text
+from newsletter.compose.events import Event
 from newsletter.config import Settings
 from newsletter.db.models import Edition, Issue, MailingList
 from newsletter.i18n import gettext
@@ -60,10 +63,11 @@ class BuildReport:
 
 @dataclass
 class _Source:
-    """An edition's heavy parts, kept out of the plan: its HTML and its files."""
+    """An edition's heavy parts, kept out of the plan: its HTML, its files and its events."""
 
     web_html: str
     scan: AssetScan
+    events: list[Event] = field(default_factory=list)
 
 
 def archive_config(settings: Settings) -> ArchiveConfig:
@@ -96,7 +100,7 @@ def load_editions(
             Issue.slug, Edition.language, MailingList.slug, MailingList.name, Edition.subject,
             Edition.title, Edition.preheader, Edition.issue_date, Edition.volume, Edition.number,
             Edition.sent_at, Edition.web_html, Edition.data, MailingList.names,
-            MailingList.default_language,
+            MailingList.default_language, Edition.compiled,
         )
         .join(Issue, Issue.id == Edition.issue_id)
         .join(MailingList, MailingList.id == Issue.list_id)
@@ -109,7 +113,8 @@ def load_editions(
     with engine.connect() as conn:
         for row in conn.execute(query):
             (slug, language, list_slug, list_name, subject, title, preheader, issue_date,
-             volume, number, sent_at, web_html, data, list_names, list_language) = row
+             volume, number, sent_at, web_html, data, list_names, list_language,
+             compiled) = row
             list_name = list_text(list_names, list_name, language, list_language)
             web_html = web_html or ""
             scan = scan_assets(web_html, _source_dir(settings, slug, data or {}))
@@ -121,9 +126,9 @@ def load_editions(
                 subject=subject or "", title=title or "", preheader=preheader or "",
                 issue_date=issue_date or "", volume=volume or "", number=number or "",
                 sent_at=sent_at, html_sha=hashlib.sha256(web_html.encode()).hexdigest(),
-                assets=scan.names,
+                assets=scan.names, events=edition_events(events := stored_events(compiled)),
             ))
-            sources[(slug, language)] = _Source(web_html, scan)
+            sources[(slug, language)] = _Source(web_html, scan, events)
     return records, sources, warnings
 
 
@@ -160,6 +165,8 @@ class _Site:
                 body = self.body(entry["slug"], page.language, entry["assets"], base)[1]
                 return feed_content(body)
             return render_feed(page, content)
+        if page.kind == "calendar":
+            return render_calendar(page)
         if page.kind == "sitemap":
             return render_sitemap(page)
         if page.kind in ("root", "not_found"):
@@ -173,6 +180,21 @@ def _legacy_file(file: str, source: Asset) -> list[str]:
     """The picture's pre-processing name beside it, so mails sent before still show it."""
     old = legacy_name(source.ref, source.source.read_bytes())
     return [file.rsplit("/", 1)[0] + "/" + old] if old and "/" in file else []
+
+
+def write_calendars(settings: Settings, writer: SiteWriter, records: list[ArchivedEdition],
+                    sources: Mapping[tuple[str, str], _Source]) -> list[str]:
+    """Write the calendar file of every event of these editions; their paths."""
+    base, written = archive_base_url(settings), []
+    for record in records:
+        events = sources[(record.slug, record.language)].events
+        for item in calendar_files(base, record.issue_date, events):
+            if writer.is_current(item.file, item.input_hash):
+                writer.keep(item.file)
+            else:
+                writer.write(item.file, item.data(), item.input_hash)
+            written.append(item.file)
+    return written
 
 
 def build_archive(
@@ -218,6 +240,7 @@ def build_archive(
             continue
         for file in files:
             writer.write(file, content, source.name)
+    write_calendars(settings, writer, records, sources)
     counts = writer.finish(dict(plan.urls))
     languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
     return BuildReport(

@@ -18,9 +18,10 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 
+from newsletter.archive.eventpages import plan_events
 from newsletter.archive.urls import output_file, relative_href
 from newsletter.i18n import LANGUAGES, language_name
-from newsletter.links import feed_path, index_path, issue_path, subscribe_url
+from newsletter.links import events_path, feed_path, index_path, issue_path, subscribe_url
 from newsletter.localized import Localized, format_day, pick
 from newsletter.typography import typeset_text
 
@@ -48,6 +49,7 @@ class ArchivedEdition:
     html_sha: str
     # original reference in the HTML -> content-hashed file name next to the issue page
     assets: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[Mapping[str, Any], ...] = ()  # compose.events.Event.to_dict() of each
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class _Planner:
         for items in self.by_language.values():
             items.sort(key=lambda e: (edition_date(e), e.sent_at, e.slug), reverse=True)
         self.languages = _order_languages(self.by_language, config.default_language)
+        self.with_events = {e.language for e in visible if e.events}
         self.lists = {
             lang: sorted({(e.list_slug, e.list_name) for e in items})
             for lang, items in self.by_language.items()
@@ -201,6 +204,8 @@ class _Planner:
             "feed_href": relative_href(here, feed_path(language)),
             "feed_url": base + feed_path(language),
             "subscribe": [self.subscribe(slug, name) for slug, name in lists],
+            "events_href": (relative_href(here, events_path(language))
+                            if language in self.with_events else ""),
         }
 
     def subscribe(self, list_slug: str, list_name: str) -> dict[str, str]:
@@ -350,6 +355,7 @@ def plan_site(
     planner.plan_not_found()  # not in the sitemap
     for language in planner.languages:
         planner.plan_feed(language)
+        plan_events(planner, language, now)
     planner.plan_sitemap(html_pages)
     assets = []
     for (slug, language), path in planner.paths.items():

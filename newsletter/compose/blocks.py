@@ -2,7 +2,8 @@
 
 A thematic break (`---`) starts a new section. A paragraph holding only an image becomes an
 image block (title = caption, an *emphasized* line below it = photo credit). A paragraph holding
-only links marked `{.button}` becomes button blocks. Everything else stays rich text.
+only links marked `{.button}` becomes button blocks. A fenced block with the info string `event`
+becomes an event block (compose/events.py). Everything else stays rich text.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from markdown_it.token import Token
 
 from newsletter.compose.errors import ComposeError
+from newsletter.compose.events import Event, parse_event
 from newsletter.compose.richtext import is_button, make_parser, render_html
 from newsletter.compose.slots import SENTINEL_RE, SlotTable, UnknownPlaceholder
 from newsletter.compose.slots import substitute_placeholders as _substitute
@@ -36,7 +38,7 @@ class Ref:
 
 @dataclass
 class Block:
-    """One piece of content the layout renders: text (HTML), image or button."""
+    """One piece of content the layout renders: text (HTML), image, button or event."""
 
     kind: str
     line: int
@@ -49,6 +51,8 @@ class Block:
     href: str = ""
     label: str = ""
     width: str = ""
+    event: Event | None = None
+    card: dict[str, str] = field(default_factory=dict)  # the event's words, per language
 
 
 @dataclass
@@ -153,6 +157,15 @@ def _collect_refs(tokens: list[Token], offset: int, refs: list[Ref], resolve: Re
                     child.content = ""
 
 
+def _events(sections: list[list[Block]]) -> list[Event]:
+    return [b.event for s in sections for b in s if b.event is not None]
+
+
+def events_of(doc: Document) -> list[Event]:
+    """The document's events, in reading order."""
+    return _events(doc.sections)
+
+
 def substitute(body: str, table: SlotTable, shown: str, body_line: int) -> str:
     """Replace slot placeholders by sentinels, naming the line of an unknown placeholder."""
     try:
@@ -206,6 +219,12 @@ def parse_body(
             html = render_html(PARSER, notes_tokens, env, clean)
             notes = Block(kind="text", line=line, html=html, tokens=notes_tokens)
             index = end
+        elif token.type == "fence" and token.info.strip() == "event":
+            flush()
+            event = parse_event(token.content, shown, line + 1, len(_events(sections)) + 1)
+            sections[-1].append(Block(kind="event", line=line, event=event))
+            if event.link:
+                refs.append(Ref("link", event.link, line))
         elif token.type == "paragraph_open" and token.level == 0:
             inline = tokens[index + 1]
             special = _button_blocks(inline, line) or (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from newsletter.compose.blocks import keep, parse_body
 from newsletter.compose.checkrules import (
@@ -36,6 +37,7 @@ from newsletter.compose.checkrules import (
 )
 from newsletter.compose.compiler import compile_issue
 from newsletter.compose.errors import ComposeError
+from newsletter.compose.eventrules import event_end_before_start, event_in_past, event_time_zone
 from newsletter.compose.slots import (
     PLACEHOLDER_RE,
     SlotTable,
@@ -101,13 +103,16 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("html-too-large", html_too_large),
     ("compile", compile_errors),
     ("mjml-warning", mjml_warning),
+    ("event-in-past", event_in_past),
+    ("event-end-before-start", event_end_before_start),
+    ("event-time-zone", event_time_zone),
 )
 
 
 def prepare(source: IssueSource, settings: Settings,
-            list_languages: Sequence[str] | None) -> CheckContext:
+            list_languages: Sequence[str] | None, now: datetime | None = None) -> CheckContext:
     """Parse and compile every language, keeping errors as data for the rules."""
-    ctx = CheckContext(source, settings, list_languages)
+    ctx = CheckContext(source, settings, list_languages, now=now)
     for lang, edition in source.editions.items():
         shown = source.display(edition.path)
         body = _without_unknown_placeholders(edition.body)  # reported by their own rule
@@ -121,8 +126,9 @@ def prepare(source: IssueSource, settings: Settings,
 
 
 def check_issue(source: IssueSource, settings: Settings,
-                list_languages: Sequence[str] | None) -> CheckReport:
-    """Run every rule on every language; the report's `ok` is the go/no-go."""
-    ctx = prepare(source, settings, list_languages)
+                list_languages: Sequence[str] | None, now: datetime | None = None) -> CheckReport:
+    """Run every rule on every language; the report's `ok` is the go/no-go (events are compared
+    with `now`, the current time unless given)."""
+    ctx = prepare(source, settings, list_languages, now)
     findings = [finding for _, rule in RULES for finding in rule(ctx)]
     return CheckReport(list(dict.fromkeys(findings)))  # one problem found two ways shows once

@@ -9,7 +9,7 @@ import hashlib
 import html
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from mjml import mjml2html
 from newsletter import links
 from newsletter.compose.blocks import Block, Document, parse_body, relative_file
 from newsletter.compose.errors import ComposeError
+from newsletter.compose.events import Event, card, uid
 from newsletter.compose.layout import environment, render
 from newsletter.compose.slots import Shell, Slots, SlotSpec, SlotTable, resolve_values
 from newsletter.compose.source import EditionSource, IssueSource
@@ -54,6 +55,7 @@ class CompiledEdition:
     html_size: int
     assets: tuple[str, ...] = ()
     web_url: str = ""
+    events: tuple[Event, ...] = ()
     _html: Shell | None = field(default=None, repr=False, compare=False)
     _text: Shell | None = field(default=None, repr=False, compare=False)
     _specs: tuple[SlotSpec, ...] = field(default=(), repr=False, compare=False)
@@ -85,6 +87,7 @@ class CompiledEdition:
             "format": STORED_FORMAT, **fields, "assets": list(self.assets),
             "html": self._html.sentinel_text(), "text": self._text.sentinel_text(),
             "slots": [[spec.key, spec.default] for spec in self._specs],
+            "events": [event.to_dict() for event in self.events],
         }, ensure_ascii=False)
 
     @classmethod
@@ -99,10 +102,13 @@ class CompiledEdition:
         shown = html.show(specs)
         return cls(**{k: data[k] for k in _STORED_FIELDS}, html_shell=shown,
                    text_shell=text.show(specs), html_size=len(shown.encode("utf-8")),
-                   assets=tuple(data["assets"]), _html=html, _text=text, _specs=specs)
+                   assets=tuple(data["assets"]),
+                   events=tuple(Event.from_dict(e) for e in data.get("events", ())),
+                   _html=html, _text=text, _specs=specs)
 
 
-# Bumped when to_json's layout changes; from_json refuses any other, never guesses.
+# Bumped when to_json's layout changes; from_json refuses any other, never guesses. ("events"
+# was added without a bump: an edition stored before it has none, and older code ignores it.)
 STORED_FORMAT = 1
 _STORED_FIELDS = ("slug", "language", "list_slug", "subject", "title", "preheader", "date",
                   "volume", "number", "web_html", "content_hash", "web_url")
@@ -145,6 +151,23 @@ def _issue_label(gettext: Any, volume: str, number: str) -> str:
     if volume:
         return gettext("Vol. %(volume)s") % {"volume": volume}
     return ""
+
+
+def _place_events(doc: Document, source: IssueSource, edition: EditionSource,
+                  settings: Settings, gettext: Any) -> tuple[Event, ...]:
+    """Give each event block its UID, its calendar URL and its card in the edition's language."""
+    placed = []
+    for block in (b for s in doc.sections for b in s):
+        if block.event is None:
+            continue
+        key = block.event.key
+        event = replace(block.event, uid=uid(source.slug, key, links.archive_base_url(settings)),
+                        calendar_url=links.event_calendar_url(
+                            settings, edition.language, edition.date.year, source.slug, key))
+        block.event = event
+        block.card = card(event, edition.language, settings.languages, gettext)
+        placed.append(event)
+    return tuple(placed)
 
 
 def _context(
@@ -321,6 +344,7 @@ def compile_issue(
     resolver = AssetResolver(source.path, web_url, asset_base_url)
     doc = parse_body(edition.body, shown, edition.body_line, resolver, not source.allow_raw_html)
     context = _context(source, edition, settings, doc, web_url)
+    events = _place_events(doc, source, edition, settings, context["gettext"])
     env = environment(source.workspace, source.path)
     requested = (source.display(edition.origin("template")[0]), edition.origin("template")[1])
     template_name = edition.template
@@ -348,6 +372,7 @@ def compile_issue(
         date=edition.date.isoformat(), volume=edition.volume, number=edition.number,
         html_shell=shown_html, text_shell=text_shell.show(doc.slots.specs), web_html=web_html,
         content_hash=digest.hexdigest(), html_size=len(shown_html.encode("utf-8")),
-        assets=tuple(resolver.files), web_url=web_url, _html=html_shell, _text=text_shell,
+        assets=tuple(resolver.files), web_url=web_url, events=events, _html=html_shell,
+        _text=text_shell,
         _specs=specs,
     )

@@ -188,7 +188,17 @@ class TextWriter:
             return ["\n".join(lines)] if lines else []
         if block.kind == "button":
             return [wrap("» " + self.labelled(block.label, block.href))]
+        if block.kind == "event":
+            return [self.event(block.card)]
         return []
+
+    def event(self, card: dict[str, str]) -> str:
+        """An event: its title, when and where, then its links."""
+        lines = [wrap(card[k]) for k in ("title", "when", "where", "description") if card[k]]
+        if card["link"]:
+            lines.append(wrap("» " + self.labelled(card["link_label"], card["link"])))
+        lines.append(wrap("» " + self.labelled(card["calendar_label"], card["calendar_url"])))
+        return "\n".join(lines)
 
     def document(self, doc: Document) -> str:
         """The whole body: sections separated by a break, then the footnotes."""

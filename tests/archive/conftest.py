@@ -6,15 +6,21 @@ them: an issue row, and one edition per language whose sent_at is set once it we
 
 from __future__ import annotations
 
+import email
 import io
 import re
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from aiosmtpd.controller import Controller
 from lxml import html as lxml_html
 from mjml import mjml2html
 from PIL import Image
@@ -193,3 +199,30 @@ def resolves(out: Path, site_path: str) -> bool:
 
 
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+class Sink:
+    """What an SMTP server received: each recipient, and each message parsed."""
+
+    def __init__(self) -> None:
+        self.recipients: list[str] = []
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        self.recipients += envelope.rcpt_tos
+        parsed = email.message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[int, Sink]]:
+    """An aiosmtpd server on a free loopback port that accepts and keeps every message."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, sink
+    controller.stop()

@@ -26,7 +26,7 @@ from tests.conftest import chromium_browser, write_config
 EXAMPLE = Path(__file__).resolve().parents[2] / "issues" / "2026-11-coalition-update"
 ISSUE = "/{lang}/2026/2026-11-coalition-update/"
 PAGES = ["/", "/en/", "/fr/", ISSUE.format(lang="en"), ISSUE.format(lang="fr"),
-         ISSUE.format(lang="es"), "/404.html"]
+         ISSUE.format(lang="es"), "/404.html", "/fr/events/"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Pat
                 title=compiled.title, preheader=compiled.preheader, issue_date=compiled.date,
                 volume=compiled.volume, number=compiled.number, web_html=compiled.web_html,
                 text="", content_hash=compiled.content_hash, sent_at=sent, data={},
+                compiled=compiled.to_json(),
             ))
     out = root / "site"
     build_archive(settings=settings, engine=engine, out=out, now=NOW)

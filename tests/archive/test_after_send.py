@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from aiosmtpd.controller import Controller
-
-from tests.archive.conftest import EMAIL_RE, site_files
+from tests.archive.conftest import EMAIL_RE, Sink, site_files
 from tests.conftest import write_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "issues"
@@ -26,30 +21,8 @@ def send(workspace: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr + done.stdout
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.recipients: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        self.recipients += envelope.rcpt_tos
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[int, _Sink]]:
-    """An aiosmtpd server on a free loopback port that accepts every message."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, sink
-    controller.stop()
-
-
 def test_an_issue_sent_through_smtp_is_archived_in_the_languages_it_went_out_in(
-    run, workspace: Path, db_url: str, smtp_sink: tuple[int, _Sink]
+    run, workspace: Path, db_url: str, smtp_sink: tuple[int, Sink]
 ) -> None:
     port, sink = smtp_sink
     write_config(workspace, db_url, f"[smtp]\nport = {port}\n")

@@ -42,6 +42,7 @@ def test_images_of_a_sent_email_are_served_by_the_archive_page_it_links_to(
                 title=compiled.title, preheader=compiled.preheader, issue_date=compiled.date,
                 volume=compiled.volume, number=compiled.number, web_html=compiled.web_html,
                 text="", content_hash=compiled.content_hash, sent_at=sent, data={},
+                compiled=compiled.to_json(),  # as the send stores it: the events' calendars
             ))
     report = build()
     assert report.warnings == []
