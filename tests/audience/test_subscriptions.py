@@ -260,3 +260,17 @@ def test_a_confirmed_subscription_is_not_registered_again(services) -> None:
     with services.engine.begin() as conn, pytest.raises(ValueError, match="not registered"):
         register(conn, sid, list_id, Requested(), status="confirmed", meta=FORM, now=utcnow(),
                  data={}, asked=False)
+
+
+def test_each_pending_person_gets_their_own_request_applied(services) -> None:
+    list_id = three_language_list(services.engine)
+    ctx = optin(services)
+    ids = {email: subscribe(ctx, list_slug="news", email=email, name=name, language=lang,
+                            meta=FORM).subscriber_id
+           for email, name, lang in (("one@example.org", "Uno", "es"),
+                                     ("two@example.org", "Deux", "fr"))}
+    with services.engine.connect() as conn:
+        assert requested(conn, ids["two@example.org"], list_id) == Requested("fr", "Deux", "form")
+    confirm(ctx, _token(ctx, ids["two@example.org"], list_id), meta=CLICK)
+    person = subscriber(services.engine, "two@example.org")
+    assert person is not None and (person["language"], person["name"]) == ("fr", "Deux")
