@@ -24,7 +24,6 @@ from newsletter.archive.feeds import render_feed
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
-from newsletter.archive.statements import statement_pages
 from newsletter.archive.webversion import (
     WebVersion,
     feed_content,
@@ -222,9 +221,13 @@ def build_archive(
             writer.keep(page.file)
         else:
             writer.write(page.file, site.render(page), page.input_hash)
-    for file, data, digest in statement_pages(settings, engine, renderer,
-                                              now or datetime.now(UTC), warnings):
-        writer.write(file, data, digest)
+    if (settings.workspace / "statements").is_dir():  # statements/source.py's FOLDER
+        # Imported only when there are statements: it brings the signature tables' code.
+        from newsletter.archive.statements import statement_pages
+
+        for file, data, digest in statement_pages(settings, engine, renderer,
+                                                  now or datetime.now(UTC), warnings):
+            writer.write(file, data, digest)
     for asset in plan.assets:
         source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
                       if a.ref == asset.ref)
