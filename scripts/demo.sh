@@ -9,6 +9,7 @@ BIN=$(cd "${VENV:-.venv}/bin" && pwd)
 NL="$BIN/newsletter"
 DEMO=${DEMO_DIR:-demo}
 ISSUE=2026-11-coalition-update
+STATEMENT=act-now
 PORT=${DEMO_SMTP_PORT:-8025}
 WEB_PORT=${DEMO_WEB_PORT:-8000}
 
@@ -26,8 +27,9 @@ step "2. import subscribers/example.csv (English, French, Spanish)"
   --consent-source "demo: example.csv"
 "$NL" lists show news
 
-step "3. check the issue in every language"
+step "3. check the issue and the sign-on statement in every language"
 "$NL" issue check "$ISSUE"
+"$NL" statement check "$STATEMENT"
 
 wait_port() {
   for _ in $(seq 100); do
@@ -56,6 +58,11 @@ step "6. what arrived at the capture (./$DEMO/maildir)"
 
 step "7. the public archive (./$DEMO/site, served at $NEWSLETTER_BASE_URL/archive/)"
 "$NL" archive build
+for lang in en fr es; do
+  page="site/$lang/statements/$STATEMENT/index.html"
+  [ -f "$page" ] || { echo "the archive has no $page" >&2; exit 1; }
+  echo "statement page: ./$DEMO/$page  ($NEWSLETTER_BASE_URL/archive/$lang/statements/$STATEMENT/)"
+done
 
 step "8. the pictures of a captured message, fetched as a mail client would"
 "$BIN/python" - <<'PY'

@@ -62,7 +62,7 @@ def create_workspace(target: Path, force: bool = False) -> list[str]:
         raise NewsletterError(f"{target} already has a newsletter.toml (use --force to reuse it)")
     target.mkdir(parents=True, exist_ok=True)
     made = []
-    for name in ("templates", "issues", "subscribers"):
+    for name in ("templates", "issues", "statements", "subscribers"):
         source = SKELETON / name
         if source.exists() and not (target / name).exists():
             shutil.copytree(source, target / name, symlinks=False)

@@ -23,6 +23,7 @@ def test_init_creates_a_workspace_with_lists_and_a_secret(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert (target / "newsletter.toml").exists()
     assert (target / "newsletter.db").exists()
+    assert (target / "statements" / "act-now" / "es.md").exists()
     settings = load_settings(target, environ={})
     assert len(settings.secret_key) >= 32
     listed = invoke("-w", str(target), "lists", "list", "--json")

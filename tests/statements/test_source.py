@@ -3,8 +3,10 @@ one line (a missing translation, bad front matter)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from newsletter.cli.init import SKELETON
 from newsletter.statements.source import load_statement
 from tests.conftest import Cli
 from tests.statements.sample import write_statement
@@ -36,3 +38,13 @@ def test_check_of_an_unknown_statement_is_one_line(workspace: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip() == (
         "Error: no statement 'nothing-here': statements/nothing-here/ does not exist")
+
+
+def test_the_example_statement_checks_ok_in_every_language(workspace: Path) -> None:
+    shutil.copytree(SKELETON / "statements", workspace / "statements")
+    result = Cli(workspace)("statement", "check", "act-now")
+    assert result.output.strip() == "statement 'act-now': ok"
+    found = load_statement(workspace, "act-now")
+    assert set(found.texts) == {"en", "fr", "es"}
+    assert "Agir maintenant" in found.text("fr").title
+    assert "<ol" in found.text("es").html and "firmantes" in found.text("es").html
