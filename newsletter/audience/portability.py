@@ -2,7 +2,8 @@
 
 The web page's "Download my data" and `newsletter subscribers export-data` both call
 `export_data`. Every query is bound to the one subscriber id, so the file holds nobody else's
-data: no other subscriber, no address from a bounce report about someone else.
+data: no other subscriber, no address from a bounce report about someone else. The statements
+the subscriber signed are matched by the signature's contact address.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from newsletter.db.tables import (
     ISSUES,
     LISTS,
     REQUESTS,
+    SIGNATURES,
+    STATEMENTS,
     SUBSCRIBERS,
     SUBSCRIPTIONS,
 )
@@ -86,6 +89,21 @@ def _deliveries(conn: Connection, sid: int) -> list[dict[str, Any]]:
             for r in rows]
 
 
+def _signatures(conn: Connection, email: str) -> list[dict[str, Any]]:
+    """The statements signed with this contact address, whatever their status."""
+    g, st = SIGNATURES.c, STATEMENTS.c
+    rows = conn.execute(
+        select(st.slug, g.organisation, g.country, g.organisation_type, g.language, g.listed,
+               g.status, g.created_at, g.verified_at, g.decided_at)
+        .join(STATEMENTS, st.id == g.statement_id).where(g.contact_email == email)
+        .order_by(g.created_at, g.id))
+    return [{"statement": r.slug, "organisation": r.organisation, "country": r.country,
+             "organisation_type": r.organisation_type, "language": r.language,
+             "listed": r.listed, "status": r.status, "signed_at": _time(r.created_at),
+             "verified_at": _time(r.verified_at), "decided_at": _time(r.decided_at)}
+            for r in rows]
+
+
 def export_data(
     engine: Engine, *, email: str | None = None, subscriber_id: int | None = None
 ) -> dict[str, Any]:
@@ -97,11 +115,13 @@ def export_data(
             subscriber_id = conn.scalar(select(s.id).where(s.email == address))
             if subscriber_id is None:
                 raise NotFoundError(f"no subscriber {address}")
+        subscriber = _subscriber(conn, subscriber_id)
         return {
             "format": FORMAT,
             "exported_at": utcnow().isoformat(),
-            "subscriber": _subscriber(conn, subscriber_id),
+            "subscriber": subscriber,
             "subscriptions": _subscriptions(conn, subscriber_id),
             "consent_events": _events(conn, subscriber_id),
             "deliveries": _deliveries(conn, subscriber_id),
+            "signatures": _signatures(conn, subscriber["email"]),
         }

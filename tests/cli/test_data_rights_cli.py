@@ -17,6 +17,8 @@ from newsletter.db.models import (
     Issue,
     MailingList,
     OutboxMessage,
+    Signature,
+    Statement,
     Subscriber,
     Subscription,
     utcnow,
@@ -66,6 +68,33 @@ def test_export_data_holds_the_subscribers_data_and_nobody_elses(run, services, 
     # Without --output it goes to standard output, the same document.
     assert json.loads(run("subscribers", "export-data", "amina@example.org").output)[
         "subscriber"] == data["subscriber"]
+
+
+def _signed(services, email: str, organisation: str, status: str) -> None:
+    with services.engine.begin() as conn:
+        sid = conn.execute(insert(Statement).values(slug=f"s-{organisation.split()[0].lower()}")
+                           .returning(Statement.id)).scalar_one()
+        conn.execute(insert(Signature).values(
+            statement_id=sid, organisation=organisation, organisation_key=organisation.lower(),
+            country="SN", organisation_type="ngo", contact_name="Someone", contact_email=email,
+            language="fr", listed=False, status=status, verified_at=utcnow()))
+
+
+def test_export_data_lists_the_statements_the_subscriber_signed(run, services, tmp_path):
+    make_list(run)
+    run("subscribers", "add", "amina@example.org", "--list", "news", "--confirmed",
+        "--consent-source", "sign-up sheet")
+    _signed(services, "amina@example.org", "Dakar Solidarité", "approved")
+    _signed(services, "bruno@example.org", "Bruno Aid", "verified")
+    data = json.loads(run("subscribers", "export-data", "amina@example.org").output)
+    [signature] = data["signatures"]
+    assert {key: signature[key] for key in ("statement", "organisation", "country",
+                                            "organisation_type", "language", "listed",
+                                            "status")} == {
+        "statement": "s-dakar", "organisation": "Dakar Solidarité", "country": "SN",
+        "organisation_type": "ngo", "language": "fr", "listed": False, "status": "approved"}
+    assert signature["signed_at"] and signature["verified_at"]
+    assert "bruno" not in json.dumps(data).lower()
 
 
 def test_export_data_of_an_unknown_address_is_one_clear_line(run):
