@@ -356,6 +356,7 @@ def plan_site(
     for language in planner.languages:
         planner.plan_feed(language)
         plan_events(planner, language, now)
+    html_pages += [p for p in planner.pages if p.kind == "events"]
     planner.plan_sitemap(html_pages)
     assets = []
     for (slug, language), path in planner.paths.items():

@@ -13,6 +13,7 @@ import icalendar
 from newsletter.archive.eventpages import render_calendar
 from newsletter.archive.plan import plan_site
 from newsletter.archive.render import PageRenderer
+from newsletter.archive.sitemap import render_sitemap
 from newsletter.compose.events import Event
 from tests.archive.test_plan import CONFIG, NOW, PRINTS, edition
 
@@ -62,3 +63,10 @@ def test_only_languages_with_events_get_the_page_and_the_link(tmp_path: Path) ->
     events = next(p for p in plan.pages if p.kind == "events")
     html = PageRenderer(tmp_path).render(events).decode()
     assert "Past events" in html and "Upcoming events" in html and "Hearing" in html
+
+
+def test_the_sitemap_lists_the_events_page_of_languages_with_events() -> None:
+    sitemap = next(p for p in _plan().pages if p.kind == "sitemap")
+    xml = render_sitemap(sitemap).decode()
+    assert f"<loc>{CONFIG.base_url}/en/events/</loc>" in xml
+    assert "/fr/events/" not in xml and "events.ics" not in xml
