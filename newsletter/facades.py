@@ -8,7 +8,7 @@ costs nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -245,12 +245,36 @@ class Compose(Facade):
 
         return list_languages(self.services.engine, list_slug)
 
+    def default_language(self, list_slug: str) -> str | None:
+        from newsletter.compose.preview import list_default_language
+
+        return list_default_language(self.services.engine, list_slug)
+
     def recipient(self, list_slug: str, email: str) -> Recipient:
         """One subscriber's real slots, for `issue preview --as` (compose/preview.py)."""
         from newsletter.compose.preview import recipient
 
         s = self.services
         return recipient(s.engine, s.settings, list_slug, email)
+
+
+class Statements(Facade):
+    """Sign-on statements' signatures: list, decide, export (statements/moderation.py)."""
+
+    def signatures(self, slug: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
+        from newsletter.statements.moderation import signatures
+
+        return signatures(self.services.engine, slug, statuses)
+
+    def decide(self, slug: str, decision: str, ids: Iterable[int] | None) -> list[int]:
+        from newsletter.statements.moderation import decide
+
+        return decide(self.services.engine, slug, decision, ids)
+
+    def export_csv(self, slug: str) -> str:
+        from newsletter.statements.moderation import export_csv
+
+        return export_csv(self.services.engine, slug)
 
 
 class Outbox(Facade):

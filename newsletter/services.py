@@ -1,7 +1,7 @@
 """build_services(settings): the one object the CLI, the web app and the workers share.
 
 `Services` is frozen: it owns the process's engine and keyring, and hands out small facades
-(`audience`, `lists`, `compose`, `sending`, `outbox`, `bounces`, `archive`, in
+(`audience`, `lists`, `compose`, `statements`, `sending`, `outbox`, `bounces`, `archive`, in
 `facades.py`) that take the services object and delegate to the owning modules. So every front
 end has one way in and one argument order. Everything is built on first use: a command that
 never touches the database opens none.
@@ -19,7 +19,16 @@ from newsletter.errors import NewsletterError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from newsletter.facades import Archive, Audience, Bounces, Compose, Lists, Outbox, Sending
+    from newsletter.facades import (
+        Archive,
+        Audience,
+        Bounces,
+        Compose,
+        Lists,
+        Outbox,
+        Sending,
+        Statements,
+    )
     from newsletter.keyring import Keyring
 
 
@@ -81,6 +90,12 @@ class Services:
         from newsletter.facades import Compose
 
         return Compose(self)
+
+    @cached_property
+    def statements(self) -> Statements:
+        from newsletter.facades import Statements
+
+        return Statements(self)
 
     @cached_property
     def sending(self) -> Sending:

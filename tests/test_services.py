@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event
 
 from newsletter.config import load_settings
+from newsletter.errors import NotFoundError
 from newsletter.services import Services, build_services
 from tests.conftest import Cli
 from tests.web.conftest import TestClient
@@ -74,10 +75,14 @@ def test_the_list_import_invite_and_preview_facades_share_the_one_engine(
         assert services.audience.count_never_asked("zines") == 1
         assert services.audience.invite("zines").queued == 1
         assert services.compose.list_languages("zines") == ["en"]
+        assert services.compose.default_language("zines") == "en"
+        assert services.compose.default_language("none-such") is None
+        with pytest.raises(NotFoundError):
+            services.statements.signatures("none-such")
         assert services.compose.recipient("zines", "a@example.org").slots.name == "A"
         assert services.audience.purge_pending(30, dry_run=True).subscriptions == 0
         assert services.lists.get("zines").counts["pending"] == 1
-        assert services.lists is services.lists and services.compose is services.compose
+        assert services.lists is services.lists and services.statements is services.statements
         assert opened == [services.engine]
     finally:
         services.close()
@@ -122,7 +127,8 @@ def test_building_the_service_object_imports_no_database_code(workspace: Path) -
     code = ("import sys; from newsletter.config import load_settings; "
             "from newsletter.services import build_services; "
             f"s = build_services(load_settings({str(workspace)!r})); "
-            "s.audience, s.lists, s.compose, s.sending, s.outbox, s.bounces, s.archive; "
+            "s.audience, s.lists, s.compose, s.statements, s.sending, s.outbox, s.bounces, "
+            "s.archive; "
             "print('sqlalchemy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

@@ -10,7 +10,6 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
@@ -21,7 +20,6 @@ from newsletter.compose.preview import PreviewServer, watched_folders, write_pre
 from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
-from newsletter.db.models import MailingList
 
 
 def _languages(value: str | None) -> list[str]:
@@ -122,11 +120,9 @@ def _default_language(app: AppContext, list_slug: str) -> str:
     if list_slug and not (url.startswith("sqlite:///")
                           and not Path(url.removeprefix("sqlite:///")).exists()):
         try:
-            with app.unchecked_services.engine.connect() as conn:
-                found = conn.execute(select(MailingList.default_language).where(
-                    MailingList.slug == list_slug)).scalar()
+            found = app.unchecked_services.compose.default_language(list_slug)
             if found:
-                return str(found)
+                return found
         except SQLAlchemyError:
             pass
     return str(app.settings.newsletter.default_language)
