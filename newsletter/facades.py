@@ -8,7 +8,7 @@ costs nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -16,11 +16,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from newsletter.archive.builder import BuildReport
-    from newsletter.audience.erasure import ErasureReport
+    from newsletter.audience.erasure import ErasureReport, PurgeReport
+    from newsletter.audience.importreport import ImportReport
+    from newsletter.audience.invite import InviteReport
+    from newsletter.audience.listedits import DeleteReport, ListUpdate
+    from newsletter.audience.lists import ListInfo
+    from newsletter.audience.listsync import SyncReport
     from newsletter.audience.optin import OptIn
     from newsletter.audience.subscribers import MergeCounts, SubscriberRow
     from newsletter.bounces.policy import ReportRow
     from newsletter.bounces.receiver import Processor
+    from newsletter.compose.preview import Recipient
     from newsletter.delivery.dispatch import SendPlan
     from newsletter.delivery.issues import IssueStatus
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
@@ -80,6 +86,82 @@ class Audience(Facade):
         from newsletter.audience.portability import export_data
 
         return export_data(self.services.engine, email=email)
+
+    def import_csv(self, path: Path, list_slug: str, **options: Any) -> ImportReport:
+        """Stream a CSV file into a list (audience/importer.py)."""
+        from newsletter.audience.importer import import_csv
+
+        s = self.services
+        return import_csv(s.engine, path=path, list_slug=list_slug,
+                          address_key=s.keyring.address_key, **options)
+
+    def invite(self, list_slug: str, **options: Any) -> InviteReport:
+        """Queue confirmation mails for the never-asked pending people (audience/invite.py)."""
+        from newsletter.audience.invite import invite_pending
+
+        return invite_pending(self.optin, list_slug, **options)
+
+    def count_never_asked(self, list_slug: str) -> int:
+        from newsletter.audience.invite import count_never_asked
+
+        return count_never_asked(self.optin, list_slug)
+
+    def purge_pending(self, days: int, dry_run: bool = False) -> PurgeReport:
+        """`newsletter maintenance`: subscriptions never confirmed (audience/erasure.py)."""
+        from newsletter.audience.erasure import purge_pending
+
+        return purge_pending(self.services.engine, days=days, dry_run=dry_run)
+
+    def compact(self) -> bool:
+        """SQLite: rewrite the database file (audience/erasure.py); whether the WAL emptied."""
+        from newsletter.audience.erasure import compact
+
+        return compact(self.services.engine)
+
+
+class Lists(Facade):
+    """Mailing lists: add, show, update, rename, delete, sync (audience/list*.py)."""
+
+    def add(self, slug: str, **fields: Any) -> ListInfo:
+        from newsletter.audience.listedits import add_list
+
+        return add_list(self.services.engine, slug=slug, **fields)
+
+    def all(self) -> list[ListInfo]:
+        from newsletter.audience.lists import all_lists
+
+        return all_lists(self.services.engine)
+
+    def get(self, slug: str) -> ListInfo:
+        from newsletter.audience.lists import get_list
+
+        return get_list(self.services.engine, slug)
+
+    def update(self, slug: str, wanted: ListUpdate, *, force: bool = False) -> dict[str, Any]:
+        from newsletter.audience.listedits import update_list
+
+        return update_list(self.services.engine, slug, wanted, force=force)
+
+    def rename(self, old: str, new: str) -> ListInfo:
+        from newsletter.audience.listedits import rename_list
+
+        return rename_list(self.services.engine, old, new)
+
+    def count_issues(self, list_id: int) -> int:
+        from newsletter.audience.listedits import count_issues
+
+        return count_issues(self.services.engine, list_id)
+
+    def delete(self, slug: str) -> DeleteReport:
+        from newsletter.audience.listedits import delete_list
+
+        return delete_list(self.services.engine, slug)
+
+    def sync(self, path: Path, *, dry_run: bool = False, force: bool = False) -> SyncReport:
+        """Apply subscribers/lists.toml (audience/listsync.py)."""
+        from newsletter.audience.listsync import sync_lists
+
+        return sync_lists(self.services.engine, path, dry_run=dry_run, force=force)
 
 
 class Sending(Facade):
@@ -153,6 +235,46 @@ class Sending(Facade):
         from newsletter.delivery.issues import issue_summaries
 
         return issue_summaries(self.services.engine)
+
+
+class Compose(Facade):
+    """What the composer reads from the database for `issue check` and `preview`."""
+
+    def list_languages(self, list_slug: str) -> list[str] | None:
+        from newsletter.compose.preview import list_languages
+
+        return list_languages(self.services.engine, list_slug)
+
+    def default_language(self, list_slug: str) -> str | None:
+        from newsletter.compose.preview import list_default_language
+
+        return list_default_language(self.services.engine, list_slug)
+
+    def recipient(self, list_slug: str, email: str) -> Recipient:
+        """One subscriber's real slots, for `issue preview --as` (compose/preview.py)."""
+        from newsletter.compose.preview import recipient
+
+        s = self.services
+        return recipient(s.engine, s.settings, list_slug, email)
+
+
+class Statements(Facade):
+    """Sign-on statements' signatures: list, decide, export (statements/moderation.py)."""
+
+    def signatures(self, slug: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
+        from newsletter.statements.moderation import signatures
+
+        return signatures(self.services.engine, slug, statuses)
+
+    def decide(self, slug: str, decision: str, ids: Iterable[int] | None) -> list[int]:
+        from newsletter.statements.moderation import decide
+
+        return decide(self.services.engine, slug, decision, ids)
+
+    def export_csv(self, slug: str) -> str:
+        from newsletter.statements.moderation import export_csv
+
+        return export_csv(self.services.engine, slug)
 
 
 class Outbox(Facade):

@@ -1,9 +1,10 @@
 """build_services(settings): the one object the CLI, the web app and the workers share.
 
 `Services` is frozen: it owns the process's engine and keyring, and hands out small facades
-(`audience`, `sending`, `outbox`, `bounces`, `archive`, in `facades.py`) that take the services
-object and delegate to the owning modules. So every front end has one way in and one argument
-order. Everything is built on first use: a command that never touches the database opens none.
+(`audience`, `lists`, `compose`, `statements`, `sending`, `outbox`, `bounces`, `archive`, in
+`facades.py`) that take the services object and delegate to the owning modules. So every front
+end has one way in and one argument order. Everything is built on first use: a command that
+never touches the database opens none.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from newsletter.errors import NewsletterError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from newsletter.facades import Archive, Audience, Bounces, Outbox, Sending
+    from newsletter.facades import (
+        Archive,
+        Audience,
+        Bounces,
+        Compose,
+        Lists,
+        Outbox,
+        Sending,
+        Statements,
+    )
     from newsletter.keyring import Keyring
 
 
@@ -70,6 +80,24 @@ class Services:
         return Audience(self)
 
     @cached_property
+    def lists(self) -> Lists:
+        from newsletter.facades import Lists
+
+        return Lists(self)
+
+    @cached_property
+    def compose(self) -> Compose:
+        from newsletter.facades import Compose
+
+        return Compose(self)
+
+    @cached_property
+    def statements(self) -> Statements:
+        from newsletter.facades import Statements
+
+        return Statements(self)
+
+    @cached_property
     def sending(self) -> Sending:
         from newsletter.facades import Sending
 
@@ -92,6 +120,13 @@ class Services:
         from newsletter.facades import Archive
 
         return Archive(self)
+
+    @property
+    def on_sqlite(self) -> bool:
+        """Whether the database is a SQLite file (db/engine.py's `is_sqlite`)."""
+        from newsletter.db.engine import is_sqlite
+
+        return is_sqlite(self.engine)
 
     def sharing(self, settings: Settings) -> Services:
         """Services with other settings on this object's engine (e.g. a second web app)."""

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event
 
 from newsletter.config import load_settings
+from newsletter.errors import NotFoundError
 from newsletter.services import Services, build_services
 from tests.conftest import Cli
 from tests.web.conftest import TestClient
@@ -32,18 +33,24 @@ def test_the_service_object_cannot_be_changed_after_it_is_built(services: Servic
         services.settings = load_settings(services.settings.workspace)  # type: ignore[misc]
 
 
-def test_every_facade_uses_the_one_engine_of_the_process(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The engines `make_engine` opens during the test."""
     from newsletter.db import engine as engines
 
-    opened: list[Any] = []
+    seen: list[Any] = []
     real = engines.make_engine
 
     def counting(url: str, **kwargs: Any) -> Any:
-        opened.append(real(url, **kwargs))
-        return opened[-1]
+        seen.append(real(url, **kwargs))
+        return seen[-1]
 
     monkeypatch.setattr(engines, "make_engine", counting)
+    return seen
+
+
+def test_every_facade_uses_the_one_engine_of_the_process(
+        workspace: Path, opened: list[Any]) -> None:
     services = build_services(load_settings(workspace))
     try:
         assert services.audience.optin.engine is services.engine
@@ -53,6 +60,30 @@ def test_every_facade_uses_the_one_engine_of_the_process(
         assert services.sending.summaries() == {}
         assert services.audience is services.audience
         assert len(opened) == 1
+    finally:
+        services.close()
+
+
+def test_the_list_import_invite_and_preview_facades_share_the_one_engine(
+        workspace: Path, opened: list[Any], tmp_path: Path) -> None:
+    services = build_services(load_settings(workspace))
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name\na@example.org,A\n", encoding="utf-8")
+    try:
+        services.lists.add("zines", name="Zines", languages=["en"], default_language="en")
+        assert services.audience.import_csv(csv, "zines").committed
+        assert services.audience.count_never_asked("zines") == 1
+        assert services.audience.invite("zines").queued == 1
+        assert services.compose.list_languages("zines") == ["en"]
+        assert services.compose.default_language("zines") == "en"
+        assert services.compose.default_language("none-such") is None
+        with pytest.raises(NotFoundError):
+            services.statements.signatures("none-such")
+        assert services.compose.recipient("zines", "a@example.org").slots.name == "A"
+        assert services.audience.purge_pending(30, dry_run=True).subscriptions == 0
+        assert services.lists.get("zines").counts["pending"] == 1
+        assert services.lists is services.lists and services.statements is services.statements
+        assert opened == [services.engine]
     finally:
         services.close()
 
@@ -96,7 +127,8 @@ def test_building_the_service_object_imports_no_database_code(workspace: Path) -
     code = ("import sys; from newsletter.config import load_settings; "
             "from newsletter.services import build_services; "
             f"s = build_services(load_settings({str(workspace)!r})); "
-            "s.audience, s.sending, s.outbox, s.bounces, s.archive; "
+            "s.audience, s.lists, s.compose, s.statements, s.sending, s.outbox, s.bounces, "
+            "s.archive; "
             "print('sqlalchemy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

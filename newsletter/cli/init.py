@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience.listsync import sync_lists
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
 from newsletter.services import build_services
@@ -90,7 +89,7 @@ def init(directory: Path, force: bool, database_url: str | None) -> None:
     try:
         services.upgrade()
         lists_file = directory / "subscribers" / "lists.toml"
-        created = sync_lists(services.engine, lists_file).created if lists_file.exists() else []
+        created = services.lists.sync(lists_file).created if lists_file.exists() else []
     finally:
         services.close()
     for item in made:

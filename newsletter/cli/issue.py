@@ -10,24 +10,16 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.compose import ComposeError, check_issue, load_issue
 from newsletter.compose.checkrules import Finding
 from newsletter.compose.checks import CheckReport
-from newsletter.compose.preview import (
-    PreviewServer,
-    list_languages,
-    recipient,
-    watched_folders,
-    write_preview,
-)
+from newsletter.compose.preview import PreviewServer, watched_folders, write_preview
 from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
-from newsletter.db.models import MailingList
 
 
 def _languages(value: str | None) -> list[str]:
@@ -40,7 +32,7 @@ def _list_languages(app: AppContext, list_slug: str) -> list[str] | None:
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None  # do not create an empty database file just to look
     try:
-        return list_languages(app.unchecked_services.engine, list_slug)
+        return app.unchecked_services.compose.list_languages(list_slug)
     except SQLAlchemyError:
         return None
 
@@ -128,11 +120,9 @@ def _default_language(app: AppContext, list_slug: str) -> str:
     if list_slug and not (url.startswith("sqlite:///")
                           and not Path(url.removeprefix("sqlite:///")).exists()):
         try:
-            with app.unchecked_services.engine.connect() as conn:
-                found = conn.execute(select(MailingList.default_language).where(
-                    MailingList.slug == list_slug)).scalar()
+            found = app.unchecked_services.compose.default_language(list_slug)
             if found:
-                return str(found)
+                return found
         except SQLAlchemyError:
             pass
     return str(app.settings.newsletter.default_language)
@@ -227,7 +217,7 @@ def preview(app: AppContext, slug: str, langs: str | None, as_email: str | None,
     slots = None
     if as_email:
         source = load_issue(settings.workspace, slug)
-        who = recipient(app.services.engine, settings, source.list_slug, as_email)
+        who = app.services.compose.recipient(source.list_slug, as_email)
         slots = who.slots
         if languages is None and who.language in source.editions:
             languages = [who.language]

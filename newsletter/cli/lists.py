@@ -8,16 +8,7 @@ import click
 from rich.table import Table
 
 from newsletter.audience.language import parse_languages
-from newsletter.audience.listedits import (
-    ListUpdate,
-    add_list,
-    count_issues,
-    delete_list,
-    rename_list,
-    update_list,
-)
-from newsletter.audience.lists import all_lists, get_list
-from newsletter.audience.listsync import sync_lists
+from newsletter.audience.listedits import ListUpdate
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 
 
@@ -39,10 +30,10 @@ def add(app: AppContext, slug: str, name: str, languages: str, default_language:
         single_opt_in: bool, private: bool, description: str) -> None:
     """Create the list SLUG."""
     langs = parse_languages(languages)
-    info = add_list(app.services.engine, slug=slug, name=name, languages=langs,
-                    default_language=default_language or langs[0],
-                    double_opt_in=not single_opt_in, public=not private,
-                    description=description)
+    info = app.services.lists.add(slug, name=name, languages=langs,
+                                  default_language=default_language or langs[0],
+                                  double_opt_in=not single_opt_in, public=not private,
+                                  description=description)
     click.echo(f"list {info.slug!r} created ({', '.join(info.languages)}; "
                f"default {info.default_language}; {info.opt_in} opt-in)")
 
@@ -52,7 +43,7 @@ def add(app: AppContext, slug: str, name: str, languages: str, default_language:
 @pass_app
 def list_(app: AppContext, as_json: bool) -> None:
     """Show every list with its subscriber counts."""
-    infos = all_lists(app.services.engine)
+    infos = app.services.lists.all()
     if as_json:
         print_json([asdict(i) for i in infos])
         return
@@ -74,7 +65,7 @@ def list_(app: AppContext, as_json: bool) -> None:
 @pass_app
 def show(app: AppContext, slug: str, as_json: bool) -> None:
     """Show one list."""
-    info = get_list(app.services.engine, slug)
+    info = app.services.lists.get(slug)
     if as_json:
         print_json(asdict(info))
         return
@@ -108,7 +99,7 @@ def update(app: AppContext, slug: str, name: str | None, description: str | None
     wanted = ListUpdate(name=name, description=description,
                         languages=parse_languages(languages) if languages is not None else None,
                         default_language=default_language)
-    changes = update_list(app.services.engine, slug, wanted, force=force)
+    changes = app.services.lists.update(slug, wanted, force=force)
     if not changes:
         click.echo(f"list {slug!r}: nothing to change")
     _show_changes(slug, changes)
@@ -134,7 +125,7 @@ def _issues_naming(app: AppContext, slug: str) -> list[str]:
 @pass_app
 def rename(app: AppContext, old: str, new: str) -> None:
     """Change the slug of a list from OLD to NEW."""
-    rename_list(app.services.engine, old, new)
+    app.services.lists.rename(old, new)
     click.echo(f"list {old!r} is now {new!r}")
     click.echo(f"warning: the List-Id header of its mails changes from <{old}.…> to <{new}.…>; "
                "subscribers who filter on it must update their filters", err=True)
@@ -155,15 +146,15 @@ def rename(app: AppContext, old: str, new: str) -> None:
 @pass_app
 def delete(app: AppContext, slug: str, yes: bool) -> None:
     """Delete the list SLUG, its subscriptions and issue records (refused while sending)."""
-    info = get_list(app.services.engine, slug)
+    info = app.services.lists.get(slug)
     total = sum(info.counts.values())
-    issues = count_issues(app.services.engine, info.id)
+    issues = app.services.lists.count_issues(info.id)
     sent = (f" and {issues} issue(s), whose editions leave the public archive at its next "
             "build" if issues else "")
     if not yes and not click.confirm(f"Delete list {slug!r} ({info.name}) with its {total} "
                                      f"subscription(s){sent}?", default=False):
         raise click.ClickException("nothing deleted")
-    report = delete_list(app.services.engine, slug)
+    report = app.services.lists.delete(slug)
     click.echo(f"list {slug!r} deleted: {report.subscriptions} subscriptions, {report.issues} "
                f"issue records, {report.deliveries} deliveries; subscribers and the suppression "
                "list are kept")
@@ -179,7 +170,7 @@ def sync(app: AppContext, dry_run: bool, force: bool) -> None:
     path = app.settings.path("subscribers/lists.toml")
     if not path.exists():
         raise click.ClickException(f"{path}: no such file")
-    report = sync_lists(app.services.engine, path, dry_run=dry_run, force=force)
+    report = app.services.lists.sync(path, dry_run=dry_run, force=force)
     verb = "would be " if dry_run else ""
     if report.created:
         click.echo(f"{verb}created: {', '.join(report.created)}")

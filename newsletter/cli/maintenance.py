@@ -6,9 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from newsletter.audience.erasure import compact, purge_pending
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
-from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
 
 
@@ -26,11 +24,11 @@ def maintenance(app: AppContext, dry_run: bool, vacuum: bool, as_json: bool) -> 
     days = app.settings.audience.pending_days
     if days < 1:
         raise ValidationError("[audience] pending_days: must be at least 1")
-    engine = app.services.engine
-    if vacuum and not is_sqlite(engine):
-        compact(engine)  # says, in one line, what to do instead
-    report = purge_pending(engine, days=days, dry_run=dry_run)
-    vacuumed = compact(engine) if vacuum and not dry_run else None
+    audience = app.services.audience
+    if vacuum and not app.services.on_sqlite:
+        audience.compact()  # says, in one line, what to do instead
+    report = audience.purge_pending(days, dry_run=dry_run)
+    vacuumed = audience.compact() if vacuum and not dry_run else None
     if as_json:
         print_json({**asdict(report), "vacuumed": vacuumed})
         return

@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.db.engine import is_sqlite
 
 
 @click.command("serve")
@@ -57,7 +56,7 @@ def serve(
     app.services.require_schema()
     host = host or settings.web.host
     port = port or settings.web.port
-    if workers > 1 and is_sqlite(app.services.engine):
+    if workers > 1 and app.services.on_sqlite:
         click.echo("note: workers share one SQLite file; PostgreSQL scales better", err=True)
     click.echo(
         f"serving {settings.newsletter.base_url} on http://{host}:{port} "

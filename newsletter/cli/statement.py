@@ -8,7 +8,6 @@ import click
 from rich.table import Table
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
-from newsletter.statements.moderation import decide, export_csv, signatures
 from newsletter.statements.source import check_statement
 
 
@@ -42,17 +41,17 @@ def check(app: AppContext, slug: str) -> None:
 def review(app: AppContext, slug: str, approve_all: bool, approve: tuple[int, ...],
            reject: tuple[int, ...], as_json: bool) -> None:
     """List the verified signatures of SLUG waiting for a decision, or decide."""
-    engine = app.services.engine
+    statements = app.services.statements
     if approve_all or approve or reject:
-        done = {"approved": decide(engine, slug, "approved", None if approve_all else approve)
+        done = {"approved": statements.decide(slug, "approved", None if approve_all else approve)
                 if approve_all or approve else [],
-                "rejected": decide(engine, slug, "rejected", reject) if reject else []}
+                "rejected": statements.decide(slug, "rejected", reject) if reject else []}
         if as_json:
             print_json(done)
             return
         click.echo(f"approved {len(done['approved'])}, rejected {len(done['rejected'])}")
         return
-    rows = signatures(engine, slug, ("verified",))
+    rows = statements.signatures(slug, ("verified",))
     if as_json:
         print_json(rows)
         return
@@ -76,4 +75,4 @@ def review(app: AppContext, slug: str, approve_all: bool, approve: tuple[int, ..
 @pass_app
 def export(app: AppContext, slug: str, output: TextIO) -> None:
     """Write every signature of SLUG as CSV, contacts included: for the editors only."""
-    output.write(export_csv(app.services.engine, slug))
+    output.write(app.services.statements.export_csv(slug))

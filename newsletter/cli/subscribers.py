@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from newsletter.audience.columns import parse_column_options
-from newsletter.audience.importer import import_csv
 from newsletter.audience.importreport import ImportPlan, ImportReport
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
 from newsletter.db.models import SUBSCRIPTION_STATUSES, utcnow
@@ -39,15 +38,13 @@ no_invite_option = click.option(
 
 def _invite(app: AppContext, list_slug: str, added_since, quiet: bool = False):
     """Queue confirmation mails for the people just added as pending, with a progress bar."""
-    from newsletter.audience.invite import invite_pending
-
     progress = Progress(TextColumn("queueing confirmation mails"), BarColumn(),
                         TextColumn("{task.completed}"), TimeElapsedColumn(), transient=True,
                         disable=quiet, console=Console(stderr=True))
     with progress:
         task = progress.add_task("invite", total=None)
-        return invite_pending(app.optin, list_slug, added_since=added_since,
-                              progress=lambda n: progress.advance(task, n))
+        return app.services.audience.invite(list_slug, added_since=added_since,
+                                            progress=lambda n: progress.advance(task, n))
 
 
 def _say_invited(queued: int, throttled: int) -> None:
@@ -158,7 +155,6 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
     before anything is written.
     """
     named = parse_column_options(columns)
-    engine = app.services.engine
     started = utcnow()
     total = max(file.stat().st_size, 1) if file.exists() else 1
     progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
@@ -166,12 +162,11 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
                         console=Console(stderr=True))
     with progress:
         task = progress.add_task("import", total=None)
-        report = import_csv(engine, path=file, list_slug=list_slug,
-                            address_key=app.services.keyring.address_key, confirmed=confirmed,
-                            consent_source=consent_source, dry_run=dry_run, strict=strict,
-                            fallback_language=fallback_to_default, check_dns=check_dns,
-                            progress=lambda n: progress.advance(task, n), columns=named,
-                            on_plan=lambda plan: _print_plan(plan, as_json, strict))
+        report = app.services.audience.import_csv(
+            file, list_slug, confirmed=confirmed, consent_source=consent_source,
+            dry_run=dry_run, strict=strict, fallback_language=fallback_to_default,
+            check_dns=check_dns, progress=lambda n: progress.advance(task, n), columns=named,
+            on_plan=lambda plan: _print_plan(plan, as_json, strict))
     invited = None
     if report.committed and not confirmed and not no_invite:
         invited = _invite(app, list_slug, started, quiet=as_json).as_dict()
@@ -281,9 +276,7 @@ def invite(app: AppContext, list_slug: str, dry_run: bool, as_json: bool) -> Non
     People who subscribed on the form, or were already asked, are not mailed again.
     """
     if dry_run:
-        from newsletter.audience.invite import count_never_asked
-
-        count = count_never_asked(app.optin, list_slug)
+        count = app.services.audience.count_never_asked(list_slug)
         if as_json:
             print_json({"would_queue": count})
         else:

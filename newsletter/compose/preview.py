@@ -21,6 +21,7 @@ from newsletter.compose.layout import search_path
 from newsletter.compose.slots import Slots
 from newsletter.compose.source import load_issue
 from newsletter.config import Settings
+from newsletter.db.models import MailingList
 from newsletter.db.tables import SUBSCRIBERS
 from newsletter.errors import NotFoundError
 from newsletter.images import ImageError, cache_for, is_image, refuse
@@ -44,6 +45,17 @@ def list_languages(engine: Engine, list_slug: str) -> list[str] | None:
     with engine.connect() as conn:
         info = list_by_slug(conn, list_slug)
     return None if info is None else [str(x) for x in info.languages]
+
+
+def list_default_language(engine: Engine, list_slug: str) -> str | None:
+    """A list's default language, or None when the list is not in the database.
+
+    It reads that one column only, so it works on a database not yet upgraded.
+    """
+    with engine.connect() as conn:
+        found = conn.execute(select(MailingList.default_language).where(
+            MailingList.slug == list_slug)).scalar()
+    return str(found) if found else None
 
 
 def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) -> Recipient:
