@@ -11,11 +11,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from newsletter.configschema import (
     SCHEMA,
-    SECTIONS,
     ArchiveSettings,
     AudienceSettings,
     BouncesSettings,
@@ -61,6 +60,25 @@ def _shown(value: Any, secret: bool = False) -> str:
     return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
+SectionT = TypeVar("SectionT")
+
+
+class _Section(Generic[SectionT]):
+    """`settings.<name>`: the section's values as its frozen dataclass, built on first read."""
+
+    def __init__(self, kind: type[SectionT]) -> None:
+        self.kind = kind
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type | None = None) -> SectionT:
+        found = settings.typed.get(self.name)
+        if found is None:
+            found = settings.typed[self.name] = self.kind(**settings.values[self.name])
+        return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings, read once; sections are plain dicts keyed as in SCHEMA."""
@@ -75,57 +93,19 @@ class Settings:
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
 
-    def _section(self, name: str) -> Any:
-        found = self.typed.get(name)
-        if found is None:
-            found = self.typed[name] = SECTIONS[name](**self.values[name])
-        return found
-
     # Typed, read-only views of the sections (`settings.smtp.port`): a misspelt key fails mypy
-    # instead of a send.
-    @property
-    def newsletter(self) -> NewsletterSettings:
-        return self._section("newsletter")  # type: ignore[no-any-return]
-
-    @property
-    def database(self) -> DatabaseSettings:
-        return self._section("database")  # type: ignore[no-any-return]
-
-    @property
-    def smtp(self) -> SmtpSettings:
-        return self._section("smtp")  # type: ignore[no-any-return]
-
-    @property
-    def send(self) -> SendSettings:
-        return self._section("send")  # type: ignore[no-any-return]
-
-    @property
-    def bounces(self) -> BouncesSettings:
-        return self._section("bounces")  # type: ignore[no-any-return]
-
-    @property
-    def dkim(self) -> DkimSettings:
-        return self._section("dkim")  # type: ignore[no-any-return]
-
-    @property
-    def web(self) -> WebSettings:
-        return self._section("web")  # type: ignore[no-any-return]
-
-    @property
-    def archive(self) -> ArchiveSettings:
-        return self._section("archive")  # type: ignore[no-any-return]
-
-    @property
-    def audience(self) -> AudienceSettings:
-        return self._section("audience")  # type: ignore[no-any-return]
-
-    @property
-    def doctor(self) -> DoctorSettings:
-        return self._section("doctor")  # type: ignore[no-any-return]
-
-    @property
-    def capture(self) -> CaptureSettings:
-        return self._section("capture")  # type: ignore[no-any-return]
+    # instead of a send. Not annotated, so the dataclass does not take them for fields.
+    newsletter = _Section(NewsletterSettings)
+    database = _Section(DatabaseSettings)
+    smtp = _Section(SmtpSettings)
+    send = _Section(SendSettings)
+    bounces = _Section(BouncesSettings)
+    dkim = _Section(DkimSettings)
+    web = _Section(WebSettings)
+    archive = _Section(ArchiveSettings)
+    audience = _Section(AudienceSettings)
+    doctor = _Section(DoctorSettings)
+    capture = _Section(CaptureSettings)
 
     def __repr__(self) -> str:
         # Secrets are Secret (masked repr); the database URL may carry a password of its own.
