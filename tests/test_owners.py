@@ -70,7 +70,8 @@ def test_the_composer_and_the_sender_do_not_import_the_archive():
         for path in sorted((PACKAGE / folder).rglob("*.py")):
             if path in MAY_CALL_THE_ARCHIVE:
                 continue
-            for match in ARCHIVE_IMPORT.finditer(path.read_text("utf-8")):
-                line = path.read_text("utf-8").count("\n", 0, match.start()) + 1
+            text = path.read_text("utf-8")
+            for match in ARCHIVE_IMPORT.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{line}")
     assert not found, "\n".join(found)

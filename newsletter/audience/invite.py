@@ -66,10 +66,10 @@ def _never_asked(list_id: int, added_since: datetime | None) -> Any:
     return query
 
 
-def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], person: Any,
-         now: datetime) -> bool:
+def _ask(ctx: OptIn, conn: Connection, mlist: dict[str, Any], languages: ListLanguages,
+         person: Any, now: datetime) -> bool:
     subscriber = {"id": person.id, "email": person.email, "name": person.name}
-    language = ListLanguages.of(mlist).effective(person.language)
+    language = languages.effective(person.language)
     sent = enqueue_confirmation(ctx, conn, subscriber, mlist, language, person.name, now)
     if sent:
         mark_asked(conn, person.id, mlist["id"], now)
@@ -88,13 +88,14 @@ def invite_pending(ctx: OptIn, list_slug: str, *, added_since: datetime | None =
     with ctx.engine.connect() as conn:
         mlist = find_list(conn, list_slug)
     query = _never_asked(mlist["id"], added_since)
+    languages = ListLanguages.of(mlist)
     last = 0
     while True:
         now = utcnow()
         with ctx.engine.begin() as conn:
             people = conn.execute(query.where(Subscriber.id > last).limit(BATCH)).all()
             for person in people:
-                if _ask(ctx, conn, mlist, person, now):
+                if _ask(ctx, conn, mlist, languages, person, now):
                     queued += 1
                 else:
                     throttled += 1
