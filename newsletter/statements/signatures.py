@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select, update
 from newsletter.audience.addresses import normalize_email
 from newsletter.audience.audit import RequestMeta, record_event
 from newsletter.audience.language import FALL_BACK, ListLanguages
-from newsletter.audience.names import clean_name
+from newsletter.audience.names import MAX_NAME, clean_name
 from newsletter.audience.optin import FORM_KINDS, OptIn, check_ip_limit, find_list, subscribe_in
 from newsletter.db.models import utcnow
 from newsletter.db.tables import SIGNATURES, STATEMENTS
@@ -78,11 +78,14 @@ def checked(request: SignRequest) -> SignRequest:
         error.field = field  # type: ignore[attr-defined]
         return error
 
-    try:
-        organisation = clean_name(request.organisation)
-        contact = clean_name(request.contact_name)
-    except ValidationError:
-        raise refuse("organisation", "longer than 200 characters") from None
+    def name(field: str, value: str) -> str:
+        try:
+            return clean_name(value)
+        except ValidationError:
+            raise refuse(field, f"longer than {MAX_NAME} characters") from None
+
+    organisation = name("organisation", request.organisation)
+    contact = name("contact_name", request.contact_name)
     if not organisation:
         raise refuse("organisation", "empty")
     if not contact:

@@ -108,6 +108,7 @@ def test_an_unknown_statement_is_a_404_page(web: WebEnv) -> None:
 @pytest.mark.parametrize("changes", [
     {"email": "not an address"}, {"country": "XX"}, {"organisation_type": "army"},
     {"organisation": "  "}, {"contact_name": ""}, {"organisation": "x" * 300},
+    {"contact_name": "x" * 300},
 ])
 def test_bad_posts_get_the_form_again_with_a_400(web: WebEnv, changes: dict[str, str]) -> None:
     write_statement(web.settings.workspace)
@@ -168,3 +169,48 @@ def test_erasing_the_contact_keeps_the_organisation_signature(web: WebEnv) -> No
     assert [(r["organisation"], r["status"], r["contact_name"]) for r in rows] == [
         ("Red Cruz Migrante", "approved", "")]
     assert "ana" not in rows[0]["contact_email"]
+
+
+def test_a_verification_link_mailed_before_a_key_rotation_still_works(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    assert sign(web).status_code == 200
+    link = verify_link(web).removeprefix(BASE_URL)
+    old = str(web.settings.secret_key)
+    retired = web.other_app({"newsletter": {"secret_key": "a-brand-new-key-0000000000"}})
+    assert retired.post(link).status_code == 400  # the old key dropped: the link is refused
+    assert web.rows(Signature)[0]["status"] == "pending_verification"
+    rotated = web.other_app({"newsletter": {"secret_key": "a-brand-new-key-0000000000",
+                                            "old_secret_keys": [old]}})
+    assert rotated.post(link).status_code == 200
+    assert web.rows(Signature)[0]["status"] == "verified"
+
+
+def test_an_encoded_word_in_a_name_adds_no_header_to_the_mail(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    hostile = "=?utf-8?q?Ana=0D=0ABcc:_all@example.org?="
+    assert sign(web, contact_name=hostile, organisation=hostile).status_code == 200
+    web.deliver()
+    [mail] = web.smtp.messages
+    assert mail["Bcc"] is None and mail["To"].addresses[0].addr_spec == "ana@example.org"
+
+
+def test_control_characters_in_names_are_cleaned_like_every_name(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    assert (
+        sign(web, organisation="Red\x00Cruz\u202e", contact_name="Ana\r\nBcc: x").status_code == 200
+    )
+    [row] = web.rows(Signature)
+    assert (row["organisation"], row["contact_name"]) == ("RedCruz", "Ana Bcc: x")
+
+
+def test_a_name_too_long_is_blamed_on_its_own_field() -> None:
+    from newsletter.errors import ValidationError
+    from newsletter.statements.signatures import SignRequest, checked
+
+    for field in ("organisation", "contact_name"):
+        values = {"organisation": "Red", "country": "MX", "organisation_type": "ngo",
+                  "contact_name": "Ana", "contact_email": "ana@example.org", "language": "es",
+                  "listed": True, "newsletter": False, field: "x" * 201}
+        with pytest.raises(ValidationError) as refused:
+            checked(SignRequest(**values))  # type: ignore[arg-type]
+        assert refused.value.field == field  # type: ignore[attr-defined]
