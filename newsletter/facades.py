@@ -27,10 +27,13 @@ if TYPE_CHECKING:
     from newsletter.bounces.policy import ReportRow
     from newsletter.bounces.receiver import Processor
     from newsletter.compose.preview import Recipient
+    from newsletter.delivery.daemon import WorkerOptions, WorkerReport
     from newsletter.delivery.dispatch import SendPlan
     from newsletter.delivery.issues import IssueStatus
+    from newsletter.delivery.registry import WorkerInfo
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
     from newsletter.delivery.runner import RunResult
+    from newsletter.delivery.schedule import Schedule
     from newsletter.outbox import OutboxReport, OutboxRow
     from newsletter.services import Services
 
@@ -202,11 +205,37 @@ class Sending(Facade):
 
         check_relay(self.services.settings)
 
-    def enqueue(self, plan: SendPlan) -> tuple[int, int]:
-        """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added)."""
+    def enqueue(self, plan: SendPlan, at: Schedule | None = None) -> tuple[int, int]:
+        """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added);
+        `at`: scheduled for then instead of sending now."""
         from newsletter.delivery.dispatch import begin_send
 
-        return begin_send(self.engine, self.services.settings, plan)
+        return begin_send(self.engine, self.services.settings, plan, at)
+
+    def work(self, options: WorkerOptions, observer: Any = None) -> WorkerReport:
+        """Run `newsletter worker` in this process until stopped (delivery/daemon.py)."""
+        from newsletter.delivery.daemon import serve
+
+        s = self.services
+        return serve(s.settings, s.engine, self.engine, s.keyring.address_key, options,
+                     observer)
+
+    def workers(self, stale_after: float | None = None) -> list[WorkerInfo]:
+        """The registered workers, live and gone (delivery/registry.py)."""
+        from newsletter.delivery.registry import STALE_AFTER, workers
+
+        return workers(self.services.engine, stale_after or STALE_AFTER)
+
+    def prune_workers(self, stale_after: float | None = None) -> int:
+        from newsletter.delivery.registry import STALE_AFTER, prune
+
+        return prune(self.services.engine, stale_after or STALE_AFTER)
+
+    def control(self, slug: str, action: str) -> tuple[str, int]:
+        """Pause, resume or cancel an issue from any host (delivery/issues.control)."""
+        from newsletter.delivery.issues import control
+
+        return control(self.engine, slug, action)
 
     def deliver(self, plan: SendPlan, issue_id: int, progress: Any,
                 **options: Any) -> tuple[RunResult, str]:

@@ -1,5 +1,5 @@
-"""`newsletter issue new|check|preview|status`: write, check and look at an issue, follow its
-sending."""
+"""`newsletter issue new|check|preview|status|pause|resume|cancel`: write, check and look at an
+issue, follow its sending and control it from any host."""
 
 from __future__ import annotations
 
@@ -254,6 +254,14 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
         return
     console = Console()
     console.print(f"{slug}: {report.status}")
+    if report.scheduled_at is not None:
+        from newsletter.delivery.schedule import describe
+
+        console.print(f"scheduled for {describe(report.scheduled_at, report.zone)}",
+                      highlight=False)
+    for w in report.workers:
+        console.print(f"worker {w['host']} pid {w['pid']}: {w['rate']:.1f} msg/s, "
+                      f"{w['sent']} sent", highlight=False)
     shown = [s for s in report.counts if report.counts[s] or s not in ("sending",)]
     table = Table("language", *shown)
     for lang, counts in sorted(report.by_language.items()):
@@ -263,3 +271,28 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
     for err in report.last_errors:
         console.print(f"{err['status']} {err['email']} ({err['language']}, "
                       f"{err['attempts']} attempts): {err['reply']}", highlight=False)
+
+
+def _control(action: str, done: str) -> Any:
+    @click.argument("slug")
+    @json_option
+    @pass_app
+    def command(app: AppContext, slug: str, as_json: bool) -> None:
+        status, skipped = app.services.sending.control(slug, action)
+        if as_json:
+            print_json({"issue": slug, "status": status, "skipped": skipped})
+            return
+        more = f"; {skipped} deliveries not sent were skipped" if skipped else ""
+        click.echo(f"{slug}: {status}{more}. {done}")
+
+    return command
+
+
+issue.command("pause", help="Pause issue SLUG on every worker and host (within 2 seconds): "
+              "messages in flight finish, the rest wait.")(
+    _control("pause", "Workers stop within 2 seconds; `newsletter issue resume` goes on."))
+issue.command("resume", help="Resume a paused issue SLUG: the workers send it again.")(
+    _control("resume", "Running `newsletter worker` processes go on with it."))
+issue.command("cancel", help="Cancel issue SLUG (scheduled, sending or paused): the "
+              "deliveries still waiting are skipped.")(
+    _control("cancel", "Workers stop within 2 seconds."))

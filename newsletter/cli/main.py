@@ -47,6 +47,10 @@ COMMANDS: dict[str, Entry] = {
                    "one-click unsubscribe pages."),
     "statement": Entry("newsletter.cli.statement:statement",
                        "Sign-on statements: check the text, review signatures, export them."),
+    "worker": Entry("newsletter.cli.worker:worker", "Send every issue that is sending, start "
+                    "scheduled ones, deliver system mails."),
+    "workers": Entry("newsletter.cli.worker:workers", "The running `newsletter worker` "
+                     "processes: host, pid, since, issue, rate."),
     "subscribers": Entry("newsletter.cli.subscribers:subscribers",
                          "Subscribers: add, import CSV, invite, list, export, remove."),
 }

@@ -1,15 +1,23 @@
-"""An issue's life: draft -> sending (-> paused) -> sent, and what `issue status` reports.
+"""An issue's life, and what `issue status` reports::
 
-The row is made as a draft on the first send and moves to sending in the transaction that
-enqueues it (delivery/dispatch.begin_send); the run that delivers sets the final status.
+    draft -> (scheduled ->) sending <-> paused -> sent
+    scheduled | sending | paused -> cancelled
+
+The row is made as a draft on the first send and moves to sending (or scheduled, with its
+time) in the transaction that enqueues it (delivery/dispatch.begin_send). A worker promotes a
+scheduled issue whose time has come (`promote_due`); whoever settles the last delivery sets it
+sent (`finish`). Pause, resume and cancel come from any host (`control`): every status change
+is one conditional UPDATE, so two processes never undo each other's move, and a worker that
+finishes never overwrites a pause or a cancel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
@@ -71,12 +79,61 @@ def remaining(engine: Engine, issue_id: int) -> int:
 
 
 def finish(engine: Engine, issue_id: int, paused: bool = False) -> str:
-    """sent when nothing is left to do, paused after Ctrl-C, else still sending."""
-    left = remaining(engine, issue_id)
-    status = "sent" if left == 0 else ("paused" if paused else "sending")
+    """The issue's status once a run stopped: sent when a sending issue has nothing left,
+    paused after Ctrl-C, else as it is. Safe when several workers finish at once, and never
+    overwrites a pause or a cancel made meanwhile."""
+    left = exists().where(DELIVERIES.c.issue_id == issue_id,
+                          DELIVERIES.c.status.in_((*OPEN, "sending")))
     with write_tx(engine) as conn, conn.begin():
-        set_issue_status(conn, issue_id, status)
-    return status
+        conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id, ISSUES.c.status == "sending",
+                                          ~left).values(status="sent", sent_at=utcnow()))
+        if paused:
+            conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id,
+                                              ISSUES.c.status == "sending")
+                         .values(status="paused"))
+        return str(conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id)))
+
+
+def status_of(engine: Engine, issue_id: int) -> str | None:
+    """The issue's status now (the workers read it every second to obey pause and cancel)."""
+    with engine.connect() as conn:
+        return conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id))
+
+
+def schedule(conn: Connection, issue_id: int, when: datetime, zone: str) -> None:
+    """Mark an enqueued issue scheduled for `when` (UTC), given in time zone `zone`."""
+    data = dict(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)) or {})
+    data["zone"] = zone
+    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(
+        status="scheduled", scheduled_at=when, data=data))
+
+
+def promote_due(engine: Engine) -> list[int]:
+    """Move every scheduled issue whose time has come to sending; their ids."""
+    now = utcnow()
+    due = and_(ISSUES.c.status == "scheduled", ISSUES.c.scheduled_at <= now)
+    with write_tx(engine) as conn, conn.begin():
+        ids = list(conn.execute(select(ISSUES.c.id).where(due)).scalars())
+        if ids:
+            conn.execute(update(ISSUES).where(ISSUES.c.id.in_(ids), due).values(
+                status="sending", started_at=func.coalesce(
+                    ISSUES.c.started_at, literal(now, ISSUES.c.started_at.type))))
+    return ids
+
+
+def sending_issues(engine: Engine) -> list[IssueRow]:
+    """Every issue in the sending state, oldest first."""
+    with engine.connect() as conn:
+        return [IssueRow(*r) for r in conn.execute(
+            select(ISSUES.c.id, ISSUES.c.slug, ISSUES.c.list_id, ISSUES.c.status)
+            .where(ISSUES.c.status == "sending").order_by(ISSUES.c.id))]
+
+
+def next_scheduled(engine: Engine) -> datetime | None:
+    """When the earliest scheduled issue starts, or None."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.min(ISSUES.c.scheduled_at))
+                           .where(ISSUES.c.status == "scheduled"))
 
 
 @dataclass(frozen=True)
@@ -88,16 +145,22 @@ class IssueStatus:
     counts: dict[str, int]
     by_language: dict[str, dict[str, int]]
     last_errors: list[dict[str, Any]]
+    scheduled_at: datetime | None = None  # UTC
+    zone: str | None = None  # the time zone the schedule was given in
+    workers: list[dict[str, Any]] = field(default_factory=list)  # live workers on it
 
 
 def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
     """Counts by status and language, and the latest replies that were not success."""
     from newsletter.db.models import DELIVERY_STATUSES
+    from newsletter.delivery.registry import on_issue
 
     with engine.connect() as conn:
         issue = find_issue(conn, slug)
         if issue is None:
             return None
+        scheduled_at, data = conn.execute(select(ISSUES.c.scheduled_at, ISSUES.c.data)
+                                          .where(ISSUES.c.id == issue.id)).one()
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
         by_language: dict[str, dict[str, int]] = {}
         for lang, status, n in conn.execute(
@@ -141,6 +204,10 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
             }
             for r in last
         ],
+        scheduled_at=scheduled_at if issue.status == "scheduled" else None,
+        zone=(data or {}).get("zone"),
+        workers=[{"host": w.host, "pid": w.pid, "rate": w.rate, "sent": w.sent}
+                 for w in on_issue(engine, issue.id)],
     )
 
 
@@ -171,3 +238,51 @@ def waiting_languages(conn: Connection, issue_id: int) -> list[str]:
         select(DELIVERIES.c.language).distinct().where(
             DELIVERIES.c.issue_id == issue_id,
             DELIVERIES.c.status.in_((*OPEN, "sending", "unknown")))).scalars())
+
+
+# ---------------------------------------------------------------- pause, resume, cancel
+
+CANCELLED_REPLY = "skipped: the issue was cancelled"
+CONTROL = {  # action -> (the states it applies to, the state it sets)
+    "pause": (("sending",), "paused"),
+    "resume": (("paused",), "sending"),
+    "cancel": (("scheduled", "sending", "paused"), "cancelled"),
+}
+WHY_NOT = {
+    "draft": "it has not been sent (`newsletter send {slug}` starts it)",
+    "scheduled": "it is scheduled and not sending yet (cancel it, or let it start)",
+    "sending": "it is sending",
+    "paused": "it is paused",
+    "sent": "it was sent",
+    "cancelled": "it was cancelled",
+}
+
+
+def control(engine: Engine, slug: str, action: str) -> tuple[str, int]:
+    """Pause, resume or cancel an issue from any host: (new status, deliveries skipped).
+
+    Workers read the status every second: they stop claiming, finish and record the messages
+    in flight and hand their other claims back. A cancel marks every delivery still waiting
+    `skipped`, claimed or not (a worker's intent only takes rows still queued or deferred, so
+    none of them goes out).
+    """
+    from newsletter.delivery.errors import SendError
+    from newsletter.errors import NotFoundError
+
+    allowed, target = CONTROL[action]
+    with write_tx(engine) as conn, conn.begin():
+        issue = find_issue(conn, slug)
+        if issue is None:
+            raise NotFoundError(f"issue {slug!r} has not been sent yet")
+        moved = conn.execute(update(ISSUES).where(
+            ISSUES.c.id == issue.id, ISSUES.c.status.in_(allowed)).values(status=target)).rowcount
+        if not moved:
+            why = WHY_NOT.get(issue.status, f"it is {issue.status}").format(slug=slug)
+            raise SendError(f"cannot {action} issue {slug!r}: {why}")
+        skipped = 0
+        if action == "cancel":
+            skipped = conn.execute(update(DELIVERIES).where(
+                DELIVERIES.c.issue_id == issue.id, DELIVERIES.c.status.in_(OPEN)).values(
+                status="skipped", worker=None, lease_until=None, last_reply=CANCELLED_REPLY)
+            ).rowcount
+    return target, skipped

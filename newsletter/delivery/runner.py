@@ -28,12 +28,14 @@ from newsletter.db.models import utcnow
 from newsletter.db.sender import sender_engine
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
+from newsletter.delivery.issues import status_of
 from newsletter.delivery.journal import Journal, Progress
 from newsletter.delivery.liveness import worker_name
 from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
 from newsletter.delivery.relay import Relay
 
 ContentFactory = Callable[[], Mapping[str, Build]]
+STOPPED = ("paused", "cancelled")  # an issue in these states is not sent any further
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ class RunConfig:
     pool: PoolSettings
     batch_size: int = 200
     lease: float = 300.0
-    retry_window: float = 900.0  # wait in-run for deferred retries due within this many s
+    # Wait in-run for deferred retries due within this many s; 0: end the run as soon as
+    # nothing can be claimed (the long-running worker, daemon.py, comes back on its own).
+    retry_window: float = 900.0
     workers: int = 1
+    watch_every: float = 0.5  # s between reads of the issue's status (pause, cancel)
 
 
 @dataclass
@@ -88,6 +93,7 @@ class Worker:
         gc.collect()
         gc.freeze()
         journal_task = asyncio.create_task(self.journal.run())
+        watcher = asyncio.create_task(self._watch())
         tasks = [asyncio.create_task(self._feed())]
         tasks += [asyncio.create_task(self._connection()) for _ in range(self.cfg.pool.connections)]
         error: BaseException | None = None
@@ -100,10 +106,10 @@ class Worker:
             interrupted = self.stop.is_set()
             if error is not None:
                 self.stop.set()
-            for task in tasks:
+            for task in (*tasks, watcher):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, watcher, return_exceptions=True)
             self._release_waiting()
             self.journal.close()
             if not journal_task.done():
@@ -116,6 +122,17 @@ class Worker:
         if self.health.fatal is not None:
             result.error = str(self.health.fatal)
         return result
+
+    async def _watch(self) -> None:
+        """Stop claiming once the issue is no longer sending (paused or cancelled anywhere):
+        the messages in flight finish and are recorded, the other claims go back."""
+        while not self.stop.is_set():
+            status = await asyncio.to_thread(status_of, self.engine, self.cfg.issue_id)
+            if status in STOPPED:
+                self.stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=self.cfg.watch_every)
 
     def _release_waiting(self) -> None:
         ids = []
@@ -149,6 +166,8 @@ class Worker:
                         or self.journal.settled != settled):
                     await asyncio.sleep(0.02)
                     continue
+                if cfg.retry_window <= 0:
+                    break
                 due = await asyncio.to_thread(q.next_due, self.engine, cfg.issue_id)
                 if due is None:
                     break
