@@ -140,3 +140,33 @@ def test_sigterm_exits_zero_within_seconds_and_leaves_no_claim(
     assert left["sent"] == len(smtp_server.messages) and 0 < left["sent"] < 3000
     assert live_workers(db_url) == 0
     assert issue_status(db_url) == "sending"
+
+
+def test_workers_lists_live_workers_and_shows_or_prunes_the_silent_ones(
+        tmp_path, workspace, db_url, smtp_server, run):
+    configure(workspace, db_url, smtp_server.port)
+    from sqlalchemy import insert
+
+    from newsletter.db.engine import make_engine
+    from newsletter.db.models import utcnow
+    from newsletter.db.tables import WORKERS
+
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(insert(WORKERS).values(
+            name="elsewhere:4242:t1:abcdef", host="elsewhere", pid=4242,
+            started_at=utcnow(), heartbeat_at=utcnow().replace(year=2020), sent=10, rate=0.0))
+    engine.dispose()
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port))
+    try:
+        proc = workers.start()
+        wait_until(lambda: live_workers(db_url) == 2, 30, "the worker to register")
+        listed = run.json("workers")["workers"]
+        assert [(w["pid"], w["alive"]) for w in listed] == [(4242, False), (proc.pid, True)]
+        text = run("workers").output
+        assert "1 live worker(s), 1 gone" in text and "elsewhere" in text
+        assert run.json("workers", "--prune")["pruned"] == 1
+        assert [w["pid"] for w in run.json("workers")["workers"]] == [proc.pid]
+    finally:
+        workers.stop_all()
+    assert run.json("workers")["workers"] == []

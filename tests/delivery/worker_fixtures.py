@@ -59,12 +59,13 @@ class Workers:
                 proc.wait()
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+def wait_until(check: Callable[[], object], timeout: float, what: str,
+               every: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.05)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
