@@ -40,7 +40,13 @@ from newsletter.delivery import content, registry
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
 from newsletter.delivery.errors import SendError
-from newsletter.delivery.issues import IssueRow, finish, promote_due, sending_issues
+from newsletter.delivery.issues import (
+    IssueRow,
+    finish,
+    promote_due,
+    sending_issues,
+    skip_cancelled,
+)
 from newsletter.delivery.liveness import worker_name
 from newsletter.delivery.runner import RunConfig, Worker
 
@@ -121,6 +127,7 @@ class Daemon:
         """One round; False when nothing was due (for --until-idle)."""
         await self._heartbeat()
         await asyncio.to_thread(promote_due, self.sender)
+        await asyncio.to_thread(skip_cancelled, self.sender, None, 0.0)
         started = False
         for issue in await asyncio.to_thread(sending_issues, self.sender):
             if issue.id not in self.runs and not self.stop.is_set():

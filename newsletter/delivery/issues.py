@@ -13,6 +13,7 @@ finishes never overwrites a pause or a cancel.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -279,10 +280,32 @@ def control(engine: Engine, slug: str, action: str) -> tuple[str, int]:
         if not moved:
             why = WHY_NOT.get(issue.status, f"it is {issue.status}").format(slug=slug)
             raise SendError(f"cannot {action} issue {slug!r}: {why}")
-        skipped = 0
-        if action == "cancel":
-            skipped = conn.execute(update(DELIVERIES).where(
-                DELIVERIES.c.issue_id == issue.id, DELIVERIES.c.status.in_(OPEN)).values(
+    return target, skip_cancelled(engine, issue.id) if action == "cancel" else 0
+
+
+def skip_cancelled(engine: Engine, issue_id: int | None = None, wait: float = 5.0) -> int:
+    """Mark the waiting deliveries of a cancelled issue (of every one: None) skipped.
+
+    A worker's journal may be writing some of them at this instant: those are left for the
+    next pass (PostgreSQL: FOR UPDATE SKIP LOCKED), so the cancel never waits on a worker's
+    row locks nor deadlocks with them. Passes repeat for up to `wait` seconds while rows stay
+    waiting; the workers also sweep cancelled issues at every tick.
+    """
+    cancelled = select(ISSUES.c.id).where(ISSUES.c.status == "cancelled")
+    if issue_id is not None:
+        cancelled = cancelled.where(ISSUES.c.id == issue_id)
+    waiting = select(DELIVERIES.c.id).where(
+        DELIVERIES.c.issue_id.in_(cancelled.scalar_subquery()), DELIVERIES.c.status.in_(OPEN))
+    unlocked = waiting.with_for_update(skip_locked=True)
+    skipped, deadline = 0, time.monotonic() + wait
+    while True:
+        with write_tx(engine) as conn, conn.begin():
+            skipped += conn.execute(update(DELIVERIES).where(
+                DELIVERIES.c.id.in_(unlocked.scalar_subquery())).values(
                 status="skipped", worker=None, lease_until=None, last_reply=CANCELLED_REPLY)
             ).rowcount
-    return target, skipped
+            left = conn.execute(select(func.count()).select_from(
+                waiting.subquery())).scalar_one()
+        if not left or time.monotonic() > deadline:
+            return skipped
+        time.sleep(0.05)

@@ -33,10 +33,12 @@ def _claimed(db_url: str) -> int:
                  "OR status = 'sending'")[0][0]
 
 
-def _stopped_within_two_seconds(db_url: str, server) -> int:
+def _stopped_within_two_seconds(db_url: str, server, workers: Workers | None = None) -> int:
     """Wait 2 s, then check that no claim is held and no message arrives any more."""
     time.sleep(2.0)
-    assert _claimed(db_url) == 0
+    assert _claimed(db_url) == 0, (query(
+        db_url, "SELECT status, worker, lease_until FROM deliveries WHERE worker IS NOT NULL "
+        "OR status = 'sending'"), workers and workers.outputs())
     quiet = len(server.messages)
     time.sleep(1.0)
     assert len(server.messages) == quiet
@@ -59,7 +61,7 @@ def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
         run("send", "nov", "--yes", "--detach")
         wait_until(lambda: smtp_server.wait_for(200, timeout=0.1), 60, "200 messages")
         assert "paused" in run("issue", "pause", "nov").output
-        paused = _stopped_within_two_seconds(db_url, smtp_server)
+        paused = _stopped_within_two_seconds(db_url, smtp_server, workers)
         assert counts(db_url)["sent"] == paused  # what was in flight was recorded
         assert issue_status(db_url) == "paused"
 
@@ -68,7 +70,7 @@ def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
                    "the workers to go on")
         result = run.json("issue", "cancel", "nov")
         assert result["status"] == "cancelled" and result["skipped"] > 0
-        sent = _stopped_within_two_seconds(db_url, smtp_server)
+        sent = _stopped_within_two_seconds(db_url, smtp_server, workers)
         assert live_workers(db_url) == 2  # the workers stay up for the next issue
     finally:
         workers.stop_all()
@@ -78,7 +80,7 @@ def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
     assert {r for status, _l, r in rows.values() if status == "skipped"} == {
         "skipped: the issue was cancelled"}
     assert issue_status(db_url) == "cancelled"
-    assert all(p.returncode == 0 for p in workers.procs)
+    assert all(p.returncode == 0 for p in workers.procs), workers.outputs()
 
 
 @pytest.mark.sqlite_only

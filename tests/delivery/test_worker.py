@@ -84,7 +84,8 @@ def test_a_worker_in_an_empty_folder_sends_the_message_send_builds_in_the_worksp
     assert not smtp_server.messages
     workers = Workers(tmp_path / "hosts", worker_env(f"sqlite:///{second}", smtp_server.port))
     proc = workers.start("--until-idle")
-    output = proc.communicate(timeout=60)[0].decode()
+    proc.wait(timeout=60)
+    output = workers.output(proc)
     assert proc.returncode == 0, output
     remote = {rcpts[0]: (sender, data) for sender, rcpts, data in smtp_server.messages}
     assert set(remote) == set(local)
@@ -107,7 +108,8 @@ def test_a_detached_send_is_sent_by_the_worker_which_then_leaves_the_registry(
     assert result["status"] == "sending" and result["queued"] == 40
     workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port))
     proc = workers.start("--until-idle", "--batch-size", "7")
-    output = proc.communicate(timeout=60)[0].decode()
+    proc.wait(timeout=60)
+    output = workers.output(proc)
     assert proc.returncode == 0, output
     assert "sent 40" in output
     assert sorted(r[0] for _s, r, _d in smtp_server.messages) == sorted(emails)
@@ -131,7 +133,8 @@ def test_sigterm_exits_zero_within_seconds_and_leaves_no_claim(
     assert claimed > 0
     proc.send_signal(signal.SIGTERM)
     began = time.monotonic()
-    output = proc.communicate(timeout=15)[0].decode()
+    proc.wait(timeout=15)
+    output = workers.output(proc)
     assert proc.returncode == 0, output
     assert time.monotonic() - began < 5
     left = counts(db_url)

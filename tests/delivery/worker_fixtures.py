@@ -40,12 +40,20 @@ class Workers:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         folder = self.root / f"host{len(self.procs)}"
         folder.mkdir(parents=True)
+        log = (self.root / f"host{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", *args],
-                                cwd=folder, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+                                cwd=folder, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
         self.procs.append(proc)
         assert not any(folder.iterdir())
         return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        """What a worker printed (once it exited)."""
+        return (self.root / f"host{self.procs.index(proc)}.log").read_text("utf-8", "replace")
+
+    def outputs(self) -> str:
+        return "\n".join(f"--- worker {p.pid}:\n{self.output(p)}" for p in self.procs)
 
     def stop_all(self) -> None:
         for proc in self.procs:
