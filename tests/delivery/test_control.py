@@ -60,6 +60,8 @@ def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
         wait_until(lambda: live_workers(db_url) == 2, 30, "two workers to register")
         run("send", "nov", "--yes", "--detach")
         wait_until(lambda: smtp_server.wait_for(200, timeout=0.1), 60, "200 messages")
+        wait_until(lambda: len(run.json("issue", "status", "nov")["workers"]) == 2, 10,
+                   "both workers to be listed on the issue")
         assert "paused" in run("issue", "pause", "nov").output
         paused = _stopped_within_two_seconds(db_url, smtp_server, workers)
         assert counts(db_url)["sent"] == paused  # what was in flight was recorded
