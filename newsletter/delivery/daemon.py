@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 # through this one callback (the progress line, metrics).
 Observer = Callable[[str, Mapping[str, int]], None]
 RECOVER_EVERY = 5.0  # s between two looks for what dead workers left on an issue
+REST_AFTER_FAILURE = 30.0  # s before a run that failed (relay down...) is started again
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Daemon:
         self.stop = asyncio.Event()
         self.runs: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.recovered: dict[int, float] = {}
+        self.resting: dict[int, float] = {}  # issue -> when to try again after a failed run
         self.outbox: asyncio.Task[int] | None = None
         self.rate = 0.0
         self.last_beat = (time.monotonic(), 0)
@@ -106,7 +109,7 @@ class Daemon:
         await asyncio.to_thread(registry.register, self.engine, self.report.name)
         try:
             while not self.stop.is_set():
-                busy = await self._tick()
+                busy = await self._tick_safely()
                 if self.options.until_idle and not busy:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -123,14 +126,27 @@ class Daemon:
             waiting.append(self.outbox)
         await asyncio.gather(*waiting, return_exceptions=True)
 
+    async def _tick_safely(self) -> bool:
+        """A tick; a database that does not answer is waited for, not fatal (--until-idle:
+        it is, as one line)."""
+        try:
+            return await self._tick()
+        except (SQLAlchemyError, OSError) as exc:
+            if self.options.until_idle:
+                raise
+            log.warning("worker: %s; trying again", str(exc).splitlines()[0])
+            return True
+
     async def _tick(self) -> bool:
         """One round; False when nothing was due (for --until-idle)."""
         await self._heartbeat()
         await asyncio.to_thread(promote_due, self.sender)
         await asyncio.to_thread(skip_cancelled, self.sender, None, 0.0)
         started = False
+        now = time.monotonic()
         for issue in await asyncio.to_thread(sending_issues, self.sender):
-            if issue.id not in self.runs and not self.stop.is_set():
+            if (issue.id not in self.runs and not self.stop.is_set()
+                    and self.resting.get(issue.id, 0.0) <= now):
                 started |= await self._maybe_start(issue)
         mails = await self._outbox_pass()
         return started or bool(self.runs) or mails
@@ -184,7 +200,8 @@ class Daemon:
 
     def _failed(self, issue: IssueRow, error: str) -> None:
         line = f"issue {issue.slug}: {error}"
-        log.error("%s", line)
+        log.error("%s (trying again in %.0f s)", line, REST_AFTER_FAILURE)
+        self.resting[issue.id] = time.monotonic() + REST_AFTER_FAILURE
         self.report.errors.append(line)
         if self.options.until_idle:
             self.halt()

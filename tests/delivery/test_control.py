@@ -23,6 +23,7 @@ from tests.delivery.worker_fixtures import (
     issue_status,
     live_workers,
     query,
+    small_layout,
     wait_until,
     worker_env,
 )
@@ -51,6 +52,7 @@ def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
     total = 4000
     configure(workspace, db_url, smtp_server.port)
     write_issue(workspace, languages=("en",))
+    small_layout(workspace)
     seed(workspace, ["en"] * total, list_languages=("en",))
     env = worker_env(db_url, smtp_server.port, smtp_rate=150, smtp_connections=2)
     workers = Workers(tmp_path / "hosts", env)

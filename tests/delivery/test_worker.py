@@ -173,3 +173,23 @@ def test_workers_lists_live_workers_and_shows_or_prunes_the_silent_ones(
     finally:
         workers.stop_all()
     assert run.json("workers")["workers"] == []
+
+
+@pytest.mark.sqlite_only
+def test_a_worker_facing_a_dead_relay_says_so_in_one_line_and_sends_nothing(
+        tmp_path, workspace, db_url, smtp_server, unused_port, run):
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr"])
+    run("send", "nov", "--yes", "--detach")
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, unused_port,
+                                                     smtp_connections=1))
+    proc = workers.start("--until-idle")
+    proc.wait(timeout=60)
+    output = workers.output(proc)
+    assert proc.returncode == 1, output
+    assert f"error: issue nov: stopped sending: the SMTP relay at 127.0.0.1:{unused_port}" \
+        in output
+    assert "Traceback" not in output
+    assert counts(db_url) == {"queued": 2}
+    assert issue_status(db_url) == "sending" and live_workers(db_url) == 0

@@ -105,3 +105,20 @@ def counts(db_url: str) -> dict[str, int]:
 
 def live_workers(db_url: str) -> int:
     return query(db_url, "SELECT count(*) FROM workers")[0][0]
+
+
+SMALL_LAYOUT = """<mjml lang="{{ lang }}">
+  <mj-head><mj-title>{{ subject }}</mj-title><mj-preview>{{ preheader }}</mj-preview></mj-head>
+  <mj-body width="600px"><mj-section><mj-column><mj-text>
+    <h1>{{ title }}</h1>
+    <a href="{{ slots.preferences_url }}">prefs</a> <a href="{{ slots.unsubscribe_url }}">out</a>
+  </mj-text></mj-column></mj-section></mj-body>
+</mjml>
+"""
+
+
+def small_layout(workspace: Path) -> None:
+    """A one-paragraph email layout: thousands of small messages for the tests of scale."""
+    path = workspace / "templates" / "email" / "base.mjml.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SMALL_LAYOUT, "utf-8")
