@@ -78,9 +78,10 @@ def wait_until(check: Callable[[], object], timeout: float, what: str,
 
 
 def query(db_url: str, sql: str, **params: object) -> list[tuple]:
+    """Rows of one SQL statement, committed (an UPDATE ... RETURNING changes the database)."""
     engine = make_engine(db_url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             return [tuple(r) for r in conn.execute(text(sql), params)]
     finally:
         engine.dispose()
