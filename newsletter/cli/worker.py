@@ -33,6 +33,7 @@ def worker(app: AppContext, until_idle: bool, lease: float | None, connections: 
     """
     from newsletter.delivery.daemon import WorkerOptions
 
+    _require_database(app)
     sending = app.services.sending
     options = WorkerOptions(lease=lease, connections=connections, batch_size=batch_size,
                             until_idle=until_idle)
@@ -46,6 +47,20 @@ def worker(app: AppContext, until_idle: bool, lease: float | None, connections: 
         click.echo(f"error: {line}", err=True)
     if report.errors and until_idle:
         sys.exit(1)
+
+
+def _require_database(app: AppContext) -> None:
+    """A worker started where there is neither a database URL nor the SQLite file says so,
+    instead of creating an empty database in the current folder."""
+    from pathlib import Path
+
+    from newsletter.errors import ValidationError
+
+    url = app.settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise ValidationError(f"no database at {url}: set NEWSLETTER_DATABASE_URL (or "
+                              f"[database] url in a newsletter.toml) to the newsletter's "
+                              f"database")
 
 
 def _ago(moment: datetime, now: datetime) -> str:

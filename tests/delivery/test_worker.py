@@ -193,3 +193,16 @@ def test_a_worker_facing_a_dead_relay_says_so_in_one_line_and_sends_nothing(
     assert "Traceback" not in output
     assert counts(db_url) == {"queued": 2}
     assert issue_status(db_url) == "sending" and live_workers(db_url) == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_worker_without_a_database_url_says_so_and_creates_nothing(tmp_path, db_url):
+    env = worker_env(db_url, 25)
+    del env["NEWSLETTER_DATABASE_URL"]
+    workers = Workers(tmp_path / "hosts", env)
+    proc = workers.start("--until-idle")
+    proc.wait(timeout=30)
+    output = workers.output(proc)
+    assert proc.returncode == 1
+    assert "set NEWSLETTER_DATABASE_URL" in output and "Traceback" not in output
+    assert not any((tmp_path / "hosts" / "host0").iterdir())
