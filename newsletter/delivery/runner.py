@@ -86,7 +86,12 @@ class Worker:
         return self.stop.is_set() or self.health.fatal is not None
 
     async def run(self) -> RunResult:
-        self.builds = self.cfg.content()
+        try:
+            self.builds = self.cfg.content()
+        except BaseException:  # nothing started: give the connections back
+            self.journal.writer.close()
+            self.engine.dispose()
+            raise
         # Templates, the compiled issue and the libraries' objects live as long as the run:
         # frozen, the collector stops scanning them again and again (it took a fifth of a
         # worker's CPU time, mostly while claims decoded their rows).

@@ -206,3 +206,23 @@ def test_a_worker_without_a_database_url_says_so_and_creates_nothing(tmp_path, d
     assert proc.returncode == 1
     assert "set NEWSLETTER_DATABASE_URL" in output and "Traceback" not in output
     assert not any((tmp_path / "hosts" / "host0").iterdir())
+
+
+def test_the_worker_sends_the_system_mails_of_the_outbox(tmp_path, db_url, smtp_server):
+    from newsletter.db.engine import make_engine
+    from newsletter.outbox import enqueue
+
+    engine = make_engine(db_url)
+    for i in range(3):
+        enqueue(engine, "confirm", f"new{i}@example.org", "news@example.org",
+                f"Subject: confirm {i}\r\n\r\nClick.\r\n".encode())
+    engine.dispose()
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port))
+    proc = workers.start("--until-idle")
+    proc.wait(timeout=60)
+    output = workers.output(proc)
+    assert proc.returncode == 0, output
+    assert "system mails sent 3" in output
+    assert sorted(r[0] for _s, r, _d in smtp_server.messages) == [
+        f"new{i}@example.org" for i in range(3)]
+    assert query(db_url, "SELECT DISTINCT status FROM outbox") == [("sent",)]
