@@ -97,6 +97,8 @@ def test_a_worker_in_an_empty_folder_sends_the_message_send_builds_in_the_worksp
         assert msg["From"].addresses[0].addr_spec == "letters@coalition.example"
         assert "archive.coalition.example" in msg.get_body(("plain",)).get_content()
     assert issue_status(f"sqlite:///{second}") == "sent"
+    stored = str(query(f"sqlite:///{second}", "SELECT data FROM issues"))
+    assert "letters@coalition.example" in stored and "test-secret-key" not in stored
 
 
 def test_a_detached_send_is_sent_by_the_worker_which_then_leaves_the_registry(
