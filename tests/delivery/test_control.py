@@ -104,7 +104,7 @@ def test_a_send_run_here_is_paused_from_another_process(workspace, db_url, smtp_
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-    assert time.monotonic() - began < 3
+    assert time.monotonic() - began < 5  # stopped, recorded, released and exited
     assert proc.returncode == 130, out
     assert "Paused" in out
     assert issue_status(db_url) == "paused"
