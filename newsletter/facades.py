@@ -259,7 +259,8 @@ class Compose(Facade):
 
 
 class Statements(Facade):
-    """Sign-on statements' signatures: list, decide, export (statements/moderation.py)."""
+    """Sign-on statements' signatures: list, decide, merge organisations named alike, export
+    (statements/moderation.py)."""
 
     def signatures(self, slug: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
         from newsletter.statements.moderation import signatures
@@ -270,6 +271,21 @@ class Statements(Facade):
         from newsletter.statements.moderation import decide
 
         return decide(self.services.engine, slug, decision, ids)
+
+    def approved_spelling(self, slug: str, signature: int) -> str | None:
+        from newsletter.statements.moderation import approved_spelling
+
+        return approved_spelling(self.services.engine, slug, signature)
+
+    def merge(self, slug: str, signature: int, spelling: str) -> None:
+        from newsletter.statements.moderation import merge
+
+        merge(self.services.engine, slug, signature, spelling)
+
+    def keep_apart(self, slug: str, signature: int) -> None:
+        from newsletter.statements.moderation import keep_apart
+
+        keep_apart(self.services.engine, slug, signature)
 
     def export_csv(self, slug: str) -> str:
         from newsletter.statements.moderation import export_csv
