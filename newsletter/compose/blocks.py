@@ -35,7 +35,7 @@ STATEMENT_MARK_RE = re.compile(r"qxstatement(\d+)xq")
 @dataclass(frozen=True)
 class Embedded:
     """What a statement placeholder shows: its count of signatories ("" when unknown) and its
-    form's button."""
+    form's button (no `url` once it is closed: `label` then says so)."""
 
     count: str
     label: str
@@ -218,12 +218,15 @@ def _statement_blocks(slug: str, line: int, embed: Embed, shown: str,
     except NewsletterError as exc:
         raise ComposeError(f'{{{{ statement("{slug}") }}}}: {exc}', shown, line,
                            rule="statement") from None
-    button = Block(kind="button", line=line, href=shows.url, label=shows.label)
-    if not shows.count:
-        return [button]
-    tokens = PARSER.parse(f"**{shows.count}**", env)
-    return [Block(kind="text", line=line, html=render_html(PARSER, tokens, env, clean),
-                  tokens=tokens), button]
+    words = [f"**{shows.count}**"] if shows.count else []
+    if not shows.url:  # closed: the note instead of a button
+        words.append(shows.label)
+    tokens = PARSER.parse("\n\n".join(words), env)
+    text = [Block(kind="text", line=line, html=render_html(PARSER, tokens, env, clean),
+                  tokens=tokens)] if words else []
+    if not shows.url:
+        return text
+    return [*text, Block(kind="button", line=line, href=shows.url, label=shows.label)]
 
 
 def _no_stray_statements(sections: list[list[Block]], notes: Block | None,

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.compose.blocks import Embed, Embedded
 from newsletter.config import Settings
 from newsletter.db.engine import make_engine
+from newsletter.db.models import utcnow
 from newsletter.errors import NotFoundError
 from newsletter.i18n import translations
 from newsletter.links import sign_url
@@ -20,14 +21,14 @@ from newsletter.statements.source import FOLDER, folder, load_statement
 
 
 def statement_link(settings: Settings, slug: str, language: str) -> tuple[str, int | None]:
-    """The form's URL in `language` and the count of organisations whose signatures are
-    approved (None when the database cannot tell: not reachable, or not upgraded yet, as for
-    `issue check` in a new workspace); NotFoundError for an unknown statement or one without
-    that language."""
+    """The form's URL in `language` ("" once the statement is closed) and the count of
+    organisations whose signatures are approved (None when the database cannot tell: not
+    reachable, or not upgraded yet, as for `issue check` in a new workspace); NotFoundError for
+    an unknown statement or one without that language."""
     if not (folder(settings.workspace, slug) / f"{language}.md").is_file():
         raise NotFoundError(f"statement {slug!r} has no {language} text "
                             f"({FOLDER}/{slug}/{language}.md)")
-    load_statement(settings.workspace, slug)  # a broken statement cannot be signed either
+    statement = load_statement(settings.workspace, slug)  # a broken one cannot be signed
     engine = make_engine(settings.database_url)
     count: int | None
     try:
@@ -36,6 +37,8 @@ def statement_link(settings: Settings, slug: str, language: str) -> tuple[str, i
         count = None
     finally:
         engine.dispose()
+    if utcnow() >= statement.closes_at:
+        return "", count
     return f"{sign_url(settings.newsletter.base_url, slug)}?lang={language}", count
 
 
@@ -50,6 +53,8 @@ def embedder(settings: Settings, language: str, counts: list[str]) -> Embed:
             "Organisations that have signed: %(count)s") % {"count": count}
         if words:
             counts.append(words)
+        if not url:
+            return Embedded(words, catalog.gettext("This statement is closed."), "")
         return Embedded(words, catalog.gettext("Sign the statement"), url)
 
     return embed

@@ -4,6 +4,7 @@ in that language; `issue check` names an unknown statement or one without the la
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import lxml.html
@@ -115,3 +116,16 @@ def test_a_statement_inside_a_sentence_is_refused(workspace: Path, run: Cli) -> 
     write_issue(workspace, {"en": "Please {{ statement(\"new-deal\") }} today.\n"})
     result = run("issue", "check", "with-statement", ok=False)
     assert 'put {{ statement("new-deal") }} on a line of its own' in result.output
+
+
+def test_a_closed_statement_shows_its_count_and_says_it_is_closed(
+        workspace: Path, services: Services) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    write_statement(workspace, opens=today - dt.timedelta(days=9),
+                    closes=today - dt.timedelta(days=1))
+    write_issue(workspace, BODIES)
+    approve(services, "Cimade")
+    edition = compile_issue(load_issue(workspace, "with-statement"), "fr", services.settings)
+    assert "<strong>Organisations signataires\u202f: 1</strong>" in edition.html_shell
+    assert "Cette déclaration est close." in edition.html_shell
+    assert "/sign/new-deal" not in edition.html_shell + edition.text_shell
