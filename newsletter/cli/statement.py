@@ -78,7 +78,7 @@ def review(app: AppContext, slug: str, approve_all: bool, approve: tuple[int, ..
         return
     _table(slug, rows)
     click.echo("Decide with --approve-all, --approve ID or --reject ID, or run on a terminal "
-               "to review them one by one.")
+               "to review them one by one.", err=True)  # the table alone on stdout
 
 
 def _when(row: dict[str, Any]) -> str:

@@ -77,8 +77,9 @@ def test_without_a_terminal_it_lists_and_points_to_the_bulk_flags(web: WebEnv) -
     write_statement(web.settings.workspace)
     _signed(web, "Org A", "a@example.org")
     result = Cli(web.settings.workspace)("statement", "review", "new-deal", input="a\n")
-    assert "Org A\tMX\tngo" in result.output
-    assert "Decide with --approve-all, --approve ID or --reject ID" in result.output
+    assert "Org A\tMX\tngo" in result.stdout
+    assert "Decide with --approve-all, --approve ID or --reject ID" in result.stderr
+    assert "Decide" not in result.stdout  # the table alone, for the next command in the pipe
     assert _statuses(web) == {"a@example.org": "verified"}  # the piped "a" decided nothing
 
 
