@@ -37,7 +37,8 @@ def _queue(db_url: str) -> None:
         list_id = conn.execute(insert(MailingList).values(
             slug="news", name="News", default_language="en", languages=["en"],
             created_at=now).returning(MailingList.id)).scalar_one()
-        ids = conn.execute(insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),
+        returning = insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True)
+        ids = conn.execute(returning,
                            [{"email": f"r{i}@example.org", "attributes": {}, "created_at": now,
                              "updated_at": now} for i in range(10)]).scalars().all()
         dec, nov = (conn.execute(insert(Issue).values(
