@@ -183,7 +183,8 @@ def issue_summaries(engine: Engine) -> dict[str, IssueSummary]:
             .join(DELIVERIES, DELIVERIES.c.issue_id == ISSUES.c.id)
             .group_by(ISSUES.c.slug, DELIVERIES.c.status)
         ):
-            out[slug].counts[status] = n
+            if out[slug].rolled_up is None:  # else the stored counts already hold these rows
+                out[slug].counts[status] = n
     return out
 
 

@@ -3,7 +3,7 @@
 Deliveries grow as issues x subscribers. Once an issue has been sent long enough ago that
 nobody will act on its rows (bounces arrive within days), `newsletter maintenance
 --roll-up-after 180d` stores the issue's counts by language and status in the issue row's
-`data` JSON, under "rollup", and deletes its delivery rows, in one transaction per issue.
+`data` JSON, under "rollup", then deletes its delivery rows, a chunk per transaction.
 
 `issue status` and `issue list` read the stored counts for a rolled-up issue (delivery/issues.py),
 so the numbers shown before and after are equal; the archive reads editions, which stay. What
@@ -23,11 +23,12 @@ from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
-from newsletter.db.tables import BOUNCES, DELIVERIES, ISSUES
+from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.errors import ValidationError
 
 UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION = re.compile(r"\s*(\d{1,6})\s*([hdw])\s*")
+CHUNK = 10_000  # delivery rows deleted per transaction
 
 
 def parse_age(text: str) -> timedelta:
@@ -65,8 +66,14 @@ class RollUpReport:
 
 
 def roll_up(engine: Engine, older_than: timedelta, *, dry_run: bool = False,
-            now: datetime | None = None) -> RollUpReport:
-    """Roll up every sent issue whose send ended more than `older_than` ago."""
+            now: datetime | None = None, chunk: int = CHUNK) -> RollUpReport:
+    """Roll up every sent issue whose send ended more than `older_than` ago.
+
+    The counts are stored first, in one transaction; the rows then go `chunk` at a time, so
+    neither engine holds a long write lock (SQLite's would stop the web app's one-clicks). A
+    run stopped between the two leaves an issue rolled up with rows left: `issue status`
+    already shows its stored counts, and the next run deletes the rest.
+    """
     now = now or utcnow()
     cutoff = now - older_than
     with engine.connect() as conn:
@@ -77,14 +84,17 @@ def roll_up(engine: Engine, older_than: timedelta, *, dry_run: bool = False,
         ).all()
     report = RollUpReport(cutoff=cutoff.isoformat(), dry_run=dry_run)
     for issue_id, slug, sent_at, data in due:
-        if rollup_of(data) is not None:
-            continue
-        with write_tx(engine) as conn, conn.begin():
-            counts = counts_by_language(conn, issue_id)
-            total = sum(n for by_status in counts.values() for n in by_status.values())
-            if not dry_run:
-                _replace_rows(conn, issue_id, dict(data or {}), counts, now)
-        report.issues.append(RolledIssue(slug, sent_at.isoformat(), total, counts))
+        stored = rollup_of(data)
+        if stored is None:
+            with write_tx(engine) as conn, conn.begin():
+                counts = counts_by_language(conn, issue_id)
+                if not dry_run:
+                    _store(conn, issue_id, dict(data or {}), counts, now)
+        else:
+            counts = stored["by_language"]
+        rows = _count_rows(engine, issue_id) if dry_run else _delete_rows(engine, issue_id, chunk)
+        if stored is None or rows:
+            report.issues.append(RolledIssue(slug, sent_at.isoformat(), rows, counts))
     return report
 
 
@@ -100,11 +110,27 @@ def counts_by_language(conn: Connection, issue_id: int) -> dict[str, dict[str, i
     return out
 
 
-def _replace_rows(conn: Connection, issue_id: int, data: dict[str, Any],
-                  counts: dict[str, dict[str, int]], now: datetime) -> None:
-    """Store the counts in the issue row, then delete its deliveries (same transaction)."""
+def _store(conn: Connection, issue_id: int, data: dict[str, Any],
+           counts: dict[str, dict[str, int]], now: datetime) -> None:
     data["rollup"] = {"at": now.isoformat(), "by_language": counts}
     conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(data=data))
-    ids = select(DELIVERIES.c.id).where(DELIVERIES.c.issue_id == issue_id)
-    conn.execute(update(BOUNCES).where(BOUNCES.c.delivery_id.in_(ids)).values(delivery_id=None))
-    conn.execute(delete(DELIVERIES).where(DELIVERIES.c.issue_id == issue_id))
+
+
+def _count_rows(engine: Engine, issue_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(
+            DELIVERIES.c.issue_id == issue_id)).scalar_one()
+
+
+def _delete_rows(engine: Engine, issue_id: int, chunk: int) -> int:
+    """Delete the issue's delivery rows, `chunk` per transaction (a bounce record's link to
+    one becomes NULL: the foreign key says ON DELETE SET NULL)."""
+    deleted = 0
+    while True:
+        ids = select(DELIVERIES.c.id).where(DELIVERIES.c.issue_id == issue_id).limit(chunk)
+        with write_tx(engine) as conn, conn.begin():
+            gone = conn.execute(delete(DELIVERIES).where(
+                DELIVERIES.c.id.in_(ids.scalar_subquery()))).rowcount
+        deleted += gone
+        if gone < chunk:
+            return deleted

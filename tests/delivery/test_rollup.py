@@ -114,3 +114,56 @@ def test_a_bad_age_is_one_clear_line(run) -> None:
         assert result.output.strip().splitlines() == [
             f"Error: --roll-up-after: {bad!r} is not a duration; write a whole number and a "
             f"unit h, d or w, e.g. 180d, 26w or 12h"]
+
+
+def test_a_roll_up_stopped_half_way_shows_the_same_counts_and_is_finished_next_time(
+        run, workspace, db_url, smtp_server, monkeypatch) -> None:
+    import pytest
+
+    from newsletter.delivery import retention
+
+    _two_issues(run, workspace, db_url, smtp_server)
+    before = run.json("issue", "status", "old")
+    listed_before = {r["slug"]: r["counts"] for r in run.json("issue", "list")}
+    real_delete = retention._delete_rows
+
+    def stopped(engine, issue_id, chunk):
+        with engine.begin() as conn:  # one chunk of 2 goes, then the process "dies"
+            ids = select(Delivery.id).where(Delivery.issue_id == issue_id).limit(2)
+            conn.execute(Delivery.__table__.delete().where(Delivery.id.in_(ids.scalar_subquery())))
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(retention, "_delete_rows", stopped)
+    engine = make_engine(load_settings(workspace).database_url)
+    with pytest.raises(RuntimeError):
+        retention.roll_up(engine, timedelta(days=180))
+    engine.dispose()
+    assert _rows(workspace) == 8  # 3 of the old issue's rows are left, 5 of the new
+    half = run.json("issue", "status", "old")
+    assert half["counts"] == before["counts"] and half["rolled_up"]
+    assert {r["slug"]: r["counts"] for r in run.json("issue", "list")} == listed_before
+
+    monkeypatch.setattr(retention, "_delete_rows", real_delete)
+    out = run("maintenance", "--roll-up-after", "180d").output
+    assert "3 delivery rows were deleted" in out and _rows(workspace) == 5
+    assert run.json("issue", "status", "old")["counts"] == before["counts"]
+
+
+def test_rows_go_a_chunk_at_a_time(run, workspace, db_url, smtp_server) -> None:
+    from newsletter.delivery.retention import roll_up
+
+    _two_issues(run, workspace, db_url, smtp_server)
+    statements: list[str] = []
+    engine = make_engine(load_settings(workspace).database_url)
+
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM DELIVERIES"):
+            statements.append(statement)
+
+    report = roll_up(engine, timedelta(days=180), chunk=2)
+    engine.dispose()
+    assert [i.deliveries for i in report.issues] == [5]
+    assert len(statements) == 3 and _rows(workspace) == 5  # 2 + 2 + 1
