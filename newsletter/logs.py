@@ -63,3 +63,23 @@ def use_log_format_from_environment() -> None:
     fmt = os.environ.get(ENVIRONMENT, "text")
     if fmt in FORMATS and fmt != "text":
         use_log_format(fmt)
+
+
+def logging_config(fmt: str, level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` dict with the package's and uvicorn's loggers in `fmt`:
+    pass it as uvicorn's `log_config`, and every `serve --workers` process applies it."""
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r}: use one of {', '.join(FORMATS)}")
+    formatter = ({"()": f"{__name__}.JsonFormatter"} if fmt == "json" else
+                 {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"})
+    handler = {"class": "logging.StreamHandler", "formatter": "main",
+               "stream": "ext://sys.stderr"}
+    logger = {"handlers": ["main"], "level": level, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"main": formatter},
+        "handlers": {"main": handler},
+        "loggers": {name: dict(logger) for name in
+                    ("newsletter", "uvicorn", "uvicorn.error", "uvicorn.access")},
+    }

@@ -10,7 +10,8 @@ Exposed (every name starts with newsletter_):
 
 - messages_total{outcome,relay,worker}: counter; outcome is sent, deferred or failed.
 - send_rate{relay,worker}: gauge, messages sent per second over the last `window` seconds.
-- queue_depth{issue}: gauge, deliveries queued or deferred of each issue sending or paused.
+- queue_depth{issue}: gauge, deliveries queued or deferred of each issue scheduled, sending
+  or paused.
 - in_flight{issue}: gauge, deliveries marked sending (DATA under way) of those issues.
 - oldest_lease_age_seconds: gauge, how long ago the oldest lease still held was taken or
   renewed (0 when none); above the lease length, a worker died and its batch waits.
@@ -37,7 +38,7 @@ from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.delivery.queue import OPEN
 
 OUTCOMES = ("sent", "deferred", "failed")
-LIVE_ISSUES = ("sending", "paused")
+LIVE_ISSUES = ("scheduled", "sending", "paused")
 
 
 def new_registry() -> CollectorRegistry:
@@ -138,7 +139,7 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         state = queue_state(self.engine, self.lease)
         depth = GaugeMetricFamily("newsletter_queue_depth", "Deliveries queued or deferred, "
-                                  "per issue sending or paused.", labels=["issue"])
+                                  "per issue scheduled, sending or paused.", labels=["issue"])
         flight = GaugeMetricFamily("newsletter_in_flight", "Deliveries whose DATA is under "
                                    "way, per issue.", labels=["issue"])
         for slug, n in sorted(state.depth.items()):

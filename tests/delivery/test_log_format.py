@@ -62,3 +62,26 @@ def test_extra_fields_and_tracebacks_are_kept() -> None:
     assert entry["message"] == "batch 7 failed" and entry["level"] == "error"
     assert (entry["issue"], entry["relay"], entry["sent"]) == ("dec", "relay-1", 40)
     assert "ValueError: boom" in entry["exception"]
+
+
+def test_the_dict_config_for_uvicorn_makes_its_lines_json_too(capsys) -> None:
+    import logging.config
+
+    from newsletter.logs import logging_config
+
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate,
+                    logging.getLogger(name).level)
+             for name in ("newsletter", "uvicorn", "uvicorn.error", "uvicorn.access")}
+    try:
+        logging.config.dictConfig(logging_config("json"))
+        logging.getLogger("uvicorn.access").info('%s - "%s %s"', "127.0.0.1", "GET", "/")
+        logging.getLogger("newsletter.web").warning("slow", extra={"ms": 612})
+    finally:
+        for name, (handlers, propagate, level) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.propagate, logger.level = propagate, level
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(x["logger"], x["message"]) for x in lines] == [
+        ("uvicorn.access", '127.0.0.1 - "GET /"'), ("newsletter.web", "slow")]
+    assert lines[1]["ms"] == 612
