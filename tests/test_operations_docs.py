@@ -116,3 +116,19 @@ def test_the_example_environment_sets_only_real_settings() -> None:
 
 def test_the_readme_links_the_guide() -> None:
     assert "(docs/operations.md)" in (ROOT / "README.md").read_text("utf-8")
+
+
+@pytest.mark.parametrize(("role", "shown"), [
+    ("web", "newsletter serve"), ("bounces", "newsletter bounces serve"),
+    ("migrate", "newsletter db upgrade"), ("maintenance", "newsletter maintenance")])
+def test_the_container_entry_point_starts_each_role(role: str, shown: str) -> None:
+    """The image's entry point, run with the venv's `newsletter` first on PATH."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", str(DEPLOY / "entrypoint.sh"), role, "--help"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Usage: {shown} [OPTIONS]")
