@@ -4,6 +4,8 @@ The web page's "Download my data" and `newsletter subscribers export-data` both 
 `export_data`. Every query is bound to the one subscriber id, so the file holds nobody else's
 data: no other subscriber, no address from a bounce report about someone else. The statements
 the subscriber signed are matched by the signature's contact address.
+Deliveries of an issue rolled up by `maintenance --roll-up-after` are no longer kept, so they
+are not listed (delivery/retention.py).
 """
 
 from __future__ import annotations
