@@ -4,9 +4,10 @@
         [--admin-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Creates a scratch database, migrates it, and fills it with INSERT ... SELECT generate_series:
-N confirmed subscribers of one list and N queued deliveries of one issue sending (plus a sent
-issue of N rows, as a database that has mailed before holds). Then, with 0 %, 50 % and 99 %
-of the issue already sent (the lowest ids first, as a send goes):
+N confirmed subscribers of one list (1 % of them suppressed) and a sent issue of N rows, as a
+database that has mailed before holds. This month's issue is then enqueued by the code's own
+`delivery.queue.enqueue` (timed). Then, with 0 %, 50 % and 99 % of it already sent (the lowest
+ids first, as a send goes):
 
 1. runs `delivery.queue.claim` once for real, capturing the SQL it sends (the statements are
    the code's, compiled by SQLAlchemy for psycopg, never retyped here), and gives the rows back;
@@ -36,13 +37,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import Engine, create_engine, event, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, event, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from newsletter.audience.language import ListLanguages  # noqa: E402
 from newsletter.db.engine import make_engine  # noqa: E402
 from newsletter.db.migrate import upgrade  # noqa: E402
+from newsletter.db.models import utcnow  # noqa: E402
+from newsletter.db.tables import SUPPRESSIONS  # noqa: E402
 from newsletter.delivery import queue  # noqa: E402
-from newsletter.keyring import read_address_key  # noqa: E402
+from newsletter.keyring import address_hash, read_address_key  # noqa: E402
 
 WORKER = "explain-bench"
 
@@ -78,20 +82,34 @@ FILL = [
     "INSERT INTO deliveries (issue_id, subscriber_id, list_id, language, status, attempts, "
     "created_at, sent_at) SELECT 1, g, 1, (ARRAY['en','fr','es'])[1 + g % 3], 'sent', 1, "
     "now(), now() FROM generate_series(1, :n) g",
-    "INSERT INTO deliveries (issue_id, subscriber_id, list_id, language, status, attempts, "
-    "created_at) SELECT 2, g, 1, (ARRAY['en','fr','es'])[1 + g % 3], 'queued', 0, now() "
-    "FROM generate_series(1, :n) g",
 ]
 
 
-def fill(engine: Engine, n: int) -> float:
+def fill(engine: Engine, n: int, key: str) -> float:
+    """Everything but this month's deliveries, with 1 % of the addresses suppressed."""
     started = time.perf_counter()
     with engine.begin() as conn:
         for sql in FILL:
             conn.execute(text(sql), {"n": n})
         conn.execute(text("SELECT setval('subscribers_id_seq', :n)"), {"n": n})
+        conn.execute(insert(SUPPRESSIONS), [
+            {"email_hash": address_hash(f"reader{g}@example.org", key), "reason": "hard-bounce",
+             "detail": "", "created_at": utcnow()} for g in range(1, n + 1, 100)])
     vacuum(engine)
     return time.perf_counter() - started
+
+
+def enqueue(engine: Engine, key: str) -> tuple[int, float]:
+    """This month's deliveries through the code's own enqueue (one INSERT ... SELECT that
+    hashes every address in SQL to leave the suppressed out), timed with its commit."""
+    languages = ListLanguages(offered=("en", "fr", "es"), default="en")
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        added = queue.enqueue(conn, engine, issue_id=2, list_id=1, languages=languages,
+                              address_key=key, mapping={"en": "en", "fr": "fr", "es": "es"})
+    elapsed = time.perf_counter() - started
+    vacuum(engine)
+    return added, elapsed
 
 
 def vacuum(engine: Engine) -> None:
@@ -99,10 +117,18 @@ def vacuum(engine: Engine) -> None:
         conn.execute(text("VACUUM ANALYZE"))
 
 
-def set_sent(engine: Engine, fraction: float, n: int) -> None:
+def issue_rows(engine: Engine) -> tuple[int, int]:
+    """(first id, count) of this month's deliveries."""
+    with engine.connect() as conn:
+        first, count = conn.execute(text(
+            "SELECT min(id), count(*) FROM deliveries WHERE issue_id = 2")).one()
+    return int(first), int(count)
+
+
+def set_sent(engine: Engine, fraction: float) -> None:
     """The first `fraction` of issue 2's rows sent, the rest queued and free."""
-    first = n  # issue 2 holds ids n+1 .. 2n, after issue 1
-    cut = first + int(n * fraction)
+    first, n = issue_rows(engine)
+    cut = first - 1 + int(n * fraction)
     with engine.begin() as conn:
         conn.execute(text("UPDATE deliveries SET status = 'sent', attempts = 1, sent_at = now(),"
                           " worker = NULL, lease_until = NULL WHERE issue_id = 2 AND id <= :cut "
@@ -112,10 +138,11 @@ def set_sent(engine: Engine, fraction: float, n: int) -> None:
                           ":cut AND (status <> 'queued' OR worker IS NOT NULL)"), {"cut": cut})
 
 
-def defer_some(engine: Engine, fraction: float, n: int) -> None:
-    """`fraction` of issue 2's rows, just after the sent ones, deferred for an hour (as when a
+def defer_some(engine: Engine, fraction: float) -> None:
+    """`fraction` of issue 2's rows, just after the half sent, deferred for an hour (as when a
     mailbox provider greylists), so every claim must pass them by."""
-    low = n + int(n * 0.5)
+    first, n = issue_rows(engine)
+    low = first - 1 + int(n * 0.5)
     with engine.begin() as conn:
         conn.execute(text("UPDATE deliveries SET status = 'deferred', attempts = 1, "
                           "next_attempt_at = now() + interval '1 hour' WHERE issue_id = 2 AND "
@@ -235,23 +262,26 @@ def main() -> None:
         upgrade(engine)
         with engine.connect() as conn:
             key = read_address_key(conn)
-        print(f"filled {args.rows:,} queued deliveries (+{args.rows:,} of a sent issue) in "
-              f"{fill(engine, args.rows):.1f}s")
+        print(f"filled {args.rows:,} subscribers (1 % suppressed) and {args.rows:,} deliveries "
+              f"of a sent issue in {fill(engine, args.rows, key):.1f}s")
+        added, took = enqueue(engine, key)
+        print(f"queue.enqueue of this month's issue: {added:,} deliveries in {took:.1f}s "
+              f"({added / took:,.0f} rows/s, one INSERT ... SELECT and its commit)")
         with engine.connect() as conn:
             print(conn.execute(text("SELECT version()")).scalar_one())
             size = conn.execute(text(
                 "SELECT pg_size_pretty(pg_total_relation_size('deliveries'))")).scalar_one()
             print(f"deliveries: {size} with its indexes")
         for fraction in (0.0, 0.5, 0.99):
-            set_sent(engine, fraction, args.rows)
+            set_sent(engine, fraction)
             label = f"{fraction:.0%} sent"
             measure(engine, f"{label}, right after the change (no vacuum)", args.batch, key,
                     show_plans=False)
             vacuum(engine)
             measure(engine, f"{label}, after VACUUM ANALYZE", args.batch, key,
                     show_plans=not args.quiet_plans)
-        set_sent(engine, 0.5, args.rows)
-        defer_some(engine, 0.3, args.rows)
+        set_sent(engine, 0.5)
+        defer_some(engine, 0.3)
         vacuum(engine)
         measure(engine, "50% sent, 30% deferred for an hour, 20% queued, after VACUUM ANALYZE",
                 args.batch, key, show_plans=not args.quiet_plans)
