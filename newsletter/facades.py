@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from newsletter.bounces.receiver import Processor
     from newsletter.compose.preview import Recipient
     from newsletter.delivery.dispatch import SendPlan
-    from newsletter.delivery.issues import IssueStatus
+    from newsletter.delivery.issues import IssueStatus, IssueSummary
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
+    from newsletter.delivery.retention import RollUpReport
     from newsletter.delivery.runner import RunResult
     from newsletter.outbox import OutboxReport, OutboxRow
     from newsletter.services import Services
@@ -231,10 +232,16 @@ class Sending(Facade):
 
         return issue_status(self.services.engine, slug)
 
-    def summaries(self) -> dict[str, tuple[str, dict[str, int]]]:
+    def summaries(self) -> dict[str, IssueSummary]:
         from newsletter.delivery.issues import issue_summaries
 
         return issue_summaries(self.services.engine)
+
+    def roll_up(self, older_than: timedelta, *, dry_run: bool = False) -> RollUpReport:
+        """Keep the counts of issues sent more than `older_than` ago, drop their rows."""
+        from newsletter.delivery.retention import roll_up
+
+        return roll_up(self.services.engine, older_than, dry_run=dry_run)
 
 
 class Compose(Facade):

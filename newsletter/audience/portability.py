@@ -8,6 +8,8 @@ the subscriber signed are matched by the signature's contact address.
 A person who signed a statement but never subscribed has the same right of access: asked by
 address (the CLI, or the web through the signature's own link, web/sign.py), the document
 holds their signatures, with `subscriber` null and the subscriber's sections empty.
+Deliveries of an issue rolled up by `maintenance --roll-up-after` are no longer kept, so they
+are not listed (delivery/retention.py).
 """
 
 from __future__ import annotations
