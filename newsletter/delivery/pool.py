@@ -80,14 +80,16 @@ class RelayHealth:
         self.relay = relay
         self.failures = 0
         self.fatal: RelayUnavailable | None = None
+        self.reason = ""  # the phrase of the strike that made it fatal
 
     def ok(self) -> None:
         self.failures = 0
 
     def strike(self, reason: str, fatal: bool = False) -> None:
         self.failures += 1
-        if fatal or self.failures >= self.limit:
-            self.fatal = self.fatal or RelayUnavailable(
+        if self.fatal is None and (fatal or self.failures >= self.limit):
+            self.reason = reason
+            self.fatal = RelayUnavailable(
                 f"stopped sending: the SMTP relay at {self.relay.describe()} {reason}"
             )
 

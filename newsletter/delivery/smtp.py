@@ -7,7 +7,8 @@ one place, and the same with or without pipelining:
 
 - 2yz sent; 4yz and any x.2.2 deferred; 5yz failed, reply kept;
 - 421 (at any step) closes the connection, the caller reconnects next time, and the message
-  is retried without counting against the recipient;
+  is retried without counting against the recipient; the result names it a `relay_fault`,
+  so 421s in a row take the relay out like refused connections;
 - MAIL FROM (or EHLO) refused: the relay's fault, not the recipient's: retried, and the result
   says so (`relay_fault`) so a bulk sender can stop a run against a relay that refuses us;
 - the connection drops or times out before the message's text went out: retried, nothing was
@@ -206,10 +207,10 @@ class Session:
                     break
                 wire.write(line)
             code, text = await wire.reply()
-            if code == 421:  # closing: at MAIL FROM it counts against the relay
+            if code == 421:  # closing: counts against the relay, not the recipient
                 self.drop()
                 fault = _refusal(step, code, text) if step == b"MAIL" else None
-                return fault or Result("retry", reply_text(code, text))
+                return fault or _closing(code, text)
             if refused is None and step != b"RSET":
                 refused = _refusal(step, code, text)
             if step == b"DATA" and code == 354 and refused is not None:
@@ -243,8 +244,14 @@ class Session:
             return Result("sent", text)
         if code == 421:
             self.drop()
-            return Result("retry", reply_text(code, text))
+            return _closing(code, text)
         return Result(classify_reply(code, text), reply_text(code, text))  # type: ignore[arg-type]
+
+
+def _closing(code: int, text: str) -> Result:
+    """A 421 after MAIL FROM: the message is retried, and the relay gets a strike."""
+    reply = reply_text(code, text)
+    return Result("retry", reply, f"answered {reply}")
 
 
 def _refusal(step: bytes, code: int, text: str) -> Result | None:
