@@ -1,0 +1,177 @@
+"""Several SMTP relays ([[smtp.relays]]): weights, failover, cool-down, all down, domain limits.
+
+Every relay is a real aiosmtpd server in this process (conftest.py); the send is the real CLI
+on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from sqlalchemy import update
+
+from newsletter.config import load_settings
+from newsletter.db.engine import make_engine
+from newsletter.db.models import Subscriber
+from tests.conftest import write_config
+from tests.delivery.sender_fixtures import deliveries, seed, write_issue
+
+
+def configure_relays(workspace, db_url, relays, extra="", **smtp):
+    """newsletter.toml with [smtp] settings for fast tests and one [[smtp.relays]] per
+    (name, server, options)."""
+    values = {"workers": 1, "connections": 2, "timeout": 5.0, "retry_delay": 0.05,
+              "retry_window": 10.0, "cooldown": 60.0, **smtp}
+    text = "\n[smtp]\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    for name, server, options in relays:
+        text += f'\n[[smtp.relays]]\nname = "{name}"\nhost = "127.0.0.1"\nport = {server.port}\n'
+        text += "".join(f"{k} = {v!r}\n" for k, v in options.items())
+    write_config(workspace, db_url, text + extra)
+
+
+def copies(*servers) -> Counter[str]:
+    return Counter(rcpts[0] for server in servers for _s, rcpts, _d in server.messages)
+
+
+def stop_after(server, count: int):
+    """A reply_for that takes the server down once it stored `count` messages."""
+    def reply(rcpt, n):
+        if len(server.messages) >= count:
+            server.stop()
+        return None
+    return reply
+
+
+def test_two_relays_weighted_3_to_1_carry_the_mail_in_proportion(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"weight": 3, "connections": 3}),
+                                         ("b", b, {"weight": 1, "connections": 3})],
+                     connections=4)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr"] * 200)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 400 and result["status"] == "sent"
+    assert copies(a, b) == Counter({e: 1 for e in emails})
+    share = len(a.messages) / 400
+    assert 0.6 <= share <= 0.9, (len(a.messages), len(b.messages))
+    assert result["relays"] == {"a": {"sent": len(a.messages), "taken_out": []},
+                                "b": {"sent": len(b.messages), "taken_out": []}}
+
+
+def test_a_relay_that_dies_half_way_is_taken_out_and_the_other_sends_the_rest(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 1}),
+                                         ("b", b, {"connections": 2})], connections=2)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 20)
+    a.reply_for = stop_after(a, 10)
+    result = run.json("send", "nov", "--yes")
+    assert result["status"] == "sent" and result["sent"] == 60
+    assert not a.running and len(a.messages) == 10
+    assert copies(a, b) == Counter({e: 1 for e in emails})
+    assert result["relays"]["a"]["sent"] == 10 and result["relays"]["b"]["sent"] == 50
+    assert result["relays"]["a"]["taken_out"] and not result["relays"]["b"]["taken_out"]
+    assert f"127.0.0.1:{a.port}" not in result["relays"]["a"]["taken_out"][0]  # just why
+
+
+def test_a_relay_answering_421_is_cooled_down_and_its_deferrals_go_to_the_other(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 1}),
+                                         ("b", b, {"connections": 2})], connections=2)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 10)
+    greylisted: list[str] = []
+
+    def busy(rcpt, n):  # greylists the first three, then is busy for good
+        if len(greylisted) < 3:
+            greylisted.append(rcpt)
+            return "451 4.7.1 greylisted, try later"
+        return "421 4.3.2 too busy, closing"
+
+    a.reply_for = busy
+    result = run("send", "nov", "--yes")
+    assert a.messages == [] and copies(b) == Counter({e: 1 for e in emails})
+    assert {status for status, _l, _r in deliveries(workspace).values()} == {"sent"}
+    assert len(greylisted) == 3 and all(b.by_rcpt()[e] for e in greylisted)
+    assert "sent through each relay: a 0 (taken out once: answered 421 4.3.2 too busy" \
+        in result.output
+    assert "b 30" in result.output
+
+
+def test_every_relay_down_stops_with_one_line_and_marks_nothing_sent_that_was_not(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 1}),
+                                         ("b", b, {"connections": 1})], connections=2)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 20)
+    a.reply_for, b.reply_for = stop_after(a, 8), stop_after(b, 12)
+    stopped = run("send", "nov", "--yes", ok=False)
+    assert stopped.exit_code == 1 and "Traceback" not in stopped.output
+    line = stopped.output.strip().splitlines()[-1]
+    assert "every SMTP relay is out" in line
+    assert f"a at 127.0.0.1:{a.port}" in line and f"b at 127.0.0.1:{b.port}" in line
+    rows = deliveries(workspace)
+    got = copies(a, b)
+    assert len(got) == 20 and max(got.values()) == 1
+    assert {e for e, (s, _l, _r) in rows.items() if s == "sent"} == set(got)
+    assert {s for e, (s, _l, _r) in rows.items() if e not in got} <= {"queued", "deferred"}
+    assert set(rows) == set(emails)
+
+
+def test_every_relay_down_at_the_start_is_one_line_naming_each(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {}), ("b", b, {})])
+    a.stop()
+    b.stop()
+    write_issue(workspace)
+    seed(workspace, ["en"] * 3)
+    result = run("send", "nov", "--yes", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: cannot send: every SMTP relay is down: a at 127.0.0.1:"
+                           f"{a.port} (none) is unreachable"), line
+    assert f"; b at 127.0.0.1:{b.port} (none) is unreachable" in line
+    assert deliveries(workspace) == {}
+
+
+def _move_to(workspace, domain: str, every: int) -> None:
+    """Give every `every`-th subscriber an address at `domain`."""
+    engine = make_engine(load_settings(workspace).database_url)
+    with engine.begin() as conn:
+        rows = conn.execute(Subscriber.__table__.select()).all()
+        for row in rows[::every]:
+            local = row.email.split("@")[0]
+            conn.execute(update(Subscriber).where(Subscriber.id == row.id)
+                         .values(email=f"{local}@{domain}"))
+    engine.dispose()
+
+
+def test_a_domain_limit_spaces_the_messages_to_that_domain(
+        run, workspace, db_url, smtp_server):
+    configure_relays(workspace, db_url, [("only", smtp_server, {"connections": 4})],
+                     extra='\n[smtp.domain_limits]\n"Slow.Example" = 20\n', connections=4)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr"] * 20)
+    _move_to(workspace, "slow.example", 2)  # 20 of the 40
+    arrived: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def note(rcpt, n):
+        with lock:
+            arrived[rcpt] = time.monotonic()
+
+    smtp_server.reply_for = note
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 40
+    slow = sorted(t for rcpt, t in arrived.items() if rcpt.endswith("@slow.example"))
+    assert len(slow) == 20
+    assert slow[-1] - slow[0] >= 19 / 20 * 0.9  # 20 per second at most
+    for first, later in zip(slow, slow[8:], strict=False):  # never 9 within a quarter second
+        assert later - first >= 0.25  # (0.4 s apart when spaced evenly; unlimited, ~10 ms)
