@@ -95,7 +95,7 @@ class HourlyLimit:
     """At most `limit` messages in any hour (0: no limit): the send times of the last hour."""
 
     def __init__(self, limit: float) -> None:
-        self.limit = int(limit)
+        self.limit = max(1, int(limit)) if limit > 0 else 0  # a worker's share is at least 1
         self.times: deque[float] = deque()
 
     def full(self, now: float) -> bool:
@@ -108,14 +108,15 @@ class HourlyLimit:
     def free_at(self, now: float) -> float:
         return self.times[0] + HOUR if self.full(now) else now
 
-    async def wait(self) -> None:
+    def take(self) -> bool:
+        """Count one message now; False (counting nothing) when the hour's budget is spent."""
         if not self.limit:
-            return
+            return True
         now = time.monotonic()
-        while self.full(now):
-            await asyncio.sleep(self.free_at(now) - now)
-            now = time.monotonic()
+        if self.full(now):
+            return False
         self.times.append(now)
+        return True
 
 
 @dataclass(eq=False)
@@ -138,6 +139,16 @@ class RelayState:
 
     def usable(self, now: float) -> bool:
         return self.out_until <= now and not self.hourly.full(now)
+
+    def fine(self) -> bool:
+        """usable() now, without asking the clock while the relay was never out or limited."""
+        if not self.out_until and not self.hourly.limit:
+            return True
+        return self.usable(time.monotonic())
+
+    @property
+    def paced(self) -> bool:
+        return bool(self.rate.interval)
 
     def ready_at(self, now: float) -> float:
         return max(self.out_until, self.hourly.free_at(now))
@@ -165,6 +176,9 @@ class RelaySet:
         self.states, self.pool, self.cooldown, self.domains = states, pool, cooldown, domains
         self.limiter = RateLimiter(pool.rate)  # [smtp] rate, over every relay
         self.report = report if len(states) > 1 else None
+        # Whether any limit applies: without one, pacing a message costs one attribute read.
+        self.paced = bool(domains.limiters or self.limiter.interval
+                          or any(s.paced for s in states))
         self.fatal: RelayUnavailable | None = None
         self.changed = asyncio.Event()
 
@@ -251,7 +265,7 @@ class Slot:
     async def bind(self) -> bool:
         """Hold a relay that is in and has room; False after a short wait if none has."""
         state = self.state
-        if state is not None and state.usable(time.monotonic()):
+        if state is not None and state.fine():
             return True
         if state is not None:
             await self._leave()
@@ -263,14 +277,18 @@ class Slot:
 
     async def ensure(self) -> bool:
         """An open session on a relay that is in: False (after a pause) if there is none."""
-        conn = self.conn
+        conn, state = self.conn, self.state
+        if conn is not None and state is not None and self._open(conn) and state.fine():
+            return state.hourly.take()  # the common case, once per message
         if conn is not None and not self._open(conn) and len(self.relays.states) > 1:
             await self._leave()  # it reconnects anyway: pick the relay again
         if not await self.bind():
             return False
         assert self.conn is not None and self.state is not None
         if await self.conn.ensure():
-            return True
+            # Counted here, before the message: a relay whose hour is spent is left at the
+            # next ensure() (bind), instead of holding a message for the rest of the hour.
+            return self.state.hourly.take()
         self.relays.check(self.state)
         return False
 
@@ -289,14 +307,21 @@ class Slot:
     def pipelining(self) -> bool:
         return self.conn is not None and self.conn.pipelining
 
+    @property
+    def bound(self) -> bool:
+        """Whether it holds a relay (False: none had room when it last asked)."""
+        return self.state is not None
+
     async def pace(self, email: str) -> None:
-        """Wait for the recipient's domain limit, the send's rate and the relay's limits."""
+        """Wait for the recipient's domain limit, the send's rate and the relay's rate (its
+        hourly budget was counted by ensure())."""
         relays, state = self.relays, self.state
+        if not relays.paced:
+            return
         await relays.domains.wait(email)
         await relays.limiter.wait()
         if state is not None:
             await state.rate.wait()
-            await state.hourly.wait()
 
     async def send(self, job: Claimed, build: Build, intend: Intend,
                    after: tuple[Claimed, Build] | None = None) -> Outcome | None:

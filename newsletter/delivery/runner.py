@@ -165,10 +165,14 @@ class Worker:
     async def _connection(self) -> None:
         conn = self.relays.slot()
         after: q.Claimed | None = None
-        try:
+
+        async def take() -> q.Claimed | None:
             while not (self.stopping() or await conn.bind()):  # a relay with room, first
                 pass
-            job = await self.jobs.get()
+            return await self.jobs.get()
+
+        try:
+            job = await take()
             while job is not None:
                 self.inflight += 1  # from here the feeder must not think the run is over
                 try:
@@ -176,7 +180,7 @@ class Worker:
                     await self._deliver(conn, job, after)
                 finally:
                     self.inflight -= 1
-                job, after = after if after is not None else await self.jobs.get(), None
+                job, after = after if after is not None else await take(), None
         finally:
             if after is not None:  # an error ended the loop: hand the next job back
                 self.journal.release([after.delivery_id])
@@ -194,7 +198,9 @@ class Worker:
     async def _deliver(self, conn: Slot, job: q.Claimed,
                        after: q.Claimed | None = None) -> None:
         while not self.stopping() and not await conn.ensure():
-            pass
+            if not conn.bound:  # its relay is out and no other has room: another connection
+                self.jobs.put_nowait(job)  # sends the message
+                return
         if self.stopping():
             self.journal.release([job.delivery_id])
             return

@@ -175,3 +175,31 @@ def test_a_domain_limit_spaces_the_messages_to_that_domain(
     assert slow[-1] - slow[0] >= 19 / 20 * 0.9  # 20 per second at most
     for first, later in zip(slow, slow[8:], strict=False):  # never 9 within a quarter second
         assert later - first >= 0.25  # (0.4 s apart when spaced evenly; unlimited, ~10 ms)
+
+
+def test_a_relay_whose_hourly_budget_is_spent_leaves_the_rest_to_the_other(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 2, "hourly": 7, "weight": 9}),
+                                         ("b", b, {"connections": 2})], connections=4)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr"] * 20)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 40 and len(a.messages) == 7 and len(b.messages) == 33
+    assert copies(a, b) == Counter({e: 1 for e in emails})
+
+
+def test_two_worker_processes_report_what_each_relay_carried(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 2}),
+                                         ("b", b, {"connections": 2})],
+                     connections=4, workers=2, batch_size=20)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 50)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 150 and result["workers"] == 2
+    assert copies(a, b) == Counter({e: 1 for e in emails})
+    assert {name: r["sent"] for name, r in result["relays"].items()} == {
+        "a": len(a.messages), "b": len(b.messages)}
+    assert a.messages and b.messages
