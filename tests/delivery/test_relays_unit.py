@@ -37,7 +37,10 @@ def _bound(relays: RelaySet, n: int) -> list[str]:
         slots = [relays.slot() for _ in range(n)]
         for slot in slots:
             assert await slot.bind()
-        return [slot.state.name for slot in slots]
+        names = [slot.state.name for slot in slots]
+        for slot in slots:
+            await slot.close()
+        return names
     return asyncio.run(bind_all())
 
 
@@ -83,3 +86,13 @@ def test_an_hourly_budget_counts_messages_and_refuses_the_one_too_many():
     hourly = HourlyLimit(3)
     assert [hourly.take() for _ in range(4)] == [True, True, True, False]
     assert HourlyLimit(0).take() and HourlyLimit(0.5).limit == 1  # a worker's share: >= 1
+
+
+def test_a_relay_is_back_after_its_cool_down(tmp_path):
+    relays, _ = _relays(tmp_path, TWO.format(a=4) + "[smtp]\ncooldown = 0.2\n")
+    a = relays.states[0]
+    a.health.strike("answered 421 4.3.2 busy", fatal=True)
+    relays.check(a)
+    assert Counter(_bound(relays, 1)) == Counter(b=1)
+    time.sleep(0.25)
+    assert Counter(_bound(relays, 4)) == Counter(a=3, b=1)
