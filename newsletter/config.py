@@ -248,9 +248,6 @@ def _entries(value: Any, section: str, key: str, source: str) -> list[Any]:
         raise ConfigError(f"{head}: expected a list of tables, got {_shown(value)}")
     out = []
     for number, entry in enumerate(value, 1):
-        if isinstance(entry, cls):
-            out.append(entry)
-            continue
         where = f"{head} {_entry_label(number, entry)}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a table, got {_shown(entry)}")
