@@ -19,8 +19,10 @@ envelope (smtp.Session). Replies map to outcomes as STANDARDS.md says:
 - MAIL FROM refused: a relay problem, not the recipient's. The message goes back to the queue
   and the relay gets a strike.
 
-Strikes (failed connects, refused senders) without any success in between stop the run with
-RelayUnavailable, so a dead relay never burns through the list marking people failed.
+Strikes (failed connects, refused senders, 421s) without any success in between take the relay
+out (relays.py: for a cool-down when there are several, the others sending its messages); when
+every relay is out the run stops with RelayUnavailable, so a dead relay never burns through the
+list marking people failed.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class RateLimiter:
 
 
 class RelayHealth:
-    """Counts relay failures in a row across the pool; too many ends the run."""
+    """Counts one relay's failures in a row across the pool; too many take it out."""
 
     def __init__(self, limit: int, relay: Relay) -> None:
         self.limit = limit
