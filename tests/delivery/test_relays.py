@@ -203,3 +203,22 @@ def test_two_worker_processes_report_what_each_relay_carried(
     assert {name: r["sent"] for name, r in result["relays"].items()} == {
         "a": len(a.messages), "b": len(b.messages)}
     assert a.messages and b.messages
+
+
+def test_a_relay_out_hands_its_messages_over_even_when_the_other_has_no_room(
+        run, workspace, db_url, smtp_server_factory):
+    a, b = smtp_server_factory(), smtp_server_factory()
+    configure_relays(workspace, db_url, [("a", a, {"connections": 2, "weight": 2}),
+                                         ("b", b, {"connections": 1})], connections=3)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 10)
+    a.reply_for = stop_after(a, 6)
+    started = time.monotonic()
+    result = run.json("send", "nov", "--yes")
+    assert time.monotonic() - started < 30  # not held until the 60 s cool-down ends
+    assert result["status"] == "sent"
+    rows, got = deliveries(workspace), copies(a, b)
+    assert max(got.values()) == 1  # an A connection cut inside DATA may leave an `unknown`
+    assert all((rows[e][0], got[e]) in {("sent", 1), ("unknown", 0), ("unknown", 1)}
+               for e in emails)
+    assert result["relays"]["b"]["sent"] == len(b.messages) >= 30 - len(a.messages)
