@@ -223,3 +223,17 @@ def test_a_relay_out_hands_its_messages_over_even_when_the_other_has_no_room(
     assert all((rows[e][0], got[e]) in {("sent", 1), ("unknown", 0), ("unknown", 1)}
                for e in emails)
     assert result["relays"]["b"]["sent"] == len(b.messages) >= 30 - len(a.messages)
+
+
+def test_a_relay_down_from_the_start_is_taken_out_and_the_other_sends_everything(
+        run, workspace, db_url, smtp_server_factory, unused_port):
+    b = smtp_server_factory()
+    down = type("Down", (), {"port": unused_port})()
+    configure_relays(workspace, db_url, [("a", down, {"connections": 2, "weight": 5}),
+                                         ("b", b, {"connections": 2})], connections=2)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr", "es"] * 5)
+    result = run.json("send", "nov", "--yes")
+    assert result["status"] == "sent" and copies(b) == Counter({e: 1 for e in emails})
+    assert result["relays"]["a"]["sent"] == 0
+    assert result["relays"]["a"]["taken_out"][0].startswith("is unreachable (")
