@@ -47,7 +47,6 @@ class Relay:
         return f"{self.host}:{self.port} ({self.tls})"
 
 
-
 def every_relay(settings: Settings) -> list[Relay]:
     """The relays in the order of `[[smtp.relays]]`; without it, `[smtp]`'s one relay."""
     s = settings.smtp
