@@ -102,6 +102,7 @@ def test_a_relay_answering_421_is_cooled_down_and_its_deferrals_go_to_the_other(
     assert "sent through each relay: a 0 (taken out once: answered 421 4.3.2 too busy" \
         in result.output
     assert "b 30" in result.output
+    assert "Sending with 1 worker x 2 SMTP connections over 2 relays." in result.output
 
 
 def test_every_relay_down_stops_with_one_line_and_marks_nothing_sent_that_was_not(
