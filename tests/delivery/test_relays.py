@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 from sqlalchemy import update
 
 from newsletter.config import load_settings
@@ -62,26 +63,36 @@ def test_two_relays_weighted_3_to_1_carry_the_mail_in_proportion(
                                 "b": {"sent": len(b.messages), "taken_out": []}}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelined"])
 def test_a_relay_that_dies_half_way_is_taken_out_and_the_other_sends_the_rest(
-        run, workspace, db_url, smtp_server_factory):
+        run, workspace, db_url, smtp_server_factory, pipelining):
     a, b = smtp_server_factory(), smtp_server_factory()
+    a.pipelining = b.pipelining = pipelining
     configure_relays(workspace, db_url, [("a", a, {"connections": 1}),
                                          ("b", b, {"connections": 2})], connections=2)
     write_issue(workspace)
     emails = seed(workspace, ["en", "fr", "es"] * 20)
     a.reply_for = stop_after(a, 10)
     result = run.json("send", "nov", "--yes")
-    assert result["status"] == "sent" and result["sent"] == 60
+    rows, got = deliveries(workspace), copies(a, b)
+    # Pipelined, the next envelope's DATA is on its way when a dies: that one message is
+    # `unknown` (the protocol never resends it silently); in lock-step nothing is.
+    unknown = [e for e in emails if rows[e][0] == "unknown"]
+    assert len(unknown) <= (1 if pipelining else 0) and all(got[e] <= 1 for e in unknown)
+    assert all(rows[e][0] == "sent" and got[e] == 1 for e in emails if e not in unknown)
+    assert result["status"] == "sent" and result["sent"] == 60 - len(unknown)
     assert not a.running and len(a.messages) == 10
-    assert copies(a, b) == Counter({e: 1 for e in emails})
-    assert result["relays"]["a"]["sent"] == 10 and result["relays"]["b"]["sent"] == 50
+    assert result["relays"]["a"]["sent"] == 10
+    assert result["relays"]["b"]["sent"] == 50 - len(unknown) == len(b.messages)
     assert result["relays"]["a"]["taken_out"] and not result["relays"]["b"]["taken_out"]
     assert f"127.0.0.1:{a.port}" not in result["relays"]["a"]["taken_out"][0]  # just why
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelined"])
 def test_a_relay_answering_421_is_cooled_down_and_its_deferrals_go_to_the_other(
-        run, workspace, db_url, smtp_server_factory):
+        run, workspace, db_url, smtp_server_factory, pipelining):
     a, b = smtp_server_factory(), smtp_server_factory()
+    a.pipelining = b.pipelining = pipelining
     configure_relays(workspace, db_url, [("a", a, {"connections": 1}),
                                          ("b", b, {"connections": 2})], connections=2)
     write_issue(workspace)
