@@ -17,7 +17,7 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Subscriber
 from tests.conftest import write_config
-from tests.delivery.sender_fixtures import deliveries, seed, write_issue
+from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 
 def configure_relays(workspace, db_url, relays, extra="", **smtp):
@@ -249,3 +249,17 @@ def test_a_relay_down_from_the_start_is_taken_out_and_the_other_sends_everything
     assert result["status"] == "sent" and copies(b) == Counter({e: 1 for e in emails})
     assert result["relays"]["a"]["sent"] == 0
     assert result["relays"]["a"]["taken_out"][0].startswith("is unreachable (")
+
+
+def test_the_one_relay_answering_421_again_and_again_stops_the_send_with_one_line(
+        run, workspace, db_url, smtp_server):
+    configure(workspace, db_url, smtp_server.port, connections=1)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr", "es"])
+    smtp_server.reply_for = lambda rcpt, n: "421 4.3.2 too busy, closing"
+    stopped = run("send", "nov", "--yes", ok=False)
+    assert stopped.exit_code == 1 and "Traceback" not in stopped.output
+    assert stopped.output.strip().splitlines()[-1] == (
+        f"Error: stopped sending: the SMTP relay at 127.0.0.1:{smtp_server.port} (none) "
+        "answered 421 4.3.2 too busy, closing")
+    assert {s for s, _l, _r in deliveries(workspace).values()} == {"queued"}
