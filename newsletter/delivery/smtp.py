@@ -27,7 +27,7 @@ withholds the message, closing the connection (inside DATA nothing else can end 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -265,30 +265,48 @@ def _refusal(step: bytes, code: int, text: str) -> Result | None:
     return None if code == 354 else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
 
 
-async def send_each(relay: Relay, envelopes: Iterable[tuple[str, str, bytes]], *,
-                    stop_if_unreachable: bool = False) -> list[Result]:
+async def send_each(relays: Relay | Sequence[Relay], envelopes: Iterable[tuple[str, str, bytes]],
+                    *, stop_if_unreachable: bool = False) -> list[Result]:
     """Send messages one after another on one connection, reconnecting after a 421 or a drop.
 
-    A failed connect gives that message a `retry` result (or raises Unreachable when
-    `stop_if_unreachable`); the next message tries to connect again.
+    Given several relays, a message whose relay cannot be reached goes to the next one that
+    can, in order. When none can, that message gets a `retry` result (or Unreachable is
+    raised when `stop_if_unreachable`); the next message tries to connect again.
     """
-    session = Session(relay)
+    sessions = [Session(r) for r in ([relays] if isinstance(relays, Relay) else relays)]
+    current = 0
     results: list[Result] = []
     try:
         for sender, rcpt, data in envelopes:
-            if not session.connected:
+            if not sessions[current].connected:
                 try:
-                    await session.connect()
+                    current = await _connect_any(sessions, current)
                 except Unreachable as exc:
                     if stop_if_unreachable:
                         raise
-                    results.append(Result("retry", f"{relay.describe()}: {exc.detail}",
-                                          exc.reason))
+                    results.append(Result("retry", f"{sessions[current].relay.describe()}: "
+                                                   f"{exc.detail}", exc.reason))
                     continue
-            results.append(await session.send(sender, rcpt, data))
+            results.append(await sessions[current].send(sender, rcpt, data))
     finally:
-        await session.quit()
+        for session in sessions:
+            await session.quit()
     return results
+
+
+async def _connect_any(sessions: list[Session], first: int) -> int:
+    """Connect the first session that can be, starting at `first`; its index. Raises the
+    first relay's Unreachable when none can."""
+    failed: Unreachable | None = None
+    for index in [*range(first, len(sessions)), *range(first)]:
+        try:
+            await sessions[index].connect()
+        except Unreachable as exc:
+            failed = failed or exc
+            continue
+        return index
+    assert failed is not None
+    raise failed
 
 
 async def probe(relay: Relay) -> None:

@@ -6,6 +6,7 @@ on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -263,3 +264,24 @@ def test_the_one_relay_answering_421_again_and_again_stops_the_send_with_one_lin
         f"Error: stopped sending: the SMTP relay at 127.0.0.1:{smtp_server.port} (none) "
         "answered 421 4.3.2 too busy, closing")
     assert {s for s, _l, _r in deliveries(workspace).values()} == {"queued"}
+
+
+def test_system_mails_go_through_the_next_relay_when_the_first_is_down(
+        workspace, db_url, smtp_server_factory, unused_port):
+    from newsletter.outbox import deliver_outbox, enqueue, list_outbox
+
+    b = smtp_server_factory()
+    down = type("Down", (), {"port": unused_port})()
+    configure_relays(workspace, db_url, [("a", down, {}), ("b", b, {})])
+    settings = load_settings(workspace)
+    engine = make_engine(settings.database_url)
+    try:
+        for i in range(3):
+            enqueue(engine, "confirm", f"user{i}@example.org", "news@example.org",
+                    b"Subject: Confirm\r\n\r\nPlease confirm.\r\n")
+        report = asyncio.run(deliver_outbox(settings, engine))
+        rows = list_outbox(engine)
+    finally:
+        engine.dispose()
+    assert (report.sent, report.deferred) == (3, 0) and {r.status for r in rows} == {"sent"}
+    assert sorted(copies(b)) == [f"user{i}@example.org" for i in range(3)]
