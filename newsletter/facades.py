@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from newsletter.compose.preview import Recipient
     from newsletter.delivery.daemon import WorkerOptions, WorkerReport
     from newsletter.delivery.dispatch import SendPlan
-    from newsletter.delivery.issues import IssueStatus
+    from newsletter.delivery.issues import IssueStatus, IssueSummary
     from newsletter.delivery.registry import WorkerInfo
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
+    from newsletter.delivery.retention import RollUpReport
     from newsletter.delivery.runner import RunResult
     from newsletter.delivery.schedule import Schedule
     from newsletter.outbox import OutboxReport, OutboxRow
@@ -260,10 +261,16 @@ class Sending(Facade):
 
         return issue_status(self.services.engine, slug)
 
-    def summaries(self) -> dict[str, tuple[str, dict[str, int]]]:
+    def summaries(self) -> dict[str, IssueSummary]:
         from newsletter.delivery.issues import issue_summaries
 
         return issue_summaries(self.services.engine)
+
+    def roll_up(self, older_than: timedelta, *, dry_run: bool = False) -> RollUpReport:
+        """Keep the counts of issues sent more than `older_than` ago, drop their rows."""
+        from newsletter.delivery.retention import roll_up
+
+        return roll_up(self.services.engine, older_than, dry_run=dry_run)
 
 
 class Compose(Facade):
@@ -288,7 +295,8 @@ class Compose(Facade):
 
 
 class Statements(Facade):
-    """Sign-on statements' signatures: list, decide, export (statements/moderation.py)."""
+    """Sign-on statements' signatures: list, decide, merge organisations named alike, export
+    (statements/moderation.py)."""
 
     def signatures(self, slug: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
         from newsletter.statements.moderation import signatures
@@ -299,6 +307,21 @@ class Statements(Facade):
         from newsletter.statements.moderation import decide
 
         return decide(self.services.engine, slug, decision, ids)
+
+    def approved_spelling(self, slug: str, signature: int) -> str | None:
+        from newsletter.statements.moderation import approved_spelling
+
+        return approved_spelling(self.services.engine, slug, signature)
+
+    def merge(self, slug: str, signature: int, spelling: str) -> None:
+        from newsletter.statements.moderation import merge
+
+        merge(self.services.engine, slug, signature, spelling)
+
+    def keep_apart(self, slug: str, signature: int) -> None:
+        from newsletter.statements.moderation import keep_apart
+
+        keep_apart(self.services.engine, slug, signature)
 
     def export_csv(self, slug: str) -> str:
         from newsletter.statements.moderation import export_csv

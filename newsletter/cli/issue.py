@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -20,6 +20,9 @@ from newsletter.compose.preview import PreviewServer, watched_folders, write_pre
 from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
+
+if TYPE_CHECKING:
+    from newsletter.delivery.issues import IssueSummary
 
 
 def _languages(value: str | None) -> list[str]:
@@ -149,7 +152,7 @@ def translated(app: AppContext, slug: str, lang: str, origin: str | None, as_jso
     click.echo(f"{shown}: marked as translated from the current {origin}.md")
 
 
-def _summaries(app: AppContext) -> dict[str, tuple[str, dict[str, int]]]:
+def _summaries(app: AppContext) -> dict[str, IssueSummary]:
     """Issue statuses and delivery counts from the database ({} when there is none yet)."""
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -180,10 +183,10 @@ def list_issues(app: AppContext, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     for slug in sorted(set(folders) | set(known)):
         languages, date = _folder_facts(workspace, slug) if slug in folders else ([], None)
-        status, counts = known.get(slug, ("draft", {}))
+        status, counts, rolled_up = known.get(slug, ("draft", {}, None))
         rows.append({"slug": slug, "status": status, "languages": languages, "date": date,
                      "folder": slug in folders, "deliveries": sum(counts.values()),
-                     "counts": counts})
+                     "counts": counts, "rolled_up": rolled_up})
     rows.sort(key=lambda r: (r["date"] or "9999", r["slug"]))
     if as_json:
         print_json(rows)
@@ -192,10 +195,11 @@ def list_issues(app: AppContext, as_json: bool) -> None:
     for r in rows:
         c = r["counts"]
         waiting = sum(c.get(k, 0) for k in ("queued", "deferred", "sending"))
-        table.add_row(r["slug"] + ("" if r["folder"] else " (no folder)"), r["status"],
+        status = r["status"] + (f" (rolled up on {r['rolled_up'][:10]})" if r["rolled_up"] else "")
+        table.add_row(r["slug"] + ("" if r["folder"] else " (no folder)"), status,
                       ",".join(r["languages"]) or "-", r["date"] or "-", str(c.get("sent", 0)),
                       str(c.get("failed", 0)), str(waiting))
-    Console().print(table)
+    print_table(table)
 
 
 @issue.command("preview")
@@ -254,6 +258,9 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
         return
     console = Console()
     console.print(f"{slug}: {report.status}")
+    if report.rolled_up:
+        console.print(f"rolled up on {report.rolled_up[:10]}: the counts were kept, the "
+                      f"per-recipient rows deleted", highlight=False)
     if report.scheduled_at is not None:
         from newsletter.delivery.schedule import describe
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.delivery import dispatch
 from newsletter.delivery.concurrency import concurrency
+from newsletter.delivery.relays import relay_report
 from newsletter.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -227,15 +228,21 @@ def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: b
     archive_problem = sending.update_archive() if publishing else None
     if archive_problem:
         console.print(f"[yellow]warning:[/] {archive_problem}", highlight=False)
+    relays = relay_report(result.counts)  # empty with a single relay
     if as_json:
         print_json({"issue": plan.slug, "status": status, **counts,
                     "warnings": list(plan.warnings),
                     "interrupted": result.interrupted, "seconds": round(elapsed, 3),
-                    "workers": chosen.workers, "connections": chosen.connections})
+                    "workers": chosen.workers, "connections": chosen.connections,
+                    **({"relays": {r.name: {"sent": r.sent, "taken_out": r.taken_out}
+                                   for r in relays}} if relays else {})})
     else:
         line = ", ".join(f"{k} {v}" for k, v in counts.items())
         console.print(f"{plan.slug}: {line} in {elapsed:.1f}s; issue is {status}",
                       highlight=False)
+        if relays:
+            console.print("sent through each relay: "
+                          + ", ".join(r.describe() for r in relays), highlight=False)
         if status == "cancelled":
             console.print("Cancelled: the deliveries still waiting were skipped.")
         elif result.interrupted:

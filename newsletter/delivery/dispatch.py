@@ -31,7 +31,7 @@ from newsletter.delivery.editions import (
     store_editions,
     stored_editions,
 )
-from newsletter.delivery.errors import RelayUnavailable, SendError
+from newsletter.delivery.errors import SendError
 from newsletter.delivery.issues import (
     IssueRow,
     find_issue,
@@ -46,10 +46,9 @@ from newsletter.delivery.issues import (
 from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.relays import check_reachable
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
 from newsletter.delivery.schedule import Schedule
-from newsletter.delivery.smtp import Unreachable, probe
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import read_address_key
 
@@ -326,11 +325,6 @@ def deliver(
 
 
 def check_relay(settings: Settings) -> None:
-    """Fail fast, before anything is written, when the relay is down."""
-    relay = Relay.from_settings(settings)
-    try:
-        asyncio.run(probe(relay))
-    except Unreachable as exc:
-        raise RelayUnavailable(
-            f"cannot send: the SMTP relay at {relay.describe()} {exc.reason}"
-        ) from None
+    """Fail fast, before anything is written, when the relay (every relay, if several) is
+    down."""
+    asyncio.run(check_reachable(settings))

@@ -16,14 +16,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
+from newsletter.delivery.errors import SendError
 from newsletter.delivery.queue import OPEN
+from newsletter.delivery.retention import counts_by_language, rollup_of
 
 
 @dataclass(frozen=True)
@@ -139,20 +141,28 @@ def next_scheduled(engine: Engine) -> datetime | None:
 
 @dataclass(frozen=True)
 class IssueStatus:
-    """What `issue status` shows."""
+    """What `issue status` shows; `rolled_up` is when its rows were rolled up (retention.py)."""
 
     slug: str
     status: str
     counts: dict[str, int]
     by_language: dict[str, dict[str, int]]
     last_errors: list[dict[str, Any]]
+    rolled_up: str | None = None
     scheduled_at: datetime | None = None  # UTC
     zone: str | None = None  # the time zone the schedule was given in
     workers: list[dict[str, Any]] = field(default_factory=list)  # live workers on it
 
 
+def _rollup(conn: Connection, issue_id: int) -> dict[str, Any] | None:
+    return rollup_of(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)))
+
+
 def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
-    """Counts by status and language, and the latest replies that were not success."""
+    """Counts by status and language, and the latest replies that were not success.
+
+    A rolled-up issue has no rows left: its counts are the ones stored at the roll-up.
+    """
     from newsletter.db.models import DELIVERY_STATUSES
     from newsletter.delivery.registry import on_issue
 
@@ -162,33 +172,15 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
             return None
         scheduled_at, data = conn.execute(select(ISSUES.c.scheduled_at, ISSUES.c.data)
                                           .where(ISSUES.c.id == issue.id)).one()
+        rollup = rollup_of(data)
+        found = rollup["by_language"] if rollup else counts_by_language(conn, issue.id)
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
         by_language: dict[str, dict[str, int]] = {}
-        for lang, status, n in conn.execute(
-            select(DELIVERIES.c.language, DELIVERIES.c.status, func.count())
-            .where(DELIVERIES.c.issue_id == issue.id)
-            .group_by(DELIVERIES.c.language, DELIVERIES.c.status)
-        ):
-            counts[status] = counts.get(status, 0) + n
-            by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
-        last = conn.execute(
-            select(
-                DELIVERIES.c.id,
-                SUBSCRIBERS.c.email,
-                DELIVERIES.c.language,
-                DELIVERIES.c.status,
-                DELIVERIES.c.attempts,
-                DELIVERIES.c.last_reply,
-            )
-            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
-            .where(
-                DELIVERIES.c.issue_id == issue.id,
-                DELIVERIES.c.last_reply.is_not(None),
-                DELIVERIES.c.status.in_(("failed", "deferred", "unknown")),
-            )
-            .order_by(DELIVERIES.c.id.desc())
-            .limit(errors)
-        ).all()
+        for lang, by_status in found.items():
+            for status, n in by_status.items():
+                counts[status] = counts.get(status, 0) + n
+                by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
+        last = [] if rollup else _last_errors(conn, issue.id, errors)
     return IssueStatus(
         slug=slug,
         status=issue.status,
@@ -205,6 +197,7 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
             }
             for r in last
         ],
+        rolled_up=rollup["at"] if rollup else None,
         scheduled_at=scheduled_at if issue.status == "scheduled" else None,
         zone=(data or {}).get("zone"),
         workers=[{"host": w.host, "pid": w.pid, "rate": w.rate, "sent": w.sent}
@@ -212,23 +205,64 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
     )
 
 
-def issue_summaries(engine: Engine) -> dict[str, tuple[str, dict[str, int]]]:
-    """Every issue row: slug -> (status, deliveries by status), for `issue list`."""
-    out: dict[str, tuple[str, dict[str, int]]] = {}
+def _last_errors(conn: Connection, issue_id: int, limit: int) -> list[Any]:
+    return list(conn.execute(
+        select(
+            DELIVERIES.c.id,
+            SUBSCRIBERS.c.email,
+            DELIVERIES.c.language,
+            DELIVERIES.c.status,
+            DELIVERIES.c.attempts,
+            DELIVERIES.c.last_reply,
+        )
+        .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+        .where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.last_reply.is_not(None),
+            DELIVERIES.c.status.in_(("failed", "deferred", "unknown")),
+        )
+        .order_by(DELIVERIES.c.id.desc())
+        .limit(limit)
+    ).all())
+
+
+class IssueSummary(NamedTuple):
+    """One line of `issue list`: status, deliveries by status, when it was rolled up."""
+
+    status: str
+    counts: dict[str, int]
+    rolled_up: str | None = None
+
+
+def issue_summaries(engine: Engine) -> dict[str, IssueSummary]:
+    """Every issue row by slug, for `issue list`; a rolled-up issue gives its stored counts."""
+    out: dict[str, IssueSummary] = {}
     with engine.connect() as conn:
-        for slug, status in conn.execute(select(ISSUES.c.slug, ISSUES.c.status)):
-            out[slug] = (status, {})
+        for slug, status, data in conn.execute(
+                select(ISSUES.c.slug, ISSUES.c.status, ISSUES.c.data)):
+            rollup = rollup_of(data)
+            counts: dict[str, int] = {}
+            for by_status in (rollup["by_language"] if rollup else {}).values():
+                for key, n in by_status.items():
+                    counts[key] = counts.get(key, 0) + n
+            out[slug] = IssueSummary(status, counts, rollup["at"] if rollup else None)
         for slug, status, n in conn.execute(
             select(ISSUES.c.slug, DELIVERIES.c.status, func.count())
             .join(DELIVERIES, DELIVERIES.c.issue_id == ISSUES.c.id)
             .group_by(ISSUES.c.slug, DELIVERIES.c.status)
         ):
-            out[slug][1][status] = n
+            if out[slug].rolled_up is None:  # else the stored counts already hold these rows
+                out[slug].counts[status] = n
     return out
 
 
 def mailed(conn: Connection, issue_id: int) -> int:
-    """Deliveries of the issue that went out."""
+    """Deliveries of the issue that went out; refuses a rolled-up issue, whose rows are gone,
+    so that no send (not even --force) can mail its list a second time."""
+    rollup = _rollup(conn, issue_id)
+    if rollup is not None:
+        raise SendError(f"this issue was sent and rolled up on {rollup['at'][:10]}: who got it "
+                        f"is no longer known, so it cannot be sent again (use a new slug)")
     return conn.execute(select(func.count()).where(
         DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "sent")).scalar_one()
 
@@ -267,7 +301,6 @@ def control(engine: Engine, slug: str, action: str) -> tuple[str, int]:
     `skipped`, claimed or not (a worker's intent only takes rows still queued or deferred, so
     none of them goes out).
     """
-    from newsletter.delivery.errors import SendError
     from newsletter.errors import NotFoundError
 
     allowed, target = CONTROL[action]

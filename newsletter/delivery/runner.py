@@ -31,8 +31,8 @@ from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.issues import status_of
 from newsletter.delivery.journal import Journal, Progress
 from newsletter.delivery.liveness import worker_name
-from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.pool import Build, PoolSettings
+from newsletter.delivery.relays import RelaySet, Slot
 
 ContentFactory = Callable[[], Mapping[str, Build]]
 STOPPED = ("paused", "cancelled")  # an issue in these states is not sent any further
@@ -74,10 +74,11 @@ class Worker:
         self.engine = sender_engine(cfg.settings.database_url, cfg.address_key)
         self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
-        self.relay = Relay.from_settings(cfg.settings)
-        strikes = cfg.pool.strikes or 3 * cfg.pool.connections
-        self.health = RelayHealth(strikes, self.relay)
-        self.limiter = RateLimiter(cfg.pool.rate)
+        # The relays, their limits and which are out (relays.py); per-relay counts go into the
+        # journal's counts, so into RunResult.counts. run() and stopping() read `.fatal`.
+        self.relays = RelaySet.for_worker(cfg.settings, cfg.pool, cfg.workers,
+                                          self.journal.counts)
+        self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
         self.inflight = 0
         self.builds: Mapping[str, Build] = {}
@@ -186,10 +187,16 @@ class Worker:
                 self.jobs.put_nowait(None)
 
     async def _connection(self) -> None:
-        conn = Connection(self.relay, self.cfg.pool, self.health)
+        conn = self.relays.slot()
         after: q.Claimed | None = None
+
+        async def take() -> q.Claimed | None:
+            while not (self.stopping() or await conn.bind()):  # a relay with room, first
+                pass
+            return await self.jobs.get()
+
         try:
-            job = await self.jobs.get()
+            job = await take()
             while job is not None:
                 self.inflight += 1  # from here the feeder must not think the run is over
                 try:
@@ -197,13 +204,13 @@ class Worker:
                     await self._deliver(conn, job, after)
                 finally:
                     self.inflight -= 1
-                job, after = after if after is not None else await self.jobs.get(), None
+                job, after = after if after is not None else await take(), None
         finally:
             if after is not None:  # an error ended the loop: hand the next job back
                 self.journal.release([after.delivery_id])
             await conn.close()
 
-    def _next_waiting(self, conn: Connection) -> q.Claimed | None:
+    def _next_waiting(self, conn: Slot) -> q.Claimed | None:
         """The job this connection sends next, if one is waiting and the relay pipelines."""
         if not conn.pipelining or self.jobs.empty() or self.stopping():
             return None
@@ -212,10 +219,12 @@ class Worker:
             self.jobs.put_nowait(None)
         return job
 
-    async def _deliver(self, conn: Connection, job: q.Claimed,
+    async def _deliver(self, conn: Slot, job: q.Claimed,
                        after: q.Claimed | None = None) -> None:
         while not self.stopping() and not await conn.ensure():
-            pass
+            if not conn.bound:  # its relay is out and no other has room: another connection
+                self.jobs.put_nowait(job)  # sends the message
+                return
         if self.stopping():
             self.journal.release([job.delivery_id])
             return
@@ -224,7 +233,7 @@ class Worker:
             self.journal.release([job.delivery_id])
             raise SendError(f"the issue has no {job.language} edition any more, but "
                             f"deliveries in {job.language} are queued")
-        await self.limiter.wait()
+        await conn.pace(job.email)
         next_build = self.builds.get(after.language) if after is not None else None
         outcome = await conn.send(job, build, self.journal.intend,
                                   (after, next_build) if after and next_build else None)
