@@ -82,7 +82,10 @@ def test_a_relay_that_dies_half_way_is_taken_out_and_the_other_sends_the_rest(
     assert len(unknown) <= (1 if pipelining else 0) and all(got[e] <= 1 for e in unknown)
     assert all(rows[e][0] == "sent" and got[e] == 1 for e in emails if e not in unknown)
     assert result["status"] == "sent" and result["sent"] == 60 - len(unknown)
-    assert not a.running and len(a.messages) == 10
+    # a stored the 10 it acknowledged, plus the unknown one when its body arrived before a
+    # stopped but the 250 never reached us: the doubt `issue status` reports.
+    arrived_unknown = sum(1 for _f, rcpts, _d in a.messages if rcpts[0] in unknown)
+    assert not a.running and len(a.messages) == 10 + arrived_unknown
     assert result["relays"]["a"]["sent"] == 10
     assert result["relays"]["b"]["sent"] == 50 - len(unknown) == len(b.messages)
     assert result["relays"]["a"]["taken_out"] and not result["relays"]["b"]["taken_out"]
