@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json, print_table
+from newsletter.errors import ValidationError
+
+if TYPE_CHECKING:
+    from newsletter.delivery.daemon import Observer
 
 
 @click.command("worker")
@@ -21,9 +28,14 @@ from newsletter.cli.context import AppContext, json_option, pass_app, print_json
               help="SMTP connections per issue being sent ([smtp] connections).")
 @click.option("--batch-size", type=click.IntRange(1, 100000),
               help="Deliveries claimed at a time ([smtp] batch_size).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: any free "
+              "port, printed at start).")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True,
+              help="The address the metrics endpoint listens on.")
 @pass_app
 def worker(app: AppContext, until_idle: bool, lease: float | None, connections: int | None,
-           batch_size: int | None) -> None:
+           batch_size: int | None, metrics_port: int | None, metrics_address: str) -> None:
     """Send every issue that is sending, start scheduled ones, deliver system mails.
 
     Run any number of workers on any number of hosts. A worker needs no workspace: only
@@ -37,7 +49,8 @@ def worker(app: AppContext, until_idle: bool, lease: float | None, connections: 
     sending = app.services.sending
     options = WorkerOptions(lease=lease, connections=connections, batch_size=batch_size,
                             until_idle=until_idle)
-    report = sending.work(options)
+    with _metrics(app, metrics_port, metrics_address) as observer:
+        report = sending.work(options, observer)
     counts = ", ".join(f"{k} {report.counts.get(k, 0)}"
                        for k in ("sent", "deferred", "failed", "unknown"))
     issues = ", ".join(sorted(report.issues)) or "no issue"
@@ -49,12 +62,34 @@ def worker(app: AppContext, until_idle: bool, lease: float | None, connections: 
         sys.exit(1)
 
 
+@contextlib.contextmanager
+def _metrics(app: AppContext, port: int | None, address: str) -> Iterator[Observer | None]:
+    """The Prometheus endpoint while the worker runs, and the observer that feeds it."""
+    if port is None:
+        yield None
+        return
+    from newsletter.delivery.liveness import worker_name
+    from newsletter.delivery.metrics import start_metrics_server, worker_observer
+    from newsletter.delivery.metrics import worker_registry as metrics_registry
+
+    name = worker_name().rsplit(":", 1)[0]  # host:pid[:tSTART]: one label per process
+    registry, metrics = metrics_registry(name, app.services.engine, app.settings.smtp.lease)
+    try:
+        server = start_metrics_server(port, registry, addr=address)
+    except OSError as exc:
+        raise ValidationError(f"--metrics-port {port}: cannot listen on {address}:{port} "
+                              f"({exc.strerror or exc})") from None
+    click.echo(f"metrics at http://{address}:{server.port}/metrics", err=True)
+    try:
+        yield worker_observer(metrics, app.settings.smtp.host)
+    finally:
+        server.close()
+
+
 def _require_database(app: AppContext) -> None:
     """A worker started where there is neither a database URL nor the SQLite file says so,
     instead of creating an empty database in the current folder."""
     from pathlib import Path
-
-    from newsletter.errors import ValidationError
 
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():

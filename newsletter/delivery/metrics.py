@@ -186,3 +186,25 @@ def worker_registry(worker: str, engine: Engine, lease: float = 300.0
     metrics = WorkerMetrics(worker, registry)
     registry.register(QueueCollector(engine, lease))
     return registry, metrics
+
+
+def worker_observer(metrics: WorkerMetrics, default_relay: str = "smtp"
+                    ) -> Callable[[str, Mapping[str, int]], None]:
+    """The daemon's observer (issue slug or "outbox", counts) feeding `metrics`.
+
+    With several relays the counts carry the messages each relay took (relays.sent_key);
+    those are the per-relay `sent`, and the deferred and failed ones, whose relay the counts do
+    not name, go under relay "any". With one relay everything is that relay's.
+    """
+    from newsletter.delivery.relays import SENT
+
+    def observe(_what: str, delta: Mapping[str, int]) -> None:
+        per_relay = {k.removeprefix(SENT): n for k, n in delta.items() if k.startswith(SENT)}
+        if not per_relay:
+            metrics.observe(delta, default_relay)
+            return
+        for relay, n in per_relay.items():
+            metrics.observe({"sent": n}, relay)
+        metrics.observe({k: delta.get(k, 0) for k in ("deferred", "failed")}, "any")
+
+    return observe

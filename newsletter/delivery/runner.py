@@ -275,7 +275,10 @@ def _die_with_parent() -> None:
 
 def worker_main(cfg: RunConfig, channel: Any) -> None:
     """Entry point of a spawned worker process."""
+    from newsletter.logs import use_log_format_from_environment
+
     _die_with_parent()
+    use_log_format_from_environment()  # --log-format json reaches the workers too
     last = [time.monotonic()]
     pending: Counter[str] = Counter()
 
