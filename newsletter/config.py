@@ -6,6 +6,7 @@ reported with its exact place ("newsletter.toml: [smtp] port: ...") instead of f
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tomllib
@@ -283,9 +284,13 @@ def _from_env(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         for key, (kind, _default) in keys.items():
             name = env_name(section, key)
             if name in environ and (section, key) in TABLE_LISTS:
-                raise ConfigError(f"{name}: [[{section}.{key}]] entries can only be given in "
-                                  f"{CONFIG_FILE}")
-            if name in environ:
+                try:
+                    entries = json.loads(environ[name])
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{name}: expected a JSON list of tables, got invalid "
+                                      f"JSON ({exc.msg}, character {exc.pos + 1})") from None
+                out.setdefault(section, {})[key] = _entries(entries, section, key, name)
+            elif name in environ:
                 out.setdefault(section, {})[key] = _coerce(environ[name], kind, name,
                                                            is_secret(section, key))
     return out

@@ -81,9 +81,28 @@ def test_a_bad_relay_setting_is_one_line_and_exit_1(tmp_path, toml, says):
     assert len(lines) == 1 and says in lines[0], result.output
 
 
-def test_relays_cannot_come_from_the_environment(tmp_path):
+def test_relays_can_come_from_the_environment_as_json(tmp_path):
+    env = {"NEWSLETTER_SMTP_RELAYS": '[{"name": "own", "host": "mail.example.org", "port": 587,'
+                                     ' "password": "pw-9", "weight": 3}, {"host": "backup"}]'}
+    own, backup = load_settings(tmp_path, environ=env).smtp.relays
+    assert own == RelaySettings("own", "mail.example.org", 587, password=Secret("pw-9"),
+                                weight=3.0)
+    assert backup.name == "backup:25" and backup.host == "backup"
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("a,b", "Error: NEWSLETTER_SMTP_RELAYS: expected a JSON list of tables, got invalid JSON "
+            "(Expecting value, character 1)"),
+    ('{"host": "a"}', "Error: NEWSLETTER_SMTP_RELAYS: [[smtp.relays]]: expected a list of "
+                      "tables, got {'host': 'a'}"),
+    ('[{"host": "a", "weight": 0}]', "Error: [[smtp.relays]] #1: weight: must be more than 0, "
+                                     "got 0.0"),
+    ('[{"host": "a", "colour": 1}]', "Error: NEWSLETTER_SMTP_RELAYS: [[smtp.relays]] #1: "
+                                     "unknown key 'colour' (known: name, host, port, tls, user, "
+                                     "password, connections, rate, hourly, weight)"),
+])
+def test_a_bad_relay_list_in_the_environment_is_one_line_and_exit_1(tmp_path, value, says):
     result = CliRunner().invoke(cli, ["-w", str(tmp_path), "lists", "list"],
-                                env={"NEWSLETTER_SMTP_RELAYS": "a,b"})
-    assert result.exit_code == 1
-    assert result.output.strip() == ("Error: NEWSLETTER_SMTP_RELAYS: [[smtp.relays]] entries "
-                                     "can only be given in newsletter.toml")
+                                env={"NEWSLETTER_SMTP_RELAYS": value})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == says  # one line, no traceback

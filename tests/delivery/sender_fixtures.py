@@ -6,6 +6,7 @@ Import what you need: `from tests.delivery.sender_fixtures import seed, write_is
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,3 +104,17 @@ def deliveries(workspace: Path) -> dict[str, tuple[str, str, str | None]]:
                             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)).all()
     engine.dispose()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def copies(*servers) -> Counter[str]:
+    """How many copies each recipient got, over all the servers."""
+    return Counter(rcpts[0] for server in servers for _s, rcpts, _d in server.messages)
+
+
+def stop_after(server, count: int):
+    """A reply_for that takes the server down once it stored `count` messages."""
+    def reply(rcpt, n):
+        if len(server.messages) >= count:
+            server.stop()
+        return None
+    return reply

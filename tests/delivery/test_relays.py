@@ -18,7 +18,14 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Subscriber
 from tests.conftest import write_config
-from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
+from tests.delivery.sender_fixtures import (
+    configure,
+    copies,
+    deliveries,
+    seed,
+    stop_after,
+    write_issue,
+)
 
 
 def configure_relays(workspace, db_url, relays, extra="", **smtp):
@@ -31,19 +38,6 @@ def configure_relays(workspace, db_url, relays, extra="", **smtp):
         text += f'\n[[smtp.relays]]\nname = "{name}"\nhost = "127.0.0.1"\nport = {server.port}\n'
         text += "".join(f"{k} = {v!r}\n" for k, v in options.items())
     write_config(workspace, db_url, text + extra)
-
-
-def copies(*servers) -> Counter[str]:
-    return Counter(rcpts[0] for server in servers for _s, rcpts, _d in server.messages)
-
-
-def stop_after(server, count: int):
-    """A reply_for that takes the server down once it stored `count` messages."""
-    def reply(rcpt, n):
-        if len(server.messages) >= count:
-            server.stop()
-        return None
-    return reply
 
 
 def test_two_relays_weighted_3_to_1_carry_the_mail_in_proportion(
