@@ -112,9 +112,8 @@ class AsyncHotReads:
     read), over `size` autocommit connections opened on first use.
     """
 
-    def __init__(self, engine: Engine, size: int = 4,
-                 conns: AsyncConnections | None = None) -> None:
-        self.conns = conns or AsyncConnections(engine, size)
+    def __init__(self, engine: Engine, size: int = 4, write_lanes: int = 2) -> None:
+        self.conns = AsyncConnections(engine, size)
         self.size = self.conns.size
         self.subscriber = _Compiled(SUBSCRIBER_ROW, engine)
         self.choices_sql = batched(CHOICES, engine, ("sid", "lid"))
@@ -122,11 +121,11 @@ class AsyncHotReads:
         self.choices: Batches[tuple[int, int], list[Any]] = Batches(self._choices_many)
         self.memberships: Batches[tuple[int, int], list[Any]] = Batches(self._memberships_many)
         self.leave_sql = leave_many_sql(MEMBERSHIP, engine)
-        # One-click writes: one lane per half of the subscribers, so two batches under way at
-        # once never touch the same subscription (and cannot lock two rows in opposite orders).
+        # One-click writes: one lane for each share of the subscribers (by id), so two batches
+        # under way at once never touch the same subscription, nor lock rows in opposite orders.
         write = functools.partial(commit_each_on_failure, self._leave_many)
-        self.leaves: tuple[Batches[Leave, Membership | None], ...] = (
-            Batches(write, lanes=1), Batches(write, lanes=1))
+        self.leaves: tuple[Batches[Leave, Membership | None], ...] = tuple(
+            Batches(write, lanes=1) for _ in range(write_lanes))
 
     async def _many(self, sql: str, keys: list[tuple[int, int]]) -> list[Outcome]:
         rows = await self.conns.rows(sql, {"sid": [k[0] for k in keys],
@@ -158,7 +157,7 @@ class AsyncHotReads:
         """A one-click unsubscribe (or the page's button) and the membership it read before, in
         one statement with the concurrent requests' (subscriptions.leave_many_at_once),
         committed when it returns: what membership() and then leave_many() would do."""
-        return await self.leaves[item.subscriber_id % 2].run(item)
+        return await self.leaves[item.subscriber_id % len(self.leaves)].run(item)
 
     async def _leave_many(self, leaves: list[Leave]) -> list[Membership | None]:
         outcomes = await leave_many_at_once(self.conns, self.leave_sql, leaves)

@@ -40,9 +40,10 @@ def has_async_driver(engine: Engine) -> bool:
 class AsyncConnections:
     """A few autocommit psycopg connections on the running event loop, opened on first use.
 
-    Statements take the connections in turn; psycopg queues concurrent statements on one
-    connection. A connection the server dropped is replaced and the statement tried once more.
-    Autocommit: no transaction is ever left open (it would hold locks and block VACUUM).
+    A statement takes an idle connection, else the next in turn (psycopg queues concurrent
+    statements on one connection). A connection the server dropped is replaced and the
+    statement tried once more. Autocommit: no transaction is ever left open (it would hold
+    locks and block VACUUM).
     """
 
     def __init__(self, engine: Engine, size: int = 4) -> None:
@@ -59,7 +60,7 @@ class AsyncConnections:
         if loop is not self.loop:  # connections belong to the loop that opened them
             self.conns, self.opening, self.loop = [None] * self.size, None, loop
         if slot is None:
-            self.turn = slot = (self.turn + 1) % self.size
+            slot = self._idle_slot()
         conn = self.conns[slot]
         if conn is not None and not conn.closed:
             return slot, conn
@@ -71,6 +72,17 @@ class AsyncConnections:
                 conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                 self.conns[slot] = conn
         return slot, conn
+
+    def _idle_slot(self) -> int:
+        """The first slot from the next in turn whose connection runs nothing (psycopg queues
+        a statement behind the one under way on the same connection), else the next in turn."""
+        self.turn = (self.turn + 1) % self.size
+        for step in range(self.size):
+            slot = (self.turn + step) % self.size
+            conn = self.conns[slot]
+            if conn is None or not conn.lock.locked():
+                return slot
+        return self.turn
 
     async def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
         """The rows of one statement (committed by the time they are returned, if it writes)."""
