@@ -4,7 +4,9 @@
 page and one-click POST that cost more than the database itself. These classes run the same
 statements (built once there) compiled once to the driver's SQL: `HotReads` on SQLite, on a
 DB-API connection per thread, and `AsyncHotReads` on PostgreSQL, on psycopg's asyncio
-connections. They return the same values, so the pages cannot tell which one answered.
+connections, where the reads of concurrent requests go in one statement and a one-click's read
+and unsubscribe are one statement too (db/pgasync.py). They return the same values, so the
+pages cannot tell which one answered.
 """
 
 from __future__ import annotations
