@@ -141,9 +141,10 @@ class Batches(Generic[K, R]):
                 del self.pending[: self.max_batch]
                 try:
                     outcomes = await self.run_many([key for key, _ in batch])
-                except asyncio.CancelledError:
-                    for _, future in batch:
+                except asyncio.CancelledError:  # the event loop is closing: so is every call
+                    for _, future in batch + self.pending:
                         future.cancel()
+                    self.pending = []
                     raise
                 except Exception as exc:  # the whole batch failed: each caller gets the error
                     outcomes = [(None, exc)] * len(batch)
