@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from newsletter.configschema import (
+    ENTRY_SCHEMA,
     SCHEMA,
+    TABLE_LISTS,
     ArchiveSettings,
     AudienceSettings,
     BouncesSettings,
@@ -23,6 +25,7 @@ from newsletter.configschema import (
     DkimSettings,
     DoctorSettings,
     NewsletterSettings,
+    RelaySettings,
     Secret,
     SendSettings,
     SmtpSettings,
@@ -229,9 +232,42 @@ def _from_file(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path.name}: [{section}] unknown key {key!r} (known: {known})")
             kind = SCHEMA[section][key][0]
             where = f"{path.name}: [{section}] {key}"
+            if (section, key) in TABLE_LISTS:
+                out.setdefault(section, {})[key] = _entries(value, section, key, path.name)
+                continue
             out.setdefault(section, {})[key] = _coerce(value, kind, where,
                                                        is_secret(section, key))
     return out
+
+
+def _entries(value: Any, section: str, key: str, source: str) -> list[Any]:
+    """A list of tables ([[smtp.relays]]): each entry checked key by key, read as its class."""
+    cls, schema = TABLE_LISTS[(section, key)], ENTRY_SCHEMA[(section, key)]
+    head = f"{source}: [[{section}.{key}]]"
+    if not isinstance(value, list):
+        raise ConfigError(f"{head}: expected a list of tables, got {_shown(value)}")
+    out = []
+    for number, entry in enumerate(value, 1):
+        where = f"{head} {_entry_label(number, entry)}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table, got {_shown(entry)}")
+        typed = {}
+        for name, item in entry.items():
+            if name not in schema:
+                known = ", ".join(schema)
+                raise ConfigError(f"{where}: unknown key {name!r} (known: {known})")
+            kind = schema[name][0]
+            typed[name] = _coerce(item, kind, f"{where} {name}", kind is Secret)
+            if kind is Secret:
+                typed[name] = Secret(typed[name])
+        out.append(cls(**typed))
+    return out
+
+
+def _entry_label(number: int, entry: Any) -> str:
+    """How an error names a list entry: its place, and its name when it has one."""
+    name = entry.get("name") if isinstance(entry, dict) else getattr(entry, "name", None)
+    return f"#{number} ({name!r})" if isinstance(name, str) and name else f"#{number}"
 
 
 def env_name(section: str, key: str) -> str:
@@ -246,6 +282,9 @@ def _from_env(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     for section, keys in SCHEMA.items():
         for key, (kind, _default) in keys.items():
             name = env_name(section, key)
+            if name in environ and (section, key) in TABLE_LISTS:
+                raise ConfigError(f"{name}: [[{section}.{key}]] entries can only be given in "
+                                  f"{CONFIG_FILE}")
             if name in environ:
                 out.setdefault(section, {})[key] = _coerce(environ[name], kind, name,
                                                            is_secret(section, key))
@@ -265,9 +304,62 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
             raise ConfigError(f"[smtp] {key}: must be at least 1")
     if not 0 <= values["smtp"]["workers"] <= 64:
         raise ConfigError("[smtp] workers: expected 0 (one per two CPU cores) to 64")
+    if values["smtp"]["cooldown"] < 0:
+        raise ConfigError("[smtp] cooldown: must be 0 or more")
+    values["smtp"]["relays"] = check_relays(values["smtp"]["relays"])
+    values["smtp"]["domain_limits"] = check_domain_limits(values["smtp"]["domain_limits"])
     base = values["newsletter"]["base_url"]
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"[newsletter] base_url: expected an http(s) URL, got {_shown(base)}")
+
+
+def check_relays(entries: list[RelaySettings]) -> list[RelaySettings]:
+    """Each [[smtp.relays]] entry usable, named (host:port when it has no name), names unique."""
+    out: list[RelaySettings] = []
+    for number, entry in enumerate(entries, 1):
+        where = f"[[smtp.relays]] {_entry_label(number, entry)}"
+        problem = _relay_problem(entry)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        named = replace(entry, name=entry.name or f"{entry.host}:{entry.port}")
+        if any(other.name == named.name for other in out):
+            raise ConfigError(f"{where}: another relay has the name {named.name!r}; give each "
+                              "relay its own name")
+        out.append(named)
+    return out
+
+
+def _relay_problem(entry: RelaySettings) -> str | None:
+    """What makes one relay entry unusable, or None."""
+    if not entry.host:
+        return "host: required"
+    if entry.tls not in TLS_MODES:
+        return f"tls: expected one of {', '.join(TLS_MODES)}, got {_shown(entry.tls)}"
+    if not 0 < entry.port <= 65535:
+        return f"port: expected a port from 1 to 65535, got {entry.port}"
+    if entry.weight <= 0:
+        return f"weight: must be more than 0, got {entry.weight}"
+    if entry.connections < 1:
+        return f"connections: must be at least 1, got {entry.connections}"
+    if entry.rate < 0 or entry.hourly < 0:
+        return "rate and hourly: must be 0 (no limit) or more"
+    if not entry.name.isprintable():
+        return "name: one line of printable text"
+    return None
+
+
+def check_domain_limits(limits: dict[str, Any]) -> dict[str, float]:
+    """[smtp.domain_limits]: lower-case domain -> messages per second, each more than 0."""
+    out: dict[str, float] = {}
+    for domain, limit in limits.items():
+        where = f"[smtp.domain_limits] {domain!r}"
+        if not domain or "@" in domain or not domain.isprintable():
+            raise ConfigError(f"{where}: expected a domain such as \"gmail.com\"")
+        number = _coerce(limit, float, where)
+        if number <= 0:
+            raise ConfigError(f"{where}: expected messages per second, more than 0, got {limit}")
+        out[domain.strip().lower()] = number
+    return out
 
 
 def load_settings(

@@ -69,6 +69,25 @@ class SmtpSettings:
     retry_window: float = 900.0
     max_attempts: int = 8
     lease: float = 300.0
+    relays: list[RelaySettings] = field(default_factory=list)  # [[smtp.relays]]; empty: the above
+    cooldown: float = 60.0  # seconds a failing relay of several is left out
+    domain_limits: dict[str, float] = field(default_factory=dict)  # domain -> messages/second
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """One [[smtp.relays]] entry: a relay of several, its connections, limits and share."""
+
+    name: str = ""  # in reports; empty: host:port
+    host: str = ""
+    port: int = 25
+    tls: str = "none"
+    user: str = ""
+    password: Secret = Secret("")
+    connections: int = 4  # at most this many of a worker's connections
+    rate: float = 0.0  # messages per second, shared by the workers; 0: no limit
+    hourly: int = 0  # messages per hour, shared by the workers; 0: no limit
+    weight: float = 1.0  # its share of the connections
 
 
 @dataclass(frozen=True)
@@ -158,4 +177,11 @@ def _schema(cls: type) -> dict[str, tuple[type, Any]]:
 
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     name: _schema(cls) for name, cls in SECTIONS.items()
+}
+
+# Settings that are lists of tables ([[smtp.relays]]): SCHEMA gives them as a list; each entry
+# is checked against its own schema and read as its dataclass (config.py).
+TABLE_LISTS: dict[tuple[str, str], type] = {("smtp", "relays"): RelaySettings}
+ENTRY_SCHEMA: dict[tuple[str, str], dict[str, tuple[type, Any]]] = {
+    where: _schema(cls) for where, cls in TABLE_LISTS.items()
 }

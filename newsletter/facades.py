@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -27,10 +27,14 @@ if TYPE_CHECKING:
     from newsletter.bounces.policy import ReportRow
     from newsletter.bounces.receiver import Processor
     from newsletter.compose.preview import Recipient
+    from newsletter.delivery.daemon import WorkerOptions, WorkerReport
     from newsletter.delivery.dispatch import SendPlan
-    from newsletter.delivery.issues import IssueStatus
+    from newsletter.delivery.issues import IssueStatus, IssueSummary
+    from newsletter.delivery.registry import WorkerInfo
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
+    from newsletter.delivery.retention import RollUpReport
     from newsletter.delivery.runner import RunResult
+    from newsletter.delivery.schedule import Schedule
     from newsletter.outbox import OutboxReport, OutboxRow
     from newsletter.services import Services
 
@@ -202,11 +206,37 @@ class Sending(Facade):
 
         check_relay(self.services.settings)
 
-    def enqueue(self, plan: SendPlan) -> tuple[int, int]:
-        """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added)."""
+    def enqueue(self, plan: SendPlan, at: Schedule | None = None) -> tuple[int, int]:
+        """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added);
+        `at`: scheduled for then instead of sending now."""
         from newsletter.delivery.dispatch import begin_send
 
-        return begin_send(self.engine, self.services.settings, plan)
+        return begin_send(self.engine, self.services.settings, plan, at)
+
+    def work(self, options: WorkerOptions, observer: Any = None) -> WorkerReport:
+        """Run `newsletter worker` in this process until stopped (delivery/daemon.py)."""
+        from newsletter.delivery.daemon import serve
+
+        s = self.services
+        return serve(s.settings, s.engine, self.engine, s.keyring.address_key, options,
+                     observer)
+
+    def workers(self, stale_after: float | None = None) -> list[WorkerInfo]:
+        """The registered workers, live and gone (delivery/registry.py)."""
+        from newsletter.delivery.registry import STALE_AFTER, workers
+
+        return workers(self.services.engine, stale_after or STALE_AFTER)
+
+    def prune_workers(self, stale_after: float | None = None) -> int:
+        from newsletter.delivery.registry import STALE_AFTER, prune
+
+        return prune(self.services.engine, stale_after or STALE_AFTER)
+
+    def control(self, slug: str, action: str) -> tuple[str, int]:
+        """Pause, resume or cancel an issue from any host (delivery/issues.control)."""
+        from newsletter.delivery.issues import control
+
+        return control(self.engine, slug, action)
 
     def deliver(self, plan: SendPlan, issue_id: int, progress: Any,
                 **options: Any) -> tuple[RunResult, str]:
@@ -231,10 +261,16 @@ class Sending(Facade):
 
         return issue_status(self.services.engine, slug)
 
-    def summaries(self) -> dict[str, tuple[str, dict[str, int]]]:
+    def summaries(self) -> dict[str, IssueSummary]:
         from newsletter.delivery.issues import issue_summaries
 
         return issue_summaries(self.services.engine)
+
+    def roll_up(self, older_than: timedelta, *, dry_run: bool = False) -> RollUpReport:
+        """Keep the counts of issues sent more than `older_than` ago, drop their rows."""
+        from newsletter.delivery.retention import roll_up
+
+        return roll_up(self.services.engine, older_than, dry_run=dry_run)
 
 
 class Compose(Facade):
@@ -259,7 +295,8 @@ class Compose(Facade):
 
 
 class Statements(Facade):
-    """Sign-on statements' signatures: list, decide, export (statements/moderation.py)."""
+    """Sign-on statements' signatures: list, decide, merge organisations named alike, export
+    (statements/moderation.py)."""
 
     def signatures(self, slug: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
         from newsletter.statements.moderation import signatures
@@ -270,6 +307,21 @@ class Statements(Facade):
         from newsletter.statements.moderation import decide
 
         return decide(self.services.engine, slug, decision, ids)
+
+    def approved_spelling(self, slug: str, signature: int) -> str | None:
+        from newsletter.statements.moderation import approved_spelling
+
+        return approved_spelling(self.services.engine, slug, signature)
+
+    def merge(self, slug: str, signature: int, spelling: str) -> None:
+        from newsletter.statements.moderation import merge
+
+        merge(self.services.engine, slug, signature, spelling)
+
+    def keep_apart(self, slug: str, signature: int) -> None:
+        from newsletter.statements.moderation import keep_apart
+
+        keep_apart(self.services.engine, slug, signature)
 
     def export_csv(self, slug: str) -> str:
         from newsletter.statements.moderation import export_csv

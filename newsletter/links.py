@@ -104,6 +104,11 @@ def feed_path(language: str) -> str:
     return f"/{language}/feed.xml"
 
 
+def statements_path(language: str) -> str:
+    """Path of a language's index of statements."""
+    return f"/{language}/statements/"
+
+
 def statement_path(language: str, slug: str) -> str:
     """Path of a statement's public page (text and signatories) in one language."""
     return f"/{language}/statements/{slug}/"

@@ -25,7 +25,7 @@ from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.tables import OUTBOX
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.relay import Relay, every_relay
 from newsletter.delivery.smtp import send_each
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,10 @@ OUTBOX_STATUS = {"sent": "sent", "deferred": "deferred", "failed": "failed",
                  "retry": "deferred", "unknown": "deferred"}
 
 
-async def _send_batch(relay: Relay, rows: list[dict[str, Any]]) -> list[tuple[dict, str, str]]:
+async def _send_batch(relays: list[Relay],
+                      rows: list[dict[str, Any]]) -> list[tuple[dict, str, str]]:
     envelopes = [(row["sender"], row["recipient"], bytes(row["message"])) for row in rows]
-    results = await send_each(relay, envelopes)
+    results = await send_each(relays, envelopes)  # the first relay, else the next that answers
     return [(row, OUTBOX_STATUS[r.status], r.reply) for row, r in zip(rows, results, strict=True)]
 
 
@@ -178,7 +179,7 @@ async def deliver_outbox(
     rows = await run_in_threadpool(claim, engine, moment, limit, include_deferred)
     if not rows:
         return OutboxReport()
-    outcomes = await _send_batch(Relay.from_settings(settings), rows)
+    outcomes = await _send_batch(every_relay(settings), rows)
     await run_in_threadpool(record, engine, outcomes, now or utcnow())
     for row, status, reply in outcomes:
         if status != "sent":

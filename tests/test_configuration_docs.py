@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 from newsletter.config import SCHEMA, load_settings
+from newsletter.configschema import ENTRY_SCHEMA
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+# The sections and the lists of tables ([[smtp.relays]] as "smtp.relays"), key -> (type, default).
+KNOWN = {**SCHEMA, **{f"{s}.{k}": keys for (s, k), keys in ENTRY_SCHEMA.items()}}
 
 
 def documented() -> dict[str, dict[str, str]]:
@@ -16,7 +19,7 @@ def documented() -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     section = None
     for line in DOC.read_text("utf-8").splitlines():
-        heading = re.match(r"## `\[(\w+)\]`", line)
+        heading = re.match(r"## `\[\[?([\w.]+)\]\]?`", line)
         if heading:
             section = heading.group(1)
             continue
@@ -39,18 +42,18 @@ def shown(default: object) -> str:
 
 def test_every_setting_is_documented_with_its_default():
     page = documented()
-    missing = [f"[{s}] {k}" for s, keys in SCHEMA.items() for k in keys
+    missing = [f"[{s}] {k}" for s, keys in KNOWN.items() for k in keys
                if k not in page.get(s, {})]
     assert not missing, f"not in docs/configuration.md: {missing}"
     wrong = [f"[{s}] {k}: page says {page[s][k]!r}, code {shown(d)!r}"
-             for s, keys in SCHEMA.items() for k, (_, d) in keys.items()
+             for s, keys in KNOWN.items() for k, (_, d) in keys.items()
              if page[s][k] != shown(d)]
     assert not wrong, wrong
 
 
 def test_the_page_documents_no_setting_the_code_rejects():
     extra = [f"[{s}] {k}" for s, keys in documented().items() for k in keys
-             if k not in SCHEMA.get(s, {})]
+             if k not in KNOWN.get(s, {})]
     assert not extra, f"documented but unknown to the code: {extra}"
 
 

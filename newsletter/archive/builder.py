@@ -24,6 +24,7 @@ from newsletter.archive.feeds import render_feed
 from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
+from newsletter.archive.statementpages import ArchivedStatement
 from newsletter.archive.webversion import (
     WebVersion,
     feed_content,
@@ -196,6 +197,16 @@ def write_calendars(settings: Settings, writer: SiteWriter, records: list[Archiv
     return written
 
 
+def _statements(settings: Settings, engine: Engine,
+                warnings: list[str]) -> list[ArchivedStatement]:
+    if not (settings.workspace / "statements").is_dir():  # statements/source.py's FOLDER
+        return []
+    # Imported only when there are statements: it brings the signature tables' code.
+    from newsletter.archive.statements import load_statements
+
+    return load_statements(settings.workspace, engine, warnings)
+
+
 def build_archive(
     *,
     settings: Settings,
@@ -213,7 +224,7 @@ def build_archive(
     renderer = PageRenderer(settings.workspace)
     records, sources, warnings = load_editions(settings, engine)
     plan = plan_site(records, archive_config(settings), now or datetime.now(UTC),
-                     renderer.fingerprints, pinned)
+                     renderer.fingerprints, pinned, _statements(settings, engine, warnings))
     site = _Site(settings, sources, renderer)
     writer = SiteWriter(out)
     for page in plan.pages:
@@ -221,13 +232,6 @@ def build_archive(
             writer.keep(page.file)
         else:
             writer.write(page.file, site.render(page), page.input_hash)
-    if (settings.workspace / "statements").is_dir():  # statements/source.py's FOLDER
-        # Imported only when there are statements: it brings the signature tables' code.
-        from newsletter.archive.statements import statement_pages
-
-        for file, data, digest in statement_pages(settings, engine, renderer,
-                                                  now or datetime.now(UTC), warnings):
-            writer.write(file, data, digest)
     for asset in plan.assets:
         source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
                       if a.ref == asset.ref)

@@ -34,7 +34,8 @@ def _item(planner: _Planner, here: str, edition: ArchivedEdition, event: Event) 
     base = planner.config.base_url
     calendar_path = event.calendar_url.removeprefix(base)
     return {
-        "title": event.title, "start_iso": event.start.isoformat(),
+        "title": event.title,
+        "start_iso": event.start.date().isoformat() if event.all_day else event.start.isoformat(),
         "when": when_text(event, edition.language, planner.config.dates),
         "place": event.place, "online": event.online, "link": event.link,
         "description": event.description,
@@ -46,7 +47,7 @@ def _item(planner: _Planner, here: str, edition: ArchivedEdition, event: Event) 
 
 
 def _over(event: Event, now: datetime) -> bool:
-    return (event.end or event.start) < now
+    return event.over_at < now
 
 
 def plan_events(planner: _Planner, language: str, now: datetime) -> None:

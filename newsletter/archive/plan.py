@@ -19,9 +19,21 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from newsletter.archive.eventpages import plan_events
+from newsletter.archive.statementpages import (
+    ArchivedStatement,
+    plan_statements,
+    statement_languages,
+)
 from newsletter.archive.urls import output_file, relative_href
 from newsletter.i18n import LANGUAGES, language_name
-from newsletter.links import events_path, feed_path, index_path, issue_path, subscribe_url
+from newsletter.links import (
+    events_path,
+    feed_path,
+    index_path,
+    issue_path,
+    statements_path,
+    subscribe_url,
+)
 from newsletter.localized import Localized, format_day, pick
 from newsletter.typography import typeset_text
 
@@ -158,8 +170,10 @@ def _hash(kind: str, template: str, fingerprints: Mapping[str, str], language: s
 
 class _Planner:
     def __init__(self, editions: Sequence[ArchivedEdition], config: ArchiveConfig, now: datetime,
-                 fingerprints: Mapping[str, str], pinned: Mapping[str, str]) -> None:
+                 fingerprints: Mapping[str, str], pinned: Mapping[str, str],
+                 with_statements: set[str]) -> None:
         self.config = config
+        self.with_statements = with_statements
         self.fingerprints = fingerprints
         visible = [e for e in editions if e.sent_at <= now]
         self.paths: dict[tuple[str, str], str] = {}
@@ -206,6 +220,8 @@ class _Planner:
             "subscribe": [self.subscribe(slug, name) for slug, name in lists],
             "events_href": (relative_href(here, events_path(language))
                             if language in self.with_events else ""),
+            "statements_href": (relative_href(here, statements_path(language))
+                                if language in self.with_statements else ""),
         }
 
     def subscribe(self, list_slug: str, list_name: str) -> dict[str, str]:
@@ -343,9 +359,11 @@ def plan_site(
     now: datetime,
     fingerprints: Mapping[str, str],
     pinned: Mapping[str, str] | None = None,
+    statements: Sequence[ArchivedStatement] = (),
 ) -> SitePlan:
     """Decide every page and asset of the site, each with the hash of what it depends on."""
-    planner = _Planner(editions, config, now, fingerprints, pinned or {})
+    planner = _Planner(editions, config, now, fingerprints, pinned or {},
+                       statement_languages(list(statements)))
     planner.plan_root()
     for language in planner.languages:
         planner.plan_indexes(language)
@@ -356,7 +374,8 @@ def plan_site(
     for language in planner.languages:
         planner.plan_feed(language)
         plan_events(planner, language, now)
-    html_pages += [p for p in planner.pages if p.kind == "events"]
+    plan_statements(planner, list(statements), now)
+    html_pages += [p for p in planner.pages if p.kind in ("events", "statement", "statements")]
     planner.plan_sitemap(html_pages)
     assets = []
     for (slug, language), path in planner.paths.items():

@@ -22,7 +22,8 @@ from newsletter.archive.plan import PagePlan
 from newsletter.errors import NewsletterError
 from newsletter.i18n import LOCALES, translations
 
-TEMPLATES = ("root.html", "index.html", "issue.html", "404.html", "events.html")
+TEMPLATES = ("root.html", "index.html", "issue.html", "404.html", "events.html",
+             "statement.html", "statements.html")
 DOMAIN = "archive"
 
 

@@ -4,6 +4,12 @@ The web page's "Download my data" and `newsletter subscribers export-data` both 
 `export_data`. Every query is bound to the one subscriber id, so the file holds nobody else's
 data: no other subscriber, no address from a bounce report about someone else. The statements
 the subscriber signed are matched by the signature's contact address.
+
+A person who signed a statement but never subscribed has the same right of access: asked by
+address (the CLI, or the web through the signature's own link, web/sign.py), the document
+holds their signatures, with `subscriber` null and the subscriber's sections empty.
+Deliveries of an issue rolled up by `maintenance --roll-up-after` are no longer kept, so they
+are not listed (delivery/retention.py).
 """
 
 from __future__ import annotations
@@ -93,12 +99,14 @@ def _signatures(conn: Connection, email: str) -> list[dict[str, Any]]:
     """The statements signed with this contact address, whatever their status."""
     g, st = SIGNATURES.c, STATEMENTS.c
     rows = conn.execute(
-        select(st.slug, g.organisation, g.country, g.organisation_type, g.language, g.listed,
-               g.status, g.created_at, g.verified_at, g.decided_at)
+        select(st.slug, g.organisation, g.country, g.organisation_type, g.contact_name,
+               g.contact_email, g.language, g.listed, g.status, g.created_at, g.verified_at,
+               g.decided_at)
         .join(STATEMENTS, st.id == g.statement_id).where(g.contact_email == email)
         .order_by(g.created_at, g.id))
     return [{"statement": r.slug, "organisation": r.organisation, "country": r.country,
-             "organisation_type": r.organisation_type, "language": r.language,
+             "organisation_type": r.organisation_type, "contact_name": r.contact_name,
+             "contact_email": r.contact_email, "language": r.language,
              "listed": r.listed, "status": r.status, "signed_at": _time(r.created_at),
              "verified_at": _time(r.verified_at), "decided_at": _time(r.decided_at)}
             for r in rows]
@@ -107,14 +115,15 @@ def _signatures(conn: Connection, email: str) -> list[dict[str, Any]]:
 def export_data(
     engine: Engine, *, email: str | None = None, subscriber_id: int | None = None
 ) -> dict[str, Any]:
-    """Everything kept about one subscriber (by address or id), as plain JSON-ready data."""
+    """Everything kept about one person (a subscriber by address or id, or by address someone
+    who only signed statements), as plain JSON-ready data."""
     with engine.connect() as conn:
         if subscriber_id is None:
             address = normalize_email(email or "")
             s = SUBSCRIBERS.c
             subscriber_id = conn.scalar(select(s.id).where(s.email == address))
             if subscriber_id is None:
-                raise NotFoundError(f"no subscriber {address}")
+                return _signer_only(conn, address)
         subscriber = _subscriber(conn, subscriber_id)
         return {
             "format": FORMAT,
@@ -125,3 +134,13 @@ def export_data(
             "deliveries": _deliveries(conn, subscriber_id),
             "signatures": _signatures(conn, subscriber["email"]),
         }
+
+
+def _signer_only(conn: Connection, address: str) -> dict[str, Any]:
+    """The document of someone who signed statements with this address but never subscribed."""
+    signatures = _signatures(conn, address)
+    if not signatures:
+        raise NotFoundError(f"no subscriber or signatory {address}")
+    return {"format": FORMAT, "exported_at": utcnow().isoformat(), "subscriber": None,
+            "subscriptions": [], "consent_events": [], "deliveries": [],
+            "signatures": signatures}

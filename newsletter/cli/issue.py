@@ -1,11 +1,11 @@
-"""`newsletter issue new|check|preview|status`: write, check and look at an issue, follow its
-sending."""
+"""`newsletter issue new|check|preview|status|pause|resume|cancel`: write, check and look at an
+issue, follow its sending and control it from any host."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -20,6 +20,9 @@ from newsletter.compose.preview import PreviewServer, watched_folders, write_pre
 from newsletter.compose.scaffold import copy_issue, new_issue
 from newsletter.compose.source import SLUG_RE
 from newsletter.compose.translations import mark_translated, source_language
+
+if TYPE_CHECKING:
+    from newsletter.delivery.issues import IssueSummary
 
 
 def _languages(value: str | None) -> list[str]:
@@ -149,7 +152,7 @@ def translated(app: AppContext, slug: str, lang: str, origin: str | None, as_jso
     click.echo(f"{shown}: marked as translated from the current {origin}.md")
 
 
-def _summaries(app: AppContext) -> dict[str, tuple[str, dict[str, int]]]:
+def _summaries(app: AppContext) -> dict[str, IssueSummary]:
     """Issue statuses and delivery counts from the database ({} when there is none yet)."""
     url = app.settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -180,10 +183,10 @@ def list_issues(app: AppContext, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     for slug in sorted(set(folders) | set(known)):
         languages, date = _folder_facts(workspace, slug) if slug in folders else ([], None)
-        status, counts = known.get(slug, ("draft", {}))
+        status, counts, rolled_up = known.get(slug, ("draft", {}, None))
         rows.append({"slug": slug, "status": status, "languages": languages, "date": date,
                      "folder": slug in folders, "deliveries": sum(counts.values()),
-                     "counts": counts})
+                     "counts": counts, "rolled_up": rolled_up})
     rows.sort(key=lambda r: (r["date"] or "9999", r["slug"]))
     if as_json:
         print_json(rows)
@@ -192,10 +195,11 @@ def list_issues(app: AppContext, as_json: bool) -> None:
     for r in rows:
         c = r["counts"]
         waiting = sum(c.get(k, 0) for k in ("queued", "deferred", "sending"))
-        table.add_row(r["slug"] + ("" if r["folder"] else " (no folder)"), r["status"],
+        status = r["status"] + (f" (rolled up on {r['rolled_up'][:10]})" if r["rolled_up"] else "")
+        table.add_row(r["slug"] + ("" if r["folder"] else " (no folder)"), status,
                       ",".join(r["languages"]) or "-", r["date"] or "-", str(c.get("sent", 0)),
                       str(c.get("failed", 0)), str(waiting))
-    Console().print(table)
+    print_table(table)
 
 
 @issue.command("preview")
@@ -254,6 +258,17 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
         return
     console = Console()
     console.print(f"{slug}: {report.status}")
+    if report.rolled_up:
+        console.print(f"rolled up on {report.rolled_up[:10]}: the counts were kept, the "
+                      f"per-recipient rows deleted", highlight=False)
+    if report.scheduled_at is not None:
+        from newsletter.delivery.schedule import describe
+
+        console.print(f"scheduled for {describe(report.scheduled_at, report.zone)}",
+                      highlight=False)
+    for w in report.workers:
+        console.print(f"worker {w['host']} pid {w['pid']}: {w['rate']:.1f} msg/s, "
+                      f"{w['sent']} sent", highlight=False)
     shown = [s for s in report.counts if report.counts[s] or s not in ("sending",)]
     table = Table("language", *shown)
     for lang, counts in sorted(report.by_language.items()):
@@ -263,3 +278,28 @@ def status(app: AppContext, slug: str, as_json: bool) -> None:
     for err in report.last_errors:
         console.print(f"{err['status']} {err['email']} ({err['language']}, "
                       f"{err['attempts']} attempts): {err['reply']}", highlight=False)
+
+
+def _control(action: str, done: str) -> Any:
+    @click.argument("slug")
+    @json_option
+    @pass_app
+    def command(app: AppContext, slug: str, as_json: bool) -> None:
+        status, skipped = app.services.sending.control(slug, action)
+        if as_json:
+            print_json({"issue": slug, "status": status, "skipped": skipped})
+            return
+        more = f"; {skipped} deliveries not sent were skipped" if skipped else ""
+        click.echo(f"{slug}: {status}{more}. {done}")
+
+    return command
+
+
+issue.command("pause", help="Pause issue SLUG on every worker and host (within 2 seconds): "
+              "messages in flight finish, the rest wait.")(
+    _control("pause", "Workers stop within 2 seconds; `newsletter issue resume` goes on."))
+issue.command("resume", help="Resume a paused issue SLUG: the workers send it again.")(
+    _control("resume", "Running `newsletter worker` processes go on with it."))
+issue.command("cancel", help="Cancel issue SLUG (scheduled, sending or paused): the "
+              "deliveries still waiting are skipped.")(
+    _control("cancel", "Workers stop within 2 seconds."))

@@ -47,6 +47,10 @@ COMMANDS: dict[str, Entry] = {
                    "one-click unsubscribe pages."),
     "statement": Entry("newsletter.cli.statement:statement",
                        "Sign-on statements: check the text, review signatures, export them."),
+    "worker": Entry("newsletter.cli.worker:worker", "Send every issue that is sending, start "
+                    "scheduled ones, deliver system mails."),
+    "workers": Entry("newsletter.cli.worker:workers", "The running `newsletter worker` "
+                     "processes: host, pid, since, issue, rate."),
     "subscribers": Entry("newsletter.cli.subscribers:subscribers",
                          "Subscribers: add, import CSV, invite, list, export, remove."),
 }
@@ -123,11 +127,20 @@ class NewsletterGroup(click.Group):
     help="Workspace folder holding newsletter.toml.",
 )
 @click.option("--database-url", help="Overrides [database] url and NEWSLETTER_DATABASE_URL.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="NEWSLETTER_LOG_FORMAT", show_default=True,
+              help="json: every log line is one JSON object (time, level, logger, message, "
+                   "extra fields), for journald or a log shipper.")
 @click.version_option(__version__, prog_name="newsletter")
 @click.pass_context
-def cli(ctx: click.Context, workspace: Path, database_url: str | None) -> None:
+def cli(ctx: click.Context, workspace: Path, database_url: str | None, log_format: str) -> None:
     """Multilingual newsletters: lists, double opt-in, Markdown issues, sending, archive."""
     from newsletter.cli.context import AppContext
+
+    if log_format != "text":
+        from newsletter.logs import use_log_format
+
+        use_log_format(log_format)
 
     overrides = {"database": {"url": database_url}} if database_url else {}
     ctx.obj = AppContext(workspace=workspace, overrides=overrides)

@@ -17,9 +17,11 @@ from rich.table import Table
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.delivery import dispatch
 from newsletter.delivery.concurrency import concurrency
+from newsletter.delivery.relays import relay_report
 from newsletter.errors import ValidationError
 
 if TYPE_CHECKING:
+    from newsletter.delivery.schedule import Schedule
     from newsletter.facades import Sending
 
 EXIT_PAUSED = 130
@@ -95,13 +97,22 @@ class _Bar:
 @click.option("--connections", type=click.IntRange(1, 500),
               help="SMTP connections per process ([smtp] connections).")
 @click.option("--rate", type=click.FloatRange(0), help="Messages per second, 0 = unlimited.")
+@click.option("--detach", is_flag=True, help="Return once the deliveries are queued and leave "
+              "the sending to `newsletter worker` processes (on any host).")
+@click.option("--at", "at", metavar="WHEN", help='Queue the issue now, sent by the workers at '
+              'WHEN: "2026-12-01 09:00 Europe/Brussels", or an ISO time with its offset.')
 @json_option
 @pass_app
 def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | None,
          fallback_language: str | None, force: bool, resend_unknown: bool,
          publish_check: bool | None, workers: int | None, connections: int | None,
-         rate: float | None, as_json: bool) -> None:
-    """Send issue SLUG to every confirmed subscriber of its list, each in their language."""
+         rate: float | None, detach: bool, at: str | None, as_json: bool) -> None:
+    """Send issue SLUG to every confirmed subscriber of its list, each in their language.
+
+    By default this process sends and shows the progress. With --detach or --at it only
+    queues the deliveries, and `newsletter worker` processes send them.
+    """
+    schedule = _schedule(at, detach, workers, connections, rate)
     app.services.require_schema()
     sending = app.services.sending
     console = Console(quiet=as_json)
@@ -133,9 +144,58 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                       f"{report.total_bytes} bytes, smallest {report.smallest}, "
                       f"largest {report.largest}; nothing was sent", highlight=False)
         return
+    if detach or schedule is not None:
+        _enqueue_only(sending, console, plan, schedule, yes=yes, as_json=as_json,
+                      publish_check=publish_check)
+        return
     _send(sending, console, plan, yes=yes, as_json=as_json, workers=workers,
           connections=connections, rate=rate, resend_unknown=resend_unknown,
           publish_check=publish_check)
+
+
+def _schedule(at: str | None, detach: bool, workers: int | None, connections: int | None,
+              rate: float | None) -> Schedule | None:
+    """The --at time, after refusing flags that only a send run here would use."""
+    from newsletter.delivery.schedule import parse_at
+
+    if detach or at is not None:
+        local = [f for f, v in (("--workers", workers), ("--connections", connections),
+                                ("--rate", rate)) if v is not None]
+        if local:
+            raise ValidationError(f"{', '.join(local)}: a detached or scheduled send is made "
+                                  f"by `newsletter worker`; give those to the workers")
+    return parse_at(at) if at is not None else None
+
+
+def _enqueue_only(sending: Sending, console: Console, plan: dispatch.SendPlan,
+                  schedule: Schedule | None, *, yes: bool, as_json: bool,
+                  publish_check: bool | None) -> None:
+    """--detach and --at: queue the deliveries and return; the workers send them."""
+    from newsletter.delivery.schedule import describe
+
+    if schedule is not None and plan.issue is not None and plan.issue.status in (
+            "sending", "paused"):
+        raise ValidationError(f"--at: issue {plan.slug!r} is already {plan.issue.status}; "
+                              f"`newsletter issue cancel {plan.slug}` first to send it later")
+    total = _show_plan(console, plan)
+    when = describe(schedule.when, schedule.zone) if schedule else None
+    if not yes:
+        click.confirm(f"Queue {plan.slug} for {total} recipients"
+                      + (f", sent at {when}?" if when else "?"), abort=True)
+    if sending.publishes(publish_check):
+        sending.publish(plan)
+    issue_id, _added = sending.enqueue(plan, schedule)
+    queued = sending.remaining(issue_id)
+    if as_json:
+        print_json({"issue": plan.slug, "status": "scheduled" if schedule else "sending",
+                    "queued": queued, "scheduled_at": schedule.when if schedule else None,
+                    "zone": schedule.zone if schedule else None,
+                    "warnings": list(plan.warnings)})
+        return
+    start = f"at {when}" if when else "now"
+    console.print(f"{queued} deliveries queued; run `newsletter worker` (any host, any "
+                  f"number) to send them; they start {start}. Follow with `newsletter issue "
+                  f"status {plan.slug}`.", highlight=False)
 
 
 def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: bool,
@@ -168,16 +228,24 @@ def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: b
     archive_problem = sending.update_archive() if publishing else None
     if archive_problem:
         console.print(f"[yellow]warning:[/] {archive_problem}", highlight=False)
+    relays = relay_report(result.counts)  # empty with a single relay
     if as_json:
         print_json({"issue": plan.slug, "status": status, **counts,
                     "warnings": list(plan.warnings),
                     "interrupted": result.interrupted, "seconds": round(elapsed, 3),
-                    "workers": chosen.workers, "connections": chosen.connections})
+                    "workers": chosen.workers, "connections": chosen.connections,
+                    **({"relays": {r.name: {"sent": r.sent, "taken_out": r.taken_out}
+                                   for r in relays}} if relays else {})})
     else:
         line = ", ".join(f"{k} {v}" for k, v in counts.items())
         console.print(f"{plan.slug}: {line} in {elapsed:.1f}s; issue is {status}",
                       highlight=False)
-        if result.interrupted:
+        if relays:
+            console.print("sent through each relay: "
+                          + ", ".join(r.describe() for r in relays), highlight=False)
+        if status == "cancelled":
+            console.print("Cancelled: the deliveries still waiting were skipped.")
+        elif result.interrupted:
             console.print(f"Paused. Run `newsletter send {plan.slug}` again to resume.")
         elif status == "sending":
             console.print("Some deliveries wait for a retry: run `newsletter send "

@@ -3,11 +3,14 @@
 A thematic break (`---`) starts a new section. A paragraph holding only an image becomes an
 image block (title = caption, an *emphasized* line below it = photo credit). A paragraph holding
 only links marked `{.button}` becomes button blocks. A fenced block with the info string `event`
-becomes an event block (compose/events.py). Everything else stays rich text.
+becomes an event block (compose/events.py). A line holding only `{{ statement("slug") }}`
+becomes the statement's count of signatories and a button to its form, in the edition's language
+(what they say comes from the `Embed` the compiler passes). Everything else stays rich text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +23,27 @@ from newsletter.compose.events import Event, parse_event
 from newsletter.compose.richtext import is_button, make_parser, render_html
 from newsletter.compose.slots import SENTINEL_RE, SlotTable, UnknownPlaceholder
 from newsletter.compose.slots import substitute_placeholders as _substitute
+from newsletter.errors import NewsletterError
 
 PARSER = make_parser()
 BREAKS = ("softbreak", "hardbreak")
+STATEMENT_RE = re.compile(
+    r"""\{\{\s*statement\(\s*(?:"(?P<dq>[^"{}]*)"|'(?P<sq>[^'{}]*)')\s*\)\s*\}\}""")
+STATEMENT_MARK_RE = re.compile(r"qxstatement(\d+)xq")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What a statement placeholder shows: its count of signatories ("" when unknown) and its
+    form's button (no `url` once it is closed: `label` then says so)."""
+
+    count: str
+    label: str
+    url: str
+
+
+# The slug of a statement -> what its placeholder shows (NewsletterError for a wrong slug).
+Embed = Callable[[str], Embedded]
 
 
 @dataclass(frozen=True)
@@ -166,26 +187,68 @@ def events_of(doc: Document) -> list[Event]:
     return _events(doc.sections)
 
 
-def substitute(body: str, table: SlotTable, shown: str, body_line: int) -> str:
-    """Replace slot placeholders by sentinels, naming the line of an unknown placeholder."""
+def substitute(body: str, table: SlotTable, shown: str, body_line: int,
+               statements: list[tuple[str, int]] | None = None) -> str:
+    """Replace slot placeholders by sentinels and statement placeholders by marks (their slug
+    and line added to `statements`), naming the line of an unknown placeholder."""
+    found = [] if statements is None else statements
+
+    def mark(match: re.Match[str]) -> str:
+        line = body_line + body.count("\n", 0, match.start())
+        found.append((match.group("dq") or match.group("sq") or "", line))
+        return f"qxstatement{len(found) - 1}xq"
+
     try:
-        return _substitute(body, table)
+        return _substitute(STATEMENT_RE.sub(mark, body), table)
     except UnknownPlaceholder as exc:
         line = body_line + body.count("\n", 0, exc.offset)
         raise ComposeError(
             f"unknown placeholder {exc.text}: use {{{{ name }}}}, {{{{ attr.KEY }}}}, "
-            "{{ unsubscribe_url }}, {{ preferences_url }} or {{ web_url }}",
+            "{{ unsubscribe_url }}, {{ preferences_url }}, {{ web_url }} or "
+            '{{ statement("SLUG") }}',
             shown, line,
         ) from None
 
 
+def _statement_blocks(slug: str, line: int, embed: Embed, shown: str,
+                      env: dict[str, Any], clean: bool) -> list[Block]:
+    """The count of signatories (bold) and the button to the form."""
+    try:
+        shows = embed(slug)
+    except NewsletterError as exc:
+        raise ComposeError(f'{{{{ statement("{slug}") }}}}: {exc}', shown, line,
+                           rule="statement") from None
+    words = [f"**{shows.count}**"] if shows.count else []
+    if not shows.url:  # closed: the note instead of a button
+        words.append(shows.label)
+    tokens = PARSER.parse("\n\n".join(words), env)
+    text = [Block(kind="text", line=line, html=render_html(PARSER, tokens, env, clean),
+                  tokens=tokens)] if words else []
+    if not shows.url:
+        return text
+    return [*text, Block(kind="button", line=line, href=shows.url, label=shows.label)]
+
+
+def _no_stray_statements(sections: list[list[Block]], notes: Block | None,
+                         statements: list[tuple[str, int]], shown: str) -> None:
+    """A statement placeholder inside a sentence cannot become a button: say where it is."""
+    texts = [b.html for s in sections for b in s if b.kind == "text"]
+    for html in [*texts, notes.html if notes else ""]:
+        if found := STATEMENT_MARK_RE.search(html):
+            slug, line = statements[int(found.group(1))]
+            raise ComposeError(f'put {{{{ statement("{slug}") }}}} on a line of its own',
+                               shown, line, rule="statement")
+
+
 def parse_body(
     body: str, shown: str, body_line: int, resolve: Resolver, clean: bool,
-    table: SlotTable | None = None,
+    table: SlotTable | None = None, embed: Embed | None = None,
 ) -> Document:
-    """Parse an edition's Markdown into sections of blocks (lines are 1-based file lines)."""
+    """Parse an edition's Markdown into sections of blocks (lines are 1-based file lines).
+    Without `embed`, a statement placeholder shows nothing (the checks' parse)."""
     table = table or SlotTable()
-    text = substitute(body, table, shown, body_line)
+    statements: list[tuple[str, int]] = []
+    text = substitute(body, table, shown, body_line, statements)
     env: dict[str, Any] = {}
     try:
         tokens = PARSER.parse(text, env)
@@ -225,6 +288,14 @@ def parse_body(
             sections[-1].append(Block(kind="event", line=line, event=event))
             if event.link:
                 refs.append(Ref("link", event.link, line))
+        elif token.type == "paragraph_open" and token.level == 0 and (
+                mark := STATEMENT_MARK_RE.fullmatch(tokens[index + 1].content.strip())):
+            flush()
+            slug, at = statements[int(mark.group(1))]
+            if embed is not None:
+                sections[-1].extend(_statement_blocks(slug, at, embed, shown, env, clean))
+            index += 3
+            continue
         elif token.type == "paragraph_open" and token.level == 0:
             inline = tokens[index + 1]
             special = _button_blocks(inline, line) or (
@@ -240,6 +311,7 @@ def parse_body(
             run.append(token)
         index += 1
     flush()
+    _no_stray_statements(sections, notes, statements, shown)
     sections = [s for s in sections if s] or [[]]
     return Document(sections=sections, notes=notes, refs=refs, slots=table, env=env)
 

@@ -342,7 +342,11 @@ def compile_issue(
     shown = source.display(edition.path)
     web_url = issue_url(settings, language, edition.date.year, source.slug)
     resolver = AssetResolver(source.path, web_url, asset_base_url)
-    doc = parse_body(edition.body, shown, edition.body_line, resolver, not source.allow_raw_html)
+    from newsletter.statements.embed import embedder  # its database code only when compiling
+
+    counts: list[str] = []  # the statements' counts of signatories: not a change of text
+    doc = parse_body(edition.body, shown, edition.body_line, resolver, not source.allow_raw_html,
+                     embed=embedder(settings, language, counts))
     context = _context(source, edition, settings, doc, web_url)
     events = _place_events(doc, source, edition, settings, context["gettext"])
     env = environment(source.workspace, source.path)
@@ -365,6 +369,8 @@ def compile_issue(
     shown_html = html_shell.show(doc.slots.specs)
     digest = hashlib.sha256()
     for part in (edition.subject, edition.preheader, edition.title, web_html, text):
+        for words in counts:
+            part = part.replace(words, "").replace(typeset_text(words, language), "")
         digest.update(part.encode("utf-8") + b"\0")
     return CompiledEdition(
         slug=source.slug, language=language, list_slug=source.list_slug,

@@ -25,10 +25,10 @@ def event_in_past(ctx: CheckContext) -> Iterable[Finding]:
     """An event that is over by now: readers cannot go to it."""
     now = ctx.now or dt.datetime.now(dt.UTC)
     for shown, event in _events(ctx):
-        if max(event.start, event.end or event.start) < now:
+        if max(event.start, event.over_at) < now:
             yield Finding("warning", "event-in-past", shown, event.line,
                           f"event {event.title!r} is over (it started on "
-                          f"{event.start:%Y-%m-%d %H:%M} {event.zone})")
+                          f"{event.shown(event.start)} {event.zone})")
 
 
 def event_end_before_start(ctx: CheckContext) -> Iterable[Finding]:
@@ -36,8 +36,8 @@ def event_end_before_start(ctx: CheckContext) -> Iterable[Finding]:
     for shown, event in _events(ctx):
         if event.end is not None and event.end < event.start:
             yield Finding("warning", "event-end-before-start", shown, event.line,
-                          f"event {event.title!r} ends ({event.end:%Y-%m-%d %H:%M}) before "
-                          f"it starts ({event.start:%Y-%m-%d %H:%M})")
+                          f"event {event.title!r} ends ({event.shown(event.end)}) before "
+                          f"it starts ({event.shown(event.start)})")
 
 
 def event_time_zone(ctx: CheckContext) -> Iterable[Finding]:

@@ -13,10 +13,12 @@ An event is a fenced block with the info string `event` holding TOML keys:
     ```
 
 Start and end are wall-clock times in the event's time zone (an offset, if given, is converted
-to it). A time zone zoneinfo does not know is kept as written and the times are read as UTC:
-`issue check` warns about it. The card shows the dates in the reader's language, in the event's
-own time zone; the calendar file (.ics, made with `icalendar`) is published beside the issue's
-web version, its UID the same in every language and every rebuild.
+to it). An event written with dates only (`start = 2026-12-05`, and an optional `end` date, the
+last day) lasts whole days: its card shows the dates alone and its calendar file has all-day
+dates (VALUE=DATE). A time zone zoneinfo does not know is kept as written and the times are
+read as UTC: `issue check` warns about it. The card shows the dates in the reader's language,
+in the event's own time zone; the calendar file (.ics, made with `icalendar`) is published
+beside the issue's web version, its UID the same in every language and every rebuild.
 """
 
 from __future__ import annotations
@@ -61,10 +63,21 @@ class Event:
     line: int = 0
     uid: str = ""  # set by the compiler: the same in every language of the issue
     calendar_url: str = ""  # set by the compiler: where the .ics is published
+    all_day: bool = False  # dates only: start and end are midnight of the first and last day
 
     @property
     def zone_known(self) -> bool:
         return _zone(self.zone) is not None
+
+    @property
+    def over_at(self) -> dt.datetime:
+        """The instant the event is over (for whole days, the end of its last day)."""
+        last = self.end or self.start
+        return last + dt.timedelta(days=1) if self.all_day else last
+
+    def shown(self, moment: dt.datetime) -> str:
+        """A start or end as the checks quote it: the date, and the time unless all-day."""
+        return f"{moment:%Y-%m-%d}" if self.all_day else f"{moment:%Y-%m-%d %H:%M}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (what the stored edition keeps)."""
@@ -84,7 +97,7 @@ class Event:
 
 
 KEYS_STORED = ("title", "zone", "place", "online", "link", "description", "key", "line", "uid",
-               "calendar_url")
+               "calendar_url", "all_day")
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -104,16 +117,27 @@ def _key_line(content: str, key: str, first: int) -> int:
 Fail = Callable[[str, str], NoReturn]
 
 
-def _moment(value: Any, tz: dt.tzinfo, key: str, fail: Fail) -> dt.datetime:
+def _is_day(value: Any) -> bool:
+    """A date without a time of day (TOML 2026-12-05, or the same in quotes)."""
+    if isinstance(value, str):
+        return bool(re.fullmatch(r"\s*\d{4}-\d\d-\d\d\s*", value))
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+
+def _moment(value: Any, tz: dt.tzinfo, key: str, fail: Fail, all_day: bool) -> dt.datetime:
+    if all_day != _is_day(value):
+        fail(key, "start and end must both be dates (a whole-day event) or both dates and "
+                  "times (write 2026-12-10 or 2026-12-10T09:30)")
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value.strip())
+            value = (dt.date.fromisoformat(value.strip()) if all_day
+                     else dt.datetime.fromisoformat(value.strip()))
         except ValueError:
             fail(key, f"{key} = {value!r} is not a date and time (write 2026-12-10T09:30)")
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        fail(key, f"{key} needs a time of day too (write {value.isoformat()}T09:30)")
+    if all_day:
+        return dt.datetime.combine(value, dt.time(), tz)
     if not isinstance(value, dt.datetime):
-        fail(key, f"{key} must be a date and time like 2026-12-10T09:30")
+        fail(key, f"{key} must be a date and time like 2026-12-10T09:30, or a date")
     return value.astimezone(tz) if value.tzinfo else value.replace(tzinfo=tz)
 
 
@@ -149,8 +173,9 @@ def parse_event(content: str, shown: str, first_line: int, number: int) -> Event
         fail("", "the block needs a start (start = 2026-12-10T09:30)")
     zone = _text(data, "timezone", fail) or "UTC"
     tz = _zone(zone) or dt.UTC
-    start = _moment(data["start"], tz, "start", fail)
-    end = _moment(data["end"], tz, "end", fail) if "end" in data else None
+    all_day = _is_day(data["start"])
+    start = _moment(data["start"], tz, "start", fail, all_day)
+    end = _moment(data["end"], tz, "end", fail, all_day) if "end" in data else None
     place, online = _text(data, "place", fail), data.get("online", False)
     if not isinstance(online, bool):
         fail("online", "online must be true or false")
@@ -161,7 +186,7 @@ def parse_event(content: str, shown: str, first_line: int, number: int) -> Event
         fail("id", f"id = {key!r}: use lowercase letters, digits and dashes")
     return Event(title=title, start=start, end=end, zone=zone, place=place, online=online,
                  link=_text(data, "link", fail), description=_text(data, "description", fail),
-                 key=key, line=first_line - 1)
+                 key=key, line=first_line - 1, all_day=all_day)
 
 
 # ---------------------------------------------------------------- the card in the email
@@ -172,9 +197,14 @@ def _zone_label(moment: dt.datetime) -> str:
 
 
 def when_text(event: Event, language: str, languages: Mapping[str, Mapping[str, str]]) -> str:
-    """"10 December 2026, 09:30–17:00 CET" in the reader's language and the event's zone."""
+    """"10 December 2026, 09:30–17:00 CET" in the reader's language and the event's zone;
+    the day ("5 December 2026") or the days alone for a whole-day event."""
     start, end = event.start, event.end
     day = format_day(start.date(), language, languages)
+    if event.all_day:
+        if end is None or end.date() <= start.date():
+            return day
+        return f"{day} \u2013 {format_day(end.date(), language, languages)}"
     clock = format_clock(start, language, languages)
     if end is None or end == start:
         return f"{day}, {clock} {_zone_label(start)}"
@@ -211,9 +241,13 @@ def _vevent(event: Event, stamp: dt.datetime, page_url: str) -> icalendar.Event:
     item.add("uid", event.uid)
     item.add("dtstamp", stamp)
     item.add("summary", event.title)
-    item.add("dtstart", event.start)
-    if event.end is not None:
-        item.add("dtend", event.end)
+    if event.all_day:  # VALUE=DATE; DTEND is the day after the last (RFC 5545 3.6.1)
+        item.add("dtstart", event.start.date())
+        item.add("dtend", event.over_at.date())
+    else:
+        item.add("dtstart", event.start)
+        if event.end is not None:
+            item.add("dtend", event.end)
     location = ", ".join(x for x in (event.place, ONLINE if event.online else "") if x)
     if location:
         item.add("location", location)

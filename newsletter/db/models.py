@@ -6,13 +6,15 @@ enforceable by the database rather than by the sender's memory.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -24,10 +26,45 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+CLOCK_FILE_ENV = "NEWSLETTER_CLOCK_FILE"
+_clock: tuple[str, float, timedelta | datetime] | None = None  # (path, mtime, shift or time)
+
 
 def utcnow() -> datetime:
-    """Timezone-aware current time in UTC."""
-    return datetime.now(UTC)
+    """Timezone-aware current time in UTC: the one "now" of the package.
+
+    Tests only: when NEWSLETTER_CLOCK_FILE names a file, it moves this clock in every process
+    that reads it. The file holds a number of seconds added to the real time ("3600"), or an
+    ISO timestamp with its offset, which stops the clock there. It is read again when it
+    changes, so a test moves the clock of running workers without sleeping.
+    """
+    real = datetime.now(UTC)
+    path = os.environ.get(CLOCK_FILE_ENV)
+    if not path:
+        return real
+    moved = _clock_setting(path)
+    if isinstance(moved, datetime):
+        return moved
+    return real + moved
+
+
+def _clock_setting(path: str) -> timedelta | datetime:
+    """The shift or the fixed time the clock file holds (cached until the file changes)."""
+    global _clock
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return timedelta()
+    if _clock is not None and _clock[:2] == (path, mtime):
+        return _clock[2]
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read().strip()
+    try:
+        value: timedelta | datetime = timedelta(seconds=float(text or 0))
+    except ValueError:
+        value = datetime.fromisoformat(text).astimezone(UTC)
+    _clock = (path, mtime, value)
+    return value
 
 
 class UTCDateTime(TypeDecorator):
@@ -181,7 +218,11 @@ class Issue(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # {"letterhead": ...} the sender identity snapshot at enqueue (delivery/letterhead.py),
+    # {"zone": ...} the time zone a scheduled send was given in.
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # When a `scheduled` issue starts sending (UTC); NULL for any other.
+    scheduled_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Edition(Base):
@@ -231,6 +272,25 @@ class Delivery(Base):
     last_reply: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WorkerRow(Base):
+    """A running `newsletter worker` (delivery/registry.py): registered at start, refreshed
+    about every second, deleted when it stops; a row whose heartbeat stopped is a dead worker."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # liveness.worker_name()
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), nullable=True
+    )
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    rate: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class OutboxMessage(Base):

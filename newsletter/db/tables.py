@@ -25,6 +25,7 @@ from newsletter.db.models import (
     Subscription,
     SubscriptionRequest,
     Suppression,
+    WorkerRow,
 )
 
 LISTS = cast(Table, MailingList.__table__)
@@ -41,3 +42,4 @@ OUTBOX = cast(Table, OutboxMessage.__table__)
 BOUNCES = cast(Table, BounceRecord.__table__)
 STATEMENTS = cast(Table, Statement.__table__)
 SIGNATURES = cast(Table, Signature.__table__)
+WORKERS = cast(Table, WorkerRow.__table__)

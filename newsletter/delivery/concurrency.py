@@ -43,11 +43,13 @@ class Concurrency:
     workers: int
     connections: int  # per worker
     chosen: bool  # False: picked for the machine
+    relays: int = 1  # [[smtp.relays]] the connections are spread over
 
     def describe(self) -> str:
         how = "" if self.chosen else f" (picked for {os.cpu_count() or 1} CPU cores)"
         noun = "worker" if self.workers == 1 else "workers"
-        return f"{self.workers} {noun} x {self.connections} SMTP connections{how}"
+        over = f" over {self.relays} relays" if self.relays > 1 else ""
+        return f"{self.workers} {noun} x {self.connections} SMTP connections{over}{how}"
 
 
 def concurrency(settings: Settings, workers: int | None, connections: int | None) -> Concurrency:
@@ -55,4 +57,4 @@ def concurrency(settings: Settings, workers: int | None, connections: int | None
     chosen = workers or settings.smtp.workers
     return Concurrency(workers=chosen or default_workers(os.cpu_count()),
                        connections=connections or settings.smtp.connections,
-                       chosen=bool(chosen))
+                       chosen=bool(chosen), relays=len(settings.smtp.relays) or 1)

@@ -1,5 +1,6 @@
-"""What the workers build messages from: the issue's compiled editions, read from the database
-once per worker process and turned into one build function per language.
+"""What the workers build messages from: the issue's compiled editions and the sender identity
+stored at enqueue (letterhead.py), read from the database once per run and turned into one
+build function per language.
 
 The workspace is not read here (except for an issue enqueued before the editions were stored,
 see editions.compiled_editions), so a worker can run where the workspace is not.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from newsletter.audience.lists import ListInfo
 from newsletter.config import Settings
 from newsletter.db.engine import make_engine
+from newsletter.delivery import letterhead
 from newsletter.delivery.editions import compiled_editions, stored_editions
 from newsletter.delivery.issues import waiting_languages
 from newsletter.delivery.pool import Build
@@ -27,12 +29,13 @@ if TYPE_CHECKING:
 def issue_content(
     settings: Settings, issue_id: int, slug: str, mailing_list: ListInfo
 ) -> Mapping[str, Build]:
-    """Per-language build functions from the editions stored at enqueue."""
+    """Per-language build functions from the editions and identity stored at enqueue."""
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
             records = stored_editions(conn, issue_id)
             needed = waiting_languages(conn, issue_id)
+            settings = letterhead.apply(settings, letterhead.stored(conn, issue_id))
     finally:
         engine.dispose()
     return builders(settings, slug, mailing_list, compiled_editions(settings, slug, records,

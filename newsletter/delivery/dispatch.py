@@ -19,7 +19,7 @@ from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import LISTS
-from newsletter.delivery import content
+from newsletter.delivery import content, letterhead
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
 from newsletter.delivery.editions import (
@@ -31,7 +31,7 @@ from newsletter.delivery.editions import (
     store_editions,
     stored_editions,
 )
-from newsletter.delivery.errors import RelayUnavailable, SendError
+from newsletter.delivery.errors import SendError
 from newsletter.delivery.issues import (
     IssueRow,
     find_issue,
@@ -39,15 +39,16 @@ from newsletter.delivery.issues import (
     mailed,
     open_issue,
     remaining,
+    schedule,
     set_issue_status,
     waiting_languages,
 )
 from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.relays import check_reachable
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
-from newsletter.delivery.smtp import Unreachable, probe
+from newsletter.delivery.schedule import Schedule
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import read_address_key
 
@@ -259,13 +260,16 @@ def update_archive(settings: Settings, engine: Engine) -> str | None:
     return None
 
 
-def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int, int]:
-    """One transaction: issue row, compiled editions, set-based enqueue, status sending ->
-    (id, added). The workers build every message from the editions stored here."""
+def begin_send(engine: Engine, settings: Settings, plan: SendPlan,
+               at: Schedule | None = None) -> tuple[int, int]:
+    """One transaction: issue row, compiled editions and sender identity, set-based enqueue,
+    status sending (or scheduled `at`) -> (id, added). The workers build every message from
+    the editions and the identity stored here."""
     added = 0
     with write_tx(engine) as conn, conn.begin():
         issue = open_issue(conn, plan.slug, plan.mailing_list.id)
         store_editions(conn, issue.id, plan.editions.values())
+        letterhead.store(conn, issue.id, settings)
         if plan.plan is not None:
             added = q.enqueue(
                 conn,
@@ -276,7 +280,10 @@ def begin_send(engine: Engine, settings: Settings, plan: SendPlan) -> tuple[int,
                 address_key=address_key(engine),
                 mapping=plan.plan.mapping,
             )
-        set_issue_status(conn, issue.id, "sending")
+        if at is None:
+            set_issue_status(conn, issue.id, "sending")
+        else:
+            schedule(conn, issue.id, at.when, at.zone)
     return issue.id, added
 
 
@@ -318,11 +325,6 @@ def deliver(
 
 
 def check_relay(settings: Settings) -> None:
-    """Fail fast, before anything is written, when the relay is down."""
-    relay = Relay.from_settings(settings)
-    try:
-        asyncio.run(probe(relay))
-    except Unreachable as exc:
-        raise RelayUnavailable(
-            f"cannot send: the SMTP relay at {relay.describe()} {exc.reason}"
-        ) from None
+    """Fail fast, before anything is written, when the relay (every relay, if several) is
+    down."""
+    asyncio.run(check_reachable(settings))

@@ -1,20 +1,31 @@
-"""An issue's life: draft -> sending (-> paused) -> sent, and what `issue status` reports.
+"""An issue's life, and what `issue status` reports::
 
-The row is made as a draft on the first send and moves to sending in the transaction that
-enqueues it (delivery/dispatch.begin_send); the run that delivers sets the final status.
+    draft -> (scheduled ->) sending <-> paused -> sent
+    scheduled | sending | paused -> cancelled
+
+The row is made as a draft on the first send and moves to sending (or scheduled, with its
+time) in the transaction that enqueues it (delivery/dispatch.begin_send). A worker promotes a
+scheduled issue whose time has come (`promote_due`); whoever settles the last delivery sets it
+sent (`finish`). Pause, resume and cancel come from any host (`control`): every status change
+is one conditional UPDATE, so two processes never undo each other's move, and a worker that
+finishes never overwrites a pause or a cancel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
+from newsletter.delivery.errors import SendError
 from newsletter.delivery.queue import OPEN
+from newsletter.delivery.retention import counts_by_language, rollup_of
 
 
 @dataclass(frozen=True)
@@ -71,60 +82,105 @@ def remaining(engine: Engine, issue_id: int) -> int:
 
 
 def finish(engine: Engine, issue_id: int, paused: bool = False) -> str:
-    """sent when nothing is left to do, paused after Ctrl-C, else still sending."""
-    left = remaining(engine, issue_id)
-    status = "sent" if left == 0 else ("paused" if paused else "sending")
+    """The issue's status once a run stopped: sent when a sending issue has nothing left,
+    paused after Ctrl-C, else as it is. Safe when several workers finish at once, and never
+    overwrites a pause or a cancel made meanwhile."""
+    left = exists().where(DELIVERIES.c.issue_id == issue_id,
+                          DELIVERIES.c.status.in_((*OPEN, "sending")))
     with write_tx(engine) as conn, conn.begin():
-        set_issue_status(conn, issue_id, status)
-    return status
+        conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id, ISSUES.c.status == "sending",
+                                          ~left).values(status="sent", sent_at=utcnow()))
+        if paused:
+            conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id,
+                                              ISSUES.c.status == "sending")
+                         .values(status="paused"))
+        return str(conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id)))
+
+
+def status_of(engine: Engine, issue_id: int) -> str | None:
+    """The issue's status now (the workers read it every second to obey pause and cancel)."""
+    with engine.connect() as conn:
+        return conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id))
+
+
+def schedule(conn: Connection, issue_id: int, when: datetime, zone: str) -> None:
+    """Mark an enqueued issue scheduled for `when` (UTC), given in time zone `zone`."""
+    data = dict(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)) or {})
+    data["zone"] = zone
+    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(
+        status="scheduled", scheduled_at=when, data=data))
+
+
+def promote_due(engine: Engine) -> list[int]:
+    """Move every scheduled issue whose time has come to sending; their ids."""
+    now = utcnow()
+    due = and_(ISSUES.c.status == "scheduled", ISSUES.c.scheduled_at <= now)
+    with write_tx(engine) as conn, conn.begin():
+        ids = list(conn.execute(select(ISSUES.c.id).where(due)).scalars())
+        if ids:
+            conn.execute(update(ISSUES).where(ISSUES.c.id.in_(ids), due).values(
+                status="sending", started_at=func.coalesce(
+                    ISSUES.c.started_at, literal(now, ISSUES.c.started_at.type))))
+    return ids
+
+
+def sending_issues(engine: Engine) -> list[IssueRow]:
+    """Every issue in the sending state, oldest first."""
+    with engine.connect() as conn:
+        return [IssueRow(*r) for r in conn.execute(
+            select(ISSUES.c.id, ISSUES.c.slug, ISSUES.c.list_id, ISSUES.c.status)
+            .where(ISSUES.c.status == "sending").order_by(ISSUES.c.id))]
+
+
+def next_scheduled(engine: Engine) -> datetime | None:
+    """When the earliest scheduled issue starts, or None."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.min(ISSUES.c.scheduled_at))
+                           .where(ISSUES.c.status == "scheduled"))
 
 
 @dataclass(frozen=True)
 class IssueStatus:
-    """What `issue status` shows."""
+    """What `issue status` shows; `rolled_up` is when its rows were rolled up (retention.py)."""
 
     slug: str
     status: str
     counts: dict[str, int]
     by_language: dict[str, dict[str, int]]
     last_errors: list[dict[str, Any]]
+    rolled_up: str | None = None
+    scheduled_at: datetime | None = None  # UTC
+    zone: str | None = None  # the time zone the schedule was given in
+    workers: list[dict[str, Any]] = field(default_factory=list)  # live workers on it
+
+
+def _rollup(conn: Connection, issue_id: int) -> dict[str, Any] | None:
+    return rollup_of(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)))
 
 
 def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:
-    """Counts by status and language, and the latest replies that were not success."""
+    """Counts by status and language, and the latest replies that were not success.
+
+    A rolled-up issue has no rows left: its counts are the ones stored at the roll-up.
+    """
     from newsletter.db.models import DELIVERY_STATUSES
+    from newsletter.delivery.registry import on_issue
 
     with engine.connect() as conn:
         issue = find_issue(conn, slug)
         if issue is None:
             return None
+        scheduled_at, data = conn.execute(select(ISSUES.c.scheduled_at, ISSUES.c.data)
+                                          .where(ISSUES.c.id == issue.id)).one()
+        rollup = rollup_of(data)
+        found = rollup["by_language"] if rollup else counts_by_language(conn, issue.id)
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
         by_language: dict[str, dict[str, int]] = {}
-        for lang, status, n in conn.execute(
-            select(DELIVERIES.c.language, DELIVERIES.c.status, func.count())
-            .where(DELIVERIES.c.issue_id == issue.id)
-            .group_by(DELIVERIES.c.language, DELIVERIES.c.status)
-        ):
-            counts[status] = counts.get(status, 0) + n
-            by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
-        last = conn.execute(
-            select(
-                DELIVERIES.c.id,
-                SUBSCRIBERS.c.email,
-                DELIVERIES.c.language,
-                DELIVERIES.c.status,
-                DELIVERIES.c.attempts,
-                DELIVERIES.c.last_reply,
-            )
-            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
-            .where(
-                DELIVERIES.c.issue_id == issue.id,
-                DELIVERIES.c.last_reply.is_not(None),
-                DELIVERIES.c.status.in_(("failed", "deferred", "unknown")),
-            )
-            .order_by(DELIVERIES.c.id.desc())
-            .limit(errors)
-        ).all()
+        for lang, by_status in found.items():
+            for status, n in by_status.items():
+                counts[status] = counts.get(status, 0) + n
+                by_language.setdefault(lang, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
+        last = [] if rollup else _last_errors(conn, issue.id, errors)
     return IssueStatus(
         slug=slug,
         status=issue.status,
@@ -141,26 +197,72 @@ def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | N
             }
             for r in last
         ],
+        rolled_up=rollup["at"] if rollup else None,
+        scheduled_at=scheduled_at if issue.status == "scheduled" else None,
+        zone=(data or {}).get("zone"),
+        workers=[{"host": w.host, "pid": w.pid, "rate": w.rate, "sent": w.sent}
+                 for w in on_issue(engine, issue.id)],
     )
 
 
-def issue_summaries(engine: Engine) -> dict[str, tuple[str, dict[str, int]]]:
-    """Every issue row: slug -> (status, deliveries by status), for `issue list`."""
-    out: dict[str, tuple[str, dict[str, int]]] = {}
+def _last_errors(conn: Connection, issue_id: int, limit: int) -> list[Any]:
+    return list(conn.execute(
+        select(
+            DELIVERIES.c.id,
+            SUBSCRIBERS.c.email,
+            DELIVERIES.c.language,
+            DELIVERIES.c.status,
+            DELIVERIES.c.attempts,
+            DELIVERIES.c.last_reply,
+        )
+        .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+        .where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.last_reply.is_not(None),
+            DELIVERIES.c.status.in_(("failed", "deferred", "unknown")),
+        )
+        .order_by(DELIVERIES.c.id.desc())
+        .limit(limit)
+    ).all())
+
+
+class IssueSummary(NamedTuple):
+    """One line of `issue list`: status, deliveries by status, when it was rolled up."""
+
+    status: str
+    counts: dict[str, int]
+    rolled_up: str | None = None
+
+
+def issue_summaries(engine: Engine) -> dict[str, IssueSummary]:
+    """Every issue row by slug, for `issue list`; a rolled-up issue gives its stored counts."""
+    out: dict[str, IssueSummary] = {}
     with engine.connect() as conn:
-        for slug, status in conn.execute(select(ISSUES.c.slug, ISSUES.c.status)):
-            out[slug] = (status, {})
+        for slug, status, data in conn.execute(
+                select(ISSUES.c.slug, ISSUES.c.status, ISSUES.c.data)):
+            rollup = rollup_of(data)
+            counts: dict[str, int] = {}
+            for by_status in (rollup["by_language"] if rollup else {}).values():
+                for key, n in by_status.items():
+                    counts[key] = counts.get(key, 0) + n
+            out[slug] = IssueSummary(status, counts, rollup["at"] if rollup else None)
         for slug, status, n in conn.execute(
             select(ISSUES.c.slug, DELIVERIES.c.status, func.count())
             .join(DELIVERIES, DELIVERIES.c.issue_id == ISSUES.c.id)
             .group_by(ISSUES.c.slug, DELIVERIES.c.status)
         ):
-            out[slug][1][status] = n
+            if out[slug].rolled_up is None:  # else the stored counts already hold these rows
+                out[slug].counts[status] = n
     return out
 
 
 def mailed(conn: Connection, issue_id: int) -> int:
-    """Deliveries of the issue that went out."""
+    """Deliveries of the issue that went out; refuses a rolled-up issue, whose rows are gone,
+    so that no send (not even --force) can mail its list a second time."""
+    rollup = _rollup(conn, issue_id)
+    if rollup is not None:
+        raise SendError(f"this issue was sent and rolled up on {rollup['at'][:10]}: who got it "
+                        f"is no longer known, so it cannot be sent again (use a new slug)")
     return conn.execute(select(func.count()).where(
         DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "sent")).scalar_one()
 
@@ -171,3 +273,72 @@ def waiting_languages(conn: Connection, issue_id: int) -> list[str]:
         select(DELIVERIES.c.language).distinct().where(
             DELIVERIES.c.issue_id == issue_id,
             DELIVERIES.c.status.in_((*OPEN, "sending", "unknown")))).scalars())
+
+
+# ---------------------------------------------------------------- pause, resume, cancel
+
+CANCELLED_REPLY = "skipped: the issue was cancelled"
+CONTROL = {  # action -> (the states it applies to, the state it sets)
+    "pause": (("sending",), "paused"),
+    "resume": (("paused",), "sending"),
+    "cancel": (("scheduled", "sending", "paused"), "cancelled"),
+}
+WHY_NOT = {
+    "draft": "it has not been sent (`newsletter send {slug}` starts it)",
+    "scheduled": "it is scheduled and not sending yet (cancel it, or let it start)",
+    "sending": "it is sending",
+    "paused": "it is paused",
+    "sent": "it was sent",
+    "cancelled": "it was cancelled",
+}
+
+
+def control(engine: Engine, slug: str, action: str) -> tuple[str, int]:
+    """Pause, resume or cancel an issue from any host: (new status, deliveries skipped).
+
+    Workers read the status every second: they stop claiming, finish and record the messages
+    in flight and hand their other claims back. A cancel marks every delivery still waiting
+    `skipped`, claimed or not (a worker's intent only takes rows still queued or deferred, so
+    none of them goes out).
+    """
+    from newsletter.errors import NotFoundError
+
+    allowed, target = CONTROL[action]
+    with write_tx(engine) as conn, conn.begin():
+        issue = find_issue(conn, slug)
+        if issue is None:
+            raise NotFoundError(f"issue {slug!r} has not been sent yet")
+        moved = conn.execute(update(ISSUES).where(
+            ISSUES.c.id == issue.id, ISSUES.c.status.in_(allowed)).values(status=target)).rowcount
+        if not moved:
+            why = WHY_NOT.get(issue.status, f"it is {issue.status}").format(slug=slug)
+            raise SendError(f"cannot {action} issue {slug!r}: {why}")
+    return target, skip_cancelled(engine, issue.id) if action == "cancel" else 0
+
+
+def skip_cancelled(engine: Engine, issue_id: int | None = None, wait: float = 5.0) -> int:
+    """Mark the waiting deliveries of a cancelled issue (of every one: None) skipped.
+
+    A worker's journal may be writing some of them at this instant: those are left for the
+    next pass (PostgreSQL: FOR UPDATE SKIP LOCKED), so the cancel never waits on a worker's
+    row locks nor deadlocks with them. Passes repeat for up to `wait` seconds while rows stay
+    waiting; the workers also sweep cancelled issues at every tick.
+    """
+    cancelled = select(ISSUES.c.id).where(ISSUES.c.status == "cancelled")
+    if issue_id is not None:
+        cancelled = cancelled.where(ISSUES.c.id == issue_id)
+    waiting = select(DELIVERIES.c.id).where(
+        DELIVERIES.c.issue_id.in_(cancelled.scalar_subquery()), DELIVERIES.c.status.in_(OPEN))
+    unlocked = waiting.with_for_update(skip_locked=True)
+    skipped, deadline = 0, time.monotonic() + wait
+    while True:
+        with write_tx(engine) as conn, conn.begin():
+            skipped += conn.execute(update(DELIVERIES).where(
+                DELIVERIES.c.id.in_(unlocked.scalar_subquery())).values(
+                status="skipped", worker=None, lease_until=None, last_reply=CANCELLED_REPLY)
+            ).rowcount
+            left = conn.execute(select(func.count()).select_from(
+                waiting.subquery())).scalar_one()
+        if not left or time.monotonic() > deadline:
+            return skipped
+        time.sleep(0.05)

@@ -36,10 +36,10 @@ def worker_name() -> str:
     except OSError:
         stat = None
     start = f"t{stat[1]}:" if stat else ""
-    return f"{_host()}:{pid}:{start}{os.urandom(3).hex()}"
+    return f"{host_name()}:{pid}:{start}{os.urandom(3).hex()}"
 
 
-def _host() -> str:
+def host_name() -> str:
     """This host's name, cut so that a whole worker name fits the 64-character column."""
     return socket.gethostname()[:32]
 
@@ -49,7 +49,7 @@ def worker_alive(worker: str) -> bool:
     host, _, rest = worker.partition(":")
     pid_text, _, tags = rest.partition(":")
     start = tags.partition(":")[0]
-    if host != _host() or not pid_text.isdigit():
+    if host != host_name() or not pid_text.isdigit():
         return True  # another host: wait for its lease to expire
     pid = int(pid_text)
     try:

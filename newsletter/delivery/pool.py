@@ -19,8 +19,10 @@ envelope (smtp.Session). Replies map to outcomes as STANDARDS.md says:
 - MAIL FROM refused: a relay problem, not the recipient's. The message goes back to the queue
   and the relay gets a strike.
 
-Strikes (failed connects, refused senders) without any success in between stop the run with
-RelayUnavailable, so a dead relay never burns through the list marking people failed.
+Strikes (failed connects, refused senders, 421s) without any success in between take the relay
+out (relays.py: for a cool-down when there are several, the others sending its messages); when
+every relay is out the run stops with RelayUnavailable, so a dead relay never burns through the
+list marking people failed.
 """
 
 from __future__ import annotations
@@ -73,21 +75,23 @@ class RateLimiter:
 
 
 class RelayHealth:
-    """Counts relay failures in a row across the pool; too many ends the run."""
+    """Counts one relay's failures in a row across the pool; too many take it out."""
 
     def __init__(self, limit: int, relay: Relay) -> None:
         self.limit = limit
         self.relay = relay
         self.failures = 0
         self.fatal: RelayUnavailable | None = None
+        self.reason = ""  # the phrase of the strike that made it fatal
 
     def ok(self) -> None:
         self.failures = 0
 
     def strike(self, reason: str, fatal: bool = False) -> None:
         self.failures += 1
-        if fatal or self.failures >= self.limit:
-            self.fatal = self.fatal or RelayUnavailable(
+        if self.fatal is None and (fatal or self.failures >= self.limit):
+            self.reason = reason
+            self.fatal = RelayUnavailable(
                 f"stopped sending: the SMTP relay at {self.relay.describe()} {reason}"
             )
 

@@ -138,14 +138,11 @@ def recover(engine: Engine, issue_id: int, resend_unknown: bool = False) -> dict
     """Settle what a dead worker left: in-flight rows become unknown, its claims return."""
     now = utcnow()
     with write_tx(engine) as conn, conn.begin():
-        workers = [
-            w
-            for (w,) in conn.execute(
-                select(DELIVERIES.c.worker)
-                .where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.worker.is_not(None))
-                .distinct()
-            )
-        ]
+        workers = conn.execute(
+            select(DELIVERIES.c.worker)
+            .where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.worker.is_not(None))
+            .distinct()
+        ).scalars().all()
         dead = [w for w in workers if not worker_alive(w)]
         gone = or_(DELIVERIES.c.worker.in_(dead), DELIVERIES.c.lease_until < now)
         unknown = conn.execute(
@@ -186,6 +183,25 @@ class Claimed:
     attempts: int
 
 
+def _claimable(issue_id: int, now: datetime) -> tuple[Any, ...]:
+    """The rows a claim may take now: waiting, due, and leased to nobody (or the lease ran out)."""
+    return (
+        DELIVERIES.c.issue_id == issue_id,
+        DELIVERIES.c.status.in_(OPEN),
+        or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
+        or_(DELIVERIES.c.lease_until.is_(None), DELIVERIES.c.lease_until < now),
+    )
+
+
+def claimable(engine: Engine, issue_id: int) -> bool:
+    """Whether a claim would take a row of this issue now (the long-running worker asks
+    before it starts a run on the issue)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(DELIVERIES.c.id).where(*_claimable(issue_id, utcnow())).limit(1)
+        ).first() is not None
+
+
 def claim(
     engine: Engine, issue_id: int, worker: str, limit: int, lease: float, address_key: str
 ) -> list[Claimed]:
@@ -193,38 +209,23 @@ def claim(
     now = utcnow()
     due = (
         select(DELIVERIES.c.id)
-        .where(
-            DELIVERIES.c.issue_id == issue_id,
-            DELIVERIES.c.status.in_(OPEN),
-            or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
-            or_(DELIVERIES.c.lease_until.is_(None), DELIVERIES.c.lease_until < now),
-        )
+        .where(*_claimable(issue_id, now))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     with write_tx(engine) as conn, conn.begin():
-        ids = [
-            i
-            for (i,) in conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.id.in_(due.scalar_subquery()))
-                .values(worker=worker, lease_until=now + timedelta(seconds=lease))
-                .returning(DELIVERIES.c.id)
-            )
-        ]
+        ids = list(conn.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(due.scalar_subquery()))
+            .values(worker=worker, lease_until=now + timedelta(seconds=lease))
+            .returning(DELIVERIES.c.id)
+        ).scalars())
         if not ids:
             return []
         rows = conn.execute(
-            select(
-                DELIVERIES.c.id,
-                DELIVERIES.c.subscriber_id,
-                SUBSCRIBERS.c.email,
-                SUBSCRIBERS.c.name,
-                SUBSCRIBERS.c.attributes,
-                DELIVERIES.c.language,
-                DELIVERIES.c.attempts,
-                SUBSCRIPTIONS.c.status,
-            )
+            select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id, SUBSCRIBERS.c.email,
+                   SUBSCRIBERS.c.name, SUBSCRIBERS.c.attributes, DELIVERIES.c.language,
+                   DELIVERIES.c.attempts, SUBSCRIPTIONS.c.status)
             .select_from(
                 DELIVERIES.join(
                     SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id

@@ -1,4 +1,9 @@
-"""SMTP relay connection settings, shared by every mail we send (the client is smtp.py)."""
+"""SMTP relay connection settings, shared by every mail we send (the client is smtp.py).
+
+`[[smtp.relays]]` lists several relays (delivery/relays.py spreads a send over them); without
+it the `[smtp]` section's host, port, TLS and login are the one relay. System mails go through
+the first that answers (smtp.send_each), test copies through the first.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,12 @@ class Relay:
     user: str
     password: str = field(repr=False)  # never in a log line or a traceback's locals
     timeout: float
+    name: str = ""  # in reports, when there are several
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
-        s = settings.smtp
-        return cls(s.host, s.port, s.tls, s.user, str(s.password), s.timeout)
+        """The first relay: `[[smtp.relays]]`'s first entry, else `[smtp]`'s."""
+        return every_relay(settings)[0]
 
     def client(self) -> aiosmtplib.SMTP:
         """A not-yet-connected client configured for this relay."""
@@ -40,3 +46,11 @@ class Relay:
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.tls})"
 
+
+def every_relay(settings: Settings) -> list[Relay]:
+    """The relays in the order of `[[smtp.relays]]`; without it, `[smtp]`'s one relay."""
+    s = settings.smtp
+    if not s.relays:
+        return [Relay(s.host, s.port, s.tls, s.user, str(s.password), s.timeout)]
+    return [Relay(r.host, r.port, r.tls, r.user, str(r.password), s.timeout, r.name)
+            for r in s.relays]

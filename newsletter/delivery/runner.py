@@ -28,12 +28,14 @@ from newsletter.db.models import utcnow
 from newsletter.db.sender import sender_engine
 from newsletter.delivery import queue as q
 from newsletter.delivery.errors import RelayUnavailable, SendError
+from newsletter.delivery.issues import status_of
 from newsletter.delivery.journal import Journal, Progress
 from newsletter.delivery.liveness import worker_name
-from newsletter.delivery.pool import Build, Connection, PoolSettings, RateLimiter, RelayHealth
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.pool import Build, PoolSettings
+from newsletter.delivery.relays import RelaySet, Slot
 
 ContentFactory = Callable[[], Mapping[str, Build]]
+STOPPED = ("paused", "cancelled")  # an issue in these states is not sent any further
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ class RunConfig:
     pool: PoolSettings
     batch_size: int = 200
     lease: float = 300.0
-    retry_window: float = 900.0  # wait in-run for deferred retries due within this many s
+    # Wait in-run for deferred retries due within this many s; 0: end the run as soon as
+    # nothing can be claimed (the long-running worker, daemon.py, comes back on its own).
+    retry_window: float = 900.0
     workers: int = 1
+    watch_every: float = 0.5  # s between reads of the issue's status (pause, cancel)
 
 
 @dataclass
@@ -69,10 +74,11 @@ class Worker:
         self.engine = sender_engine(cfg.settings.database_url, cfg.address_key)
         self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
-        self.relay = Relay.from_settings(cfg.settings)
-        strikes = cfg.pool.strikes or 3 * cfg.pool.connections
-        self.health = RelayHealth(strikes, self.relay)
-        self.limiter = RateLimiter(cfg.pool.rate)
+        # The relays, their limits and which are out (relays.py); per-relay counts go into the
+        # journal's counts, so into RunResult.counts. run() and stopping() read `.fatal`.
+        self.relays = RelaySet.for_worker(cfg.settings, cfg.pool, cfg.workers,
+                                          self.journal.counts)
+        self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
         self.inflight = 0
         self.builds: Mapping[str, Build] = {}
@@ -81,13 +87,19 @@ class Worker:
         return self.stop.is_set() or self.health.fatal is not None
 
     async def run(self) -> RunResult:
-        self.builds = self.cfg.content()
+        try:
+            self.builds = self.cfg.content()
+        except BaseException:  # nothing started: give the connections back
+            self.journal.writer.close()
+            self.engine.dispose()
+            raise
         # Templates, the compiled issue and the libraries' objects live as long as the run:
         # frozen, the collector stops scanning them again and again (it took a fifth of a
         # worker's CPU time, mostly while claims decoded their rows).
         gc.collect()
         gc.freeze()
         journal_task = asyncio.create_task(self.journal.run())
+        watcher = asyncio.create_task(self._watch())
         tasks = [asyncio.create_task(self._feed())]
         tasks += [asyncio.create_task(self._connection()) for _ in range(self.cfg.pool.connections)]
         error: BaseException | None = None
@@ -100,10 +112,10 @@ class Worker:
             interrupted = self.stop.is_set()
             if error is not None:
                 self.stop.set()
-            for task in tasks:
+            for task in (*tasks, watcher):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, watcher, return_exceptions=True)
             self._release_waiting()
             self.journal.close()
             if not journal_task.done():
@@ -116,6 +128,17 @@ class Worker:
         if self.health.fatal is not None:
             result.error = str(self.health.fatal)
         return result
+
+    async def _watch(self) -> None:
+        """Stop claiming once the issue is no longer sending (paused or cancelled anywhere):
+        the messages in flight finish and are recorded, the other claims go back."""
+        while not self.stop.is_set():
+            status = await asyncio.to_thread(status_of, self.engine, self.cfg.issue_id)
+            if status in STOPPED:
+                self.stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=self.cfg.watch_every)
 
     def _release_waiting(self) -> None:
         ids = []
@@ -149,6 +172,8 @@ class Worker:
                         or self.journal.settled != settled):
                     await asyncio.sleep(0.02)
                     continue
+                if cfg.retry_window <= 0:
+                    break
                 due = await asyncio.to_thread(q.next_due, self.engine, cfg.issue_id)
                 if due is None:
                     break
@@ -162,10 +187,16 @@ class Worker:
                 self.jobs.put_nowait(None)
 
     async def _connection(self) -> None:
-        conn = Connection(self.relay, self.cfg.pool, self.health)
+        conn = self.relays.slot()
         after: q.Claimed | None = None
+
+        async def take() -> q.Claimed | None:
+            while not (self.stopping() or await conn.bind()):  # a relay with room, first
+                pass
+            return await self.jobs.get()
+
         try:
-            job = await self.jobs.get()
+            job = await take()
             while job is not None:
                 self.inflight += 1  # from here the feeder must not think the run is over
                 try:
@@ -173,13 +204,13 @@ class Worker:
                     await self._deliver(conn, job, after)
                 finally:
                     self.inflight -= 1
-                job, after = after if after is not None else await self.jobs.get(), None
+                job, after = after if after is not None else await take(), None
         finally:
             if after is not None:  # an error ended the loop: hand the next job back
                 self.journal.release([after.delivery_id])
             await conn.close()
 
-    def _next_waiting(self, conn: Connection) -> q.Claimed | None:
+    def _next_waiting(self, conn: Slot) -> q.Claimed | None:
         """The job this connection sends next, if one is waiting and the relay pipelines."""
         if not conn.pipelining or self.jobs.empty() or self.stopping():
             return None
@@ -188,10 +219,12 @@ class Worker:
             self.jobs.put_nowait(None)
         return job
 
-    async def _deliver(self, conn: Connection, job: q.Claimed,
+    async def _deliver(self, conn: Slot, job: q.Claimed,
                        after: q.Claimed | None = None) -> None:
         while not self.stopping() and not await conn.ensure():
-            pass
+            if not conn.bound:  # its relay is out and no other has room: another connection
+                self.jobs.put_nowait(job)  # sends the message
+                return
         if self.stopping():
             self.journal.release([job.delivery_id])
             return
@@ -200,7 +233,7 @@ class Worker:
             self.journal.release([job.delivery_id])
             raise SendError(f"the issue has no {job.language} edition any more, but "
                             f"deliveries in {job.language} are queued")
-        await self.limiter.wait()
+        await conn.pace(job.email)
         next_build = self.builds.get(after.language) if after is not None else None
         outcome = await conn.send(job, build, self.journal.intend,
                                   (after, next_build) if after and next_build else None)
@@ -242,7 +275,10 @@ def _die_with_parent() -> None:
 
 def worker_main(cfg: RunConfig, channel: Any) -> None:
     """Entry point of a spawned worker process."""
+    from newsletter.logs import use_log_format_from_environment
+
     _die_with_parent()
+    use_log_format_from_environment()  # --log-format json reaches the workers too
     last = [time.monotonic()]
     pending: Counter[str] = Counter()
 

@@ -7,7 +7,8 @@ one place, and the same with or without pipelining:
 
 - 2yz sent; 4yz and any x.2.2 deferred; 5yz failed, reply kept;
 - 421 (at any step) closes the connection, the caller reconnects next time, and the message
-  is retried without counting against the recipient;
+  is retried without counting against the recipient; the result names it a `relay_fault`,
+  so 421s in a row take the relay out like refused connections;
 - MAIL FROM (or EHLO) refused: the relay's fault, not the recipient's: retried, and the result
   says so (`relay_fault`) so a bulk sender can stop a run against a relay that refuses us;
 - the connection drops or times out before the message's text went out: retried, nothing was
@@ -26,7 +27,7 @@ withholds the message, closing the connection (inside DATA nothing else can end 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -206,10 +207,10 @@ class Session:
                     break
                 wire.write(line)
             code, text = await wire.reply()
-            if code == 421:  # closing: at MAIL FROM it counts against the relay
+            if code == 421:  # closing: counts against the relay, not the recipient
                 self.drop()
                 fault = _refusal(step, code, text) if step == b"MAIL" else None
-                return fault or Result("retry", reply_text(code, text))
+                return fault or _closing(code, text)
             if refused is None and step != b"RSET":
                 refused = _refusal(step, code, text)
             if step == b"DATA" and code == 354 and refused is not None:
@@ -243,8 +244,14 @@ class Session:
             return Result("sent", text)
         if code == 421:
             self.drop()
-            return Result("retry", reply_text(code, text))
+            return _closing(code, text)
         return Result(classify_reply(code, text), reply_text(code, text))  # type: ignore[arg-type]
+
+
+def _closing(code: int, text: str) -> Result:
+    """A 421 after MAIL FROM: the message is retried, and the relay gets a strike."""
+    reply = reply_text(code, text)
+    return Result("retry", reply, f"answered {reply}")
 
 
 def _refusal(step: bytes, code: int, text: str) -> Result | None:
@@ -258,30 +265,48 @@ def _refusal(step: bytes, code: int, text: str) -> Result | None:
     return None if code == 354 else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
 
 
-async def send_each(relay: Relay, envelopes: Iterable[tuple[str, str, bytes]], *,
-                    stop_if_unreachable: bool = False) -> list[Result]:
+async def send_each(relays: Relay | Sequence[Relay], envelopes: Iterable[tuple[str, str, bytes]],
+                    *, stop_if_unreachable: bool = False) -> list[Result]:
     """Send messages one after another on one connection, reconnecting after a 421 or a drop.
 
-    A failed connect gives that message a `retry` result (or raises Unreachable when
-    `stop_if_unreachable`); the next message tries to connect again.
+    Given several relays, a message whose relay cannot be reached goes to the next one that
+    can, in order. When none can, that message gets a `retry` result (or Unreachable is
+    raised when `stop_if_unreachable`); the next message tries to connect again.
     """
-    session = Session(relay)
+    sessions = [Session(r) for r in ([relays] if isinstance(relays, Relay) else relays)]
+    current = 0
     results: list[Result] = []
     try:
         for sender, rcpt, data in envelopes:
-            if not session.connected:
+            if not sessions[current].connected:
                 try:
-                    await session.connect()
+                    current = await _connect_any(sessions, current)
                 except Unreachable as exc:
                     if stop_if_unreachable:
                         raise
-                    results.append(Result("retry", f"{relay.describe()}: {exc.detail}",
-                                          exc.reason))
+                    results.append(Result("retry", f"{sessions[current].relay.describe()}: "
+                                                   f"{exc.detail}", exc.reason))
                     continue
-            results.append(await session.send(sender, rcpt, data))
+            results.append(await sessions[current].send(sender, rcpt, data))
     finally:
-        await session.quit()
+        for session in sessions:
+            await session.quit()
     return results
+
+
+async def _connect_any(sessions: list[Session], first: int) -> int:
+    """Connect the first session that can be, starting at `first`; its index. Raises the
+    first relay's Unreachable when none can."""
+    failed: Unreachable | None = None
+    for index in [*range(first, len(sessions)), *range(first)]:
+        try:
+            await sessions[index].connect()
+        except Unreachable as exc:
+            failed = failed or exc
+            continue
+        return index
+    assert failed is not None
+    raise failed
 
 
 async def probe(relay: Relay) -> None:

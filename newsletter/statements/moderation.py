@@ -15,6 +15,7 @@ from sqlalchemy import Engine, distinct, func, select, update
 from newsletter.db.models import utcnow
 from newsletter.db.tables import SIGNATURES, STATEMENTS
 from newsletter.errors import NotFoundError, ValidationError
+from newsletter.statements.signatures import fold
 
 EXPORT_COLUMNS = ("id", "organisation", "country", "organisation_type", "contact_name",
                   "contact_email", "language", "listed", "status", "created_at", "verified_at",
@@ -73,6 +74,51 @@ def decide(engine: Engine, slug: str, decision: str, ids: Iterable[int] | None,
             conn.execute(update(SIGNATURES).where(SIGNATURES.c.id.in_(wanted))
                          .values(status=decision, decided_at=now or utcnow()))
     return sorted(wanted)
+
+
+def _organisation(conn: Any, sid: int, signature: int) -> tuple[str, str, str]:
+    row = conn.execute(select(SIGNATURES.c.organisation, SIGNATURES.c.organisation_key,
+                              SIGNATURES.c.status)
+                       .where(SIGNATURES.c.id == signature, SIGNATURES.c.statement_id == sid)
+                       ).first()
+    if row is None:
+        raise ValidationError(f"no signature {signature} on this statement")
+    return row.organisation, row.organisation_key, row.status
+
+
+def approved_spelling(engine: Engine, slug: str, signature: int) -> str | None:
+    """The name of an approved organisation that this signature's differs from only in case,
+    accents or spacing (the first approved spelling); None when there is none."""
+    sid = _statement_id(engine, slug)
+    with engine.connect() as conn:
+        name, key, _status = _organisation(conn, sid, signature)
+        found = conn.execute(
+            select(SIGNATURES.c.organisation)
+            .where(SIGNATURES.c.statement_id == sid, SIGNATURES.c.organisation_key == key,
+                   SIGNATURES.c.status == "approved", SIGNATURES.c.id != signature)
+            .order_by(SIGNATURES.c.decided_at, SIGNATURES.c.id)).scalar()
+    return found if found is not None and found != name else None
+
+
+def merge(engine: Engine, slug: str, signature: int, spelling: str) -> None:
+    """Write this signature's organisation as `spelling`, the approved name it matches."""
+    sid = _statement_id(engine, slug)
+    with engine.begin() as conn:
+        _name, key, _status = _organisation(conn, sid, signature)
+        if fold(spelling) != key:
+            raise ValidationError(f"{spelling!r} is not the same organisation's name")
+        conn.execute(update(SIGNATURES).where(SIGNATURES.c.id == signature)
+                     .values(organisation=spelling))
+
+
+def keep_apart(engine: Engine, slug: str, signature: int) -> None:
+    """Count this signature as an organisation of its own, though its name matches another's
+    but for case, accents or spacing (the editors said they are two organisations)."""
+    sid = _statement_id(engine, slug)
+    with engine.begin() as conn:
+        _name, key, _status = _organisation(conn, sid, signature)
+        conn.execute(update(SIGNATURES).where(SIGNATURES.c.id == signature)
+                     .values(organisation_key=f"{key}#{signature}"))
 
 
 def export_csv(engine: Engine, slug: str) -> str:

@@ -205,3 +205,15 @@ def verify(ctx: OptIn, token: str, now: datetime | None = None) -> Verified:
             outcome = "verified"
     return Verified(outcome, row.slug, row.language)
 
+
+
+def signer_address(ctx: OptIn, token: str) -> str:
+    """The contact address of a genuine verification link's signature (whose owner may ask for
+    their data with it); TokenError when the link is broken or the signature is gone."""
+    signature = read_token(ctx, token)
+    with ctx.engine.connect() as conn:
+        found = conn.execute(select(SIGNATURES.c.contact_email)
+                             .where(SIGNATURES.c.id == signature)).scalar()
+    if found is None or "@" not in found:  # deleted, or its contact erased
+        raise TokenError("this signature no longer exists")
+    return str(found)

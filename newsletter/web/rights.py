@@ -1,6 +1,8 @@
 """The subscriber's own data rights from the preferences link: download it, delete it.
 
 - POST /preferences/{token}/data: the JSON of audience/portability.export_data (art. 15, 20).
+- POST /sign/verify/{token} with action=data (web/sign.py): the same JSON for the person who
+  signed with that link, subscribed or not.
 - GET /preferences/{token}/delete: what deleting means, and a button.
 - POST /preferences/{token}/delete: audience/erasure.erase, the same erasure as the CLI's
   `subscribers remove EMAIL` (art. 17); the address stays only as a keyed suppression hash.
@@ -11,6 +13,7 @@ Both POSTs carry the preferences page's CSRF token, like its other forms.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,6 +22,7 @@ from starlette.responses import Response
 from newsletter.audience.erasure import erase
 from newsletter.audience.portability import export_data
 from newsletter.errors import NotFoundError
+from newsletter.statements.signatures import signer_address
 from newsletter.web.context import web_context
 from newsletter.web.forms import read_fields
 from newsletter.web.pages import page, request_language
@@ -53,7 +57,18 @@ async def data_download(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     web = web_context(request)
-    data = await run_in_threadpool(export_data, web.engine, subscriber_id=checked[0])
+    return _download(await run_in_threadpool(export_data, web.engine, subscriber_id=checked[0]))
+
+
+async def signer_data_download(request: Request) -> Response:
+    """The data of the person whose signature link this is (a signatory need not subscribe);
+    a broken link or an erased contact gets the broken-link page."""
+    web = web_context(request)
+    address = await run_in_threadpool(signer_address, web.optin, request.path_params["token"])
+    return _download(await run_in_threadpool(export_data, web.engine, email=address))
+
+
+def _download(data: dict[str, Any]) -> Response:
     body = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
     return Response(body, media_type="application/json", headers={
         "Content-Disposition": f'attachment; filename="{DOWNLOAD_NAME}"',

@@ -15,6 +15,7 @@ Two settings differ from plain `uvicorn --workers N`, each for a measured reason
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 from typing import Any
 
@@ -47,6 +48,7 @@ def run(
     one; when workers > 1, an import string or a picklable factory each worker calls."""
     config = NoDelayConfig(
         app,
+        **_log_config(log_level),
         host=host,
         port=port,
         workers=workers,
@@ -63,6 +65,16 @@ def run(
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's own logging, unless `--log-format json` asked for one JSON object per line
+    (newsletter/logs.py), in this process and in each `serve --workers` process."""
+    from newsletter.logs import ENVIRONMENT, logging_config
+
+    if os.environ.get(ENVIRONMENT, "text") == "text":
+        return {}
+    return {"log_config": logging_config(os.environ[ENVIRONMENT], log_level.upper())}
 
 
 def main() -> None:

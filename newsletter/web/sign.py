@@ -1,5 +1,6 @@
 """GET/POST /sign/{slug}: an organisation signs a statement; GET/POST /sign/verify/{token}:
-its contact confirms by the mailed link (a button, as scanners only GET).
+its contact confirms by the mailed link (a button, as scanners only GET). The same link, with
+action=data, downloads the signer's own data (web/rights.py), subscribed or not.
 
 The same abuse protection as /subscribe: the per-IP limit, the honeypot, the web checks, and
 the same answer whatever the address (new, duplicate or throttled).
@@ -28,6 +29,7 @@ from newsletter.statements.source import Statement, load_statement
 from newsletter.web.context import web_context
 from newsletter.web.forms import Fields, read_fields, request_meta
 from newsletter.web.pages import N_, page, request_language
+from newsletter.web.rights import signer_data_download
 from newsletter.web.subscribe import HONEYPOT
 
 TYPE_LABELS = {
@@ -140,8 +142,11 @@ async def verify_page(request: Request) -> Response:
 
 
 async def verify_post(request: Request) -> Response:
-    """Mark the signature verified; it then waits for the editors' review."""
+    """Mark the signature verified; it then waits for the editors' review. With action=data
+    (the page's "Download my data" button), the signer's own data instead."""
     web = web_context(request)
+    if (await read_fields(request)).get("action") == "data":
+        return await signer_data_download(request)
     result = await web.write(verify, web.optin, request.path_params["token"])
     language = request_language(request, preference=result.language)
     return page(request, "sign_verified.html", language, outcome=result.outcome)

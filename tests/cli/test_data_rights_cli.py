@@ -100,7 +100,7 @@ def test_export_data_lists_the_statements_the_subscriber_signed(run, services, t
 def test_export_data_of_an_unknown_address_is_one_clear_line(run):
     result = run("subscribers", "export-data", "nobody@example.org", ok=False)
     assert result.exit_code == 1
-    assert result.output.strip() == "Error: no subscriber nobody@example.org"
+    assert result.output.strip() == "Error: no subscriber or signatory nobody@example.org"
 
 
 def _age(services, address: str, days: int) -> None:

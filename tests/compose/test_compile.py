@@ -102,7 +102,7 @@ def test_text_part_reads_well(compose_ws: Path, settings: Settings) -> None:
     assert "[1] https://example.org/coalition/bangkok-summary" in refs
     assert "[2] https://example.org/coalition/youth-brief" in refs
     assert "» Sign the statement: https://example.org/coalition/statement/sign" in text
-    assert "rights.¹" in text and "¹ The full text is based" in text
+    assert "pathways.¹" in text and "¹ The full text is based" in text
     assert "<" not in text.replace("<b>", "")  # no markup leaks into the text part
     assert "Unsubscribe: https://news.example.org/unsubscribe/TOKEN-U" in text
 

@@ -3,7 +3,7 @@ one clear line for a block the editor got wrong."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import icalendar
@@ -11,7 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
-from newsletter.compose import ComposeError, check_issue, compile_issue, load_issue
+from newsletter.compose import (
+    CompiledEdition,
+    ComposeError,
+    check_issue,
+    compile_issue,
+    load_issue,
+)
 from newsletter.compose.events import calendar
 from newsletter.config import Settings
 
@@ -91,7 +97,8 @@ def test_stored_edition_keeps_its_events(make_issue, compose_ws, settings) -> No
 @pytest.mark.parametrize(("block", "line", "message"), [
     ('title = "A"\nstart = 2027-03-10T14:30\nvenue = "Paris"', 10, "unknown key 'venue'"),
     ('title = "A"\nstart = "10 March, 2pm"', 9, "start = '10 March, 2pm' is not a date"),
-    ('title = "A"\nstart = 2027-03-10', 9, "start needs a time of day too"),
+    ('title = "A"\nstart = 2027-03-10\nend = 2027-03-10T18:00', 10,
+     "start and end must both be dates (a whole-day event) or both dates and times"),
     ('start = 2027-03-10T14:30', 8, "the block needs a title"),
     ('title = "A"', 8, "the block needs a start"),
     ('title = "A\nstart = 2027-03-10T14:30', 8, "cannot read the block"),
@@ -140,3 +147,47 @@ timezone = "Mars/Olympus_Mons"
     later = check_issue(load_issue(compose_ws, "broken"), settings, ["en"],
                         now=datetime(2026, 1, 1, tzinfo=UTC))
     assert "event-in-past" not in {f.rule for f in later.findings}
+
+
+WHOLE_DAYS = """Dates to keep.
+
+```event
+title = "Deadline: sign-on to the statement"
+start = 2027-01-31
+timezone = "Europe/Zurich"
+```
+
+```event
+title = "Regional review"
+start = 2027-02-10
+end = 2027-02-11
+place = "Geneva"
+```
+"""
+
+
+def test_an_event_with_dates_only_is_all_day(make_issue, compose_ws, settings) -> None:
+    make_issue("days", {"en.md": WHOLE_DAYS, "fr.md": WHOLE_DAYS})
+    source = load_issue(compose_ws, "days")
+    french = compile_issue(source, "fr", settings)
+    text = french.fill_text(_slots())
+    assert f"31{NBSP}janvier{NBSP}2027\n" in text  # the day alone: no time, no zone
+    assert f"10{NBSP}février{NBSP}2027 – 11{NBSP}février{NBSP}2027\n" in text
+    assert "00:00" not in text and "CET" not in text and "UTC" not in text
+    english = compile_issue(source, "en", settings).fill_html(_slots())
+    assert "January 31, 2027" in english and "12:00" not in english
+    parsed = icalendar.Calendar.from_ical(calendar(list(french.events), date(2027, 1, 1)))
+    items = parsed.walk("VEVENT")
+    assert [(i["dtstart"].params.get("VALUE"), i["dtend"].params.get("VALUE")) for i in items] \
+        == [("DATE", "DATE")] * 2
+    assert [(i.decoded("dtstart"), i.decoded("dtend")) for i in items] == [
+        (date(2027, 1, 31), date(2027, 2, 1)), (date(2027, 2, 10), date(2027, 2, 12))]
+    assert b"DTSTART;VALUE=DATE:20270131" in calendar(list(french.events), date(2027, 1, 1))
+    assert CompiledEdition.from_json(french.to_json()).events == french.events
+    # The last day is not over until it ends.
+    report = check_issue(source, settings, ["en", "fr"],
+                         now=datetime(2027, 1, 31, 22, tzinfo=UTC))
+    assert not [f for f in report.findings if f.rule == "event-in-past"]
+    later = check_issue(source, settings, ["en", "fr"], now=datetime(2027, 2, 1, 1, tzinfo=UTC))
+    assert any("'Deadline: sign-on to the statement' is over (it started on 2027-01-31 "
+               in f.message for f in later.findings if f.rule == "event-in-past")

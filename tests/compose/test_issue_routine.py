@@ -58,7 +58,7 @@ def test_the_copy_asks_for_a_date_and_warns_while_the_subject_is_the_old_one(
     assert data["exit"] == 0
     assert unchanged == [f"issues/2026-12-update/{lang}.md" for lang in ("en", "es", "fr")]
     fr = compose_ws / "issues" / "2026-12-update" / "fr.md"
-    fr.write_text(fr.read_text("utf-8").replace("Signez avant le 5 décembre",
+    fr.write_text(fr.read_text("utf-8").replace("Signez d’ici au 31 janvier",
                                                 "Rendez-vous le 18 décembre"), "utf-8")
     data = _json(compose_ws, "issue", "check", "2026-12-update")
     unchanged = sorted(f["file"] for f in data["findings"] if f["rule"] == "subject-unchanged")

@@ -21,7 +21,8 @@ def test_issue_list_shows_status_languages_date_and_counts(
     assert rows["nov"]["languages"] == ["en", "es", "fr"]
     assert rows["nov"]["counts"] == {"sent": 4} and rows["nov"]["deliveries"] == 4
     assert rows["dec"] == {"slug": "dec", "status": "draft", "languages": ["en", "es", "fr"],
-                           "date": None, "folder": True, "deliveries": 0, "counts": {}}
+                           "date": None, "folder": True, "deliveries": 0, "counts": {},
+                           "rolled_up": None}
     assert rows["draft-with-typo"]["languages"] == ["en"]
     text = run("issue", "list").output
     assert "nov" in text and "sent" in text and "draft" in text

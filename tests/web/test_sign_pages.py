@@ -59,3 +59,33 @@ def test_a_closed_statement_says_so_and_offers_no_form(web: WebEnv) -> None:
                     closes=today - dt.timedelta(days=1))
     page = _site(web)
     assert "Esta declaración está cerrada." in page and "/sign/new-deal" not in page
+
+
+def test_statements_have_an_index_per_language_and_are_in_the_sitemap(web: WebEnv) -> None:
+    write_statement(web.settings.workspace)
+    _sign_and_verify(web)
+    run = Cli(web.settings.workspace)
+    first = run.json("archive", "build")
+    site = Path(web.settings.workspace) / "site"
+    index = (site / "fr/statements/index.html").read_text(encoding="utf-8")
+    assert "<h1>Déclarations</h1>" in index
+    assert '<a href="new-deal/">Un New Deal pour les réfugiés' in index
+    assert "Organisations signataires\u202f: 0" in index
+    page = (site / "fr/statements/new-deal/index.html").read_text(encoding="utf-8")
+    assert '<a href="../">Déclarations</a>' in page  # the way back to the index
+    sitemap = (site / "sitemap.xml").read_text(encoding="utf-8")
+    for lang in ("en", "fr", "es"):
+        assert f"<loc>{BASE_URL}/archive/{lang}/statements/</loc>" in sitemap
+        assert f"<loc>{BASE_URL}/archive/{lang}/statements/new-deal/</loc>" in sitemap
+    assert (f'hreflang="es" href="{BASE_URL}/archive/es/statements/new-deal/"/>'
+            in sitemap)
+
+    # Nothing new: nothing written. One approval: its pages and the indexes, not the rest.
+    assert run.json("archive", "build")["written"] == 0
+    run("statement", "review", "new-deal", "--approve-all")
+    changed = run.json("archive", "build")["changed"]
+    assert "es/statements/new-deal/index.html" in changed
+    assert "fr/statements/index.html" in changed
+    assert first["written"] > len(changed)
+    assert "Organisations signataires\u202f: 1" in (
+        site / "fr/statements/index.html").read_text(encoding="utf-8")

@@ -1,0 +1,86 @@
+"""The `workers` table: who runs `newsletter worker`, where, since when, on what, how fast.
+
+A worker registers when it starts (`register`), refreshes its row about every second
+(`heartbeat`) and deletes it when it stops (`deregister`). A row whose heartbeat is older than
+`STALE_AFTER` seconds belongs to a worker that died without saying so: `newsletter workers`
+shows it as gone, and `prune` deletes it. The rows are for people and for `issue status`;
+the claims themselves never depend on them (queue.py's leases do that).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from newsletter.db.models import utcnow
+from newsletter.db.tables import ISSUES, WORKERS
+from newsletter.delivery.liveness import host_name
+
+STALE_AFTER = 10.0  # seconds without a heartbeat before a worker counts as gone
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One row of `newsletter workers`."""
+
+    name: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    issue: str | None  # the slug of the issue it is on
+    sent: int
+    rate: float
+    alive: bool
+
+
+def register(engine: Engine, name: str) -> None:
+    """Add this process's row (its name from liveness.worker_name)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(insert(WORKERS).values(name=name, host=host_name(), pid=os.getpid(),
+                                            started_at=now, heartbeat_at=now, sent=0,
+                                            rate=0.0))
+
+
+def heartbeat(engine: Engine, name: str, issue_id: int | None, sent: int, rate: float) -> None:
+    """Refresh the row; put it back if someone pruned it while this worker was slow."""
+    with engine.begin() as conn:
+        changed = conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(
+            heartbeat_at=utcnow(), issue_id=issue_id, sent=sent, rate=rate)).rowcount
+    if not changed:
+        register(engine, name)
+        heartbeat(engine, name, issue_id, sent, rate)
+
+
+def deregister(engine: Engine, name: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(WORKERS).where(WORKERS.c.name == name))
+
+
+def workers(engine: Engine, stale_after: float = STALE_AFTER) -> list[WorkerInfo]:
+    """Every registered worker, oldest first; `alive` False when its heartbeat stopped."""
+    limit = utcnow() - timedelta(seconds=stale_after)
+    query = (select(WORKERS, ISSUES.c.slug)
+             .outerjoin(ISSUES, ISSUES.c.id == WORKERS.c.issue_id)
+             .order_by(WORKERS.c.started_at, WORKERS.c.id))
+    with engine.connect() as conn:
+        return [WorkerInfo(r.name, r.host, r.pid, r.started_at, r.heartbeat_at, r.slug, r.sent,
+                           r.rate, r.heartbeat_at >= limit) for r in conn.execute(query)]
+
+
+def on_issue(engine: Engine, issue_id: int, stale_after: float = STALE_AFTER) -> list[WorkerInfo]:
+    """The live workers sending this issue now."""
+    with engine.connect() as conn:
+        slug = conn.scalar(select(ISSUES.c.slug).where(ISSUES.c.id == issue_id))
+    return [w for w in workers(engine, stale_after) if w.alive and w.issue == slug]
+
+
+def prune(engine: Engine, stale_after: float = STALE_AFTER) -> int:
+    """Delete the rows of workers whose heartbeat stopped; how many."""
+    limit = utcnow() - timedelta(seconds=stale_after)
+    with engine.begin() as conn:
+        return conn.execute(delete(WORKERS).where(WORKERS.c.heartbeat_at < limit)).rowcount

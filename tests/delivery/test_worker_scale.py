@@ -1,0 +1,119 @@
+"""Several `newsletter worker` processes on one PostgreSQL database, each in an empty folder:
+they share the deliveries (FOR UPDATE SKIP LOCKED), nobody gets two copies, and a worker
+killed mid-run loses its claims to the others."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections import Counter
+
+import pytest
+
+from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
+from tests.delivery.worker_fixtures import (
+    Workers,
+    counts,
+    issue_status,
+    live_workers,
+    query,
+    small_layout,
+    wait_until,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.slow]
+
+
+def _worker_of(data: bytes) -> int:
+    """The delivery id a message carries in its Message-ID."""
+    found = re.search(rb"Message-ID: <(\d+)\.", data)
+    assert found is not None
+    return int(found.group(1))
+
+
+@pytest.mark.timeout(420)  # about 60 s of CPU (a third in the relay); 140 s on busy cores
+def test_three_workers_share_20000_deliveries_and_nobody_gets_two_copies(
+        tmp_path, workspace, db_url, smtp_server, run):
+    total = 20_000
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace, languages=("en",))
+    small_layout(workspace)
+    emails = seed(workspace, ["en"] * total, list_languages=("en",))
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port,
+                                                     smtp_connections=4))
+    try:
+        procs = [workers.start("--batch-size", "100") for _ in range(3)]
+        wait_until(lambda: live_workers(db_url) == 3, 30, "three workers to register")
+        run("send", "nov", "--yes", "--detach")
+        wait_until(lambda: issue_status(db_url) == "sent", 240, "the issue to be sent", 0.5)
+        assert query(db_url, "SELECT count(*) FROM deliveries WHERE worker IS NOT NULL") == [
+            (0,)]  # every claim was settled
+        # Each worker's count reaches the registry with its next heartbeat (every second).
+        wait_until(lambda: query(db_url, "SELECT sum(sent) FROM workers") == [(total,)], 10,
+                   "the heartbeats to count every message")
+        on_issue = query(db_url, "SELECT pid, sent FROM workers ORDER BY pid")
+    finally:
+        workers.stop_all()
+    assert all(p.returncode == 0 for p in procs)
+    copies = Counter(rcpts[0] for _s, rcpts, _d in smtp_server.messages)
+    assert len(copies) == total and set(copies) == set(emails)
+    assert max(copies.values()) == 1
+    assert len({_worker_of(d) for _s, _r, d in smtp_server.messages}) == total
+    sent_by = {pid: sent for pid, sent in on_issue}
+    assert sorted(sent_by) == sorted(p.pid for p in procs)
+    assert min(sent_by.values()) > total // 20, sent_by  # every worker sent a share
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_workers_batch_is_taken_over_once_its_lease_expires_with_no_duplicate(
+        tmp_path, workspace, db_url, smtp_server, run):
+    total = 3000
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace, languages=("en",))
+    small_layout(workspace)
+    emails = seed(workspace, ["en"] * total, list_languages=("en",))
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port,
+                                                     smtp_connections=4, smtp_rate=400))
+    try:
+        victim = workers.start("--lease", "3", "--batch-size", "200")
+        wait_until(lambda: live_workers(db_url) == 1, 30, "the first worker to register")
+        run("send", "nov", "--yes", "--detach")
+        wait_until(lambda: smtp_server.wait_for(300, timeout=0.1), 60, "300 messages")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        # As if it ran on another host: nobody can see that its process is gone, so its
+        # claims come back only when their lease runs out.
+        held = query(db_url, "UPDATE deliveries SET worker = 'elsewhere:' || worker "
+                     "WHERE worker LIKE :p RETURNING id, status, lease_until",
+                     p=f"%:{victim.pid}:%")
+        assert any(status == "queued" for _i, status, _l in held)  # it held a batch
+        in_flight = {i for i, status, _l in held if status == "sending"}
+        assert len(in_flight) <= 4  # at most one message in flight per connection
+        survivor = workers.start("--lease", "3", "--batch-size", "200")
+        wait_until(lambda: issue_status(db_url) == "sent", 120, "the survivor to finish", 0.5)
+        survivor_pid = survivor.pid
+    finally:
+        workers.stop_all()
+    # Every row of the dead worker's batch was sent by the survivor, after the lease ended;
+    # its messages in flight are reported unknown, not sent again.
+    after = {i: (status, sent_at) for i, status, sent_at in query(
+        db_url, "SELECT id, status, sent_at FROM deliveries WHERE id = ANY(:ids)",
+        ids=[i for i, _s, _l in held])}
+    for delivery_id, _status, lease_until in held:
+        if delivery_id in in_flight:
+            assert after[delivery_id][0] == "unknown"
+        else:
+            assert after[delivery_id][0] == "sent"
+            assert after[delivery_id][1] >= lease_until
+    rows = deliveries(workspace)
+    unknown = {e for e, (status, _l, _r) in rows.items() if status == "unknown"}
+    assert {status for status, _l, _r in rows.values()} <= {"sent", "unknown"}
+    assert len(unknown) == len(in_flight)
+    copies = Counter(rcpts[0] for _s, rcpts, _d in smtp_server.messages)
+    assert {e for e in emails if copies[e] != 1} <= unknown
+    assert max(copies.values()) == 1
+    assert counts(db_url).get("sent", 0) == total - len(unknown)
+    assert query(db_url, "SELECT count(*) FROM workers WHERE pid = :p", p=survivor_pid) == [(0,)]
+    # The registry still lists the killed worker (no heartbeat): `workers --prune` drops it.
+    assert query(db_url, "SELECT count(*) FROM workers WHERE pid = :p", p=victim.pid) == [(1,)]
