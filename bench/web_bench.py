@@ -3,27 +3,29 @@ bare Starlette "hello" route under the same uvicorn settings (newsletter.web.ser
 `newsletter serve` runs it).
 
     python bench/web_bench.py [--workers 1] [--seconds 10] [--connections 64] [--subscribers 2000]
-                              [--database sqlite|postgresql]
+                              [--database sqlite|postgresql] [--rounds 1]
 
 A fresh workspace (SQLite, or a scratch PostgreSQL database) gets two lists and N confirmed
 subscribers. Each target runs in its own uvicorn process (loopback only) and wrk, a second
 process, loads it with 64 connections, rotating over every subscriber's token (Lua script).
-Prints requests/s, p50/p99 latency and the ratio to the hello route. With more subscribers
-than one-click requests in the run (--subscribers 40000), every one-click is a first-time
-unsubscribe: a write. Uses `wrk` (Debian: apt-get install wrk) when installed, else a
-slower asyncio load generator in a second process.
+Prints requests/s, p50/p99 latency and the ratio to the hello route. With --rounds N the three
+targets are loaded in turn N times (the servers stay up), each round's ratios are taken
+within that round, and the medians and spread over the rounds are printed: on a shared machine
+the load drifts between runs a minute apart, which a single run's ratio takes for our own.
+With more subscribers than one-click requests in the run (--subscribers 40000), every
+one-click is a first-time unsubscribe: a write. Uses `wrk` (Debian: apt-get install wrk)
+when installed, else a slower asyncio load generator in a second process.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import multiprocessing
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,7 +130,7 @@ def _workspace(folder: Path, subscribers: int, url: str = "") -> list[tuple[int,
     return [(sid, list_id) for sid in ids]
 
 
-def _lua(folder: Path, name: str, method: str, paths: list[str]) -> Path:
+def _lua(folder: Path, name: str, method: str, paths: list[str], start: int = 0) -> Path:
     body = 'wrk.body = "List-Unsubscribe=One-Click"\n' if method == "POST" else ""
     headers = (
         'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
@@ -139,7 +141,7 @@ def _lua(folder: Path, name: str, method: str, paths: list[str]) -> Path:
     script = folder / f"{name}.lua"
     script.write_text(
         f'wrk.method = "{method}"\n{body}{headers}'
-        f"local paths = {{\n{listing}\n}}\nlocal i = 0\n"
+        f"local paths = {{\n{listing}\n}}\nlocal i = {start % len(paths)}\n"
         "request = function()\n  i = i % #paths + 1\n"
         "  return wrk.format(nil, paths[i])\nend\n",
         encoding="utf-8",
@@ -207,74 +209,14 @@ def _wrk(url: str, script: Path | None, seconds: int, connections: int) -> dict[
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sent = re.search(r"(\d+) requests in", output)
     return {
+        "requests": float(sent.group(1)) if sent else 0.0,
         "rps": rate,
         "p50": millis("50%"),
         "p99": millis("99%"),
         "non2xx": float(errors.group(1)) if errors else 0.0,
     }
-
-
-async def _client(
-    port: int, requests: list[bytes], offset: int, until: float, latencies: list[float]
-) -> int:
-    """One keep-alive connection sending requests back to back; returns non-2xx count."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    bad, i = 0, offset
-    while time.monotonic() < until:
-        started = time.perf_counter()
-        writer.write(requests[i % len(requests)])
-        i += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = re.search(rb"(?i)content-length: *(\d+)", head)
-        await reader.readexactly(int(length.group(1)) if length else 0)
-        latencies.append(time.perf_counter() - started)
-        bad += not head.startswith(b"HTTP/1.1 2")
-    writer.close()
-    return bad
-
-
-def _pyload_process(port: int, requests: list[bytes], seconds: int, connections: int, out) -> None:  # type: ignore[no-untyped-def]
-    async def run() -> tuple[list[float], int]:
-        latencies: list[float] = []
-        until = time.monotonic() + seconds
-        bad = await asyncio.gather(
-            *(_client(port, requests, n * 7, until, latencies) for n in range(connections))
-        )
-        return latencies, sum(bad)
-
-    latencies, bad = asyncio.run(run())
-    latencies.sort()
-    out.put(
-        {
-            "rps": len(latencies) / seconds,
-            "p50": latencies[len(latencies) // 2] * 1000,
-            "p99": latencies[int(len(latencies) * 0.99)] * 1000,
-            "non2xx": float(bad),
-        }
-    )
-
-
-def _pyload(port: int, method: str, paths: list[str], seconds: int, connections: int) -> dict:
-    """The fallback when wrk is missing: an asyncio client in a second process (it is slower
-    than wrk, so it may itself be the limit for the hello route)."""
-    body = b"List-Unsubscribe=One-Click" if method == "POST" else b""
-    extra = (
-        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
-        if method == "POST"
-        else ""
-    )
-    requests = [
-        f"{method} {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode() + body for p in paths
-    ]
-    out: multiprocessing.Queue = multiprocessing.Queue()
-    worker = multiprocessing.Process(
-        target=_pyload_process, args=(port, requests, seconds, connections, out)
-    )
-    worker.start()
-    result = out.get(timeout=seconds + 60)
-    worker.join()
-    return result
 
 
 def _measure(
@@ -285,10 +227,15 @@ def _measure(
     seconds: int,
     connections: int,
     use_wrk: bool,
+    start: int = 0,
 ) -> dict[str, float]:
+    """One load run; the paths are taken in turn from the `start`-th (so a later run goes on
+    where the last one stopped, and one-clicks stay first-time ones)."""
     if not use_wrk:
-        return _pyload(port, method, paths, seconds, connections)
-    script = _lua(folder, f"load-{port}", method, paths)
+        from pyload import pyload
+
+        return pyload(port, method, paths, seconds, connections, start)
+    script = _lua(folder, f"load-{port}", method, paths, start)
     return _wrk(f"http://127.0.0.1:{port}/", script, seconds, connections)
 
 
@@ -298,6 +245,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Load every target in turn this many times; ratios are per round, then medians.",
+    )
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--no-wrk", action="store_true", help="Use the Python load generator.")
     parser.add_argument(
@@ -355,35 +308,84 @@ def _run(args: argparse.Namespace, url: str) -> None:
                 [f"/unsubscribe/{signer.sign('unsubscribe', *pair)}" for pair in ids],
             ),
         ]
-        results: list[tuple[str, dict[str, float]]] = []
-        for label, target, method, paths in runs:
-            port = _free_port()
-            server = _serve(target, port, args.workers, folder, args.loop)
-            try:
-                _measure(folder, port, method, paths, 2, args.connections, use_wrk)  # warm-up
-                measured = _measure(
-                    folder, port, method, paths, args.seconds, args.connections, use_wrk
-                )
-                results.append((label, measured))
-            finally:
+        servers = []
+        try:
+            for _label, target, _method, _paths in runs:
+                port = _free_port()
+                servers.append((port, _serve(target, port, args.workers, folder, args.loop)))
+            rounds = _rounds(args, folder, runs, [port for port, _ in servers], use_wrk)
+        finally:
+            for _port, server in servers:
                 server.terminate()
                 server.wait(timeout=20)
-    base = results[0][1]["rps"]
     print(
         f"uvicorn --workers {args.workers} --loop {args.loop}, {tool} -c{args.connections} "
-        f"-d{args.seconds}s, {args.subscribers} subscribers, {args.database}"
+        f"-d{args.seconds}s, {args.subscribers} subscribers, {args.database}, "
+        f"{args.rounds} round(s)"
     )
-    print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  non-2xx")
-    for label, r in results:
-        print(
-            f"{label:40} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
-            f"{r['rps'] / base:6.2f}  {int(r['non2xx'])}"
-        )
-    worst = min(r["rps"] / base for _, r in results[1:])
-    p99 = max(r["p99"] for _, r in results[1:])
-    verdict = "met" if worst >= 0.5 and p99 <= 50 else "NOT met"
-    print(f"target ratio >= 0.5 and p99 <= 50 ms: {verdict} (ratio {worst:.2f}, p99 {p99:.1f} ms)")
+    _report([label for label, *_ in runs], rounds)
 
+
+def _rounds(
+    args: argparse.Namespace,
+    folder: Path,
+    runs: list[tuple[str, str, str, list[str]]],
+    ports: list[int],
+    use_wrk: bool,
+) -> list[list[dict[str, float]]]:
+    """Each round loads every target in turn (hello first), so a round's ratios are measured
+    minutes apart at most, whatever else the machine is doing; paths go on where they
+    stopped (first-time one-clicks stay first-time while there are subscribers left)."""
+    done = [0] * len(runs)
+    for n, ((_label, _target, method, paths), port) in enumerate(zip(runs, ports, strict=True)):
+        warm = _measure(folder, port, method, paths, 2, args.connections, use_wrk)
+        done[n] += int(warm["requests"])
+    rounds = []
+    for _ in range(args.rounds):
+        measured = []
+        for n, ((_label, _target, method, paths), port) in enumerate(
+            zip(runs, ports, strict=True)
+        ):
+            result = _measure(folder, port, method, paths, args.seconds, args.connections,
+                              use_wrk, done[n])
+            done[n] += int(result["requests"])
+            measured.append(result)
+        rounds.append(measured)
+    return rounds
+
+
+def _report(labels: list[str], rounds: list[list[dict[str, float]]]) -> None:
+    """Each round's figures, then the medians over the rounds (and their spread)."""
+    print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  non-2xx")
+    for number, measured in enumerate(rounds, 1):
+        if len(rounds) > 1:
+            print(f"round {number}")
+        base = measured[0]["rps"]
+        for label, r in zip(labels, measured, strict=True):
+            print(
+                f"{label:40} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
+                f"{r['rps'] / base:6.2f}  {int(r['non2xx'])}"
+            )
+    worst_ratio, worst_p99 = 1.0, 0.0
+    if len(rounds) > 1:
+        print("median over the rounds (min-max)")
+    for n, label in enumerate(labels):
+        ratios = [m[n]["rps"] / m[0]["rps"] for m in rounds]
+        p99s = [m[n]["p99"] for m in rounds]
+        if len(rounds) > 1:
+            rps = statistics.median(m[n]["rps"] for m in rounds)
+            p50 = statistics.median(m[n]["p50"] for m in rounds)
+            print(
+                f"{label:40} {rps:9.0f} {p50:8.2f} {statistics.median(p99s):8.2f} "
+                f"{statistics.median(ratios):6.2f}  ratio {min(ratios):.2f}-{max(ratios):.2f}, "
+                f"p99 {min(p99s):.1f}-{max(p99s):.1f} ms"
+            )
+        if n:
+            worst_ratio = min(worst_ratio, statistics.median(ratios))
+            worst_p99 = max(worst_p99, statistics.median(p99s))
+    verdict = "met" if worst_ratio >= 0.5 and worst_p99 <= 50 else "NOT met"
+    print(f"target ratio >= 0.5 and p99 <= 50 ms: {verdict} "
+          f"(ratio {worst_ratio:.2f}, p99 {worst_p99:.1f} ms)")
 
 if __name__ == "__main__":
     main()

@@ -4,17 +4,18 @@
 page and one-click POST that cost more than the database itself. These classes run the same
 statements (built once there) compiled once to the driver's SQL: `HotReads` on SQLite, on a
 DB-API connection per thread, and `AsyncHotReads` on PostgreSQL, on psycopg's asyncio
-connections. They return the same values, so the pages cannot tell which one answered.
+connections, where the reads of concurrent requests go in one statement and a one-click's read
+and unsubscribe are one statement too (db/pgasync.py). They return the same values, so the
+pages cannot tell which one answered.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-import psycopg
 from sqlalchemy import ClauseElement, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -26,6 +27,16 @@ from newsletter.audience.preferences import (
     PreferencesView,
     membership_of,
     view_of,
+)
+from newsletter.audience.subscriptions import Leave, leave_many_at_once
+from newsletter.db.groupcommit import commit_each_on_failure
+from newsletter.db.pgasync import (
+    AsyncConnections,
+    Batches,
+    Outcome,
+    batched,
+    by_position,
+    leave_many_sql,
 )
 
 
@@ -92,75 +103,67 @@ class HotReads:
 
 
 class AsyncHotReads:
-    """The same two reads on PostgreSQL with psycopg's asyncio connections: no thread hop.
+    """The same two reads on PostgreSQL, on psycopg's asyncio connections: no thread hop, and
+    the reads of concurrent requests in one statement.
 
     Through SQLAlchemy in the thread pool a preferences page read cost a hop to a worker
-    thread, the execution layer and a GIL shared with the event loop (1,400 pages/s). Here a
-    few autocommit connections, opened on first use, take the reads in turn; psycopg queues
-    concurrent queries on one connection. A connection the server dropped is replaced and the
-    read tried once more.
+    thread, the execution layer and a GIL shared with the event loop (1,400 pages/s); one
+    statement per request on asyncio connections, a round trip and a wake-up of a server
+    process each (0.35 of a bare route). Here the reads that arrive while one is under way
+    go together as the next statement (db/pgasync.py's `batched`, two lanes at most per
+    read), over `size` autocommit connections opened on first use.
     """
 
-    def __init__(self, engine: Engine, size: int = 4) -> None:
-        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(False)
-        self.choices = _Compiled(CHOICES, engine)
+    def __init__(self, engine: Engine, size: int = 4, write_lanes: int = 2) -> None:
+        self.conns = AsyncConnections(engine, size)
+        self.size = self.conns.size
         self.subscriber = _Compiled(SUBSCRIBER_ROW, engine)
-        self.membership_sql = _Compiled(MEMBERSHIP, engine)
-        self.size = size
-        self.conns: list[Any] = [None] * size
-        self.turn = 0
-        self.opening: asyncio.Lock | None = None  # made on the event loop, at first use
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.choices_sql = batched(CHOICES, engine, ("sid", "lid"))
+        self.membership_sql = batched(MEMBERSHIP, engine, ("sid", "lid"))
+        self.choices: Batches[tuple[int, int], list[Any]] = Batches(self._choices_many)
+        self.memberships: Batches[tuple[int, int], list[Any]] = Batches(self._memberships_many)
+        self.leave_sql = leave_many_sql(MEMBERSHIP, engine)
+        # One-click writes: one lane for each share of the subscribers (by id), so two batches
+        # under way at once never touch the same subscription, nor lock rows in opposite orders.
+        write = functools.partial(commit_each_on_failure, self._leave_many)
+        self.leaves: tuple[Batches[Leave, Membership | None], ...] = tuple(
+            Batches(write, lanes=1) for _ in range(write_lanes))
 
-    async def _connection(self, slot: int | None = None) -> tuple[int, Any]:
-        """(slot, open connection): the next slot in turn, or the given one, opened if needed."""
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:  # connections belong to the loop that opened them
-            self.conns, self.opening, self.loop = [None] * self.size, None, loop
-        if slot is None:
-            self.turn = slot = (self.turn + 1) % self.size
-        conn = self.conns[slot]
-        if conn is not None and not conn.closed:
-            return slot, conn
-        if self.opening is None:
-            self.opening = asyncio.Lock()
-        async with self.opening:  # one connect per slot, however many requests arrive at once
-            conn = self.conns[slot]
-            if conn is None or conn.closed:
-                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-                self.conns[slot] = conn
-        return slot, conn
+    async def _many(self, sql: str, keys: list[tuple[int, int]]) -> list[Outcome]:
+        rows = await self.conns.rows(sql, {"sid": [k[0] for k in keys],
+                                           "lid": [k[1] for k in keys]})
+        return [(group, None) for group in by_position(rows, len(keys))]
 
-    async def _rows(self, query: _Compiled, values: Mapping[str, Any]) -> list[Any]:
-        slot, conn = await self._connection()
-        try:
-            cursor = await conn.execute(query.sql, query.params(values))
-        except psycopg.OperationalError:
-            if not conn.closed:
-                raise
-            # The server dropped the connection (a restart, an idle timeout): one new try on a
-            # fresh one, so a read never fails for a connection the server already gave up.
-            _slot, conn = await self._connection(slot)
-            cursor = await conn.execute(query.sql, query.params(values))
-        return await cursor.fetchall()
+    async def _choices_many(self, keys: list[tuple[int, int]]) -> list[Outcome]:
+        return await self._many(self.choices_sql, keys)
+
+    async def _memberships_many(self, keys: list[tuple[int, int]]) -> list[Outcome]:
+        return await self._many(self.membership_sql, keys)
 
     async def preferences(self, subscriber_id: int, list_id: int) -> PreferencesView:
         """Same as load_preferences."""
-        values = {"sid": subscriber_id, "lid": list_id}
-        rows = await self._rows(self.choices, values)
+        rows = await self.choices.run((subscriber_id, list_id))
         alone = None
-        if not rows:
-            found = await self._rows(self.subscriber, values)
+        if not rows:  # rare: no list to offer, or no such subscriber
+            query = self.subscriber
+            found = await self.conns.rows(query.sql, query.params({"sid": subscriber_id}))
             alone = found[0] if found else None
         return view_of(subscriber_id, rows, alone)
 
     async def membership(self, subscriber_id: int, list_id: int) -> Membership | None:
         """Same as membership."""
-        rows = await self._rows(self.membership_sql, {"sid": subscriber_id, "lid": list_id})
+        rows = await self.memberships.run((subscriber_id, list_id))
         return membership_of(rows[0]) if rows else None
 
+    async def leave(self, item: Leave) -> Membership | None:
+        """A one-click unsubscribe (or the page's button) and the membership it read before, in
+        one statement with the concurrent requests' (subscriptions.leave_many_at_once),
+        committed when it returns: what membership() and then leave_many() would do."""
+        return await self.leaves[item.subscriber_id % len(self.leaves)].run(item)
+
+    async def _leave_many(self, leaves: list[Leave]) -> list[Membership | None]:
+        outcomes = await leave_many_at_once(self.conns, self.leave_sql, leaves)
+        return [membership_of(rows[0]) if rows else None for _changed, rows in outcomes]
+
     async def close(self) -> None:
-        conns, self.conns = self.conns, [None] * self.size
-        for conn in conns:
-            if conn is not None:
-                await conn.close()
+        await self.conns.close()

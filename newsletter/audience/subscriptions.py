@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
@@ -27,6 +27,9 @@ from newsletter.audience.audit import RequestMeta, event_row, insert_events, rec
 from newsletter.db.bulk import Bulk
 from newsletter.db.models import utcnow
 from newsletter.db.tables import REQUESTS, SUBSCRIPTIONS
+
+if TYPE_CHECKING:  # psycopg is imported by the web app only
+    from newsletter.db.pgasync import AsyncConnections
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,21 @@ def leave_many(
     if events:
         insert_events(conn, events)
     return changed
+
+
+async def leave_many_at_once(
+    conns: AsyncConnections, sql: str, leaves: Sequence[Leave], now: datetime | None = None
+) -> list[tuple[bool, list[Any]]]:
+    """leave_many() as one statement on PostgreSQL's asyncio connections, for the web app's
+    one-click unsubscribes: the same changes and audit events, committed (on its own) when it
+    returns. `sql` is a db/pgasync.leave_many_sql statement, whose read's rows (as they were
+    before) come back with each item's outcome."""
+    from newsletter.db import pgasync
+
+    now = now or utcnow()
+    events = [event_row("unsubscribe", item.meta, now, item.subscriber_id, item.list_id,
+                        {"via": item.via}) for item in leaves]
+    return await pgasync.leave_many(conns, sql, events, now)
 
 
 @dataclass(frozen=True)

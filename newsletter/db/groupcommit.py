@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -103,3 +103,30 @@ class GroupCommit(Generic[Item, R]):
         if len(results) != len(items):
             raise RuntimeError("a grouped write returned the wrong number of results")
         return results
+
+
+async def commit_each_on_failure(
+    apply: Callable[[list[Item]], Awaitable[list[R]]], items: list[Item]
+) -> list[Outcome]:
+    """GroupCommit.commit's rule for a write that commits on its own (one statement on an
+    autocommit connection): `apply(items)` for them all, and after a failure each alone, so a
+    bad item fails only its own request."""
+    try:
+        results = await apply(items)
+    except Exception as exc:
+        if len(items) == 1:
+            return [(None, exc)]
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("a group of %d writes failed (%s): writing them one by one", len(items),
+                    reason)
+    else:
+        if len(results) != len(items):
+            raise RuntimeError("a grouped write returned the wrong number of results")
+        return [(value, None) for value in results]
+    outcomes: list[Outcome] = []
+    for item in items:
+        try:
+            outcomes.append(((await apply([item]))[0], None))
+        except Exception as exc:
+            outcomes.append((None, exc))
+    return outcomes

@@ -28,6 +28,7 @@ from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import RateLimited
 from newsletter.db.engine import is_sqlite
+from newsletter.db.pgasync import has_async_driver
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.outbox import OUTBOX, deliver_outbox
 from newsletter.services import Services
@@ -278,8 +279,7 @@ def create_app(
         checks=tuple(checks),
         cors_origins=tuple(settings.web.cors_origins),
         hot=HotReads(engine) if is_sqlite(engine) else None,
-        hot_async=AsyncHotReads(engine) if engine.url.drivername == "postgresql+psycopg"
-        else None,
+        hot_async=AsyncHotReads(engine) if has_async_driver(engine) else None,
     )
 
     @contextlib.asynccontextmanager

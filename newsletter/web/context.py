@@ -23,6 +23,7 @@ from newsletter.audience.preferences import (
     load_preferences,
     membership,
 )
+from newsletter.audience.subscriptions import Leave, leave_many
 from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
 from newsletter.db.groupcommit import ApplyMany, GroupCommit, Item, R
@@ -137,6 +138,22 @@ class WebContext:
             return await self.hot_async.membership(subscriber_id, list_id)
         return await run_in_threadpool(self._in_transaction, membership, subscriber_id,
                                        list_id)
+
+    async def leave(self, item: Leave) -> Membership | None:
+        """Leave one list (a one-click unsubscribe or the page's button) if the subscription is
+        active, committed when it returns, in one transaction with concurrent requests'; the
+        membership as it was before (None: no such subscriber or list).
+
+        On PostgreSQL with psycopg the read and the write are one statement per batch
+        (AsyncHotReads.leave); elsewhere the read, then the writer thread's group commit for a
+        real change only (a repeat stays a read). A failed batch is written again one by one.
+        """
+        if self.hot_async is not None:
+            return await self.hot_async.leave(item)
+        found = await self.membership_of(item.subscriber_id, item.list_id)
+        if found is not None and found.status not in (None, "unsubscribed"):
+            await self.write_grouped(leave_many, item)
+        return found
 
     def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
         with self.engine.connect() as conn:

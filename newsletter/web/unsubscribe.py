@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.audience.preferences import Membership
-from newsletter.audience.subscriptions import Leave, leave_many
+from newsletter.audience.subscriptions import Leave
 from newsletter.links import preferences_url
 from newsletter.web.context import web_context
 from newsletter.web.forms import FormError, read_fields, request_meta
@@ -47,11 +47,8 @@ async def unsubscribe_post(request: Request) -> Response:
         via = "page" if (await read_fields(request)).get("via") == "page" else "one-click"
     except FormError:
         via = "one-click"  # the token alone decides; an odd body must not block leaving
-    found = await web.membership_of(sid, list_id)
-    if found is not None and found.status not in (None, "unsubscribed"):
-        # Only a real change takes the write path; a repeat is a read and the same answer.
-        meta = request_meta(request, source=via)
-        await web.write_grouped(leave_many, Leave(sid, list_id, meta, via))
+    # Only a real change is written; a repeat gets the same answer.
+    found = await web.leave(Leave(sid, list_id, request_meta(request, source=via), via))
     if via == "one-click":
         # A mailbox provider posts in the background and nobody reads the answer: keep it small.
         return fixed_page(request, "one_click.html", _language(request, found))

@@ -4,6 +4,7 @@ language saved, the subscriptions ended, the link mailed, and the audit trail of
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from dataclasses import replace
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from newsletter.audience.hotreads import AsyncHotReads
 from newsletter.audience.language import list_languages
 from newsletter.audience.listedits import add_list
 from newsletter.audience.optin import OptIn, RateLimited, RequestMeta
 from newsletter.audience.preferences import (
     ListChoice,
+    Membership,
     send_preferences_link,
     unsubscribe,
     unsubscribe_all,
@@ -26,7 +29,14 @@ from newsletter.audience.preferences import (
 )
 from newsletter.audience.subscriptions import Leave, leave_many
 from newsletter.bounces.policy import suppress
-from newsletter.db.models import Event, OutboxMessage, Subscriber, Subscription, utcnow
+from newsletter.db.models import (
+    Event,
+    OutboxMessage,
+    Subscriber,
+    Subscription,
+    SubscriptionRequest,
+    utcnow,
+)
 from newsletter.errors import ValidationError
 from newsletter.links import preferences_url
 from newsletter.web.mails import SystemMails
@@ -210,6 +220,46 @@ def test_leave_many_ends_each_subscription_once_and_records_one_event_each(
         assert leave_many(conn, [Leave(bob, ana.news, other)]) == [False]
         assert leave_many(conn, [Leave(ana.sid, ana.events, META)]) == [False]
     assert len(rows(services, Event)) == 3
+
+
+@pytest.mark.postgresql_only
+def test_one_statement_leaves_on_postgresql_write_what_leave_many_writes(services, ana) -> None:
+    """The web app's one-click path on PostgreSQL: concurrent leaves in one statement each
+    batch, each answered with the membership as it was, with leave_many's changes and events."""
+    bob = add_person(services.engine, "bob@example.org", "en", "", {ana.news: "confirmed",
+                                                                    ana.events: "unsubscribed"})
+    with services.engine.begin() as conn:  # Ana's pending request for board
+        conn.execute(SubscriptionRequest.__table__.insert().values(
+            subscriber_id=ana.sid, list_id=ana.board, language="fr", name="", source="",
+            created_at=NOW))
+    other = RequestMeta(ip="198.51.100.9", user_agent="", source="")
+    batch = [Leave(ana.sid, ana.news, META, "one-click"), Leave(bob, ana.news, other),
+             Leave(ana.sid, ana.news, META, "page"), Leave(bob, ana.events, other),
+             Leave(ana.sid, ana.board, META), Leave(bob + 100, ana.news, other)]
+    hot = AsyncHotReads(services.engine)
+
+    async def at_once() -> list[Any]:
+        try:
+            return list(await asyncio.gather(*(hot.leave(item) for item in batch)))
+        finally:
+            await hot.close()
+
+    found = asyncio.run(at_once())
+    assert [m.status if m else m for m in found] == [
+        "confirmed", "confirmed", "confirmed", "unsubscribed", "pending", None]
+    assert found[0] == Membership("fr", "en", "News", "confirmed")
+    left = sorted(events(services, "unsubscribe"), key=lambda e: (e[0], e[1]))
+    assert [(e[0], e[1], e[3], e[-1]) for e in left] == sorted([
+        (ana.sid, ana.news, META.ip, {"via": "one-click"}),  # the first of Ana's two
+        (bob, ana.news, "198.51.100.9", {"via": "page"}),
+        (ana.sid, ana.board, META.ip, {"via": "page"})], key=lambda e: (e[0], e[1]))
+    first = next(e for e in left if e[:2] == (ana.sid, ana.news))
+    assert first[2:7] == (status(services, ana.sid, ana.news)[2], *audit(0, 0, {})[3:7])
+    assert status(services, bob, ana.news)[0] == "unsubscribed"
+    assert status(services, ana.sid, ana.board)[0] == "unsubscribed"
+    assert rows(services, SubscriptionRequest) == []  # the pending request ended with it
+    assert asyncio.run(at_once())[0] == Membership("fr", "en", "News", "unsubscribed")
+    assert len(rows(services, Event)) == 3  # the repeats wrote nothing
 
 
 def _mail(services) -> tuple[str, Any]:
