@@ -225,14 +225,22 @@ def claim_rate(engine: Engine, batch: int, key: str, runs: int = 20) -> tuple[fl
     return median * 1000, batch / median
 
 
+def statement_name(statement: str, parameters: Any) -> str:
+    """What a captured statement of the claim does: it leases the due deferred rows, then the
+    queued ones (two ranges of the claim index), then reads the rows it leased."""
+    if statement.lstrip().upper().startswith("UPDATE"):
+        rows = "due deferred" if "deferred" in str(parameters) else "queued"
+        return f"claim UPDATE of the {rows} rows (SELECT ... FOR UPDATE SKIP LOCKED inside)"
+    return "read of the claimed rows (join subscribers, subscriptions)"
+
+
 def measure(engine: Engine, label: str, batch: int, key: str, show_plans: bool) -> None:
     statements = capture_claim(engine, batch, key)
     ms, rate = claim_rate(engine, batch, key)
     print(f"\n### {label}: queue.claim of {batch} rows: median {ms:.1f} ms, "
           f"{rate:,.0f} rows/s for one claimer")
-    names = ["claim UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)",
-             "read of the claimed rows (join subscribers, subscriptions)"]
-    for name, (statement, parameters) in zip(names, statements, strict=False):
+    for statement, parameters in statements:
+        name = statement_name(statement, parameters)
         facts = summary(explain(engine, statement, parameters))
         print(f"- {name}: {facts['ms']:.2f} ms (planning {facts['planning_ms']:.2f} ms), "
               f"indexes {', '.join(facts['indexes']) or 'none'}, seq scans "
