@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/send_bench.py [--subscribers 50000] [--runs 3] [--dkim]
         [--database sqlite|postgresql] [--workers W] [--connections C]
-        [--profile] [--wrap "py-spy record --subprocesses -o out --"]
+        [--profile] [--wrap "py-spy record --subprocesses -o out --"] [--daemon N]
 
 Seeds subscribers with bulk INSERTs (not the CLI), writes an issue in en/fr/es and starts
 `smtp-sink` on a free loopback port. The message size is measured from real messages: the
@@ -15,6 +15,10 @@ issue's test copies (one per language, built exactly as the send builds them, DK
 2. `smtp-source -d -s S -m N -l SIZE` to the same sink: the same number of messages, of the
    same size, over S reused sessions (`-d`: one connection carries many messages, as ours do),
    where S is the number of connections the send used (workers x connections per worker).
+
+With --daemon N, step 1 is `send SLUG --yes --detach` followed by N `newsletter worker
+--until-idle` processes started together, timed from the send's spawn to the last worker's exit
+(the sessions of smtp-source are then N x the workers' connections).
 
 It prints both rates, the ratio, CPU per message of each client and of smtp-sink, the load
 average at the start of each run, and the medians with their spread.
@@ -197,6 +201,32 @@ def timed(cmd: list[str], sink: int, count: int | None = None) -> tuple[Figures,
     return Figures(count / wall, cpu / count * 1e6, sink_cpu / count * 1e6), done.stdout
 
 
+def daemon_run(ws: Path, db_url: str, slug: str, workers: int, connections: int,
+               sink: int) -> tuple[Figures, int]:
+    """`send --detach`, then `workers` long-running workers until the queue is empty:
+    the figures and the count sent."""
+    cpu0, sink0 = children_cpu(), process_cpu(sink)
+    started = time.perf_counter()
+    subprocess.run(newsletter(ws, "send", slug, "--yes", "--detach"), check=True,
+                   capture_output=True)
+    procs = [subprocess.Popen(newsletter(ws, "worker", "--until-idle", "--connections",
+                                         str(connections)), stderr=subprocess.PIPE)
+             for _ in range(workers)]
+    for proc in procs:
+        _out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"worker failed: {err.decode()[-2000:]}")
+    wall = time.perf_counter() - started
+    cpu, sink_cpu = children_cpu() - cpu0, process_cpu(sink) - sink0
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        sent = conn.scalar(text("SELECT count(*) FROM deliveries d JOIN issues i ON "
+                                "i.id = d.issue_id WHERE i.slug = :s AND d.status = 'sent'"),
+                           {"s": slug})
+    engine.dispose()
+    return Figures(sent / wall, cpu / sent * 1e6, sink_cpu / sent * 1e6), sent
+
+
 def smtp_source(port: int, n: int, sessions: int, size: int, sink: int) -> Figures:
     """Postfix's C client: n messages of `size` bytes over `sessions` reused connections."""
     cmd = [SMTP_SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-l", str(size),
@@ -240,6 +270,8 @@ def main() -> None:
     ap.add_argument("--dkim", action="store_true", help="sign every message (2048-bit RSA)")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
+    ap.add_argument("--daemon", type=int, metavar="N",
+                    help="send --detach, then N `newsletter worker --until-idle` processes")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
@@ -274,9 +306,14 @@ def main() -> None:
             slug = f"bench{run}"
             write_issue(ws, slug)
             load = os.getloadavg()[0]
-            cmd = args.wrap.split() + newsletter(ws, "send", slug, "--yes", "--json", *flags)
-            mine, out = timed(cmd, sink.pid)
-            report = json.loads(out[out.index("{"):])
+            if args.daemon:
+                conns = args.connections or 16
+                mine, sent = daemon_run(ws, db_url, slug, args.daemon, conns, sink.pid)
+                report = {"workers": args.daemon, "connections": conns, "sent": sent}
+            else:
+                cmd = args.wrap.split() + newsletter(ws, "send", slug, "--yes", "--json", *flags)
+                mine, out = timed(cmd, sink.pid)
+                report = json.loads(out[out.index("{"):])
             sessions = report["workers"] * report["connections"]
             source = smtp_source(port, report["sent"], sessions, size, sink.pid)
             ours.append(mine)
