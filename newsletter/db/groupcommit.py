@@ -23,6 +23,23 @@ ApplyMany = Callable[[Connection, list[Item]], list[R]]
 Outcome = tuple[Any, BaseException | None]
 
 
+def settle(calls: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
+    """Give each waiting call of a batch its outcome: a value, or the error it raised."""
+    for (_, future), (value, error) in zip(calls, outcomes, strict=True):
+        if future.done():  # the request went away meanwhile
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+
+def cancel_all(calls: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    """The event loop is closing: so is every call waiting on a batch."""
+    for _, future in calls:
+        future.cancel()
+
+
 class GroupCommit(Generic[Item, R]):
     """Concurrent writes of one kind, committed together by one writer thread.
 
@@ -61,19 +78,12 @@ class GroupCommit(Generic[Item, R]):
                 try:
                     outcomes = await loop.run_in_executor(writer, self.commit, items)
                 except asyncio.CancelledError:
-                    for _, future in batch + self.pending:
-                        future.cancel()
+                    cancel_all(batch + self.pending)
                     self.pending = []
                     raise
                 except Exception as exc:  # the writer thread is gone (the app is stopping)
                     outcomes = [(None, exc)] * len(batch)
-                for (_, future), (value, error) in zip(batch, outcomes, strict=True):
-                    if future.done():  # the request went away meanwhile
-                        continue
-                    if error is None:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(error)
+                settle(batch, outcomes)
         finally:
             self.flushing = None
 

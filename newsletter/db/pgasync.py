@@ -24,6 +24,8 @@ import psycopg
 from sqlalchemy import ClauseElement, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from newsletter.db.groupcommit import cancel_all, settle
+
 K = TypeVar("K")
 R = TypeVar("R")
 Outcome = tuple[Any, BaseException | None]  # (result, None) or (None, the error)
@@ -142,19 +144,12 @@ class Batches(Generic[K, R]):
                 try:
                     outcomes = await self.run_many([key for key, _ in batch])
                 except asyncio.CancelledError:  # the event loop is closing: so is every call
-                    for _, future in batch + self.pending:
-                        future.cancel()
+                    cancel_all(batch + self.pending)
                     self.pending = []
                     raise
                 except Exception as exc:  # the whole batch failed: each caller gets the error
                     outcomes = [(None, exc)] * len(batch)
-                for (_, future), (value, error) in zip(batch, outcomes, strict=True):
-                    if future.done():  # the request went away meanwhile
-                        continue
-                    if error is None:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(error)
+                settle(batch, outcomes)
         finally:
             self.busy -= 1
 
