@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
+from newsletter.delivery import issuedata
 from newsletter.delivery.errors import SendError
 from newsletter.delivery.queue import OPEN
 from newsletter.delivery.retention import counts_by_language, rollup_of
@@ -105,10 +106,7 @@ def status_of(engine: Engine, issue_id: int) -> str | None:
 
 def schedule(conn: Connection, issue_id: int, when: datetime, zone: str) -> None:
     """Mark an enqueued issue scheduled for `when` (UTC), given in time zone `zone`."""
-    data = dict(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)) or {})
-    data["zone"] = zone
-    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(
-        status="scheduled", scheduled_at=when, data=data))
+    issuedata.merge(conn, issue_id, {"zone": zone}, status="scheduled", scheduled_at=when)
 
 
 def promote_due(engine: Engine) -> list[int]:
@@ -155,7 +153,7 @@ class IssueStatus:
 
 
 def _rollup(conn: Connection, issue_id: int) -> dict[str, Any] | None:
-    return rollup_of(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)))
+    return rollup_of(issuedata.read(conn, issue_id))
 
 
 def issue_status(engine: Engine, slug: str, errors: int = 10) -> IssueStatus | None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from newsletter.config import Settings, is_secret
-from newsletter.db.tables import ISSUES
+from newsletter.delivery import issuedata
 
 KEY = "letterhead"
 VERSION = 1
@@ -55,11 +55,8 @@ def apply(settings: Settings, letterhead: dict[str, Any] | None) -> Settings:
 
 def store(conn: Connection, issue_id: int, settings: Settings) -> None:
     """Keep the identity of this enqueue in the issue row's data."""
-    data = dict(conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)) or {})
-    data[KEY] = snapshot(settings)
-    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(data=data))
+    issuedata.merge(conn, issue_id, {KEY: snapshot(settings)})
 
 
 def stored(conn: Connection, issue_id: int) -> dict[str, Any] | None:
-    data = conn.scalar(select(ISSUES.c.data).where(ISSUES.c.id == issue_id)) or {}
-    return data.get(KEY)
+    return issuedata.read(conn, issue_id).get(KEY)

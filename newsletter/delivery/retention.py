@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES
+from newsletter.delivery import issuedata
 from newsletter.errors import ValidationError
 
 UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
@@ -89,7 +90,8 @@ def roll_up(engine: Engine, older_than: timedelta, *, dry_run: bool = False,
             with write_tx(engine) as conn, conn.begin():
                 counts = counts_by_language(conn, issue_id)
                 if not dry_run:
-                    _store(conn, issue_id, dict(data or {}), counts, now)
+                    issuedata.merge(conn, issue_id, {"rollup": {"at": now.isoformat(),
+                                                                "by_language": counts}})
         else:
             counts = stored["by_language"]
         rows = _count_rows(engine, issue_id) if dry_run else _delete_rows(engine, issue_id, chunk)
@@ -108,12 +110,6 @@ def counts_by_language(conn: Connection, issue_id: int) -> dict[str, dict[str, i
     ):
         out.setdefault(lang, {})[status] = n
     return out
-
-
-def _store(conn: Connection, issue_id: int, data: dict[str, Any],
-           counts: dict[str, dict[str, int]], now: datetime) -> None:
-    data["rollup"] = {"at": now.isoformat(), "by_language": counts}
-    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(data=data))
 
 
 def _count_rows(engine: Engine, issue_id: int) -> int:
