@@ -311,7 +311,19 @@ def control(engine: Engine, slug: str, action: str) -> tuple[str, int]:
         if not moved:
             why = WHY_NOT.get(issue.status, f"it is {issue.status}").format(slug=slug)
             raise SendError(f"cannot {action} issue {slug!r}: {why}")
-    return target, skip_cancelled(engine, issue.id) if action == "cancel" else 0
+    if action != "cancel":
+        return target, 0
+    skip_cancelled(engine, issue.id)
+    return target, _skipped_by_cancel(engine, issue.id)
+
+
+def _skipped_by_cancel(engine: Engine, issue_id: int) -> int:
+    """The deliveries the cancel skipped, whether this process or a worker's sweep marked
+    them (a worker may reach them first)."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(
+            DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.status == "skipped",
+            DELIVERIES.c.last_reply == CANCELLED_REPLY)).scalar_one()
 
 
 def skip_cancelled(engine: Engine, issue_id: int | None = None, wait: float = 5.0) -> int:
