@@ -11,7 +11,7 @@ import asyncio
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
@@ -43,6 +43,7 @@ from newsletter.delivery.issues import (
     set_issue_status,
     waiting_languages,
 )
+from newsletter.delivery.journal import Progress
 from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
@@ -54,7 +55,7 @@ from newsletter.keyring import read_address_key
 
 if TYPE_CHECKING:
     from newsletter.archive.publish import PublishedIssue
-    from newsletter.compose import CompiledEdition
+    from newsletter.compose import CompiledEdition, IssueSource
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def base_url_warnings(settings: Settings) -> list[str]:
             "unsubscribe (RFC 8058) only for an https List-Unsubscribe link"]
 
 
-def check_source(settings: Settings, source: Any, languages: Sequence[str],
+def check_source(settings: Settings, source: IssueSource, languages: Sequence[str],
                  fallback: str | None = None) -> list[str]:
     """Run the pre-send checks; raise on errors, return the warnings.
 
@@ -115,10 +116,9 @@ def check_source(settings: Settings, source: Any, languages: Sequence[str],
     errors: list[str] = []
     warnings: list[str] = []
     for f in report.findings:
-        text = f.format() if hasattr(f, "format") else str(f)
-        waived = fallback is not None and getattr(f, "rule", "") == "missing-translation"
-        is_error = getattr(f, "severity", "error") == "error" and not waived
-        (errors if is_error else warnings).append(text)
+        waived = fallback is not None and f.rule == "missing-translation"
+        is_error = f.severity == "error" and not waived
+        (errors if is_error else warnings).append(f.format())
     warnings += base_url_warnings(settings)
     if errors:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
@@ -293,7 +293,7 @@ def deliver(
     slug: str,
     issue_id: int,
     plan: SendPlan,
-    progress: Any,
+    progress: Progress,
     *,
     workers: int = 1,
     connections: int | None = None,
