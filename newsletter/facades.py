@@ -211,7 +211,7 @@ class Sending(Facade):
         `at`: scheduled for then instead of sending now."""
         from newsletter.delivery.dispatch import begin_send
 
-        return begin_send(self.engine, self.services.settings, plan, at)
+        return begin_send(self.services.settings, self.engine, plan, at)
 
     def work(self, options: WorkerOptions, observer: Any = None) -> WorkerReport:
         """Run `newsletter worker` in this process until stopped (delivery/daemon.py)."""
@@ -291,7 +291,7 @@ class Compose(Facade):
         from newsletter.compose.preview import recipient
 
         s = self.services
-        return recipient(s.engine, s.settings, list_slug, email)
+        return recipient(s.settings, s.engine, list_slug, email)
 
 
 class Statements(Facade):

@@ -58,7 +58,7 @@ def list_default_language(engine: Engine, list_slug: str) -> str | None:
     return str(found) if found else None
 
 
-def recipient(engine: Engine, settings: Settings, list_slug: str, email: str) -> Recipient:
+def recipient(settings: Settings, engine: Engine, list_slug: str, email: str) -> Recipient:
     """The real slots of one subscriber (their signed unsubscribe and preferences links)."""
     signer = link_signer(settings)  # first: no secret key is refused before any lookup
     with engine.connect() as conn:

@@ -260,7 +260,7 @@ def update_archive(settings: Settings, engine: Engine) -> str | None:
     return None
 
 
-def begin_send(engine: Engine, settings: Settings, plan: SendPlan,
+def begin_send(settings: Settings, engine: Engine, plan: SendPlan,
                at: Schedule | None = None) -> tuple[int, int]:
     """One transaction: issue row, compiled editions and sender identity, set-based enqueue,
     status sending (or scheduled `at`) -> (id, added). The workers build every message from

@@ -60,7 +60,7 @@ def test_subscriber_suppressed_after_enqueue_is_skipped_not_mailed(
     settings = load_settings(workspace)
     engine = sender.sender_engine(settings.database_url, address_key(settings.database_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
-    dispatch.begin_send(engine, settings, plan)
+    dispatch.begin_send(settings, engine, plan)
     engine.dispose()
     suppress(workspace, emails[0])
     run.json("send", "nov", "--yes")
