@@ -12,7 +12,7 @@ from newsletter.i18n import LANGUAGES
 from newsletter.links import preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
 from newsletter.web.context import Site
-from newsletter.web.pages import TEMPLATES, environment, render, translator
+from newsletter.web.pages import TEMPLATES, environment, language_options, render, translator
 from tests.conftest import SECRET
 from tests.web.conftest import BASE_URL, WebEnv
 
@@ -66,7 +66,8 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
     )
     view = PreferencesView(7, "o'neil&co@example.org", '<Ann> "A"', None, choices)
     pages = {
-        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": ""},
+        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": "",
+                             "language_options": language_options(site, ("en", "fr"), "fr")},
         "unsubscribe.html": {"list_name": "<News> & Co", "preferences_url": "/p?a=1&b=2"},
         "unsubscribed.html": {
             "everything": False,
@@ -94,3 +95,29 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
         for name, values in pages.items():
             expected = plain.get_template(name).render(**common, **values)
             assert prepared.get_template(name).render(**common, **values) == expected
+
+
+def test_the_language_choice_reads_as_the_templates_own_loop_wrote_it() -> None:
+    """The preferences page's language <select> is built once per site and choice; a subscriber
+    must get the markup the template's loop gave: each offered code with its name, escaped,
+    and the chosen one selected."""
+    site = Site(name="N", base_url=BASE_URL, language_names={"en": "English", "fr": "<Fr> & co"})
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    loop = env.from_string(
+        '    <select id="language" name="language">\n'
+        "    {% for code in codes %}\n"
+        '      <option value="{{ code }}" lang="{{ code }}"{% if code == chosen %} selected'
+        "{% endif %}>{{ site.language_names.get(code, code) }}</option>\n"
+        "    {% endfor %}\n"
+        "    </select>\n"
+    )
+    built = env.from_string(
+        '    <select id="language" name="language">\n      {{ options }}\n    </select>\n'
+    )
+    codes = ("en", "fr", "x<y")
+    for chosen in codes:
+        expected = loop.render(codes=codes, chosen=chosen, site=site)
+        for _ in range(2):  # built, then from the site's cache
+            options = language_options(site, codes, chosen)
+            assert built.render(options=options) == expected
+    assert "&lt;Fr&gt; &amp; co" in expected and 'value="x&lt;y"' in expected
