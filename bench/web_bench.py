@@ -219,6 +219,17 @@ def _wrk(url: str, script: Path | None, seconds: int, connections: int) -> dict[
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far (/proc/<pid>/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for one in [pid, *map(int, children.read_text().split())]:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def _measure(
     folder: Path,
     port: int,
@@ -313,7 +324,8 @@ def _run(args: argparse.Namespace, url: str) -> None:
             for _label, target, _method, _paths in runs:
                 port = _free_port()
                 servers.append((port, _serve(target, port, args.workers, folder, args.loop)))
-            rounds = _rounds(args, folder, runs, [port for port, _ in servers], use_wrk)
+            rounds = _rounds(args, folder, runs, [port for port, _ in servers], use_wrk,
+                             [server.pid for _, server in servers])
         finally:
             for _port, server in servers:
                 server.terminate()
@@ -332,6 +344,7 @@ def _rounds(
     runs: list[tuple[str, str, str, list[str]]],
     ports: list[int],
     use_wrk: bool,
+    pids: list[int],
 ) -> list[list[dict[str, float]]]:
     """Each round loads every target in turn (hello first), so a round's ratios are measured
     minutes apart at most, whatever else the machine is doing; paths go on where they
@@ -346,8 +359,11 @@ def _rounds(
         for n, ((_label, _target, method, paths), port) in enumerate(
             zip(runs, ports, strict=True)
         ):
+            cpu = _cpu_seconds(pids[n])
             result = _measure(folder, port, method, paths, args.seconds, args.connections,
                               use_wrk, done[n])
+            # The server's CPU per 1,000 answers: steadier than req/s on a shared machine.
+            result["cpu"] = (_cpu_seconds(pids[n]) - cpu) * 1000 / max(result["requests"], 1)
             done[n] += int(result["requests"])
             measured.append(result)
         rounds.append(measured)
@@ -356,7 +372,8 @@ def _rounds(
 
 def _report(labels: list[str], rounds: list[list[dict[str, float]]]) -> None:
     """Each round's figures, then the medians over the rounds (and their spread)."""
-    print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  non-2xx")
+    print(f"{'route':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  "
+          "non-2xx  server CPU s/1000 req (ratio)")
     for number, measured in enumerate(rounds, 1):
         if len(rounds) > 1:
             print(f"round {number}")
@@ -364,7 +381,8 @@ def _report(labels: list[str], rounds: list[list[dict[str, float]]]) -> None:
         for label, r in zip(labels, measured, strict=True):
             print(
                 f"{label:40} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
-                f"{r['rps'] / base:6.2f}  {int(r['non2xx'])}"
+                f"{r['rps'] / base:6.2f}  {int(r['non2xx']):7}  {r['cpu']:.3f} "
+                f"({r['cpu'] / measured[0]['cpu']:.2f})"
             )
     worst_ratio, worst_p99 = 1.0, 0.0
     if len(rounds) > 1:
@@ -372,13 +390,16 @@ def _report(labels: list[str], rounds: list[list[dict[str, float]]]) -> None:
     for n, label in enumerate(labels):
         ratios = [m[n]["rps"] / m[0]["rps"] for m in rounds]
         p99s = [m[n]["p99"] for m in rounds]
+        cpu = statistics.median(m[n]["cpu"] for m in rounds)
+        cpu_ratio = statistics.median(m[n]["cpu"] / m[0]["cpu"] for m in rounds)
         if len(rounds) > 1:
             rps = statistics.median(m[n]["rps"] for m in rounds)
             p50 = statistics.median(m[n]["p50"] for m in rounds)
             print(
                 f"{label:40} {rps:9.0f} {p50:8.2f} {statistics.median(p99s):8.2f} "
                 f"{statistics.median(ratios):6.2f}  ratio {min(ratios):.2f}-{max(ratios):.2f}, "
-                f"p99 {min(p99s):.1f}-{max(p99s):.1f} ms"
+                f"p99 {min(p99s):.1f}-{max(p99s):.1f} ms, "
+                f"CPU {cpu:.3f} s/1000 req ({cpu_ratio:.2f}x hello)"
             )
         if n:
             worst_ratio = min(worst_ratio, statistics.median(ratios))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from newsletter.audience.lists import ListInfo
     from newsletter.audience.listsync import SyncReport
     from newsletter.audience.optin import OptIn
+    from newsletter.audience.preferences import Membership, PreferencesView
     from newsletter.audience.subscribers import MergeCounts, SubscriberRow
     from newsletter.bounces.policy import ReportRow
     from newsletter.bounces.receiver import Processor
@@ -70,11 +71,12 @@ class Audience(Facade):
         return remove_subscriber(s.engine, email=email, list_slug=list_slug,
                                  address_key=s.keyring.address_key)
 
-    def erase(self, email: str) -> ErasureReport:
+    def erase(self, email: str | None = None, *, subscriber_id: int | None = None,
+              source: str = "cli") -> ErasureReport:
         from newsletter.audience.erasure import erase
 
-        s = self.services
-        return erase(s.engine, email=email, address_key=s.keyring.address_key)
+        return erase(self.services.engine, email=email, subscriber_id=subscriber_id,
+                     address_key=self.services.keyring.address_key, source=source)
 
     def subscribers(self, **filters: Any) -> Iterator[SubscriberRow]:
         from newsletter.audience.subscribers import iter_subscribers
@@ -86,10 +88,28 @@ class Audience(Facade):
 
         return export_csv(self.services.engine, out, list_slug=list_slug, status=status)
 
-    def export_data(self, email: str) -> dict[str, Any]:
+    def export_data(self, email: str | None = None, **by_id: int) -> dict[str, Any]:
         from newsletter.audience.portability import export_data
 
-        return export_data(self.services.engine, email=email)
+        return export_data(self.services.engine, email=email, **by_id)
+
+    def preferences(self, subscriber_id: int, list_id: int) -> PreferencesView:
+        from newsletter.audience.preferences import load_preferences
+
+        with self.services.engine.connect() as conn:
+            return load_preferences(conn, subscriber_id, list_id)
+
+    def membership(self, subscriber_id: int, list_id: int) -> Membership | None:
+        from newsletter.audience.preferences import membership
+
+        with self.services.engine.connect() as conn:
+            return membership(conn, subscriber_id, list_id)
+
+    def form_list(self, slug: str) -> dict[str, Any]:
+        from newsletter.audience.optin import find_list
+
+        with self.services.engine.connect() as conn:
+            return find_list(conn, slug)
 
     def import_csv(self, path: Path, list_slug: str, **options: Any) -> ImportReport:
         """Stream a CSV file into a list (audience/importer.py)."""
@@ -334,11 +354,18 @@ class Outbox(Facade):
 
     def deliver(self, *, include_deferred: bool = False,
                 now: datetime | None = None) -> OutboxReport:
+        return asyncio.run(self.deliver_async(include_deferred=include_deferred, now=now))
+
+    async def deliver_async(self, **options: Any) -> OutboxReport:
+        """The same, in a running event loop (the web app's outbox worker)."""
         from newsletter.outbox import deliver_outbox
 
-        s = self.services
-        return asyncio.run(deliver_outbox(s.settings, s.engine, now=now,
-                                          include_deferred=include_deferred))
+        return await deliver_outbox(self.services.settings, self.services.engine, **options)
+
+    def backlog(self) -> dict[str, int]:
+        from newsletter.outbox import backlog
+
+        return backlog(self.services.engine)
 
     def rows(self, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
         from newsletter.outbox import list_outbox

@@ -196,3 +196,11 @@ def list_outbox(engine: Engine, status: str | None = None, limit: int = 100) -> 
         query = query.where(OUTBOX.c.status == status)
     with engine.connect() as conn:
         return [OutboxRow(**dict(r)) for r in conn.execute(query).mappings()]
+
+
+def backlog(engine: Engine) -> dict[str, int]:
+    """How many outbox rows have each status (the health check's figure); raises when the
+    database cannot be reached."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))
+        return {status: count for status, count in rows}

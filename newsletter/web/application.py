@@ -13,15 +13,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Match, Mount, Route, Router
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import __version__
 from newsletter.audience.hotreads import AsyncHotReads, HotReads
@@ -30,18 +28,17 @@ from newsletter.audience.optin import RateLimited
 from newsletter.db.engine import is_sqlite
 from newsletter.db.pgasync import has_async_driver
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
-from newsletter.outbox import OUTBOX, deliver_outbox
 from newsletter.services import Services
 from newsletter.tokens import TokenError
 from newsletter.web.archive import PREFIX, ArchiveFiles
 from newsletter.web.confirm import confirm_page, confirm_post
 from newsletter.web.context import Check, Site, WebContext, cors_headers
 from newsletter.web.forms import FormError, is_json_request
-from newsletter.web.headers import SecurityHeaders
 from newsletter.web.manage import manage_page, manage_post
 from newsletter.web.pages import N_, STATIC, page, request_language
 from newsletter.web.preferences import preferences_page, preferences_post
 from newsletter.web.rights import data_download, delete_page, delete_post
+from newsletter.web.routing import SlashRedirect, WebApp
 from newsletter.web.sign import sign_form, sign_post, verify_page, verify_post
 from newsletter.web.subscribe import subscribe_form, subscribe_post, subscribe_preflight
 from newsletter.web.unsubscribe import unsubscribe_page, unsubscribe_post
@@ -105,14 +102,8 @@ async def healthz(request: Request) -> Response:
     """Status for load balancers and operators: database reachable, outbox backlog."""
     web: WebContext = request.app.state.web
 
-    def probe() -> dict[str, int]:
-        with web.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            rows = conn.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))
-            return {status: count for status, count in rows}
-
     try:
-        backlog = await run_in_threadpool(probe)
+        backlog = await run_in_threadpool(web.services.outbox.backlog)
     except Exception as exc:  # the point of a health check is to report this, not raise it
         log.warning("health check: database unreachable: %s", exc)
         down = {"status": "error", "database": "unreachable", "version": __version__}
@@ -134,7 +125,7 @@ async def run_outbox(web: WebContext, interval: float) -> None:
         busy = False
         try:
             await web.write(run_pending, web.optin)  # form requests a crash left unprocessed
-            report = await deliver_outbox(web.settings, web.engine)
+            report = await web.services.outbox.deliver_async()
             busy = report.total >= 100
         except Exception:  # keep the worker alive through database or relay hiccups
             log.exception("outbox worker pass failed")
@@ -152,81 +143,11 @@ HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
 }
 
 
-class WebApp(Starlette):
-    """Starlette, with its two busiest routes served without its router and exception layers.
-
-    GET /preferences/<token> and the one-click POST /unsubscribe/<token> go straight to their
-    handlers, behind the same security headers, and an error there gets the same page from the
-    same handler (HANDLERS) as on any other route; every other request, HEAD included, takes
-    Starlette's usual path. Starlette's layers (error and exception middleware, router, route)
-    cost 8 µs of a 59 µs preferences page (in-process, bench/RESULTS.md).
-    """
-
-    hot: ASGIApp | None = None  # SecurityHeaders around serve_hot, set by create_app
-    header_options: dict[str, str] = {}  # SecurityHeaders' css_url and logo_url
-
-    def build_middleware_stack(self) -> ASGIApp:
-        """Starlette's stack inside SecurityHeaders, so a 500 page gets the headers too."""
-        return SecurityHeaders(super().build_middleware_stack(), **self.header_options)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.hot is not None and scope["type"] == "http" and not scope.get("root_path"):
-            endpoint = _hot_endpoint(scope)
-            if endpoint is not None:
-                scope["app"] = self
-                await self.hot(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
-
-
-def _hot_endpoint(scope: Scope) -> Callable[[Request], Awaitable[Response]] | None:
-    """The handler for a hot route; scope["endpoint"] and ["path_params"] set as by the router."""
-    method, path = scope["method"], scope["path"]
-    if method == "GET" and path.startswith("/preferences/"):
-        endpoint, token = preferences_page, path[13:]
-    elif method == "POST" and path.startswith("/unsubscribe/"):
-        endpoint, token = unsubscribe_post, path[13:]
-    else:
-        return None
-    if not token or "/" in token:  # what the route's {token} would not match
-        return None
-    scope["endpoint"], scope["path_params"] = endpoint, {"token": token}
-    return endpoint
-
-
-async def serve_hot(scope: Scope, receive: Receive, send: Send) -> None:
-    """Run a hot route's handler; an error is answered like Starlette's layers would."""
-    request = Request(scope, receive, send)
-    try:
-        response = await scope["endpoint"](request)
-    except Exception as exc:
-        handler = next(HANDLERS[cls] for cls in type(exc).__mro__ if cls in HANDLERS)
-        await (await handler(request, exc))(scope, receive, send)
-        if not isinstance(exc, (HTTPException, NewsletterError, FormError)):
-            raise  # as Starlette does for a 500, so the server logs it
-        return
-    await response(scope, receive, send)
-
-
-class SlashRedirect:
-    """The router's answer to an unknown path: /manage/ redirects to /manage (and the reverse)
-    at base_url, never at the request's Host header, which anyone can forge; else 404."""
-
-    def __init__(self, router: Router, base_url: str) -> None:
-        self.router = router
-        self.base_url = base_url.rstrip("/")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"].removeprefix(scope.get("root_path", ""))
-        if scope["type"] == "http" and path != "/":
-            other = path.rstrip("/") if path.endswith("/") else path + "/"
-            other_scope = {**scope, "path": scope.get("root_path", "") + other}
-            if any(route.matches(other_scope)[0] is not Match.NONE for route in self.router.routes):
-                query = scope.get("query_string", b"").decode("latin-1")
-                url = self.base_url + other + (f"?{query}" if query else "")
-                await RedirectResponse(url, status_code=307)(scope, receive, send)
-                return
-        await self.router.not_found(scope, receive, send)
+# Served without Starlette's router (web/routing.py); they are in routes() too, for url_for.
+HOT_ROUTES = [
+    ("GET", "/preferences/", preferences_page),
+    ("POST", "/unsubscribe/", unsubscribe_post),
+]
 
 
 def routes() -> list[Route | Mount]:
@@ -267,14 +188,13 @@ def create_app(
     """Build the app on the process's services (their engine, their opt-in); the outbox
     worker runs inside it unless [web] outbox_interval is 0."""
     settings, engine = services.settings, services.engine
-    optin = services.audience.optin
     site = Site.from_settings(settings)
     interval = settings.web.outbox_interval
     worker = interval > 0 if outbox_worker is None else outbox_worker
     web = WebContext(
+        services=services,
         settings=settings,
-        engine=engine,
-        optin=optin,
+        optin=services.audience.optin,
         site=site,
         checks=tuple(checks),
         cors_origins=tuple(settings.web.cors_origins),
@@ -308,9 +228,13 @@ def create_app(
 
     site_dir = settings.path(settings.archive.out)
     archive = Mount(PREFIX, ArchiveFiles(site_dir, settings.newsletter.base_url + PREFIX))
-    app = WebApp(routes=[*routes(), archive], exception_handlers=HANDLERS, lifespan=lifespan)
-    app.header_options = {"css_url": site.css_url, "logo_url": site.logo_url}
-    app.hot = SecurityHeaders(serve_hot, **app.header_options)
+    app = WebApp(
+        routes=[*routes(), archive],
+        hot_routes=HOT_ROUTES,
+        header_options={"css_url": site.css_url, "logo_url": site.logo_url},
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
     app.router.redirect_slashes = False  # SlashRedirect does it, at base_url
     app.router.default = SlashRedirect(app.router, settings.newsletter.base_url)
     app.state.web = web

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -17,12 +17,7 @@ from starlette.requests import Request
 from newsletter.audience.hotreads import AsyncHotReads, HotReads
 from newsletter.audience.jobs import run_job
 from newsletter.audience.optin import OptIn
-from newsletter.audience.preferences import (
-    Membership,
-    PreferencesView,
-    load_preferences,
-    membership,
-)
+from newsletter.audience.preferences import Membership, PreferencesView
 from newsletter.audience.subscriptions import Leave, leave_many
 from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
@@ -31,6 +26,9 @@ from newsletter.i18n import interface_language_names
 from newsletter.localized import pick
 from newsletter.typography import typeset_text
 from newsletter.web.forms import Fields
+
+if TYPE_CHECKING:
+    from newsletter.services import Services
 
 # A proof-of-work or CAPTCHA hook: called with the request and the posted fields before a
 # subscribe or manage request is acted on; returning False answers 400. None are installed
@@ -60,6 +58,8 @@ class Site:
     # init=False: a copy made with dataclasses.replace starts with an empty cache.
     _by_language: dict[str, Site] = field(default_factory=dict, init=False, repr=False,
                                           compare=False)
+    # What pages.py made once for this per-language site: templates by name, fragments.
+    cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def for_language(self, language: str) -> Site:
         """The site as a page in `language` shows it: its name and organisation, typeset."""
@@ -96,10 +96,14 @@ class Site:
 
 @dataclass
 class WebContext:
-    """Settings, services and hooks of one app instance (app.state.web)."""
+    """Settings, services and hooks of one app instance (app.state.web).
 
+    Handlers reach the owning modules through `services`' facades; the engine is only for
+    the fast paths below (HotReads, AsyncHotReads, GroupCommit), which take it directly.
+    """
+
+    services: Services
     settings: Settings
-    engine: Engine
     optin: OptIn
     site: Site
     checks: Sequence[Check] = ()
@@ -109,6 +113,10 @@ class WebContext:
     hot_async: AsyncHotReads | None = None  # PostgreSQL with psycopg: on asyncio connections
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
     _groups: dict[Any, GroupCommit[Any, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        return self.services.engine
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a read-only database call: inline on SQLite, in the thread pool otherwise.
@@ -127,7 +135,7 @@ class WebContext:
             return self.hot.preferences(subscriber_id, list_id)
         if self.hot_async is not None:
             return await self.hot_async.preferences(subscriber_id, list_id)
-        return await run_in_threadpool(self._in_transaction, load_preferences, subscriber_id,
+        return await run_in_threadpool(self.services.audience.preferences, subscriber_id,
                                        list_id)
 
     async def membership_of(self, subscriber_id: int, list_id: int) -> Membership | None:
@@ -136,7 +144,7 @@ class WebContext:
             return self.hot.membership(subscriber_id, list_id)
         if self.hot_async is not None:
             return await self.hot_async.membership(subscriber_id, list_id)
-        return await run_in_threadpool(self._in_transaction, membership, subscriber_id,
+        return await run_in_threadpool(self.services.audience.membership, subscriber_id,
                                        list_id)
 
     async def leave(self, item: Leave) -> Membership | None:
@@ -154,10 +162,6 @@ class WebContext:
         if found is not None and found.status not in (None, "unsubscribed"):
             await self.write_grouped(leave_many, item)
         return found
-
-    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.engine.connect() as conn:
-            return fn(conn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a database call that writes, off the event loop.

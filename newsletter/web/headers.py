@@ -6,6 +6,7 @@ third-party content except the operator's own stylesheet and logo origins.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,15 +53,19 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name for name, _ in headers}
-                if present.isdisjoint(self.names):  # the usual case: add them all at once
-                    headers += self.all
-                else:
-                    headers.extend(h for h in self.headers if h[0] not in present)
-                    if b"cache-control" not in present:
-                        headers.append(self.no_store)
-                message["headers"] = headers
+                message["headers"] = self.added_to(message.get("headers", []))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def added_to(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """A response's headers with ours after them, but for those it set itself."""
+        headers = list(headers)
+        present = {name for name, _ in headers}
+        if present.isdisjoint(self.names):  # the usual case: add them all at once
+            headers += self.all
+        else:
+            headers.extend(h for h in self.headers if h[0] not in present)
+            if b"cache-control" not in present:
+                headers.append(self.no_store)
+        return headers

@@ -18,7 +18,7 @@ from newsletter.errors import ValidationError
 from newsletter.tokens import TokenError
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import read_fields, request_meta
-from newsletter.web.pages import N_, page, request_language
+from newsletter.web.pages import N_, language_options, list_checkboxes, page, request_language
 
 CSRF_MAX_AGE = 2 * 86400
 
@@ -37,6 +37,8 @@ def _render(
     web = web_context(request)
     language = request_language(request, preference=view.language)
     csrf = web.optin.signer.sign("csrf", view.subscriber_id, timestamped=True)
+    site = web.site.for_language(language)
+    options = language_options(site, view.languages.offered, view.shown_language(language))
     return page(
         request,
         "preferences.html",
@@ -44,6 +46,8 @@ def _render(
         status=status,
         view=view,
         csrf=csrf,
+        language_options=options,
+        list_checkboxes=list_checkboxes(site, view.lists),
         saved=saved,
         error=error,
     )

@@ -19,8 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience.erasure import erase
-from newsletter.audience.portability import export_data
 from newsletter.errors import NotFoundError
 from newsletter.statements.signatures import signer_address
 from newsletter.web.context import web_context
@@ -57,7 +55,8 @@ async def data_download(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     web = web_context(request)
-    return _download(await run_in_threadpool(export_data, web.engine, subscriber_id=checked[0]))
+    export = web.services.audience.export_data
+    return _download(await run_in_threadpool(lambda: export(subscriber_id=checked[0])))
 
 
 async def signer_data_download(request: Request) -> Response:
@@ -65,7 +64,7 @@ async def signer_data_download(request: Request) -> Response:
     a broken link or an erased contact gets the broken-link page."""
     web = web_context(request)
     address = await run_in_threadpool(signer_address, web.optin, request.path_params["token"])
-    return _download(await run_in_threadpool(export_data, web.engine, email=address))
+    return _download(await run_in_threadpool(web.services.audience.export_data, address))
 
 
 def _download(data: dict[str, Any]) -> Response:
@@ -92,6 +91,5 @@ async def delete_post(request: Request) -> Response:
         return checked
     sid, language = checked
     web = web_context(request)
-    await web.write(erase, web.engine, subscriber_id=sid, address_key=web.optin.address_key,
-                    source="preferences-page")
+    await web.write(web.services.audience.erase, subscriber_id=sid, source="preferences-page")
     return page(request, "deleted.html", language)

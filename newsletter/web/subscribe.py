@@ -14,7 +14,7 @@ from newsletter.audience.addresses import NonAsciiLocalPart
 from newsletter.audience.jobs import queue_subscribe
 from newsletter.audience.language import FALL_BACK, ListLanguages
 from newsletter.audience.lists import localized_list
-from newsletter.audience.optin import RateLimited, find_list
+from newsletter.audience.optin import RateLimited
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.links import subscribe_url
 from newsletter.web.context import WebContext, cors_headers, web_context
@@ -50,11 +50,7 @@ def consent_text(web: WebContext, language: str, list_name: str) -> str:
 
 
 async def _list(web: WebContext, slug: str) -> dict[str, Any]:
-    def load() -> dict[str, Any]:
-        with web.engine.connect() as conn:
-            return find_list(conn, slug)
-
-    return await web.read(load)
+    return await web.read(web.services.audience.form_list, slug)
 
 
 def _form_page(

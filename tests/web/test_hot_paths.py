@@ -12,7 +12,14 @@ from newsletter.i18n import LANGUAGES
 from newsletter.links import preferences_url, unsubscribe_url
 from newsletter.tokens import Signer
 from newsletter.web.context import Site
-from newsletter.web.pages import TEMPLATES, environment, render, translator
+from newsletter.web.pages import (
+    TEMPLATES,
+    environment,
+    language_options,
+    list_checkboxes,
+    render,
+    translator,
+)
 from tests.conftest import SECRET
 from tests.web.conftest import BASE_URL, WebEnv
 
@@ -66,7 +73,9 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
     )
     view = PreferencesView(7, "o'neil&co@example.org", '<Ann> "A"', None, choices)
     pages = {
-        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": ""},
+        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": "",
+                             "language_options": language_options(site, ("en", "fr"), "fr"),
+                             "list_checkboxes": list_checkboxes(site, choices)},
         "unsubscribe.html": {"list_name": "<News> & Co", "preferences_url": "/p?a=1&b=2"},
         "unsubscribed.html": {
             "everything": False,
@@ -94,3 +103,60 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
         for name, values in pages.items():
             expected = plain.get_template(name).render(**common, **values)
             assert prepared.get_template(name).render(**common, **values) == expected
+
+
+def test_the_language_choice_reads_as_the_templates_own_loop_wrote_it() -> None:
+    """The preferences page's language <select> is built once per site and choice; a subscriber
+    must get the markup the template's loop gave: each offered code with its name, escaped,
+    and the chosen one selected."""
+    site = Site(name="N", base_url=BASE_URL, language_names={"en": "English", "fr": "<Fr> & co"})
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    loop = env.from_string(
+        '    <select id="language" name="language">\n'
+        "    {% for code in codes %}\n"
+        '      <option value="{{ code }}" lang="{{ code }}"{% if code == chosen %} selected'
+        "{% endif %}>{{ site.language_names.get(code, code) }}</option>\n"
+        "    {% endfor %}\n"
+        "    </select>\n"
+    )
+    built = env.from_string(
+        '    <select id="language" name="language">\n      {{ options }}\n    </select>\n'
+    )
+    codes = ("en", "fr", "x<y")
+    for chosen in codes:
+        expected = loop.render(codes=codes, chosen=chosen, site=site)
+        for _ in range(2):  # built, then from the site's cache
+            options = language_options(site, codes, chosen)
+            assert built.render(options=options) == expected
+    assert "&lt;Fr&gt; &amp; co" in expected and 'value="x&lt;y"' in expected
+
+
+def test_the_list_checkboxes_read_as_the_templates_own_loop_wrote_them() -> None:
+    """Each list's checkbox is built once per site; a subscriber must get the markup the
+    template's loop gave: names and descriptions escaped, their own lists checked."""
+    site = Site(name="N", base_url=BASE_URL)
+    choices = (
+        ListChoice(1, "news", "Weekly <Digest> & Co", 'say "hi"', True, "confirmed"),
+        ListChoice(2, "events", "Events", "", False, None),
+    )
+    loop = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
+        "  <fieldset>\n"
+        "    {% for choice in lists %}\n"
+        '    <div class="check">\n'
+        '      <input type="checkbox" id="list-{{ choice.id }}" name="list" '
+        'value="{{ choice.id }}"{% if choice.subscribed %} checked{% endif %}>\n'
+        '      <label for="list-{{ choice.id }}">{{ choice.name }}{% if choice.description %} '
+        '<span class="hint">{{ choice.description }}</span>{% endif %}</label>\n'
+        "    </div>\n"
+        "    {% endfor %}\n"
+        "  </fieldset>\n"
+    )
+    built = Environment(autoescape=True).from_string(
+        "  <fieldset>\n    {{ boxes }}\n  </fieldset>\n"
+    )
+    for lists in (choices, choices[::-1], choices[1:]):
+        expected = loop.render(lists=lists)
+        for _ in range(2):  # built, then from the site's cache
+            assert built.render(boxes=list_checkboxes(site, lists)) == expected
+    first = loop.render(lists=choices)
+    assert "Weekly &lt;Digest&gt; &amp; Co" in first and "say &#34;hi&#34;" in first
