@@ -142,11 +142,15 @@ def record(
     settings: Settings, engine: Engine, outcomes: Sequence[tuple[dict[str, Any], str, str]],
     now: datetime,
 ) -> None:
-    """Write each claimed row's outcome: sent, deferred (with its next time) or failed."""
+    """Write each claimed row's outcome: sent, deferred (with its next time) or failed; a row
+    handed `back` untried is as it was before the claim."""
     with engine.begin() as conn:
         for row, status, reply in outcomes:
             values: dict[str, Any] = {"status": status, "last_error": reply or None}
-            if status == "sent":
+            if status == "back":
+                values = {"next_attempt_at": row["next_attempt_at"],
+                          "attempts": row["attempts"] - 1}
+            elif status == "sent":
                 values.update(sent_at=now, next_attempt_at=None, last_error=None)
             elif status == "deferred" and now - row["created_at"] >= GIVE_UP_AFTER:
                 values["status"] = "failed"
@@ -181,11 +185,11 @@ async def deliver_outbox(
     if not rows:
         return OutboxReport()
     sent = await mails.send([Mail(row["id"], row["sender"], row["recipient"],
-                                  bytes(row["message"])) for row in rows])
+                                  bytes(row["message"])) for row in rows], settings.smtp.lease)
     outcomes = [(row, status, reply) for row, (status, reply) in zip(rows, sent, strict=True)]
     await run_in_threadpool(record, settings, engine, outcomes, now or utcnow())
     for row, status, reply in outcomes:
-        if status != "sent":
+        if status not in ("sent", "back"):
             log.warning("outbox %s to %s: %s (%s)", row["id"], row["recipient"], status, reply)
     counts = {s: sum(1 for _, st, _ in outcomes if st == s) for s in ("sent", "deferred", "failed")}
     return OutboxReport(**counts)

@@ -9,6 +9,8 @@ and its hourly budget counts every pass.
 
 The outbox has no at-most-once journal: a mail is owned once claimed, and a reply lost during
 DATA (`unknown`) or a 421 (`queued`: the relay closed) means "try again later", like any 4yz.
+A pass ends within half its lease (rate limits may slow it down): the mails it did not try are
+handed `back` untouched, before another process could claim them again.
 """
 
 from __future__ import annotations
@@ -57,12 +59,14 @@ class MailRun:
         now = time.monotonic()
         return any(state.usable(now) for state in self.relays.states)
 
-    async def send(self, mails: Sequence[Mail]) -> list[tuple[str, str]]:
-        """Each mail's outbox status (sent, deferred, failed) and the relay's reply."""
+    async def send(self, mails: Sequence[Mail], lease: float) -> list[tuple[str, str]]:
+        """Each mail's outbox status (sent, deferred, failed; `back`: not tried) and the
+        relay's reply; the mails were claimed for `lease` seconds."""
         self.relays.fatal = None  # a new pass: only a relay still cooling down stays out
-        slot = self.relays.slot()
+        slot, deadline = self.relays.slot(), time.monotonic() + lease / 2
         try:
-            return [await self._one(slot, mail) for mail in mails]
+            return [await self._one(slot, mail) if time.monotonic() < deadline else ("back", "")
+                    for mail in mails]
         finally:
             await slot.close()
 

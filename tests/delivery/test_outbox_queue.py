@@ -105,3 +105,28 @@ def test_a_deferred_system_mail_waits_the_send_s_retry_delay_doubled_and_at_most
     assert timedelta(minutes=59) < due - later <= timedelta(minutes=61)
     report, _due = _pass(workspace, later + timedelta(minutes=61))
     assert report.sent == 1 and len(smtp_server.messages) == 1
+
+
+def test_system_mails_keep_a_relays_rate_and_a_pass_hands_back_what_its_lease_leaves(
+        workspace, db_url, smtp_server_factory):
+    a = smtp_server_factory()
+    # Two mails a second, claims of 2 s: a pass stops trying after 1 s.
+    configure_relays(workspace, db_url, [("a", a, {"rate": 2.0})], lease=2.0)
+    emails = _enqueue(db_url, 0, 10)
+    settings = load_settings(workspace)
+    engine = make_engine(settings.database_url)
+    try:
+        first = asyncio.run(deliver_outbox(settings, engine))
+        rows = list_outbox(engine)
+        passes = 1
+        while len(a.messages) < 10 and passes < 30:
+            asyncio.run(deliver_outbox(settings, engine))
+            passes += 1
+        done = list_outbox(engine)
+    finally:
+        engine.dispose()
+    assert 1 <= first.sent <= 3 and first.deferred == first.failed == 0
+    untried = [r for r in rows if r.status == "queued"]
+    assert len(untried) == 10 - first.sent  # handed back as they were: due now, no attempt
+    assert all(r.attempts == 0 and r.next_attempt_at is None for r in untried)
+    assert sorted(copies(a)) == emails and {r.status for r in done} == {"sent"}
