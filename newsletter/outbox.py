@@ -4,6 +4,10 @@ A request never talks SMTP: it writes the finished message into the `outbox` tab
 transaction as the change that needs it, and `deliver_outbox` sends it later. A failing relay
 therefore loses nothing; the row is deferred with a growing wait and tried again.
 
+The outbox is a second kind of queue beside an issue's deliveries, with the same lease
+(`[smtp] lease`), the same retry curve (`plan.backoff` from `[smtp] retry_delay`) and the same
+relays (`delivery/mailrun.py`: RelaySet and Slot, their limits and cool-down).
+
 Claiming is crash-safe and replica-safe: a worker claims due rows by pushing their
 `next_attempt_at` forward by a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`; every backend: a
 compare-and-set on the old value), so a dead worker's rows come back when the lease ends and two
@@ -25,14 +29,14 @@ from newsletter.config import Settings
 from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.tables import OUTBOX
-from newsletter.delivery.relay import Relay, every_relay
-from newsletter.delivery.smtp import send_each
+from newsletter.delivery.mailrun import Mail, MailRun
+from newsletter.delivery.plan import backoff
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-FIRST_RETRY = timedelta(minutes=1)
-LONGEST_RETRY = timedelta(hours=1)
+# The delivery queue's curve waits up to 6 h; a system mail waits at most an hour: someone
+# who asked for a confirmation or a preferences link is waiting for it (and its link expires).
+LONGEST_RETRY = 3600.0
 GIVE_UP_AFTER = timedelta(days=3)
 DUE_STATUSES = ("queued", "deferred")
 
@@ -93,10 +97,9 @@ def count_recent(conn: Connection, kind: str, recipient: str, since: datetime) -
     return int(conn.execute(query).scalar_one())
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """Wait after the n-th failed attempt: 1, 2, 4 ... minutes, at most an hour."""
-    delay = FIRST_RETRY * (2 ** max(attempts - 1, 0))
-    return min(delay, LONGEST_RETRY)
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    """Wait after the n-th failed attempt: the delivery queue's backoff, at most an hour."""
+    return timedelta(seconds=backoff(attempts, settings.smtp.retry_delay, LONGEST_RETRY))
 
 
 def _due(now: datetime, include_deferred: bool) -> Any:
@@ -107,13 +110,15 @@ def _due(now: datetime, include_deferred: bool) -> Any:
 
 
 def claim(
-    engine: Engine, now: datetime, limit: int, include_deferred: bool = False
+    engine: Engine, now: datetime, limit: int, include_deferred: bool = False,
+    lease: float = 300.0,
 ) -> list[dict[str, Any]]:
-    """Lease up to `limit` due rows to this worker and return them."""
+    """Lease up to `limit` due rows to this worker for `lease` seconds and return them."""
     query = select(OUTBOX).where(_due(now, include_deferred)).order_by(OUTBOX.c.id).limit(limit)
     if not is_sqlite(engine):
         query = query.with_for_update(skip_locked=True)
     claimed: list[dict[str, Any]] = []
+    until = now + timedelta(seconds=lease)
     with engine.begin() as conn:
         for row in conn.execute(query).mappings().all():
             # Compare-and-set on the old lease: a second worker that read the same row loses.
@@ -126,7 +131,7 @@ def claim(
             result = conn.execute(
                 update(OUTBOX)
                 .where(OUTBOX.c.id == row["id"], OUTBOX.c.status == row["status"], same_lease)
-                .values(next_attempt_at=now + LEASE, attempts=OUTBOX.c.attempts + 1)
+                .values(next_attempt_at=until, attempts=OUTBOX.c.attempts + 1)
             )
             if result.rowcount == 1:
                 claimed.append({**row, "attempts": row["attempts"] + 1})
@@ -134,36 +139,27 @@ def claim(
 
 
 def record(
-    engine: Engine, outcomes: Sequence[tuple[dict[str, Any], str, str]], now: datetime
+    settings: Settings, engine: Engine, outcomes: Sequence[tuple[dict[str, Any], str, str]],
+    now: datetime,
 ) -> None:
-    """Write each claimed row's outcome: sent, deferred (with its next time) or failed."""
+    """Write each claimed row's outcome: sent, deferred (with its next time) or failed; a row
+    handed `back` untried is as it was before the claim."""
     with engine.begin() as conn:
         for row, status, reply in outcomes:
             values: dict[str, Any] = {"status": status, "last_error": reply or None}
-            if status == "sent":
+            if status == "back":
+                values = {"next_attempt_at": row["next_attempt_at"],
+                          "attempts": row["attempts"] - 1}
+            elif status == "sent":
                 values.update(sent_at=now, next_attempt_at=None, last_error=None)
             elif status == "deferred" and now - row["created_at"] >= GIVE_UP_AFTER:
                 values["status"] = "failed"
                 values["last_error"] = f"gave up after {row['attempts']} attempts: {reply}"
             elif status == "deferred":
-                values["next_attempt_at"] = now + retry_delay(row["attempts"])
+                values["next_attempt_at"] = now + retry_delay(settings, row["attempts"])
             else:
                 values["next_attempt_at"] = None
             conn.execute(update(OUTBOX).where(OUTBOX.c.id == row["id"]).values(**values))
-
-
-# The outbox has no `unknown` state: a system mail whose DATA reply was lost is tried again
-# (a second confirmation mail is better than none); `retry` (421, sender refused, relay down)
-# waits like any transient reply.
-OUTBOX_STATUS = {"sent": "sent", "deferred": "deferred", "failed": "failed",
-                 "retry": "deferred", "unknown": "deferred"}
-
-
-async def _send_batch(relays: list[Relay],
-                      rows: list[dict[str, Any]]) -> list[tuple[dict, str, str]]:
-    envelopes = [(row["sender"], row["recipient"], bytes(row["message"])) for row in rows]
-    results = await send_each(relays, envelopes)  # the first relay, else the next that answers
-    return [(row, OUTBOX_STATUS[r.status], r.reply) for row, r in zip(rows, results, strict=True)]
 
 
 async def deliver_outbox(
@@ -173,16 +169,27 @@ async def deliver_outbox(
     now: datetime | None = None,
     limit: int = 100,
     include_deferred: bool = False,
+    mails: MailRun | None = None,
 ) -> OutboxReport:
-    """Send queued and due deferred mails once; safe to run from several processes at once."""
+    """Send queued and due deferred mails once; safe to run from several processes at once.
+
+    `mails`: the process's MailRun, kept from pass to pass (a new one otherwise). While every
+    relay is out (cooling down, hourly limit spent) nothing is claimed: the mails wait.
+    """
+    mails = mails or MailRun(settings)
+    if not mails.ready():
+        return OutboxReport()
     moment = now or utcnow()
-    rows = await run_in_threadpool(claim, engine, moment, limit, include_deferred)
+    rows = await run_in_threadpool(claim, engine, moment, limit, include_deferred,
+                                   settings.smtp.lease)
     if not rows:
         return OutboxReport()
-    outcomes = await _send_batch(every_relay(settings), rows)
-    await run_in_threadpool(record, engine, outcomes, now or utcnow())
+    sent = await mails.send([Mail(row["id"], row["sender"], row["recipient"],
+                                  bytes(row["message"])) for row in rows], settings.smtp.lease)
+    outcomes = [(row, status, reply) for row, (status, reply) in zip(rows, sent, strict=True)]
+    await run_in_threadpool(record, settings, engine, outcomes, now or utcnow())
     for row, status, reply in outcomes:
-        if status != "sent":
+        if status not in ("sent", "back"):
             log.warning("outbox %s to %s: %s (%s)", row["id"], row["recipient"], status, reply)
     counts = {s: sum(1 for _, st, _ in outcomes if st == s) for s in ("sent", "deferred", "failed")}
     return OutboxReport(**counts)

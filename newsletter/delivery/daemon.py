@@ -10,7 +10,9 @@ One asyncio loop per process. About every second (`tick`) it
    FOR UPDATE SKIP LOCKED, so the workers of all hosts take disjoint batches), stops claiming
    within `watch_every` of a pause or cancel, and ends when nothing can be claimed; whoever
    settles the last delivery sets the issue sent (issues.finish);
-4. sends the system mails that are due (outbox.deliver_outbox).
+4. sends the system mails that are due (outbox.deliver_outbox): the outbox is a second kind of
+   queue, claimed under the same `[smtp] lease` and sent over the same relays (mailrun.MailRun,
+   kept for the worker's life, so a relay's cool-down and hourly budget hold across ticks).
 
 SIGTERM or SIGINT: stop claiming, let the messages in flight finish and be recorded, hand the
 other claims back, delete the row, exit 0. The worker needs only the database URL, the keys,
@@ -49,6 +51,7 @@ from newsletter.delivery.issues import (
     skip_cancelled,
 )
 from newsletter.delivery.liveness import worker_name
+from newsletter.delivery.mailrun import MailRun
 from newsletter.delivery.runner import RunConfig, Worker
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,7 @@ class Daemon:
         self.recovered: dict[int, float] = {}
         self.resting: dict[int, float] = {}  # issue -> when to try again after a failed run
         self.outbox: asyncio.Task[int] | None = None
+        self.mails: MailRun | None = None  # the outbox's relays, made on its first pass
         self.rate = 0.0
         self.last_beat = (time.monotonic(), 0)
         self.on_issue: int | None = None
@@ -217,7 +221,8 @@ class Daemon:
         from newsletter.outbox import deliver_outbox
 
         try:
-            report = await deliver_outbox(self.settings, self.engine)
+            self.mails = self.mails or MailRun(self.settings)
+            report = await deliver_outbox(self.settings, self.engine, mails=self.mails)
         except Exception as exc:  # a relay or database hiccup: the next tick tries again
             log.warning("outbox: %s", exc)
             return 0

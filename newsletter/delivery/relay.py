@@ -1,8 +1,8 @@
 """SMTP relay connection settings, shared by every mail we send (the client is smtp.py).
 
 `[[smtp.relays]]` lists several relays (delivery/relays.py spreads a send over them); without
-it the `[smtp]` section's host, port, TLS and login are the one relay. System mails go through
-the first that answers (smtp.send_each), test copies through the first.
+it the `[smtp]` section's host, port, TLS and login are the one relay. System mails use the relays
+like a send (delivery/mailrun.py); test copies go through the first.
 """
 
 from __future__ import annotations

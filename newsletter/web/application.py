@@ -27,6 +27,7 @@ from newsletter.audience.jobs import run_pending
 from newsletter.audience.optin import RateLimited
 from newsletter.db.engine import is_sqlite
 from newsletter.db.pgasync import has_async_driver
+from newsletter.delivery.mailrun import MailRun
 from newsletter.errors import NewsletterError, NotFoundError, ValidationError
 from newsletter.services import Services
 from newsletter.tokens import TokenError
@@ -121,11 +122,12 @@ async def home(request: Request) -> Response:
 async def run_outbox(web: WebContext, interval: float) -> None:
     """Send queued system mails every `interval` seconds, or at once when a request queued one."""
     assert web.outbox_wakeup is not None
+    mails = MailRun(web.settings)  # the relays' cool-down and hourly budget hold across passes
     while True:
         busy = False
         try:
             await web.write(run_pending, web.optin)  # form requests a crash left unprocessed
-            report = await web.services.outbox.deliver_async()
+            report = await web.services.outbox.deliver_async(mails=mails)
             busy = report.total >= 100
         except Exception:  # keep the worker alive through database or relay hiccups
             log.exception("outbox worker pass failed")
