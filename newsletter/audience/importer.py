@@ -132,7 +132,8 @@ class Importer:
             if row is None:
                 self.report.rejected.append(RowProblem(record.line, email, notes[0]))
             else:
-                self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
+                if notes:
+                    self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
                 self._add(batch, row)
             if self.progress and self.report.rows % 1000 == 0:
                 self.progress(1000)
