@@ -90,7 +90,7 @@ class RowChecker:
         if len(text) > MAX_CELL and max(map(len, cells)) > MAX_CELL:
             i = next(i for i, value in enumerate(cells) if len(value) > MAX_CELL)
             return f"{self._label(i)} is longer than {MAX_CELL} characters"
-        if not CONTROL.search(text):
+        if text.isprintable() or not CONTROL.search(text):  # every control is unprintable
             return ""
         for i, value in enumerate(cells):
             if match := CONTROL.search(value):

@@ -87,10 +87,13 @@ def _changes(row: NewRow, name: str, language: str | None,
     return changes
 
 
-def _upsert_subscribers(db: Bulk, rows: list[NewRow], now: Any,
-                        counts: MergeCounts) -> dict[str, int]:
-    """Create the new addresses, update the known ones; returns email -> subscriber id."""
-    existing = db.subscribers([r.email for r in rows])
+def _upsert_subscribers(db: Bulk, list_id: int, rows: list[NewRow], now: Any,
+                        counts: MergeCounts) -> tuple[dict[str, int], dict[int, str]]:
+    """Create the new addresses, update the known ones (only those a row changes).
+
+    Returns email -> subscriber id, and subscriber id -> status of those already on the list.
+    """
+    existing = db.subscribers(list_id, [r.email for r in rows])
     new = [r for r in rows if r.email not in existing]
     db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
                           now)
@@ -100,7 +103,7 @@ def _upsert_subscribers(db: Bulk, rows: list[NewRow], now: Any,
         known = existing.get(r.email)
         if known is None:
             continue
-        sid, name, language, attributes = known
+        sid, name, language, attributes, _ = known
         changes = _changes(r, name, language, attributes)
         if changes:
             updates.append((sid, changes.get("name", name), changes.get("language", language),
@@ -110,8 +113,9 @@ def _upsert_subscribers(db: Bulk, rows: list[NewRow], now: Any,
     db.update_subscribers(updates, now)
     counts.updated += len(updates)
     ids = {email: known[0] for email, known in existing.items()}
+    statuses = {known[0]: known[4] for known in existing.values() if known[4] is not None}
     ids.update(db.subscriber_ids([r.email for r in new]))
-    return ids
+    return ids, statuses
 
 
 def merge_batch(
@@ -137,8 +141,9 @@ def merge_batch(
     if not rows:
         return counts
     now = db.now()
-    ids = _upsert_subscribers(db, rows, now, counts)
-    merged = merge(db, lst.id, list(ids.values()), now, confirmed=confirmed, source=source)
+    ids, statuses = _upsert_subscribers(db, lst.id, rows, now, counts)
+    merged = merge(db, lst.id, list(ids.values()), statuses, now, confirmed=confirmed,
+                   source=source)
     counts.subscribed += len(merged.created)
     counts.confirmed += len(merged.confirmed) + (len(merged.created) if confirmed else 0)
     counts.kept_unsubscribed += merged.kept_unsubscribed

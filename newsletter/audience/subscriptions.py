@@ -275,11 +275,13 @@ class Merged:
     kept_unsubscribed: int  # left alone: they must opt in again
 
 
-def merge(db: Bulk, list_id: int, ids: Sequence[int], now: Any, *, confirmed: bool,
-          source: str) -> Merged:
+def merge(db: Bulk, list_id: int, ids: Sequence[int], current: dict[int, str], now: Any, *,
+          confirmed: bool, source: str) -> Merged:
     """Subscribe these subscribers in bulk: new ones pending (with an empty request) or
-    confirmed; pending ones confirmed when `confirmed`; one audit event per change."""
-    current = db.statuses(list_id, ids)
+    confirmed; pending ones confirmed when `confirmed`; one audit event per change.
+
+    `current` holds the status of each of them already on the list (read with the subscribers,
+    in the caller's transaction)."""
     status = "confirmed" if confirmed else "pending"
     fresh = [sid for sid in ids if sid not in current]
     db.insert_subscriptions(list_id, fresh, status, now, now if confirmed else None)

@@ -169,7 +169,9 @@ def import_(app: AppContext, file: Path, list_slug: str, dry_run: bool, strict: 
             on_plan=lambda plan: _print_plan(plan, as_json, strict))
     invited = None
     if report.committed and not confirmed and not no_invite:
-        invited = _invite(app, list_slug, started, quiet=as_json).as_dict()
+        # Only the subscriptions this import made can be new and never asked.
+        invited = (_invite(app, list_slug, started, quiet=as_json).as_dict()
+                   if report.merge.subscribed else {"queued": 0, "throttled": 0})
     if as_json:
         print_json({**report.as_dict(), **({"invites": invited} if invited else {})})
     else:

@@ -29,7 +29,7 @@ from newsletter.db.models import utcnow
 # SQLite binds at most 32,766 values per statement; PostgreSQL takes a whole array as one.
 CHUNK = 5000
 
-SUBSCRIBER_COLUMNS = "id, email, name, language, attributes"
+SUBSCRIBER_COLUMNS = "s.id, s.email, s.name, s.language, s.attributes"
 # `?j` marks a JSON value: PostgreSQL gets the text cast to json.
 INSERT_SUBSCRIBER = ("INSERT INTO subscribers (email, name, language, attributes, created_at, "
                      "updated_at) VALUES (?, ?, ?, ?j, ?, ?)")
@@ -93,22 +93,20 @@ class Bulk:
         sql = "SELECT email_hash FROM suppressions WHERE email_hash {}"
         return {h for (h,) in self._select_in(sql, hashes)}
 
-    def subscribers(self, emails: Sequence[str]) -> dict[str, tuple[int, str, str | None,
-                                                                    dict[str, Any]]]:
-        """email -> (id, name, language, attributes) for the known ones among these."""
-        sql = f"SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email {{}}"
-        return {email: (sid, name, language, self._attributes(attrs))
-                for sid, email, name, language, attrs in self._select_in(sql, emails)}
+    def subscribers(self, list_id: int, emails: Sequence[str]) -> dict[
+            str, tuple[int, str, str | None, dict[str, Any], str | None]]:
+        """email -> (id, name, language, attributes, status on the list or None) for the known
+        ones among these: one read for both, as a re-import needs both for every row."""
+        sql = (f"SELECT {SUBSCRIBER_COLUMNS}, c.status FROM subscribers s "
+               "LEFT JOIN subscriptions c ON c.subscriber_id = s.id AND c.list_id = ? "
+               "WHERE s.email {}")
+        return {email: (sid, name, language, self._attributes(attrs), status)
+                for sid, email, name, language, attrs, status
+                in self._select_in(sql, emails, list_id)}
 
     def subscriber_ids(self, emails: Sequence[str]) -> dict[str, int]:
         """email -> id for the known ones among these."""
         return dict(self._select_in("SELECT email, id FROM subscribers WHERE email {}", emails))
-
-    def statuses(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
-        """subscriber id -> subscription status on the list, for the subscribed ones."""
-        sql = ("SELECT subscriber_id, status FROM subscriptions "
-               "WHERE list_id = ? AND subscriber_id {}")
-        return dict(self._select_in(sql, ids, list_id))
 
     # -- writes --------------------------------------------------------------------------
 

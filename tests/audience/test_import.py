@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from newsletter.audience.importer import ImportFileError, import_csv
 from newsletter.audience.subscribers import add_subscriber, iter_subscribers, remove_subscriber
 from newsletter.db.models import Event, Subscriber
+from newsletter.db.tables import EVENTS, REQUESTS, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.errors import ValidationError
 from tests.audience.conftest import write
 
@@ -235,3 +236,52 @@ def test_a_row_the_database_refuses_is_rejected_alone(services, news, tmp_path):
         with services.engine.begin() as conn:
             conn.execute(text("DROP TRIGGER no_refused" if sqlite
                               else "ALTER TABLE subscribers DROP CONSTRAINT no_refused"))
+
+
+def _writes(services) -> dict[str, list]:
+    """What an import can write: people, subscriptions, requests and audit events, with times."""
+    with services.engine.connect() as conn:
+        return {name: sorted(tuple(r) for r in conn.execute(select(*cols)))
+                for name, cols in {
+                    "subscribers": SUBSCRIBERS.c, "subscriptions": SUBSCRIPTIONS.c,
+                    "requests": REQUESTS.c, "events": EVENTS.c}.items()}
+
+
+def test_reimporting_an_unchanged_file_writes_nothing_and_still_rejects_its_bad_rows(
+        services, news, tmp_path):
+    path = write(tmp_path, MIXED)
+    do_import(services, path)
+    before = _writes(services)
+    second = do_import(services, path)
+    assert (second.accepted, second.merge.unchanged, second.merge.updated) == (3, 3, 0)
+    assert _writes(services) == before  # no event, no request, every updated_at untouched
+    reasons = {p.line: p.reason for p in second.rejected}
+    assert set(reasons) == {3, 4, 6}
+    assert "invalid email" in reasons[3] and "formula" in reasons[6]
+
+
+def test_a_reimport_applies_changed_names_and_languages_and_rejects_bad_rows_by_line(
+        services, news, tmp_path):
+    first = "email;name;language\na@example.org;Ann;fr\nb@example.org;Bob;en\nc@example.org;Cy;es\n"
+    do_import(services, write(tmp_path, first, name="first.csv"))
+    stamps = _updated(services)
+    changed = ("email;name;language\na@example.org;Ann;fr\nB@Example.org;Robert;en\n"
+               "c@example.org;Cy;fr\na@example.org;Ann;de\na@@example.org;Ann;fr\n")
+    report = do_import(services, write(tmp_path, changed))
+    assert (report.merge.updated, report.merge.unchanged, report.merge.created) == (2, 1, 0)
+    reasons = {p.line: p.reason for p in report.rejected}
+    assert set(reasons) == {5, 6}
+    assert "'de' is not offered" in reasons[5] and "invalid email" in reasons[6]
+    people = {r.email: (r.name, r.language) for r in iter_subscribers(services.engine)}
+    assert people == {"a@example.org": ("Ann", "fr"), "b@example.org": ("Robert", "en"),
+                      "c@example.org": ("Cy", "fr")}
+    after = _updated(services)
+    assert after["a@example.org"] == stamps["a@example.org"]
+    assert after["b@example.org"] > stamps["b@example.org"]
+    assert after["c@example.org"] > stamps["c@example.org"]
+
+
+def _updated(services) -> dict[str, object]:
+    with services.engine.connect() as conn:
+        return dict(tuple(r) for r in conn.execute(select(SUBSCRIBERS.c.email,
+                                                          SUBSCRIBERS.c.updated_at)))
