@@ -22,9 +22,9 @@ and such a dump already holds every subscriber's address in clear.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -43,27 +43,17 @@ class KeyringError(NewsletterError):
 def address_hash(email: str, key: str) -> str:
     """Keyed hash of a normalized address, as kept on the suppression list: HMAC-SHA256.
 
-    Written out (RFC 2104) over the key's two padded hash states, made once per key: an import
-    hashes every row's address, and `hmac.digest` sets the key up again on each call (3x the
-    time). The result is the same hex digest.
+    The key's HMAC state is made once per key and copied for each address: an import hashes
+    every row's address, and `hmac.digest` sets the key up again on each call (2x the time).
     """
-    inner, outer = _key_states(key)
-    digest = inner.copy()
+    digest = _keyed(key).copy()
     digest.update(email.lower().encode())
-    result = outer.copy()
-    result.update(digest.digest())
-    return result.hexdigest()
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4)
-def _key_states(key: str) -> tuple[Any, Any]:
-    """SHA-256 states after the key XOR ipad and the key XOR opad blocks."""
-    raw = key.encode()
-    if len(raw) > 64:  # SHA-256's block size
-        raw = hashlib.sha256(raw).digest()
-    raw = raw.ljust(64, b"\0")
-    return (hashlib.sha256(bytes(b ^ 0x36 for b in raw)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in raw)))
+def _keyed(key: str) -> hmac.HMAC:
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
 def link_signer(settings: Settings) -> Signer:
