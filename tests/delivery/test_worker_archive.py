@@ -4,6 +4,7 @@ and `send --detach` says who rebuilds it. And the live workers delete the rows o
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +29,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "newsletter" / "skeleton" / "iss
 
 
 def _drain(tmp_path: Path, db_url: str, port: int, *args: str) -> tuple[Path, str]:
-    """One `worker --until-idle` in an empty folder whose [archive] out is web/site; that
-    folder and what the worker printed."""
+    """One `worker --until-idle` in an empty folder whose [archive] out is web/site, logging
+    JSON lines; that folder and what the worker printed."""
     site = tmp_path / "web" / "site"
-    workers = Workers(tmp_path / "hosts", worker_env(db_url, port, archive_out=site))
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, port, archive_out=site,
+                                                     log_format="json"))
     proc = workers.start("--until-idle", *args)
     proc.wait(timeout=60)
     output = workers.output(proc)
@@ -48,6 +50,9 @@ def test_a_worker_with_build_archive_publishes_the_issue_it_finished(
     run("send", "nov", "--yes", "--detach")
     site, output = _drain(tmp_path, db_url, smtp_server.port, "--build-archive")
     assert "sent 3" in output and "archive rebuilt 1 time(s)" in output
+    logged = [json.loads(line)["message"] for line in output.splitlines()
+              if line.startswith("{")]
+    assert len(logged) == 1 and logged[0].startswith("archive rebuilt after issue nov was sent")
     assert issue_status(db_url) == "sent"
     for lang, subject in (("en", "Coalition news"), ("fr", "Nouvelles de la coalition")):
         assert subject in (site / lang / "2026" / "nov" / "index.html").read_text("utf-8")
@@ -78,9 +83,10 @@ def test_a_worker_without_the_issues_pictures_leaves_the_site_alone_and_still_se
     run("send", EXAMPLE.name, "--yes", "--detach")
     site, output = _drain(tmp_path, db_url, smtp_server.port, "--build-archive")
     assert "sent 2" in output and "archive rebuilt 0 time(s)" in output
-    warning = [line for line in output.splitlines() if "archive not rebuilt" in line]
-    assert len(warning) == 1 and "regional-meeting.png" in warning[0], output
-    assert "newsletter archive build" in warning[0]
+    warning = [json.loads(line) for line in output.splitlines() if "archive not rebuilt" in line]
+    assert len(warning) == 1 and warning[0]["level"] == "warning", output
+    assert "regional-meeting.png" in warning[0]["message"]
+    assert "newsletter archive build" in warning[0]["message"]
     assert issue_status(db_url, EXAMPLE.name) == "sent"
     assert not any(site.iterdir())
 
