@@ -238,8 +238,9 @@ class Sending(Facade):
         from newsletter.delivery.daemon import serve
 
         s = self.services
+        archive = s.archive.after_send if options.build_archive else None
         return serve(s.settings, s.engine, self.engine, s.keyring.address_key, options,
-                     observer)
+                     observer, archive)
 
     def workers(self, stale_after: float | None = None) -> list[WorkerInfo]:
         """The registered workers, live and gone (delivery/registry.py)."""
@@ -397,3 +398,17 @@ class Archive(Facade):
         s = self.services
         return build_archive(settings=s.settings, engine=s.engine, out=out, clean=clean, now=now)
 
+    def after_send(self) -> BuildReport:
+        """A worker's rebuild once an issue is sent: the same build, refusing (writing
+        nothing) where the workspace's pictures or statements are missing."""
+        from newsletter.archive.builder import build_archive
+
+        return build_archive(settings=self.services.settings, engine=self.services.engine,
+                             whole=True)
+
+    def check_output(self) -> None:
+        """OutputError unless this process can write the [archive] out folder."""
+        from newsletter.archive.writer import check_writable
+
+        settings = self.services.settings
+        check_writable(settings.path(settings.archive.out))

@@ -31,7 +31,7 @@ from newsletter.archive.webversion import (
     scrub_links,
     split_web_version,
 )
-from newsletter.archive.writer import SiteWriter, clean_output, read_manifest
+from newsletter.archive.writer import OutputError, SiteWriter, clean_output, read_manifest
 from newsletter.audience.lists import list_text
 from newsletter.compose.events import Event
 from newsletter.config import Settings
@@ -59,6 +59,10 @@ class BuildReport:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"{self.editions} editions, {self.written} files written, {self.removed} "
+                f"removed in {self.out} ({self.seconds:.1f} s)")
 
 
 @dataclass
@@ -207,6 +211,17 @@ def _statements(settings: Settings, engine: Engine,
     return load_statements(settings.workspace, engine, warnings)
 
 
+def _refuse_a_partial_site(settings: Settings, missing: list[str],
+                           statements: list[ArchivedStatement], files: Mapping[str, Any]) -> None:
+    """OutputError when this host lacks files the site needs (the workspace's)."""
+    here = settings.workspace.resolve()
+    if missing:
+        raise OutputError(f"{len(missing)} file(s) of sent issues are not in {here} "
+                          f"({missing[0]})")
+    if not statements and any("/statements/" in f"/{file}" for file in files):
+        raise OutputError(f"the site has statements' pages and {here} has no statements/")
+
+
 def build_archive(
     *,
     settings: Settings,
@@ -214,17 +229,24 @@ def build_archive(
     out: Path | None = None,
     clean: bool = False,
     now: datetime | None = None,
+    whole: bool = False,
 ) -> BuildReport:
-    """Build or update the static archive; returns counts of files written/unchanged/removed."""
+    """Build or update the static archive; returns counts of files written/unchanged/removed.
+
+    whole (a worker's build, maybe on a host without the workspace): refuse, writing nothing,
+    rather than publish an issue without its pictures or drop the statements' pages."""
     started = time.perf_counter()
     out = out or settings.path(settings.archive.out)
-    pinned = read_manifest(out)["urls"]
+    previous = read_manifest(out)
     if clean:
         clean_output(out)
     renderer = PageRenderer(settings.workspace)
     records, sources, warnings = load_editions(settings, engine)
+    statements = _statements(settings, engine, warnings)
+    if whole:
+        _refuse_a_partial_site(settings, warnings, statements, previous["files"])
     plan = plan_site(records, archive_config(settings), now or datetime.now(UTC),
-                     renderer.fingerprints, pinned, _statements(settings, engine, warnings))
+                     renderer.fingerprints, previous["urls"], statements)
     site = _Site(settings, sources, renderer)
     writer = SiteWriter(out)
     for page in plan.pages:

@@ -59,6 +59,18 @@ def clean_output(out: Path) -> None:
     shutil.rmtree(out)
 
 
+def check_writable(out: Path) -> None:
+    """OutputError unless this process can create the output folder and write into it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".tmp-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write the archive folder {out} "
+                          f"({exc.strerror or exc})") from None
+
+
 class SiteWriter:
     """Writes files under `out` only when their content changes, and removes stale ones."""
 

@@ -196,6 +196,9 @@ def _enqueue_only(sending: Sending, console: Console, plan: dispatch.SendPlan,
     console.print(f"{queued} deliveries queued; run `newsletter worker` (any host, any "
                   f"number) to send them; they start {start}. Follow with `newsletter issue "
                   f"status {plan.slug}`.", highlight=False)
+    console.print("The archive's indexes and feeds list the issue once the archive is rebuilt "
+                  "after the send: a `newsletter worker --build-archive` does it, else run "
+                  "`newsletter archive build` then.", highlight=False)
 
 
 def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: bool,

@@ -33,29 +33,38 @@ if TYPE_CHECKING:
               "port, printed at start).")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True,
               help="The address the metrics endpoint listens on.")
+@click.option("--build-archive/--no-build-archive", default=False, show_default=True,
+              help="Rebuild the archive ([archive] out) after each issue this worker finishes "
+              "sending, as `newsletter archive build` does: for one worker on the web host, "
+              "started in the workspace.")
 @pass_app
 def worker(app: AppContext, until_idle: bool, lease: float | None, connections: int | None,
-           batch_size: int | None, metrics_port: int | None, metrics_address: str) -> None:
+           batch_size: int | None, metrics_port: int | None, metrics_address: str,
+           build_archive: bool) -> None:
     """Send every issue that is sending, start scheduled ones, deliver system mails.
 
     Run any number of workers on any number of hosts. A worker needs no workspace: only
     NEWSLETTER_DATABASE_URL, NEWSLETTER_SECRET_KEY, the [smtp] and [dkim] settings (from the
     environment or a newsletter.toml). SIGTERM or Ctrl-C finishes the messages in flight,
-    hands the other claims back and exits.
+    hands the other claims back and exits. With --build-archive it also rebuilds the archive
+    when it finishes an issue.
     """
     from newsletter.delivery.daemon import WorkerOptions
 
     _require_database(app)
+    if build_archive:
+        app.services.archive.check_output()
     sending = app.services.sending
     options = WorkerOptions(lease=lease, connections=connections, batch_size=batch_size,
-                            until_idle=until_idle)
+                            until_idle=until_idle, build_archive=build_archive)
     with _metrics(app, metrics_port, metrics_address) as observer:
         report = sending.work(options, observer)
     counts = ", ".join(f"{k} {report.counts.get(k, 0)}"
                        for k in ("sent", "deferred", "failed", "unknown"))
     issues = ", ".join(sorted(report.issues)) or "no issue"
+    built = f"; archive rebuilt {report.archive_builds} time(s)" if build_archive else ""
     click.echo(f"worker {report.name} stopped: {counts} ({issues}); system mails sent "
-               f"{report.outbox.get('sent', 0)}", err=True)
+               f"{report.outbox.get('sent', 0)}{built}", err=True)
     for line in report.errors:
         click.echo(f"error: {line}", err=True)
     if report.errors and until_idle:

@@ -14,6 +14,10 @@ One asyncio loop per process. About every second (`tick`) it
    queue, claimed under the same `[smtp] lease` and sent over the same relays (mailrun.MailRun,
    kept for the worker's life, so a relay's cool-down and hourly budget hold across ticks).
 
+With --build-archive, the worker whose issues.settle moved an issue to sent rebuilds the
+archive (`archive`, the archive facade's build): one line logged, a failure one warning. The
+live workers also delete the rows of workers silent for long (registry.prune_now_and_then).
+
 SIGTERM or SIGINT: stop claiming, let the messages in flight finish and be recorded, hand the
 other claims back, delete the row, exit 0. The worker needs only the database URL, the keys,
 SMTP and DKIM settings: each issue's editions and sender identity come from the database.
@@ -31,7 +35,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,9 +50,9 @@ from newsletter.delivery.concurrency import pool_settings
 from newsletter.delivery.errors import SendError
 from newsletter.delivery.issues import (
     IssueRow,
-    finish,
     promote_due,
     sending_issues,
+    settle,
     skip_cancelled,
 )
 from newsletter.delivery.liveness import worker_name
@@ -63,6 +68,15 @@ RECOVER_EVERY = 5.0  # s between two looks for what dead workers left on an issu
 REST_AFTER_FAILURE = 30.0  # s before a run that failed (relay down...) is started again
 
 
+class Build(Protocol):
+    """What the archive's build reports (archive/builder.BuildReport)."""
+
+    def describe(self) -> str: ...
+
+
+Archive = Callable[[], Build]  # the archive build, run by the worker that sets an issue sent
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     """The flags of `newsletter worker`; None takes the [smtp] setting."""
@@ -72,6 +86,7 @@ class WorkerOptions:
     batch_size: int | None = None
     until_idle: bool = False
     tick: float = 1.0
+    build_archive: bool = False
 
 
 @dataclass
@@ -83,15 +98,19 @@ class WorkerReport:
     outbox: Counter[str] = field(default_factory=Counter)
     issues: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    archive_builds: int = 0
 
 
 class Daemon:
     """One `newsletter worker` process: the tick loop and its runs, one per sending issue."""
 
     def __init__(self, settings: Settings, engine: Engine, sender: Engine, address_key: str,
-                 options: WorkerOptions, observer: Observer | None = None) -> None:
+                 options: WorkerOptions, observer: Observer | None = None,
+                 archive: Archive | None = None) -> None:
         self.settings, self.engine, self.sender = settings, engine, sender
         self.address_key, self.options, self.observer = address_key, options, observer
+        self.archive, self.building = archive, asyncio.Lock()
+        self.pruned_at: datetime | None = None  # when this worker last pruned silent rows
         self.report = WorkerReport(worker_name())
         self.stop = asyncio.Event()
         self.runs: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
@@ -169,7 +188,7 @@ class Daemon:
             self.recovered[issue.id] = now
             await asyncio.to_thread(q.recover, self.sender, issue.id)
         if not await asyncio.to_thread(q.claimable, self.sender, issue.id):
-            await asyncio.to_thread(finish, self.sender, issue.id)
+            await self._finish(issue)
             return False
         stop = asyncio.Event()
         task = asyncio.create_task(self._run_issue(issue, stop))
@@ -194,13 +213,30 @@ class Daemon:
             result = await Worker(self._config(issue, mailing_list), progress, stop).run()
             if result.error:
                 self._failed(issue, result.error)
-            await asyncio.to_thread(finish, self.sender, issue.id)
+            await self._finish(issue)
         except Exception as exc:  # one issue's trouble must not stop the others
             self._failed(issue, str(exc))
         finally:
             del self.runs[issue.id]
             if self.on_issue == issue.id:
                 self.on_issue = next(iter(self.runs), None)
+
+    async def _finish(self, issue: IssueRow) -> None:
+        """Set the issue sent when nothing is left; the worker that did rebuilds the archive."""
+        _status, moved = await asyncio.to_thread(settle, self.sender, issue.id)
+        if moved and self.archive is not None:
+            async with self.building:  # one build at a time in this process
+                await asyncio.to_thread(self._build_archive, issue.slug, self.archive)
+
+    def _build_archive(self, slug: str, archive: Archive) -> None:
+        try:
+            report = archive()
+        except Exception as exc:  # the mails are out: a site problem must not stop sending
+            log.warning("archive not rebuilt after issue %s was sent: %s; run `newsletter "
+                        "archive build` where the workspace is", slug, str(exc).splitlines()[0])
+            return
+        self.report.archive_builds += 1
+        log.info("archive rebuilt after issue %s was sent: %s", slug, report.describe())
 
     def _failed(self, issue: IssueRow, error: str) -> None:
         line = f"issue {issue.slug}: {error}"
@@ -240,6 +276,8 @@ class Daemon:
         self.last_beat = (now, sent)
         await asyncio.to_thread(registry.heartbeat, self.engine, self.report.name,
                                 self.on_issue, sent, round(self.rate, 1))
+        self.pruned_at = await asyncio.to_thread(registry.prune_now_and_then, self.engine,
+                                                 self.pruned_at)
 
 
 def _list_of(engine: Engine, list_id: int) -> ListInfo:
@@ -266,9 +304,10 @@ async def _serve(daemon: Daemon) -> WorkerReport:
 
 
 def serve(settings: Settings, engine: Engine, sender: Engine, address_key: str,
-          options: WorkerOptions, observer: Observer | None = None) -> WorkerReport:
+          options: WorkerOptions, observer: Observer | None = None,
+          archive: Archive | None = None) -> WorkerReport:
     """Run a worker in this process until SIGTERM/SIGINT (or, --until-idle, nothing is due)."""
     from newsletter.delivery.runner import event_loop_runner
 
-    daemon = Daemon(settings, engine, sender, address_key, options, observer)
+    daemon = Daemon(settings, engine, sender, address_key, options, observer, archive)
     return event_loop_runner()(_serve(daemon))  # type: ignore[no-any-return]

@@ -86,16 +86,23 @@ def finish(engine: Engine, issue_id: int, paused: bool = False) -> str:
     """The issue's status once a run stopped: sent when a sending issue has nothing left,
     paused after Ctrl-C, else as it is. Safe when several workers finish at once, and never
     overwrites a pause or a cancel made meanwhile."""
+    return settle(engine, issue_id, paused)[0]
+
+
+def settle(engine: Engine, issue_id: int, paused: bool = False) -> tuple[str, bool]:
+    """finish, and whether this very call moved the issue to sent (True for one caller only,
+    however many workers finish at once: the one that rebuilds the archive)."""
     left = exists().where(DELIVERIES.c.issue_id == issue_id,
                           DELIVERIES.c.status.in_((*OPEN, "sending")))
     with write_tx(engine) as conn, conn.begin():
-        conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id, ISSUES.c.status == "sending",
-                                          ~left).values(status="sent", sent_at=utcnow()))
+        moved = conn.execute(update(ISSUES).where(
+            ISSUES.c.id == issue_id, ISSUES.c.status == "sending", ~left).values(
+                status="sent", sent_at=utcnow())).rowcount == 1
         if paused:
             conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id,
                                               ISSUES.c.status == "sending")
                          .values(status="paused"))
-        return str(conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id)))
+        return str(conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id))), moved
 
 
 def status_of(engine: Engine, issue_id: int) -> str | None:

@@ -3,8 +3,11 @@
 A worker registers when it starts (`register`), refreshes its row about every second
 (`heartbeat`) and deletes it when it stops (`deregister`). A row whose heartbeat is older than
 `STALE_AFTER` seconds belongs to a worker that died without saying so: `newsletter workers`
-shows it as gone, and `prune` deletes it. The rows are for people and for `issue status`;
-the claims themselves never depend on them (queue.py's leases do that).
+shows it as gone, and `prune` deletes it. The live workers delete the rows silent for
+`PRUNE_AFTER` seconds themselves, each at most once every `PRUNE_EVERY` seconds
+(`prune_now_and_then`, after its heartbeat), so dead workers do not pile up. The rows are for
+people and for `issue status`; the claims themselves never depend on them (queue.py's leases
+do that).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from newsletter.db.tables import ISSUES, WORKERS
 from newsletter.delivery.liveness import host_name
 
 STALE_AFTER = 10.0  # seconds without a heartbeat before a worker counts as gone
+PRUNE_AFTER = 60.0  # seconds without a heartbeat before a live worker deletes the row
+PRUNE_EVERY = 60.0  # seconds between two prunes by one worker
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,13 @@ def prune(engine: Engine, stale_after: float = STALE_AFTER) -> int:
     limit = utcnow() - timedelta(seconds=stale_after)
     with engine.begin() as conn:
         return conn.execute(delete(WORKERS).where(WORKERS.c.heartbeat_at < limit)).rowcount
+
+
+def prune_now_and_then(engine: Engine, last: datetime | None) -> datetime | None:
+    """Prune the rows silent for PRUNE_AFTER unless this worker did less than PRUNE_EVERY
+    ago (by the package's clock); when it last did."""
+    now = utcnow()
+    if last is not None and 0 <= (now - last).total_seconds() < PRUNE_EVERY:
+        return last
+    prune(engine, PRUNE_AFTER)
+    return now

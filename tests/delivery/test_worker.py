@@ -150,6 +150,8 @@ def test_sigterm_exits_zero_within_seconds_and_leaves_no_claim(
 def test_workers_lists_live_workers_and_shows_or_prunes_the_silent_ones(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
+    from datetime import timedelta
+
     from sqlalchemy import insert
 
     from newsletter.db.engine import make_engine
@@ -160,7 +162,8 @@ def test_workers_lists_live_workers_and_shows_or_prunes_the_silent_ones(
     with engine.begin() as conn:
         conn.execute(insert(WORKERS).values(
             name="elsewhere:4242:t1:abcdef", host="elsewhere", pid=4242,
-            started_at=utcnow(), heartbeat_at=utcnow().replace(year=2020), sent=10, rate=0.0))
+            started_at=utcnow(), heartbeat_at=utcnow() - timedelta(seconds=20), sent=10,
+            rate=0.0))
     engine.dispose()
     workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port))
     try:

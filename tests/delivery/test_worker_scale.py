@@ -146,5 +146,7 @@ def test_a_killed_workers_batch_is_taken_over_once_its_lease_expires_with_no_dup
     assert max(copies.values()) == 1
     assert counts(db_url).get("sent", 0) == total - len(unknown)
     assert query(db_url, "SELECT count(*) FROM workers WHERE pid = :p", p=survivor_pid) == [(0,)]
-    # The registry still lists the killed worker (no heartbeat): `workers --prune` drops it.
-    assert query(db_url, "SELECT count(*) FROM workers WHERE pid = :p", p=victim.pid) == [(1,)]
+    # The killed worker's row (no heartbeat) stays until a live worker finds it silent for
+    # registry.PRUNE_AFTER (a survivor slowed by a busy machine may get there), or `workers
+    # --prune` drops it.
+    assert query(db_url, "SELECT count(*) FROM workers WHERE pid = :p", p=victim.pid)[0][0] <= 1
