@@ -2,7 +2,7 @@
 
 `Services` is frozen: it owns the process's engine and keyring, and hands out small facades
 (`audience`, `lists`, `compose`, `statements`, `sending`, `outbox`, `bounces`, `archive`, in
-`facades.py`) that take the services object and delegate to the owning modules. So every front
+`facades/`) that take the services object and delegate to the owning modules. So every front
 end has one way in and one argument order. Everything is built on first use: a command that
 never touches the database opens none.
 """
