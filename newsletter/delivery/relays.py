@@ -6,12 +6,14 @@ it binds to the relay with the fewest connections for its weight, sends over it 
 `pool.Connection` (the at-most-once protocol is the pool's and the journal's, unchanged), and
 picks again each time it would reconnect anyway, so the spread follows the relays' health.
 
-Each relay keeps its own rate limits (per second and per rolling hour, shared by the workers
-like `[smtp] rate`) and its own strikes (`pool.RelayHealth`: failed connects, refused senders,
-421s, in a row). A relay with too many strikes is taken out for `[smtp] cooldown` seconds; its
-connections move to the others, and the messages it could not send go back to the shared
-queue, so another relay sends them (a deferral is retried on whichever relay is in). Only when
-every relay is out at once does the send stop, with RelayUnavailable naming each and why.
+Each relay keeps its own rate limits (per second, shared by the workers like `[smtp] rate`;
+per hour, counted in the database: relayview.py) and its own strikes (`pool.RelayHealth`:
+failed connects, refused senders, 421s, in a row). A relay with too many strikes is taken out
+for `[smtp] cooldown` seconds; its connections move to the others, and the messages it could
+not send go back to the shared queue, so another relay sends them (a deferral is retried on
+whichever relay is in). With `[[smtp.relays]]` the take-out is written to the shared view, so
+every worker leaves that relay within about a second (relayview.py). Only when every relay is
+out at once does the send stop, with RelayUnavailable naming each and why.
 
 Without `[[smtp.relays]]` the `[smtp]` relay is the only one, and taking it out stops the send
 with the same message as before relays existed. `DomainLimits` spaces the messages to one
