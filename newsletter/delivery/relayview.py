@@ -140,28 +140,36 @@ class HourlyBudget:
             return 0
         return max(self.least, 2 * self.taken)
 
-    def reserve(self, conn: Connection, relay: str, now: datetime, want: int) -> None:
-        """Give back the unused part of an hour gone by, then bring the reservation of this
-        hour to `want` without taking the count over the limit (in one transaction)."""
-        hour = hour_of(now)
-        if self.hour is not None and self.hour != hour:
-            self._change(conn, relay, self.hour, -self.left)
-            self.left = 0
+    def settle(self, hour: int, change: int, counted: int) -> None:
+        """After a reservation committed: `change` more held in `hour`, `counted` of the
+        messages taken are in the pace of the next one."""
         self.hour = hour
-        conn.execute(NEW_HOUR, {"relay": relay, "hour": hour})
-        room = math.floor(self.limit - hour_used(conn, relay, now, lock=True) + 1e-9)
-        change = max(-self.left, min(want - self.left, room))
-        self._change(conn, relay, hour, change)
         self.left += change
-        self.taken = 0
+        self.taken -= counted
         self.asking = False
 
-    @staticmethod
-    def _change(conn: Connection, relay: str, hour: int, change: int) -> None:
-        if change:
-            conn.execute(update(RELAY_HOURS)
-                         .where(RELAY_HOURS.c.relay == relay, RELAY_HOURS.c.hour == hour)
-                         .values(sent=RELAY_HOURS.c.sent + change))
+
+def reserve(conn: Connection, relay: str, limit: int, now: datetime, held: int,
+            hour: int | None, want: int) -> tuple[int, int]:
+    """Give back what is held in an hour gone by, then bring what is held in this hour to
+    `want` without taking the count over `limit`; (this hour, the change to what is held)."""
+    this = hour_of(now)
+    change = 0
+    if hour is not None and hour != this:
+        _add(conn, relay, hour, -held)
+        change, held = -held, 0
+    conn.execute(NEW_HOUR, {"relay": relay, "hour": this})
+    room = math.floor(limit - hour_used(conn, relay, now, lock=True) + 1e-9)
+    more = max(-held, min(want - held, room))
+    _add(conn, relay, this, more)
+    return this, change + more
+
+
+def _add(conn: Connection, relay: str, hour: int, change: int) -> None:
+    if change:
+        conn.execute(update(RELAY_HOURS)
+                     .where(RELAY_HOURS.c.relay == relay, RELAY_HOURS.c.hour == hour)
+                     .values(sent=RELAY_HOURS.c.sent + change))
 
 
 class Shared(Protocol):
@@ -194,25 +202,32 @@ class SharedView:
     async def sync(self, stopping: bool = False) -> bool:
         """One exchange with the database; True when a relay went out here because of it."""
         outs, self.outs = self.outs, []
-        wants = {s.name: s.hourly.wanted(stopping) for s in self.states.values()
-                 if s.hourly.limit}
+        # What each budget holds now: the thread works on these numbers, and the budgets
+        # (which the connections keep taking from meanwhile) change only once it committed.
+        held = {s.name: (s.hourly.limit, s.hourly.left, s.hourly.hour, s.hourly.wanted(stopping),
+                         s.hourly.taken) for s in self.states.values() if s.hourly.limit}
         self.synced = time.monotonic()
         try:
-            seen = await asyncio.to_thread(self._exchange, outs, wants)
+            seen, changes = await asyncio.to_thread(self._exchange, outs, held)
         except (SQLAlchemyError, OSError) as exc:  # the journal says so if it lasts
+            self.outs[:0] = outs  # written next time
             log.warning("shared view of the SMTP relays: %s", str(exc).splitlines()[0])
             return False
+        for name, (hour, change) in changes.items():
+            self.states[name].hourly.settle(hour, change, held[name][4])
         return self._apply(seen)
 
     def _exchange(self, outs: Iterable[tuple[str, float, str]],
-                  wants: dict[str, int]) -> list[RelayOut]:
+                  held: dict[str, tuple[int, int, int | None, int, int]],
+                  ) -> tuple[list[RelayOut], dict[str, tuple[int, int]]]:
         now = utcnow()
+        changes = {}
         with write_tx(self.engine) as conn, conn.begin():
             for name, seconds, reason in outs:
                 take_out(conn, name, now + timedelta(seconds=seconds), reason)
-            for name, want in wants.items():
-                self.states[name].hourly.reserve(conn, name, now, want)
-            return relays_out(conn, now)
+            for name, (limit, left, hour, want, _taken) in held.items():
+                changes[name] = reserve(conn, name, limit, now, left, hour, want)
+            return relays_out(conn, now), changes
 
     def _apply(self, seen: list[RelayOut]) -> bool:
         now, clock = utcnow(), time.monotonic()
