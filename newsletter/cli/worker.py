@@ -109,8 +109,10 @@ def _ago(moment: datetime, now: datetime) -> str:
 @json_option
 @pass_app
 def workers(app: AppContext, stale: float, prune: bool, as_json: bool) -> None:
-    """The running `newsletter worker` processes: host, pid, since, issue, rate; and the
-    SMTP relays out of every send, until when."""
+    """The running `newsletter worker` processes: host, pid, since, issue, rate.
+
+    Then the SMTP relays a worker took out of every send, and until when.
+    """
     from newsletter.db.models import utcnow
 
     sending = app.services.sending
