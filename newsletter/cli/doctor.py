@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.text import Text
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.doctor import CheckResult, run_doctor
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.delivery.relayview import RelayOut
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -24,7 +29,8 @@ STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 @pass_app
 def doctor(app: AppContext, resolver: str, timeout: float | None, as_json: bool) -> None:
     """Check SPF, DKIM, DMARC, MX, PTR, the SMTP relay and the public URLs."""
-    results = run_doctor(app.settings, nameserver=resolver, timeout=timeout)
+    results = run_doctor(app.settings, nameserver=resolver, timeout=timeout,
+                         relays_out=_relays_out(app))
     counts = Counter(r.status for r in results)
     summary = {status: counts.get(status, 0) for status in ("ok", "warn", "fail")}
     if as_json:
@@ -33,6 +39,22 @@ def doctor(app: AppContext, resolver: str, timeout: float | None, as_json: bool)
         _render(results, summary)
     if summary["fail"]:
         click.get_current_context().exit(1)
+
+
+def _relays_out(app: AppContext) -> list[RelayOut]:
+    """The relays out of the sends in the shared view; none without `[[smtp.relays]]` or when
+    there is no database here to ask (the doctor also runs on a host without one)."""
+    if not app.settings.smtp.relays:
+        return []
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter.cli.worker import _require_database
+
+    try:
+        _require_database(app)  # never creates an empty SQLite file
+        return app.services.sending.relays_out()
+    except (NewsletterError, SQLAlchemyError):
+        return []
 
 
 def _render(results: tuple[CheckResult, ...], summary: dict[str, int]) -> None:

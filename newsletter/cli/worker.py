@@ -118,14 +118,18 @@ def _ago(moment: datetime, now: datetime) -> str:
 @json_option
 @pass_app
 def workers(app: AppContext, stale: float, prune: bool, as_json: bool) -> None:
-    """The running `newsletter worker` processes: host, pid, since, issue, rate."""
+    """The running `newsletter worker` processes: host, pid, since, issue, rate.
+
+    Then the SMTP relays a worker took out of every send, and until when.
+    """
     from newsletter.db.models import utcnow
 
     sending = app.services.sending
     pruned = sending.prune_workers(stale) if prune else 0
     found = sending.workers(stale)
+    out = sending.relays_out()
     if as_json:
-        print_json({"workers": found, "pruned": pruned})
+        print_json({"workers": found, "pruned": pruned, "relays_out": out})
         return
     from rich.table import Table
 
@@ -140,3 +144,6 @@ def workers(app: AppContext, stale: float, prune: bool, as_json: bool) -> None:
     live = sum(w.alive for w in found)
     gone = f", {len(found) - live} gone (--prune deletes them)" if live < len(found) else ""
     click.echo(f"{live} live worker(s){gone}" + (f"; pruned {pruned}" if pruned else ""))
+    for relay in out:  # taken out by a worker, for every worker (delivery/relayview.py)
+        click.echo(f"SMTP relay {relay.name} out until {relay.until:%Y-%m-%d %H:%M:%S} UTC: "
+                   f"{relay.reason}")

@@ -293,6 +293,29 @@ class WorkerRow(Base):
     rate: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class RelayStateRow(Base):
+    """One relay of `[[smtp.relays]]` as every worker sees it (delivery/relayview.py): out of
+    the send until `out_until` (UTC) and why, after a worker took it out for the cool-down."""
+
+    __tablename__ = "relay_state"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # its name, or host:port
+    out_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RelayHourRow(Base):
+    """Messages counted against one relay's `hourly` limit in one UTC hour (hours since
+    1970), by every worker and run: sent, plus what live workers reserved and have not sent."""
+
+    __tablename__ = "relay_hours"
+
+    relay: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class OutboxMessage(Base):
     """A system mail (confirmation, welcome) waiting for SMTP; survives a failing relay."""
 

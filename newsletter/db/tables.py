@@ -19,6 +19,8 @@ from newsletter.db.models import (
     KeyringEntry,
     MailingList,
     OutboxMessage,
+    RelayHourRow,
+    RelayStateRow,
     Signature,
     Statement,
     Subscriber,
@@ -43,3 +45,5 @@ BOUNCES = cast(Table, BounceRecord.__table__)
 STATEMENTS = cast(Table, Statement.__table__)
 SIGNATURES = cast(Table, Signature.__table__)
 WORKERS = cast(Table, WorkerRow.__table__)
+RELAY_STATE = cast(Table, RelayStateRow.__table__)
+RELAY_HOURS = cast(Table, RelayHourRow.__table__)

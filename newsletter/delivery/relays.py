@@ -6,12 +6,14 @@ it binds to the relay with the fewest connections for its weight, sends over it 
 `pool.Connection` (the at-most-once protocol is the pool's and the journal's, unchanged), and
 picks again each time it would reconnect anyway, so the spread follows the relays' health.
 
-Each relay keeps its own rate limits (per second and per rolling hour, shared by the workers
-like `[smtp] rate`) and its own strikes (`pool.RelayHealth`: failed connects, refused senders,
-421s, in a row). A relay with too many strikes is taken out for `[smtp] cooldown` seconds; its
-connections move to the others, and the messages it could not send go back to the shared
-queue, so another relay sends them (a deferral is retried on whichever relay is in). Only when
-every relay is out at once does the send stop, with RelayUnavailable naming each and why.
+Each relay keeps its own rate limits (per second, shared by the workers like `[smtp] rate`;
+per hour, counted in the database: relayview.py) and its own strikes (`pool.RelayHealth`:
+failed connects, refused senders, 421s, in a row). A relay with too many strikes is taken out
+for `[smtp] cooldown` seconds; its connections move to the others, and the messages it could
+not send go back to the shared queue, so another relay sends them (a deferral is retried on
+whichever relay is in). With `[[smtp.relays]]` the take-out is written to the shared view, so
+every worker leaves that relay within about a second (relayview.py). Only when every relay is
+out at once does the send stop, with RelayUnavailable naming each and why.
 
 Without `[[smtp.relays]]` the `[smtp]` relay is the only one, and taking it out stops the send
 with the same message as before relays existed. `DomainLimits` spaces the messages to one
@@ -27,9 +29,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.delivery.errors import RelayUnavailable
@@ -43,11 +47,11 @@ from newsletter.delivery.pool import (
 )
 from newsletter.delivery.queue import Claimed, Outcome
 from newsletter.delivery.relay import Relay, every_relay
+from newsletter.delivery.relayview import SOONEST, HourlyBudget, SharedView
 from newsletter.delivery.smtp import Unreachable, probe
 
 log = logging.getLogger(__name__)
 
-HOUR = 3600.0
 WAIT = 0.5  # longest pause of a connection waiting for a relay to have room
 SENT, OUT = "relay sent\t", "relay out\t"
 
@@ -91,34 +95,6 @@ def relay_report(counts: Mapping[str, int]) -> list[RelayUse]:
     return list(uses.values())
 
 
-class HourlyLimit:
-    """At most `limit` messages in any hour (0: no limit): the send times of the last hour."""
-
-    def __init__(self, limit: float) -> None:
-        self.limit = max(1, int(limit)) if limit > 0 else 0  # a worker's share is at least 1
-        self.times: deque[float] = deque()
-
-    def full(self, now: float) -> bool:
-        if not self.limit:
-            return False
-        while self.times and self.times[0] <= now - HOUR:
-            self.times.popleft()
-        return len(self.times) >= self.limit
-
-    def free_at(self, now: float) -> float:
-        return self.times[0] + HOUR if self.full(now) else now
-
-    def take(self) -> bool:
-        """Count one message now; False (counting nothing) when the hour's budget is spent."""
-        if not self.limit:
-            return True
-        now = time.monotonic()
-        if self.full(now):
-            return False
-        self.times.append(now)
-        return True
-
-
 @dataclass(eq=False)
 class RelayState:
     """One relay in this worker: its limits, connections, strikes, and whether it is out."""
@@ -128,7 +104,7 @@ class RelayState:
     room: int  # connections it may hold
     health: RelayHealth
     rate: RateLimiter
-    hourly: HourlyLimit
+    hourly: HourlyBudget
     active: int = 0
     out_until: float = 0.0
     reason: str = ""
@@ -172,8 +148,11 @@ class RelaySet:
     """The relays of one worker: which relay a connection takes, and which are out."""
 
     def __init__(self, states: list[RelayState], pool: PoolSettings, cooldown: float,
-                 domains: DomainLimits, report: Counter[str] | None = None) -> None:
+                 domains: DomainLimits, report: Counter[str] | None = None,
+                 engine: Engine | None = None) -> None:
         self.states, self.pool, self.cooldown, self.domains = states, pool, cooldown, domains
+        # Which relays are out and the hourly budgets, shared with every worker (relayview.py)
+        self.view = SharedView(engine, states) if engine is not None else None
         self.limiter = RateLimiter(pool.rate)  # [smtp] rate, over every relay
         self.report = report if len(states) > 1 else None
         # Whether any limit applies: without one, pacing a message costs one attribute read.
@@ -184,10 +163,14 @@ class RelaySet:
 
     @classmethod
     def for_worker(cls, settings: Settings, pool: PoolSettings, workers: int = 1,
-                   report: Counter[str] | None = None) -> RelaySet:
-        """The configured relays, each relay's limits shared among `workers` processes."""
+                   report: Counter[str] | None = None,
+                   engine: Engine | None = None) -> RelaySet:
+        """The configured relays, each relay's limits shared among `workers` processes; with
+        `engine` and `[[smtp.relays]]`, which relays are out and the hourly limits are shared
+        with every worker through the database (relayview.py)."""
         share = max(1, workers)
         entries = settings.smtp.relays
+        shared = engine is not None and bool(entries)
         states = []
         for number, relay in enumerate(every_relay(settings)):
             entry = entries[number] if entries else None
@@ -196,9 +179,46 @@ class RelaySet:
             states.append(RelayState(
                 relay, entry.weight if entry else 1.0, room, RelayHealth(strikes, relay),
                 RateLimiter(entry.rate / share if entry else 0.0),
-                HourlyLimit(entry.hourly / share if entry else 0)))
+                HourlyBudget(0 if entry is None else entry.hourly if shared
+                             else entry.hourly / share, room, shared)))
         return cls(states, pool, settings.smtp.cooldown,
-                   DomainLimits(settings.smtp.domain_limits, share), report)
+                   DomainLimits(settings.smtp.domain_limits, share), report,
+                   engine if shared else None)
+
+    async def join(self) -> None:
+        """Before the first connection: read the shared view, reserve the hourly budgets."""
+        if self.view is not None:
+            await self._sync()
+
+    async def keep_in_step(self) -> None:
+        """Until cancelled: exchange with the shared view about every second, at once after
+        a take-out here, soon after an hourly reservation ran out."""
+        view = self.view
+        if view is None:
+            return
+        while True:
+            while (delay := view.due()) > 0:
+                view.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(view.wake.wait(), timeout=min(delay, SOONEST))
+            await self._sync()
+
+    async def leave(self) -> None:
+        """At the end of a run: write what is left to write, give back the reservations."""
+        if self.view is not None:
+            await self._sync(stopping=True)
+
+    async def _sync(self, stopping: bool = False) -> None:
+        assert self.view is not None
+        if await self.view.sync(stopping) and self.fatal is None:
+            now = time.monotonic()
+            if all(s.out_until > now for s in self.states):
+                self.fatal = self._every_out()
+        self.changed.set()  # a relay out, or a new reservation: the connections look again
+
+    def _every_out(self) -> RelayUnavailable:
+        return RelayUnavailable("stopped sending: every SMTP relay is out: " + "; ".join(
+            f"{s.name} at {s.relay.describe()} {s.reason}" for s in self.states))
 
     def slot(self) -> Slot:
         return Slot(self)
@@ -234,10 +254,10 @@ class RelaySet:
             return
         state.out_until, state.reason = now + self.cooldown, reason
         others = [s for s in self.states if s is not state]
+        if self.view is not None:
+            self.view.taken_out(state.name, self.cooldown, reason)
         if all(s.out_until > now for s in others):
-            self.fatal = error if not others else RelayUnavailable(
-                "stopped sending: every SMTP relay is out: " + "; ".join(
-                    f"{s.name} at {s.relay.describe()} {s.reason}" for s in self.states))
+            self.fatal = error if not others else self._every_out()
         else:
             log.warning("SMTP relay %s at %s %s: taken out for %.0f s", state.name,
                         state.relay.describe(), reason, self.cooldown)

@@ -77,7 +77,7 @@ class Worker:
         # The relays, their limits and which are out (relays.py); per-relay counts go into the
         # journal's counts, so into RunResult.counts. run() and stopping() read `.fatal`.
         self.relays = RelaySet.for_worker(cfg.settings, cfg.pool, cfg.workers,
-                                          self.journal.counts)
+                                          self.journal.counts, self.engine)
         self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
         self.inflight = 0
@@ -98,8 +98,10 @@ class Worker:
         # worker's CPU time, mostly while claims decoded their rows).
         gc.collect()
         gc.freeze()
+        await self.relays.join()  # the relays out and the hourly budgets, before any connection
         journal_task = asyncio.create_task(self.journal.run())
         watcher = asyncio.create_task(self._watch())
+        sharing = asyncio.create_task(self.relays.keep_in_step())
         tasks = [asyncio.create_task(self._feed())]
         tasks += [asyncio.create_task(self._connection()) for _ in range(self.cfg.pool.connections)]
         error: BaseException | None = None
@@ -112,10 +114,11 @@ class Worker:
             interrupted = self.stop.is_set()
             if error is not None:
                 self.stop.set()
-            for task in (*tasks, watcher):
+            for task in (*tasks, watcher, sharing):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, watcher, return_exceptions=True)
+                await asyncio.gather(*tasks, watcher, sharing, return_exceptions=True)
+            await self.relays.leave()
             self._release_waiting()
             self.journal.close()
             if not journal_task.done():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ class Rule:
 
     name: str
     description: str
-    check: Callable[[DoctorContext], CheckResult]
+    check: Callable[[DoctorContext], CheckResult | Sequence[CheckResult]]  # several: one each
 
 
 def ok(name: str, detail: str) -> CheckResult:

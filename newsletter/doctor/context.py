@@ -5,11 +5,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
+from newsletter.delivery.relay import Relay
 from newsletter.doctor.lookup import DnsLookup
 from newsletter.doctor.relay import RelayProbe, probe_relay
 from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.delivery.relayview import RelayOut
 
 
 def domain_of(address: str) -> str:
@@ -24,6 +29,12 @@ class DoctorContext:
     settings: Settings
     dns: DnsLookup
     timeout: float = 5.0
+    relays_out: tuple[RelayOut, ...] = ()  # out of the sends in the shared view
+
+    @cached_property
+    def relay(self) -> Relay:
+        """The relay the SMTP rules look at: `[[smtp.relays]]`'s first, else `[smtp]`'s."""
+        return Relay.from_settings(self.settings)
 
     @property
     def from_domain(self) -> str:
@@ -36,7 +47,7 @@ class DoctorContext:
 
     @property
     def relay_host(self) -> str:
-        return self.settings.smtp.host.strip()
+        return self.relay.host.strip()
 
     @cached_property
     def relay_ips(self) -> tuple[str, ...]:
@@ -60,5 +71,5 @@ class DoctorContext:
     @cached_property
     def relay_probe(self) -> RelayProbe:
         """One SMTP conversation with the relay, shared by the SMTP and HELO rules."""
-        smtp = self.settings.smtp
-        return probe_relay(smtp.host, smtp.port, smtp.tls, self.timeout)
+        relay = self.relay
+        return probe_relay(relay.host, relay.port, relay.tls, self.timeout)

@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from newsletter.delivery.relay import every_relay
 from newsletter.doctor.checks import CheckResult, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -61,17 +62,17 @@ def probe_relay(host: str, port: int, tls: str, timeout: float) -> RelayProbe:
 
 def check_greeting(ctx: DoctorContext) -> CheckResult:
     """The relay answers with a 220 greeting."""
-    probe, smtp = ctx.relay_probe, ctx.settings.smtp
+    probe, relay = ctx.relay_probe, ctx.relay
     if probe.error:
         return fail("smtp-greeting", probe.error,
-                    f"check [smtp] host and port ({smtp.host}:{smtp.port}) and that the "
+                    f"check [smtp] host and port ({relay.host}:{relay.port}) and that the "
                     "relay accepts connections from this machine")
     return ok("smtp-greeting", probe.greeting)
 
 
 def check_starttls(ctx: DoctorContext) -> CheckResult:
     """The hop to the relay is encrypted when it leaves this machine."""
-    probe, tls = ctx.relay_probe, ctx.settings.smtp.tls
+    probe, tls = ctx.relay_probe, ctx.relay.tls
     name = "smtp-starttls"
     if probe.error:
         return fail(name, "relay not reached", "fix smtp-greeting first")
@@ -96,7 +97,7 @@ def check_starttls(ctx: DoctorContext) -> CheckResult:
 
 def check_auth(ctx: DoctorContext) -> CheckResult:
     """When a user is set, the relay offers AUTH (after TLS, where TLS is used)."""
-    probe, user = ctx.relay_probe, ctx.settings.smtp.user
+    probe, user = ctx.relay_probe, ctx.relay.user
     name = "smtp-auth"
     if probe.error:
         return fail(name, "relay not reached", "fix smtp-greeting first")
@@ -107,3 +108,31 @@ def check_auth(ctx: DoctorContext) -> CheckResult:
                     "most relays offer AUTH only over TLS: set [smtp] tls = starttls (or tls); "
                     "else enable AUTH on the relay or clear [smtp] user")
     return ok(name, f"AUTH offered: {' '.join(probe.auth)}")
+
+
+def check_each_relay(ctx: DoctorContext) -> list[CheckResult]:
+    """With `[[smtp.relays]]`: one line per relay, by name: does it greet, and is it out of
+    the sends in the shared view (delivery/relayview.py), until when. None without."""
+    out = {o.name: o for o in ctx.relays_out}
+    results = []
+    for relay in every_relay(ctx.settings) if ctx.settings.smtp.relays else ():
+        name = relay.name or relay.describe()
+        check = f"smtp-relay:{name}"
+        probe = probe_relay(relay.host, relay.port, relay.tls, ctx.timeout)
+        state = (f"greets with {probe.greeting}" if not probe.error
+                 else f"unreachable ({probe.error})")
+        taken = out.get(name)
+        if taken is not None:
+            until = f"{taken.until:%Y-%m-%d %H:%M:%S} UTC"
+            results.append(warn(
+                check, f"{relay.describe()} out of every send until {until} "
+                f"({taken.reason}); now {state}",
+                "nothing to do if it recovered: the workers take it back after the cool-down "
+                "([smtp] cooldown); else fix the relay or remove it from [[smtp.relays]]"))
+        elif probe.error:
+            results.append(fail(check, f"{relay.describe()} {state}",
+                                f"check the host and port of [[smtp.relays]] {name!r}; until "
+                                "then the other relays carry its messages"))
+        else:
+            results.append(ok(check, f"{relay.describe()} {state}"))
+    return results

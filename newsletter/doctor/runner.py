@@ -1,6 +1,10 @@
-"""The chain of rules: all of them run, in this order, and each returns one result."""
+"""The chain of rules: all of them run, in this order, and each returns one result (the
+relays rule: one per `[[smtp.relays]]` entry)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dns.exception
 
@@ -10,6 +14,9 @@ from newsletter.doctor.checks import CheckResult, Rule, fail
 from newsletter.doctor.context import DoctorContext
 from newsletter.doctor.lookup import DnsLookup, DnsUnavailable
 from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.delivery.relayview import RelayOut
 
 RULES: tuple[Rule, ...] = (
     Rule("spf", "the From domain's SPF allows the relay", spf.check_from_spf),
@@ -26,6 +33,8 @@ RULES: tuple[Rule, ...] = (
     Rule("smtp-starttls", "the hop to the relay is encrypted when it needs to be",
          relay.check_starttls),
     Rule("smtp-auth", "the relay offers AUTH when a user is set", relay.check_auth),
+    Rule("smtp-relay", "each of several relays answers, and which are out of the sends",
+         relay.check_each_relay),
     Rule("base-url-https", "base_url is https", endpoints.check_https),
     Rule("base-url-reachable", "base_url answers", endpoints.check_reachable),
     Rule("healthz", "the web app is healthy", endpoints.check_healthz),
@@ -34,22 +43,24 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def run_rule(rule: Rule, ctx: DoctorContext) -> CheckResult:
-    """One rule's result; a network failure becomes a fail result, never an exception."""
+def run_rule(rule: Rule, ctx: DoctorContext) -> Sequence[CheckResult]:
+    """One rule's results; a network failure becomes a fail result, never an exception."""
     try:
-        return rule.check(ctx)
+        found = rule.check(ctx)
+        return (found,) if isinstance(found, CheckResult) else tuple(found)
     except DnsUnavailable as exc:
-        return fail(rule.name, str(exc), "check the DNS resolver ([doctor] nameserver or "
-                    "--resolver HOST:PORT) and the network")
+        return (fail(rule.name, str(exc), "check the DNS resolver ([doctor] nameserver or "
+                     "--resolver HOST:PORT) and the network"),)
     except (NewsletterError, OSError, dns.exception.DNSException) as exc:
-        return fail(rule.name, f"{type(exc).__name__}: {exc}", "see the detail above")
+        return (fail(rule.name, f"{type(exc).__name__}: {exc}", "see the detail above"),)
 
 
 def run_doctor(settings: Settings, *, nameserver: str = "", timeout: float | None = None,
-               ) -> tuple[CheckResult, ...]:
-    """Run every rule against these settings; the DNS server may be given as HOST:PORT."""
+               relays_out: Sequence[RelayOut] = ()) -> tuple[CheckResult, ...]:
+    """Run every rule against these settings; the DNS server may be given as HOST:PORT;
+    `relays_out`: the relays out of the sends in the shared view (delivery/relayview.py)."""
     section = settings.doctor
     wait = timeout if timeout is not None else section.timeout
     lookup = DnsLookup(nameserver or section.nameserver, timeout=wait)
-    ctx = DoctorContext(settings, lookup, timeout=wait)
-    return tuple(run_rule(rule, ctx) for rule in RULES)
+    ctx = DoctorContext(settings, lookup, timeout=wait, relays_out=tuple(relays_out))
+    return tuple(result for rule in RULES for result in run_rule(rule, ctx))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.issues import IssueStatus, IssueSummary
     from newsletter.delivery.registry import WorkerInfo
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
+    from newsletter.delivery.relayview import RelayOut
     from newsletter.delivery.retention import RollUpReport
     from newsletter.delivery.runner import RunResult
     from newsletter.delivery.schedule import Schedule
@@ -78,6 +79,12 @@ class Sending(Facade):
         archive = s.archive.after_send if options.build_archive else None
         return serve(s.settings, s.engine, self.engine, s.keyring.address_key, options,
                      observer, archive)
+
+    def relays_out(self) -> list[RelayOut]:
+        """The relays out of every send now, in the shared view (delivery/relayview.py)."""
+        from newsletter.delivery.relayview import relays_out
+
+        return relays_out(self.services.engine)
 
     def workers(self, stale_after: float | None = None) -> list[WorkerInfo]:
         """The registered workers, live and gone (delivery/registry.py)."""

@@ -9,7 +9,8 @@ from collections import Counter
 
 from newsletter.config import load_settings
 from newsletter.delivery.pool import PoolSettings
-from newsletter.delivery.relays import HourlyLimit, RelaySet, relay_report
+from newsletter.delivery.relays import RelaySet, relay_report
+from newsletter.delivery.relayview import HourlyBudget
 
 
 def _relays(tmp_path, toml: str, connections: int = 4) -> tuple[RelaySet, Counter[str]]:
@@ -83,9 +84,9 @@ def test_the_one_relay_out_stops_the_send_as_before(tmp_path):
 
 
 def test_an_hourly_budget_counts_messages_and_refuses_the_one_too_many():
-    hourly = HourlyLimit(3)
+    hourly = HourlyBudget(3)  # without a shared view: the worker's share for its run
     assert [hourly.take() for _ in range(4)] == [True, True, True, False]
-    assert HourlyLimit(0).take() and HourlyLimit(0.5).limit == 1  # a worker's share: >= 1
+    assert HourlyBudget(0).take() and HourlyBudget(0.5).limit == 1  # a worker's share: >= 1
 
 
 def test_a_relay_is_back_after_its_cool_down(tmp_path):
