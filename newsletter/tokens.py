@@ -3,8 +3,8 @@
 A token is `payload.signature`, both base64url without padding. The payload is a few integers
 joined by ":"; the signature is HMAC-SHA256 over purpose + payload, truncated to 128 bits.
 The purpose (confirm, preferences, unsubscribe, verp, csrf, sign) is part of the MAC, so a token
-made for one purpose never works for another. Plain hmac keeps signing to a couple of microseconds,
-which matters because the sender signs several tokens per recipient.
+made for one purpose never works for another. Signing takes about two microseconds (HMAC from
+hash states keyed once, see `Signer._mac`), which matters: the sender signs three per message.
 
 Key rotation: tokens are signed with the current secret key and accepted with it or any of the
 old keys (`[newsletter] old_secret_keys`). Addresses are hashed with a key that never rotates:
@@ -14,11 +14,13 @@ see newsletter.keyring.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from newsletter.errors import NewsletterError
 
@@ -29,12 +31,25 @@ class TokenError(NewsletterError):
     """A token is malformed, forged, of the wrong purpose or expired."""
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states that have absorbed the key XOR ipad and XOR opad (RFC 2104 §2)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in key)))
 
 
 @dataclass(frozen=True)
@@ -55,14 +70,18 @@ class Signer:
                 "no secret key is set: set NEWSLETTER_SECRET_KEY or [newsletter] secret_key"
             )
         keys = [k.encode("utf-8") for k in (secret_key, *old_keys) if k]
-        # HMAC state with each key already absorbed: copying it is faster than starting over.
-        self._macs = [hmac.new(k, digestmod=hashlib.sha256) for k in keys]
+        self._macs = [_pads(k) for k in keys]
 
     def _mac(self, key: int, purpose: str, payload: str) -> bytes:
-        """The MAC with key number `key` (0 is the current key)."""
-        mac = self._macs[key].copy()
-        mac.update(f"{purpose}|{payload}".encode())
-        return mac.digest()[:16]
+        """The MAC with key number `key` (0 is the current key): HMAC-SHA256 (RFC 2104) from
+        the key's inner and outer hash states, computed once. Copying two hashlib states is
+        half the work of copying an `hmac.HMAC`, and the sender signs three tokens a message."""
+        inner, outer = self._macs[key]
+        inner = inner.copy()
+        inner.update(f"{purpose}|{payload}".encode())
+        outer = outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16]
 
     def sign(self, purpose: str, *values: int, timestamped: bool = False) -> str:
         """A token for `values` (ids), optionally carrying its issue time for expiry."""

@@ -7,7 +7,7 @@ emits CRLF-only bytes and ASCII envelope addresses, so `Wire` takes the connecti
 (`transport.set_protocol`) and does the rest itself:
 
 - commands are pre-encoded bytes (`mail_from`, `rcpt_to`, `DATA`, `RSET`), dot-stuffing is one
-  `bytes.replace` (`dot_stuff`);
+  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`);
 - `write` sends any number of them at once; `reply` returns the server's replies one at a
   time, in order, however they arrive (RFC 2920 PIPELINING needs exactly that).
 
@@ -47,13 +47,27 @@ def _address(address: str) -> bytes:
     return encoded
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """CRLF-terminated, dot-stuffed message body followed by the end-of-data line."""
+def dot_stuff(data: bytes) -> tuple[bytes, bytes]:
+    """The message CRLF-terminated and dot-stuffed, then the end-of-data line (to write as
+    two chunks: joining them would copy the message once more)."""
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    if data.startswith(b"."):
-        data = b"." + data
-    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    if _dotted(data):
+        if data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return data, b".\r\n"
+
+
+def _dotted(data: bytes) -> bool:
+    """Whether any line starts with ".". Looking at each "." (memchr finds them; base64 has
+    none) is several times faster than searching the whole message for CRLF "."."""
+    at = data.find(b".")
+    while at >= 0:
+        if at == 0 or data[at - 1] == 10:  # "\n"
+            return True
+        at = data.find(b".", at + 1)
+    return False
 
 
 class Wire(asyncio.Protocol):

@@ -16,8 +16,10 @@ MESSAGE = (
 
 
 def test_dot_stuffing_doubles_only_leading_dots_and_terminates():
-    assert dot_stuff(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
-    assert dot_stuff(b".x") == b"..x\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a\r\n.b\r\n")) == b"a\r\n..b\r\n.\r\n"
+    assert b"".join(dot_stuff(b".x")) == b"..x\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a.b\r\nc. d.\r\n")) == b"a.b\r\nc. d.\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a\r\nb\r\n...")) == b"a\r\nb\r\n....\r\n.\r\n"
 
 
 @pytest.mark.parametrize("address", ["josé@example.org", "a@example.org>\r\nRSET"])
@@ -42,7 +44,7 @@ async def _transaction(port: int, rcpt: str, pipelined: bool) -> list[tuple[int,
                 wire.write(command)
             replies.append(await wire.reply())
         if replies[-1][0] == 354:
-            wire.write(dot_stuff(MESSAGE))
+            wire.write(*dot_stuff(MESSAGE))
             replies.append(await wire.reply())
     finally:
         wire.close()
