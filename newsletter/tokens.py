@@ -3,8 +3,8 @@
 A token is `payload.signature`, both base64url without padding. The payload is a few integers
 joined by ":"; the signature is HMAC-SHA256 over purpose + payload, truncated to 128 bits.
 The purpose (confirm, preferences, unsubscribe, verp, csrf, sign) is part of the MAC, so a token
-made for one purpose never works for another. Plain hmac keeps signing to a couple of microseconds,
-which matters because the sender signs several tokens per recipient.
+made for one purpose never works for another. Signing takes a few microseconds (an HMAC state
+keyed once and copied per token), which matters: the sender signs three per message.
 
 Key rotation: tokens are signed with the current secret key and accepted with it or any of the
 old keys (`[newsletter] old_secret_keys`). Addresses are hashed with a key that never rotates:
@@ -14,6 +14,7 @@ see newsletter.keyring.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -29,8 +30,11 @@ class TokenError(NewsletterError):
     """A token is malformed, forged, of the wrong purpose or expired."""
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:

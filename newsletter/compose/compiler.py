@@ -65,6 +65,12 @@ class CompiledEdition:
         escaped, plain = resolve_values(self._specs, slots)
         return self._html.fill(escaped), self._text.fill(plain)  # type: ignore[union-attr]
 
+    def pieces(self, slots: Slots) -> tuple[list[str], list[str]]:
+        """`fill` before its joins: literal chunks at even indexes, the recipient's values at
+        odd ones (Shell.pieces), so the sender encodes the literal chunks only once."""
+        escaped, plain = resolve_values(self._specs, slots)
+        return self._html.pieces(escaped), self._text.pieces(plain)  # type: ignore[union-attr]
+
     def fill_html(self, slots: Slots) -> str:
         """The HTML part alone for one recipient."""
         return self._html.fill(resolve_values(self._specs, slots)[0])  # type: ignore[union-attr]

@@ -111,10 +111,15 @@ class Shell:
 
     def fill(self, values: list[str]) -> str:
         """Join the literal chunks with this recipient's values."""
+        return "".join(self.pieces(values))
+
+    def pieces(self, values: list[str]) -> list[str]:
+        """What `fill` joins: the literal chunks at even indexes (the same str objects for
+        every recipient) and this recipient's values at odd indexes between them."""
         parts = self._parts.copy()
         for pos, slot in self._positions:
             parts[pos] = values[slot]
-        return "".join(parts)
+        return parts
 
     def sentinel_text(self) -> str:
         """The text as compiled, sentinels in place: `Shell(shell.sentinel_text())` is the same

@@ -3,18 +3,17 @@
 Everything that is the same for every recipient of an edition (From, Subject, List-Id,
 Feedback-ID, the MIME skeleton) is formatted once in `MessageBuilder.__init__`. Per recipient
 we only sign two link tokens and the VERP token, fill the edition's slots, encode the two
-bodies and join bytes. `email.message.EmailMessage` is far too slow for that loop; the tests
-parse every variant with the standard library instead, to prove the bytes are right.
+bodies (bodies.py: the edition's literal text is encoded once, only the recipient's values
+and the lines around them per message) and join bytes. `email.message.EmailMessage` is far
+too slow for that loop; the tests parse every variant with the standard library instead, to
+prove the bytes are right.
 
 Transfer encodings are chosen here, before DKIM signs the body (RFC 6376 §5.3), so no relay
-ever needs to re-encode it: text/plain goes as quoted-printable (readable, and spam filters
-frown on base64 text), text/html as base64 (minified HTML has long lines and base64 is the
-fastest encoder: a C call, no per-character work). Both keep every line under 78 octets.
+ever needs to re-encode it: text/plain as quoted-printable, text/html as base64 (bodies.py).
 """
 
 from __future__ import annotations
 
-import binascii
 import os
 import re
 import time
@@ -25,6 +24,12 @@ from email.utils import format_datetime
 from typing import Any, Protocol
 
 from newsletter.config import ConfigError, Settings
+from newsletter.delivery.bodies import (
+    Base64Part,
+    QuotedPrintablePart,
+    base64_body,
+    quoted_printable,
+)
 from newsletter.delivery.dkim import DkimError, DkimSigner, load_dkim
 from newsletter.delivery.headers import (
     AddressError,
@@ -47,7 +52,6 @@ __all__ = [
     "smtp_address",
 ]
 
-B64_LINE = 76
 _SAFE_URL = re.compile(r"https?://[!#-;=?-~]+")  # printable ASCII except space " < >
 
 
@@ -74,7 +78,7 @@ class Edition(Protocol):
     @property
     def date(self) -> Any: ...
 
-    def fill(self, slots: Any) -> tuple[str, str]: ...
+    def pieces(self, slots: Any) -> tuple[list[str], list[str]]: ...
 
 
 def _slots_factory() -> Callable[..., Any]:
@@ -90,27 +94,6 @@ def _slots_factory() -> Callable[..., Any]:
             web_url: str
             attributes: Mapping[str, str]
     return Slots
-
-
-def crlf(text: str) -> bytes:
-    """UTF-8 bytes with every line ending as CRLF, as SMTP and the MIME encoders expect."""
-    data = text.encode("utf-8")
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return data.replace(b"\n", b"\r\n")
-
-
-def quoted_printable(text: str) -> bytes:
-    """Quoted-printable body, lines at most 76 characters, CRLF hard line breaks."""
-    return binascii.b2a_qp(crlf(text), quotetabs=False, istext=True, header=False)
-
-
-def base64_body(text: str) -> bytes:
-    """Base64 body in 76-character lines (RFC 2045 §6.8), ending with CRLF."""
-    encoded = binascii.b2a_base64(crlf(text), newline=False)
-    lines = [encoded[i : i + B64_LINE] for i in range(0, len(encoded), B64_LINE)]
-    lines.append(b"")
-    return b"\r\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +201,7 @@ class MessageBuilder:
         self._date_second = -1
         self._date_line = b""
         self._mime = mime = Alternative.new()
+        self._text, self._html = QuotedPrintablePart(), Base64Part()
         language = edition.language
         sender = (settings.text("newsletter", "from_name", language)
                   or settings.text("newsletter", "name", language))  # in the reader's language
@@ -268,7 +252,7 @@ class MessageBuilder:
             web_url=self._web_url,
             attributes=r.attributes or {},
         )
-        html, text = self._edition.fill(slots)
+        html, text = self._edition.pieces(slots)
         mime = self._mime
         # Message-ID and List-Unsubscribe are the only lines not written by `ascii_field`:
         # per recipient, and ASCII by construction (an int, hex, the checked base URL + token).
@@ -280,9 +264,9 @@ class MessageBuilder:
             b"List-Unsubscribe: <%s>\r\n" % unsubscribe.encode("ascii"),
             self._head,
             mime.text_head,
-            quoted_printable(text),
+            *self._text.encode(text),
             mime.html_head,
-            base64_body(html),
+            *self._html.encode(html),
             mime.tail,
         ))
         if self._dkim is not None:

@@ -225,7 +225,7 @@ class Session:
         """The message after the 354, and the next envelope with it when pipelining."""
         wire = self.wire
         assert wire is not None
-        chunks = [dot_stuff(data)]
+        chunks = [*dot_stuff(data)]
         if then is not None and self.pipelining:
             try:
                 chunks += [mail_from(then[0]), rcpt_to(then[1]), DATA]

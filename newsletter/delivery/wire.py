@@ -7,7 +7,7 @@ emits CRLF-only bytes and ASCII envelope addresses, so `Wire` takes the connecti
 (`transport.set_protocol`) and does the rest itself:
 
 - commands are pre-encoded bytes (`mail_from`, `rcpt_to`, `DATA`, `RSET`), dot-stuffing is one
-  `bytes.replace` (`dot_stuff`);
+  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`);
 - `write` sends any number of them at once; `reply` returns the server's replies one at a
   time, in order, however they arrive (RFC 2920 PIPELINING needs exactly that).
 
@@ -47,13 +47,27 @@ def _address(address: str) -> bytes:
     return encoded
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """CRLF-terminated, dot-stuffed message body followed by the end-of-data line."""
+def dot_stuff(data: bytes) -> tuple[bytes, bytes]:
+    """The message CRLF-terminated and dot-stuffed, then the end-of-data line (to write as
+    two chunks: joining them would copy the message once more)."""
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    if data.startswith(b"."):
-        data = b"." + data
-    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    if _dotted(data):
+        if data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return data, b".\r\n"
+
+
+def _dotted(data: bytes) -> bool:
+    """Whether any line starts with ".". Looking at each "." (memchr finds them; base64 has
+    none) is several times faster than searching the whole message for CRLF "."."""
+    at = data.find(b".")
+    while at >= 0:
+        if at == 0 or data[at - 1] == 10:  # "\n"
+            return True
+        at = data.find(b".", at + 1)
+    return False
 
 
 class Wire(asyncio.Protocol):
@@ -66,6 +80,10 @@ class Wire(asyncio.Protocol):
         self.replies: deque[tuple[int, str]] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.lost: Exception | None = None
+        # One timer per connection, not one per reply: it fires at the first deadline and, if
+        # a later wait moved the deadline on, sets itself again for that one.
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def take_over(cls, client: aiosmtplib.SMTP) -> Wire:
@@ -94,20 +112,28 @@ class Wire(asyncio.Protocol):
                 raise self.lost
             loop = asyncio.get_running_loop()
             waiter = self.waiter = loop.create_future()
-            timer = loop.call_later(self.timeout, self._time_out) if self.timeout else None
+            if self.timeout:
+                self.deadline = loop.time() + self.timeout
+                if self.timer is None:
+                    self.timer = loop.call_at(self.deadline, self._time_out)
             try:
                 await waiter
             finally:
                 self.waiter = None
-                if timer is not None:
-                    timer.cancel()
         return self.replies.popleft()
 
     def close(self) -> None:
+        self._stop_timer()
         self.transport.close()
 
     def abort(self) -> None:
+        self._stop_timer()
         self.transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     # asyncio.Protocol
 
@@ -144,6 +170,7 @@ class Wire(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         error = aiosmtplib.SMTPServerDisconnected(f"Connection lost{f': {exc}' if exc else ''}")
         self.lost = self.lost or error
+        self._stop_timer()
         self._wake()
 
     def _lose(self, exc: Exception) -> None:
@@ -152,9 +179,15 @@ class Wire(asyncio.Protocol):
         self._wake()
 
     def _time_out(self) -> None:
+        self.timer = None
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
+        if waiter is None or waiter.done():
+            return  # no wait now: the next one sets the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:  # this wait began after the timer was set
+            self.timer = loop.call_at(self.deadline, self._time_out)
+            return
+        waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
 
     def _wake(self, *_: Any) -> None:
         waiter = self.waiter

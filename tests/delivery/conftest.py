@@ -361,7 +361,8 @@ FAKE_TEXT = (
 
 
 class FakeEdition:
-    """Same surface as the composer's CompiledEdition: fields plus fill(slots) -> (html, text).
+    """Same surface as the composer's CompiledEdition: fields plus fill(slots) -> (html, text)
+    and pieces(slots).
 
     The HTML is one minified line of about 9 KB, so the message must break it up.
     """
@@ -393,6 +394,11 @@ class FakeEdition:
         result = (render(self._html, _html.escape), render(self._text, str))
         self.filled.append(result)
         return result
+
+    def pieces(self, slots: Any) -> tuple[list[str], list[str]]:
+        """fill() as one value between two empty literal chunks (what MessageBuilder reads)."""
+        html, text = self.fill(slots)
+        return ["", html, ""], ["", text, ""]
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ MESSAGE = (
 
 
 def test_dot_stuffing_doubles_only_leading_dots_and_terminates():
-    assert dot_stuff(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
-    assert dot_stuff(b".x") == b"..x\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a\r\n.b\r\n")) == b"a\r\n..b\r\n.\r\n"
+    assert b"".join(dot_stuff(b".x")) == b"..x\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a.b\r\nc. d.\r\n")) == b"a.b\r\nc. d.\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a\r\nb\r\n...")) == b"a\r\nb\r\n....\r\n.\r\n"
 
 
 @pytest.mark.parametrize("address", ["josé@example.org", "a@example.org>\r\nRSET"])
@@ -42,7 +44,7 @@ async def _transaction(port: int, rcpt: str, pipelined: bool) -> list[tuple[int,
                 wire.write(command)
             replies.append(await wire.reply())
         if replies[-1][0] == 354:
-            wire.write(dot_stuff(MESSAGE))
+            wire.write(*dot_stuff(MESSAGE))
             replies.append(await wire.reply())
     finally:
         wire.close()
@@ -64,3 +66,46 @@ def test_replies_to_pipelined_commands_come_back_one_by_one_in_order(smtp_server
     assert replies[:2] == [(250, "OK"), (550, "5.1.1 no such user")]
     assert replies[2][0] == 503 and len(replies) == 3  # DATA without a recipient
     assert smtp_server.messages == []
+
+
+async def _slow_server_waits(timeout: float, first_after: float) -> tuple[float, float]:
+    """A server that answers the first NOOP after `first_after` s and never the second: how
+    long the first reply took, and how long the second wait lasted before it timed out."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 slow\r\n")
+        await reader.readline()  # the first NOOP
+        await asyncio.sleep(first_after)
+        writer.write(b"250 late\r\n")
+        await reader.read()  # the second NOOP: no answer, ever
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False,
+                             timeout=timeout)
+    await client.connect()
+    await client.ehlo()
+    wire = Wire.take_over(client)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        wire.write(b"NOOP\r\n")
+        assert await wire.reply() == (250, "late")
+        first = loop.time() - started
+        started = loop.time()
+        wire.write(b"NOOP\r\n")
+        with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
+            await wire.reply()
+        return first, loop.time() - started
+    finally:
+        wire.close()
+        server.close()
+
+
+def test_each_wait_for_a_reply_gets_the_whole_timeout():
+    """A reply that comes late but in time is read; the next wait times out a full timeout
+    after it began, not when the first wait's timer would have fired."""
+    first, second = asyncio.run(_slow_server_waits(timeout=0.6, first_after=0.4))
+    assert 0.35 <= first < 0.6
+    assert second >= 0.59

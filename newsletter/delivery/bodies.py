@@ -1,0 +1,169 @@
+"""Transfer encodings of a message's two parts, the edition's constant text encoded only once.
+
+text/plain goes as quoted-printable (readable, and spam filters frown on base64 text), text/html
+as base64 (minified HTML has long lines and base64 is a C call, no per-character work). Both
+keep every line within 76 characters and end lines with CRLF (RFC 2045 §6.7, §6.8).
+`quoted_printable` and `base64_body` encode a whole text.
+
+Per recipient, almost all of an edition is the same. The composer hands a part as pieces:
+literal chunks at even indexes, the same for every recipient, and the recipient's values at odd
+indexes between them (CompiledEdition.pieces). `Base64Part` and `QuotedPrintablePart` return
+exactly the bytes of encoding the joined text (tests/delivery/test_bodies.py compares them),
+but encode a literal chunk once per place it can take in the output:
+
+- base64 turns groups of 3 bytes into 4 characters, 19 groups to a line: a chunk's encoding
+  depends only on how many bytes of a group are pending before it (0-2) and on the column it
+  starts at, so a chunk has at most 57 encodings, each made the first time it is needed;
+- quoted-printable encodes each line on its own (binascii.b2a_qp keeps no state across a
+  line end): the complete lines inside a literal chunk are encoded once, and only the lines
+  holding a value are encoded per recipient.
+
+A text holding a CR is encoded whole: CRLF normalisation could join a CR ending one piece
+with a LF starting the next.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Sequence
+
+B64_LINE = 76
+CRLF = b"\r\n"
+CACHED = 64  # literal chunks this long or longer are encoded once; shorter ones per message
+CACHE_LIMIT = 4096  # entries: far more than an edition needs; a safety net, not a tuning knob
+
+
+def crlf(text: str) -> bytes:
+    """UTF-8 bytes with every line ending as CRLF, as SMTP and the MIME encoders expect."""
+    data = text.encode("utf-8")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data.replace(b"\n", b"\r\n")
+
+
+def quoted_printable(text: str) -> bytes:
+    """Quoted-printable body, lines at most 76 characters, CRLF hard line breaks."""
+    return binascii.b2a_qp(crlf(text), quotetabs=False, istext=True, header=False)
+
+
+def base64_body(text: str) -> bytes:
+    """Base64 body in 76-character lines (RFC 2045 §6.8), ending with CRLF."""
+    out: list[bytes] = []
+    if _lines(out, binascii.b2a_base64(crlf(text), newline=False), 0):
+        out.append(CRLF)
+    return b"".join(out)
+
+
+def _lines(out: list[bytes], encoded: bytes, column: int) -> int:
+    """Append base64 characters to `out`, breaking lines at 76; the column it ends at."""
+    room = B64_LINE - column
+    if len(encoded) < room:
+        if encoded:
+            out.append(encoded)
+        return column + len(encoded)
+    out += (encoded[:room], CRLF)
+    end = len(encoded) - (len(encoded) - room) % B64_LINE
+    for start in range(room, end, B64_LINE):
+        out += (encoded[start:start + B64_LINE], CRLF)
+    if end < len(encoded):
+        out.append(encoded[end:])
+    return len(encoded) - end
+
+
+class Base64Part:
+    """The base64 text/html body from an edition's pieces, its literal chunks encoded once."""
+
+    def __init__(self) -> None:
+        self._bytes: dict[str, bytes | None] = {}  # literal chunk -> its bytes (None: a CR)
+        self._runs: dict[tuple[str, int, int], tuple[bytes, int, bytes]] = {}
+
+    def encode(self, pieces: Sequence[str]) -> list[bytes]:
+        """The encoded body, in chunks: `base64_body("".join(pieces))` once joined."""
+        out: list[bytes] = []
+        column = 0
+        pending = b""  # the last 0-2 bytes, not a whole group yet
+        for index, piece in enumerate(pieces):
+            if index % 2 == 0 and len(piece) >= CACHED:
+                literal = self._literal(piece)
+                if literal is None:
+                    return [base64_body("".join(pieces))]
+                head = -len(pending) % 3  # bytes of this chunk that complete the group
+                if pending:
+                    column = _lines(out, binascii.b2a_base64(pending + literal[:head],
+                                                             newline=False), column)
+                run = self._runs.get((piece, head, column)) or self._run(piece, head, column)
+                out.append(run[0])
+                column, pending = run[1], run[2]
+                continue
+            if "\r" in piece:
+                return [base64_body("".join(pieces))]
+            data = pending + piece.encode("utf-8").replace(b"\n", b"\r\n")
+            whole = len(data) - len(data) % 3
+            column = _lines(out, binascii.b2a_base64(data[:whole], newline=False), column)
+            pending = data[whole:]
+        if pending:
+            column = _lines(out, binascii.b2a_base64(pending, newline=False), column)
+        if column:
+            out.append(CRLF)
+        return out
+
+    def _literal(self, piece: str) -> bytes | None:
+        if piece not in self._bytes:
+            if len(self._bytes) > CACHE_LIMIT:
+                self._bytes.clear()
+            self._bytes[piece] = None if "\r" in piece else crlf(piece)
+        return self._bytes[piece]
+
+    def _run(self, piece: str, head: int, column: int) -> tuple[bytes, int, bytes]:
+        """A literal chunk's encoding from byte `head` on, starting at `column`: the text,
+        the column it ends at and the 0-2 bytes left for the next group."""
+        data = self._bytes[piece]
+        assert data is not None
+        whole = len(data) - (len(data) - head) % 3
+        out: list[bytes] = []
+        end = _lines(out, binascii.b2a_base64(data[head:whole], newline=False), column)
+        if len(self._runs) > CACHE_LIMIT:
+            self._runs.clear()
+        run = self._runs[piece, head, column] = (b"".join(out), end, data[whole:])
+        return run
+
+
+class QuotedPrintablePart:
+    """The quoted-printable text/plain body from an edition's pieces, only the lines that hold
+    a recipient's value encoded per message."""
+
+    def __init__(self) -> None:
+        # literal chunk -> (up to its first line end, its complete lines encoded, the rest);
+        # None: it holds no line end (or a CR) and goes into the line around it
+        self._lines: dict[str, tuple[str, bytes, str] | None] = {}
+
+    def encode(self, pieces: Sequence[str]) -> list[bytes]:
+        """The encoded body, in chunks: `quoted_printable("".join(pieces))` once joined."""
+        out: list[bytes] = []
+        line: list[str] = []  # the pieces of the line being gathered
+        for index, piece in enumerate(pieces):
+            split = self._split(piece) if index % 2 == 0 and len(piece) >= CACHED else None
+            if split is None:
+                if "\r" in piece:
+                    return [quoted_printable("".join(pieces))]
+                line.append(piece)
+                continue
+            head, middle, tail = split
+            line.append(head)
+            out += (quoted_printable("".join(line)), middle)
+            line = [tail]
+        last = "".join(line)
+        if last and out:  # a CRLF before it: encoded as in a text with CRLF line ends
+            out.append(quoted_printable("\n" + last)[2:])
+        elif last:
+            out.append(quoted_printable(last))
+        return out
+
+    def _split(self, piece: str) -> tuple[str, bytes, str] | None:
+        if piece not in self._lines:
+            if len(self._lines) > CACHE_LIMIT:
+                self._lines.clear()
+            first, last = piece.find("\n"), piece.rfind("\n")
+            self._lines[piece] = None if first < 0 or "\r" in piece else (
+                piece[:first + 1], quoted_printable(piece[first + 1:last + 1]), piece[last + 1:])
+        return self._lines[piece]
