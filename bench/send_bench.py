@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,22 +240,75 @@ def spread(values: list[float], fmt: str = ",.0f") -> str:
     return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
 
 
-def database(kind: str, tmp: Path) -> tuple[str, str | None]:
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def database(kind: str, tmp: Path, admin_url: str) -> tuple[str, str | None]:
     """(URL, PostgreSQL database to drop afterwards) for a fresh database."""
     if kind == "sqlite":
         return f"sqlite:///{tmp}/bench.db", None
     name = f"nl_bench_{os.getpid()}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
 
 
-def drop_database(name: str) -> None:
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                          isolation_level="AUTOCOMMIT")
+class ServerCpu:
+    """CPU seconds of the PostgreSQL backends serving one database (same host), read from /proc
+    every 50 ms: a backend's last reading before it exits counts, so only the final 50 ms of a
+    short-lived one can be missed. The server's shared processes (WAL writer, checkpointer)
+    are not counted."""
+
+    def __init__(self, database: str) -> None:
+        self.tag = f" {database} ".encode()
+        self.seen: dict[int, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(0.05):
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    cmd = Path(entry.path, "cmdline").read_bytes()
+                    if cmd.startswith(b"postgres: ") and self.tag in cmd:
+                        self.seen[int(entry.name)] = process_cpu(int(entry.name))
+                except OSError:
+                    continue
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def statement_stats(db_url: str, reset: bool) -> list[tuple[int, float, str]]:
+    """pg_stat_statements of the bench database (calls, ms, query), if the server has it."""
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+            if reset:
+                conn.execute(text("SELECT pg_stat_statements_reset()"))
+                return []
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT calls, total_exec_time, query FROM pg_stat_statements s JOIN "
+                "pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+                "ORDER BY total_exec_time DESC LIMIT 16"))]
+    except Exception:  # not loaded (shared_preload_libraries): no statement figures
+        return []
+    finally:
+        engine.dispose()
+
+
+def drop_database(name: str, admin_url: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -272,11 +326,15 @@ def main() -> None:
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
     ap.add_argument("--daemon", type=int, metavar="N",
                     help="send --detach, then N `newsletter worker --until-idle` processes")
+    ap.add_argument("--admin-url", default=ADMIN_URL,
+                    help="PostgreSQL server where the bench database is made (same host)")
+    ap.add_argument("--statements", action="store_true",
+                    help="print pg_stat_statements of each run (the server must preload it)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     ws = tmp / "ws"
-    db_url, pg_name = database(args.database, tmp)
+    db_url, pg_name = database(args.database, tmp, args.admin_url)
     dkim_key = None
     if args.dkim:
         dkim_key = tmp / "dkim.pem"
@@ -302,10 +360,14 @@ def main() -> None:
             return
         ours: list[Figures] = []
         theirs: list[Figures] = []
+        server_us: list[float] = []
         for run in range(1, args.runs + 1):
             slug = f"bench{run}"
             write_issue(ws, slug)
             load = os.getloadavg()[0]
+            if args.statements:
+                statement_stats(db_url, reset=True)
+            server = ServerCpu(pg_name) if pg_name else None
             if args.daemon:
                 conns = args.connections or 16
                 mine, sent = daemon_run(ws, db_url, slug, args.daemon, conns, sink.pid)
@@ -314,6 +376,13 @@ def main() -> None:
                 cmd = args.wrap.split() + newsletter(ws, "send", slug, "--yes", "--json", *flags)
                 mine, out = timed(cmd, sink.pid)
                 report = json.loads(out[out.index("{"):])
+            if server is not None:
+                server.close()
+                server_us.append(server.total() / report["sent"] * 1e6)
+                print(f"run {run}: PostgreSQL backends {server_us[-1]:.0f} µs CPU/msg")
+            for calls, ms, query in statement_stats(db_url, False) if args.statements else []:
+                print(f"  {calls / report['sent']:7.3f}/msg {ms * 1e3 / report['sent']:6.1f} "
+                      f"µs/msg  {' '.join(query.split())[:230]}")
             sessions = report["workers"] * report["connections"]
             source = smtp_source(port, report["sent"], sessions, size, sink.pid)
             ours.append(mine)
@@ -331,13 +400,15 @@ def main() -> None:
               f"{spread([s.cpu_us for s in theirs])} µs CPU/msg")
         print(f"ratio newsletter/smtp-source: {spread(ratios, '.2f')} (median, min–max of "
               f"{args.runs} runs)")
+        if server_us:
+            print(f"PostgreSQL backends: {spread(server_us)} µs CPU/msg")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"peak RSS of the largest child process: {peak:.0f} MB")
     finally:
         sink.terminate()
         sink.wait()
         if pg_name:
-            drop_database(pg_name)
+            drop_database(pg_name, args.admin_url)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -66,16 +66,21 @@ def hash_expr(engine: Engine, email: Any, address_key: str) -> ColumnElement[Any
     """SQL computing keyring.address_hash(email, address_key) for the engine's dialect."""
     if is_sqlite(engine):
         return func.nl_email_hash(email)
-    key = address_key.encode()
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    ikey = bytes(b ^ 0x36 for b in key)
-    okey = bytes(b ^ 0x5C for b in key)
+    ikey, okey = hmac_pads(address_key)
     inner = func.sha256(
         literal(ikey).op("||")(func.convert_to(func.lower(email), literal("UTF8")))
     )
     return func.encode(func.sha256(literal(okey).op("||")(inner)), literal("hex"))
+
+
+def hmac_pads(address_key: str) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's inner and outer padded keys for `address_key` (RFC 2104), so that SQL
+    can compute keyring.address_hash with two sha256() calls."""
+    key = address_key.encode()
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
 def write_tx(engine: Engine) -> Any:

@@ -83,6 +83,7 @@ from sqlalchemy import (
 )
 
 from newsletter.audience.language import ListLanguages
+from newsletter.db import pgsend
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, EDITIONS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
@@ -238,38 +239,47 @@ def claim(
             select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id, SUBSCRIBERS.c.email,
                    SUBSCRIBERS.c.name, SUBSCRIBERS.c.attributes, DELIVERIES.c.language,
                    DELIVERIES.c.attempts, SUBSCRIPTIONS.c.status)
-            .select_from(
-                DELIVERIES.join(
-                    SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id
-                ).outerjoin(
-                    SUBSCRIPTIONS,
-                    and_(
-                        SUBSCRIPTIONS.c.subscriber_id == DELIVERIES.c.subscriber_id,
-                        SUBSCRIPTIONS.c.list_id == DELIVERIES.c.list_id,
-                    ),
-                )
-            )
+            .select_from(DELIVERIES.join(
+                SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id).outerjoin(
+                SUBSCRIPTIONS, and_(SUBSCRIPTIONS.c.subscriber_id == DELIVERIES.c.subscriber_id,
+                                    SUBSCRIPTIONS.c.list_id == DELIVERIES.c.list_id)))
             .where(DELIVERIES.c.id.in_(ids))
             .order_by(DELIVERIES.c.id)
         ).all()
         hashes = {r.id: address_hash(r.email, address_key) for r in rows}
         suppressed = set(conn.execute(select(SUPPRESSIONS.c.email_hash).where(
             SUPPRESSIONS.c.email_hash.in_(set(hashes.values())))).scalars())
-        skip = {
-            r.id: ("suppressed" if hashes[r.id] in suppressed else "no longer subscribed")
-            for r in rows
-            if hashes[r.id] in suppressed or r.status != "confirmed"
-        }
-        for reason in set(skip.values()):
-            conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.id.in_([i for i, w in skip.items() if w == reason]))
-                .values(
-                    status="skipped", worker=None, lease_until=None, last_reply=f"skipped: {reason}"
-                )
-            )
-    return [Claimed(r.id, r.subscriber_id, r.email, r.name or "", r.attributes or {},
-                    r.language, r.attempts) for r in rows if r.id not in skip]
+        claimed, skip = _triage([(*r, hashes[r.id] in suppressed) for r in rows])
+        for reason, ids in skip.items():
+            conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(ids)).values(
+                status="skipped", worker=None, lease_until=None, last_reply=f"skipped: {reason}"))
+    return claimed
+
+
+async def claim_fast(lane: pgsend.Lane, issue_id: int, worker: str, limit: int, lease: float,
+                     address_key: str) -> list[Claimed]:
+    """`claim` on PostgreSQL's fast path (db/pgsend.py): one statement on the event loop."""
+    now = utcnow()
+    rows = await pgsend.claim(lane, issue_id=issue_id, worker=worker, limit=limit, now=now,
+                              until=now + timedelta(seconds=lease), address_key=address_key)
+    claimed, skip = _triage(rows)
+    for reason, ids in skip.items():
+        await pgsend.skip(lane, ids, f"skipped: {reason}", worker)
+    return claimed
+
+
+def _triage(rows: Iterable[Sequence[Any]]) -> tuple[list[Claimed], dict[str, list[int]]]:
+    """Claimed rows (id, subscriber, email, name, attributes, language, attempts, subscription
+    status, suppressed) -> the deliveries to send, and the ids to skip by reason."""
+    claimed: list[Claimed] = []
+    skip: dict[str, list[int]] = {}
+    for i, sub, email, name, attributes, language, attempts, status, suppressed in rows:
+        if suppressed or status != "confirmed":
+            skip.setdefault("suppressed" if suppressed else "no longer subscribed", []).append(i)
+        else:
+            claimed.append(Claimed(i, sub, email, name or "", attributes or {}, language,
+                                   attempts))
+    return claimed, skip
 
 
 def renew(engine: Engine, worker: str, lease: float) -> None:
@@ -360,41 +370,15 @@ def commit_journal(
 def _write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     sent = [o.delivery_id for o in outcomes if o.status == "sent"]
     if sent:
-        conn.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(sent))
-            .values(
-                status="sent",
-                sent_at=now,
-                attempts=DELIVERIES.c.attempts + 1,
-                worker=None,
-                lease_until=None,
-            )
-        )
+        conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(sent)).values(
+            status="sent", sent_at=now, attempts=DELIVERIES.c.attempts + 1, worker=None,
+            lease_until=None))
     rest = [o for o in outcomes if o.status != "sent"]
     if rest:
-        stmt = (
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                last_reply=bindparam("b_reply"),
-                next_attempt_at=bindparam("b_retry"),
-                worker=None,
-                lease_until=None,
-                attempts=DELIVERIES.c.attempts + bindparam("b_inc"),
-            )
-        )
-        conn.execute(
-            stmt,
-            [
-                {
-                    "b_id": o.delivery_id,
-                    "b_status": o.status,
-                    "b_reply": o.reply,
-                    "b_retry": o.retry_at,
-                    "b_inc": 0 if o.status == "queued" else 1,
-                }
-                for o in rest
-            ],
-        )
+        stmt = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), last_reply=bindparam("b_reply"),
+            next_attempt_at=bindparam("b_retry"), worker=None, lease_until=None,
+            attempts=DELIVERIES.c.attempts + bindparam("b_inc"))
+        conn.execute(stmt, [{"b_id": o.delivery_id, "b_status": o.status, "b_reply": o.reply,
+                             "b_retry": o.retry_at, "b_inc": 0 if o.status == "queued" else 1}
+                            for o in rest])

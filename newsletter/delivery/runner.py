@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.config import Settings
+from newsletter.db import pgsend
 from newsletter.db.models import utcnow
 from newsletter.db.sender import sender_engine
 from newsletter.delivery import queue as q
@@ -80,6 +81,8 @@ class Worker:
                                           self.journal.counts, self.engine)
         self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
+        info = pgsend.conninfo(self.engine)  # PostgreSQL: claims on the loop, no thread
+        self.claims = pgsend.Lane(info) if info is not None else None
         self.inflight = 0
         self.builds: Mapping[str, Build] = {}
 
@@ -123,6 +126,8 @@ class Worker:
             self.journal.close()
             if not journal_task.done():
                 await journal_task
+            if self.claims is not None:
+                self.claims.close()
             self.engine.dispose()
             gc.unfreeze()  # a send run in a longer-lived process gives its objects back
         if error is not None:
@@ -161,9 +166,7 @@ class Worker:
                     await asyncio.sleep(0.002)
                     continue
                 settled = self.journal.settled
-                rows = await asyncio.to_thread(
-                    q.claim, self.engine, cfg.issue_id, self.worker, cfg.batch_size, cfg.lease,
-                    cfg.address_key)
+                rows = await self._claim()
                 for row in rows:
                     self.jobs.put_nowait(row)
                 if rows:
@@ -188,6 +191,14 @@ class Worker:
         finally:
             for _ in range(cfg.pool.connections):
                 self.jobs.put_nowait(None)
+
+    async def _claim(self) -> list[q.Claimed]:
+        cfg = self.cfg
+        if self.claims is not None:
+            return await q.claim_fast(self.claims, cfg.issue_id, self.worker, cfg.batch_size,
+                                      cfg.lease, cfg.address_key)
+        return await asyncio.to_thread(q.claim, self.engine, cfg.issue_id, self.worker,
+                                       cfg.batch_size, cfg.lease, cfg.address_key)
 
     async def _connection(self) -> None:
         conn = self.relays.slot()

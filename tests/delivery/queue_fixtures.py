@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from newsletter.audience.language import list_languages
-from newsletter.db import sender
+from newsletter.db import pgsend, sender
 from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.delivery import editions, issues
 from newsletter.delivery import queue as q
@@ -59,7 +60,19 @@ class QueueDb:
 
     def claim(self, issue_id: int, worker: str = "h:1:me", limit: int = 100,
               lease: float = 60) -> list[q.Claimed]:
-        return q.claim(self.engine, issue_id, worker, limit, lease, self.key)
+        """A claim as the runner makes it: on PostgreSQL the fast path (db/pgsend.py)."""
+        info = pgsend.conninfo(self.engine)
+        if info is None:
+            return q.claim(self.engine, issue_id, worker, limit, lease, self.key)
+
+        async def fast() -> list[q.Claimed]:
+            lane = pgsend.Lane(info)
+            try:
+                return await q.claim_fast(lane, issue_id, worker, limit, lease, self.key)
+            finally:
+                lane.close()
+
+        return asyncio.run(fast())
 
     def issue_row(self, issue_id: int) -> Any:
         with self.engine.connect() as conn:

@@ -17,11 +17,10 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, select, update
 
-from newsletter.db import sender
+from newsletter.db import pgsend, sender
 from newsletter.db.engine import sqlite_time
 from newsletter.db.models import utcnow
 from newsletter.db.tables import EDITIONS
@@ -153,24 +152,15 @@ def test_a_failed_commit_changes_nothing_and_the_writer_goes_on(kind, db):
     assert [db.rows()[i].status for i in ids] == ["sent", "sending"]
 
 
-def _raw_connection(db):
-    """The database through its plain driver, as the fast writers use it: (connection,
-    placeholder, id-list match, id-list parameter, time parameter)."""
-    if db.engine.dialect.name == "sqlite":
-        conn = sqlite3.connect(db.engine.url.database, isolation_level=None)
-        return conn, "?", "IN (SELECT value FROM json_each(?))", json.dumps, sqlite_time
-    conninfo = db.engine.url.set(drivername="postgresql").render_as_string(False)
-    return psycopg.connect(conninfo, autocommit=True), "%s", "= ANY(%s)", list, j.naive_utc
-
-
+@pytest.mark.sqlite_only  # PostgreSQL's journal is one statement: tests/delivery/test_pgsend.py
 def test_each_journal_statement_does_what_its_name_says(db):
     issue_id, ids = _claimed(db, 5)
     db.set([ids[2]], worker="h:1:other")
     db.set([ids[3]], status="sent")
     with sender.write_tx(db.engine) as conn, conn.begin():
         editions.store_editions(conn, issue_id, [edition("en", "a"), edition("fr", "b")])
-    conn, param, in_ids, id_list, stamp = _raw_connection(db)
-    sql = j.journal_sql(param, in_ids)
+    conn = sqlite3.connect(db.engine.url.database, isolation_level=None)
+    sql, id_list, stamp = j.SQLITE_SQL, json.dumps, sqlite_time
     now, retry = utcnow(), utcnow() + timedelta(minutes=5)
     try:
         owned = conn.execute(sql["intent"], (id_list(ids[:4]), "h:1:me")).fetchall()
@@ -203,8 +193,8 @@ def tokyo_local_time(monkeypatch):
 
 def test_naive_utc_is_what_postgresql_timestamp_columns_hold(tokyo_local_time):
     aware = datetime(2030, 1, 2, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5)))
-    assert j.naive_utc(aware) == datetime(2030, 1, 2, 9, 5, 6, 7)
-    assert j.naive_utc(datetime(2030, 1, 2)) == datetime(2030, 1, 2)  # already UTC
+    assert pgsend.naive_utc(aware) == datetime(2030, 1, 2, 9, 5, 6, 7)
+    assert pgsend.naive_utc(datetime(2030, 1, 2)) == datetime(2030, 1, 2)  # already UTC
 
 
 def test_make_writer_picks_the_fastest_writer_the_engine_allows(tmp_path):
@@ -216,7 +206,7 @@ def test_make_writer_picks_the_fastest_writer_the_engine_allows(tmp_path):
     assert isinstance(j.make_writer(create_engine("sqlite:///:memory:")), j.ThreadWriter)
     pg = j.make_writer(create_engine("postgresql+psycopg://nl:s3cret@db.example:5433/news"))
     assert isinstance(pg, j.PostgresWriter)
-    assert pg.conninfo == "postgresql://nl:s3cret@db.example:5433/news"
+    assert pg.lane.conninfo == "postgresql://nl:s3cret@db.example:5433/news"
     pg.close()  # never connected: nothing to close
 
 
@@ -227,10 +217,10 @@ def test_the_postgresql_writer_reconnects_after_its_connection_closed(db):
 
     async def run():
         first = await writer.commit(issue_id, "h:1:me", ids[:1], [], [], ())
-        await writer.conn.close()
+        await writer.lane.conn.close()
         second = await writer.commit(issue_id, "h:1:me", ids[1:], [], [], ())
         writer.close()
-        return first, second, writer.conn.closed
+        return first, second, writer.lane.conn.closed
 
     assert asyncio.run(run()) == ({ids[0]}, {ids[1]}, True)
 

@@ -1,0 +1,148 @@
+"""The sender's fast path on PostgreSQL: claims and journal commits as plain psycopg statements
+on the event loop (no SQLAlchemy, no thread).
+
+Each is **one statement in autocommit**, so it is its own transaction: one round trip where
+BEGIN, the statements and COMMIT took four to seven, and the reply comes back only once the
+commit is durable (synchronous_commit stays on: a row is `sending` on disk before its DATA).
+Each is prepared on the server at its first run. The statements do what delivery/queue.py's
+`claim` and `commit_journal` do through SQLAlchemy (the protocol is explained there);
+tests/delivery/test_pgsend.py and the journal's tests read their rows back on PostgreSQL.
+
+- `CLAIM`: the three ranges of `queue._claimable` (due deferred rows, deferred rows with no
+  time, queued rows), each a `FOR UPDATE SKIP LOCKED` CTE, read in that order up to the limit
+  (a CTE runs only as far as it is read), leased, and returned with what the message builder
+  needs, the subscription's status and whether the address is suppressed (its HMAC computed
+  in SQL, as `sender.hash_expr` does for the enqueue).
+- `JOURNAL`: every outcome from arrays (`unnest`), the released claims, the editions' first
+  send, then the intents, whose ids it returns. The statements of one query see one snapshot,
+  so `journal` keeps an id to the first of these that names it, as the sequential writers'
+  `worker = me` conditions do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from newsletter.db.sender import hmac_pads
+
+_RANGE = ("SELECT id FROM deliveries WHERE issue_id = %(issue)s AND status = {status} AND {due} "
+          "AND (lease_until IS NULL OR lease_until < %(now)s) LIMIT %(limit)s "
+          "FOR UPDATE SKIP LOCKED")
+
+CLAIM = f"""
+WITH r1 AS ({_RANGE.format(status="'deferred'", due="next_attempt_at <= %(now)s")}),
+r2 AS ({_RANGE.format(status="'deferred'", due="next_attempt_at IS NULL")}),
+r3 AS ({_RANGE.format(status="'queued'",
+                      due="(next_attempt_at IS NULL OR next_attempt_at <= %(now)s)")}),
+pick AS (SELECT id FROM r1 UNION ALL SELECT id FROM r2 UNION ALL SELECT id FROM r3
+         LIMIT %(limit)s),
+leased AS (
+    UPDATE deliveries SET worker = %(worker)s, lease_until = %(until)s
+    WHERE id = ANY(ARRAY(SELECT id FROM pick))
+    RETURNING id, subscriber_id, list_id, language, attempts)
+SELECT l.id, l.subscriber_id, s.email, s.name, s.attributes, l.language, l.attempts, m.status,
+    EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = encode(sha256(%(okey)s ||
+        sha256(%(ikey)s || convert_to(lower(s.email), 'UTF8'))), 'hex')) AS suppressed
+FROM leased l JOIN subscribers s ON s.id = l.subscriber_id
+LEFT JOIN subscriptions m ON m.subscriber_id = l.subscriber_id AND m.list_id = l.list_id
+ORDER BY l.id
+"""
+
+SKIP = ("UPDATE deliveries SET status = 'skipped', worker = NULL, lease_until = NULL, "
+        "last_reply = %s WHERE id = ANY(%s::int[]) AND worker = %s")
+
+JOURNAL = """
+WITH outcome AS (
+    UPDATE deliveries d SET status = o.status,
+        sent_at = CASE WHEN o.status = 'sent' THEN %(now)s ELSE d.sent_at END,
+        last_reply = CASE WHEN o.status = 'sent' THEN d.last_reply ELSE o.reply END,
+        next_attempt_at = CASE WHEN o.status = 'sent' THEN d.next_attempt_at ELSE o.retry END,
+        attempts = d.attempts + o.inc, worker = NULL, lease_until = NULL
+    FROM unnest(%(ids)s::int[], %(statuses)s::text[], %(replies)s::text[],
+                %(retries)s::timestamp[], %(incs)s::int[]) AS o(id, status, reply, retry, inc)
+    WHERE d.id = o.id AND d.id = ANY(%(ids)s::int[])
+    RETURNING d.id),
+released AS (
+    UPDATE deliveries SET worker = NULL, lease_until = NULL
+    WHERE id = ANY(%(released)s::int[]) AND worker = %(worker)s RETURNING id),
+edition AS (
+    UPDATE editions SET sent_at = %(now)s WHERE issue_id = %(issue)s
+    AND language = ANY(%(languages)s::text[]) AND sent_at IS NULL RETURNING id)
+UPDATE deliveries SET status = 'sending'
+WHERE id = ANY(%(intents)s::int[]) AND worker = %(worker)s AND status IN ('queued', 'deferred')
+RETURNING id
+"""
+
+
+def naive_utc(value: datetime) -> datetime:
+    """What the models store in PostgreSQL's timestamp columns: UTC without a zone."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def conninfo(engine: Engine) -> str | None:
+    """The engine's database for psycopg, if the fast path serves it (PostgreSQL, psycopg 3)."""
+    url = engine.url
+    if url.drivername != "postgresql+psycopg":
+        return None
+    return url.set(drivername="postgresql").render_as_string(False)
+
+
+class Lane:
+    """One psycopg asyncio connection in autocommit, opened on first use and again after it
+    closed; used by one task at a time (the feeder's claims, or the journal's commits)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.conn: Any = None
+
+    async def connection(self) -> Any:
+        if self.conn is None or self.conn.closed:
+            self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.pgconn.finish()  # the loop may be closing: no await here
+
+
+async def claim(lane: Lane, *, issue_id: int, worker: str, limit: int, now: datetime,
+                until: datetime, address_key: str) -> list[tuple[Any, ...]]:
+    """Lease up to `limit` claimable rows: (id, subscriber_id, email, name, attributes,
+    language, attempts, subscription status, suppressed) for each, by id."""
+    ikey, okey = hmac_pads(address_key)
+    conn = await lane.connection()
+    cur = await conn.execute(CLAIM, {
+        "issue": issue_id, "worker": worker, "limit": limit, "now": naive_utc(now),
+        "until": naive_utc(until), "ikey": ikey, "okey": okey}, prepare=True)
+    return list(await cur.fetchall())
+
+
+async def skip(lane: Lane, ids: Sequence[int], reply: str, worker: str) -> None:
+    """Mark claimed rows `skipped` with `reply` (their subscriber left or is suppressed)."""
+    conn = await lane.connection()
+    await conn.execute(SKIP, (reply, list(ids), worker))
+
+
+async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[int],
+                  outcomes: Sequence[tuple[int, str, str | None, datetime | None, int]],
+                  released: Sequence[int], languages: Sequence[str],
+                  now: datetime) -> set[int]:
+    """One commit of the journal: outcomes are (id, status, reply, retry time, attempts to
+    add); returns the intents still this worker's."""
+    settled = {o[0] for o in outcomes}
+    released = [i for i in released if i not in settled]
+    taken = settled.union(released)
+    conn = await lane.connection()
+    cur = await conn.execute(JOURNAL, {
+        "ids": [o[0] for o in outcomes], "statuses": [o[1] for o in outcomes],
+        "replies": [o[2] for o in outcomes],
+        "retries": [o[3] and naive_utc(o[3]) for o in outcomes],
+        "incs": [o[4] for o in outcomes], "released": list(released), "worker": worker,
+        "now": naive_utc(now), "issue": issue_id, "languages": list(languages),
+        "intents": [i for i in intents if i not in taken]}, prepare=True)
+    return {i for (i,) in await cur.fetchall()}

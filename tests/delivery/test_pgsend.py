@@ -1,0 +1,113 @@
+"""PostgreSQL's fast path of the sender (db/pgsend.py): a claim and a journal commit are each
+one prepared statement on psycopg's asyncio connection, committed as it runs. The claim's and
+the journal's behaviour is tested on both engines in test_queue_unit.py and
+test_journal_unit.py (whose `db.claim` and fast writer take this path on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from newsletter.db import pgsend
+from newsletter.db.models import utcnow
+from newsletter.delivery import queue as q
+from tests.delivery.sender_fixtures import seed, suppress
+
+pytestmark = pytest.mark.postgresql_only
+
+
+def _lane(db):
+    return pgsend.Lane(pgsend.conninfo(db.engine))
+
+
+def test_two_workers_claiming_at_once_take_disjoint_batches_and_leave_nobody_out(db):
+    seed(db.workspace, ["en", "fr", "es"] * 10)
+    issue_id = db.issue()
+    db.enqueue(issue_id)
+
+    async def both():
+        lanes = [_lane(db), _lane(db)]
+        try:
+            return await asyncio.gather(*(
+                q.claim_fast(lane, issue_id, f"h:1:w{n}", 20, 60, db.key)
+                for n, lane in enumerate(lanes)))
+        finally:
+            for lane in lanes:
+                lane.close()
+
+    first, second = asyncio.run(both())
+    mine = {c.delivery_id for c in first}
+    theirs = {c.delivery_id for c in second}
+    assert not mine & theirs and mine | theirs == set(db.ids(issue_id))
+    rows = db.rows()
+    assert {rows[i].worker for i in mine} == {"h:1:w0"}
+    assert {rows[i].worker for i in theirs} == {"h:1:w1"}
+
+
+def test_the_claim_hashes_addresses_in_sql_with_the_address_key(db):
+    emails = seed(db.workspace, ["en", "fr"])
+    issue_id = db.issue()
+    db.enqueue(issue_id)
+    suppress(db.workspace, emails[1].upper())  # the hash folds case, as keyring's does
+    claimed = db.claim(issue_id)
+    assert [c.email for c in claimed] == [emails[0]]
+    assert db.rows()[db.ids(issue_id)[1]].last_reply == "skipped: suppressed"
+
+
+def test_a_claim_and_a_commit_are_each_one_statement_prepared_on_the_server(db):
+    seed(db.workspace, ["en", "fr", "es"])
+    issue_id = db.issue()
+    db.enqueue(issue_id)
+    lane = _lane(db)
+
+    async def run():
+        try:
+            claimed = await q.claim_fast(lane, issue_id, "h:1:me", 10, 60, db.key)
+            ids = [c.delivery_id for c in claimed]
+            owned = await pgsend.journal(lane, issue_id=issue_id, worker="h:1:me",
+                                         intents=ids[1:], outcomes=[], released=ids[:1],
+                                         languages=[], now=utcnow())
+            sent = await pgsend.journal(
+                lane, issue_id=issue_id, worker="h:1:me", intents=[],
+                outcomes=[(i, "sent", None, None, 1) for i in ids[1:]], released=[],
+                languages=["en"], now=utcnow())
+            cur = await (await lane.connection()).execute(
+                "SELECT statement FROM pg_prepared_statements")
+            return ids, owned, sent, [s for (s,) in await cur.fetchall()]
+        finally:
+            lane.close()
+
+    ids, owned, sent, prepared = asyncio.run(run())
+    assert owned == set(ids[1:]) and sent == set()
+    kinds = {("SKIP LOCKED" in s and "suppressions" in s, "unnest(" in s and "'sending'" in s)
+             for s in prepared}  # the server keeps one per set of parameter types
+    assert kinds == {(True, False), (False, True)}
+    rows = db.rows()
+    assert [(rows[i].status, rows[i].worker) for i in ids] == [
+        ("queued", None), ("sent", None), ("sent", None)]
+
+
+def test_a_commit_keeps_an_id_to_the_first_thing_it_says_about_it(db):
+    """The parts of one statement see one snapshot: an outcome wins over a release of the same
+    row, and an intent for a row settled or released in the same commit is not granted (the
+    sequential writers' `worker = me` conditions do the same)."""
+    seed(db.workspace, ["en", "fr", "es"])
+    issue_id = db.issue()
+    db.enqueue(issue_id)
+    ids = [c.delivery_id for c in db.claim(issue_id)]
+    lane = _lane(db)
+
+    async def run():
+        try:
+            return await pgsend.journal(
+                lane, issue_id=issue_id, worker="h:1:me", intents=ids,
+                outcomes=[(ids[0], "failed", "550 no", None, 1)], released=ids[:2],
+                languages=[], now=utcnow())
+        finally:
+            lane.close()
+
+    assert asyncio.run(run()) == {ids[2]}
+    rows = db.rows()
+    assert [(rows[i].status, rows[i].worker, rows[i].attempts) for i in ids] == [
+        ("failed", None, 1), ("queued", None, 0), ("sending", "h:1:me", 0)]
