@@ -14,6 +14,7 @@ compare a figure with the yardstick measured next to it.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -112,13 +113,12 @@ def bench(n: int, tmp: Path, env: dict[str, str], engine: str) -> None:
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    postgres = ""
-    if "--postgres" in argv:
-        at = argv.index("--postgres")
-        postgres = argv[at + 1]
-        del argv[at:at + 2]
-    n = int(argv[0]) if argv else 1_000_000
+    ap = argparse.ArgumentParser(description="Import N rows, then re-import the same file.")
+    ap.add_argument("rows", nargs="?", type=int, default=1_000_000)
+    ap.add_argument("--postgres", default="", metavar="ADMIN_URL",
+                    help="run on a scratch PostgreSQL database made through this server URL")
+    args = ap.parse_args()
+    n, postgres = args.rows, args.postgres
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         if not postgres:
