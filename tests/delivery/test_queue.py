@@ -24,7 +24,7 @@ def _enqueued(workspace, db_url, n=10):
     settings = load_settings(workspace)
     engine = sender.sender_engine(settings.database_url, address_key(db_url))
     plan = dispatch.prepare_send(settings, engine, "nov")
-    issue_id, added = dispatch.begin_send(engine, settings, plan)
+    issue_id, added = dispatch.begin_send(settings, engine, plan)
     assert added == n
     return settings, engine, issue_id
 

@@ -117,14 +117,15 @@ def test_an_hourly_limit_holds_across_two_workers_and_the_next_run_until_the_hou
     _finish(workers, "--batch-size", "5", count=2)  # each worker alone would send 10 through a
     first = len(a.messages)
     assert 0 < first <= 10 and len(b.messages) == 60 - first
-    clock.write_text("2030-01-07T10:50:00+00:00")  # the same hour: a has nothing left
+    clock.write_text("2030-01-07T10:50:00+00:00")  # the same hour: at most what a has left
     run("send", "dec", "--yes", "--detach")
     _finish(workers)
-    assert len(a.messages) == first and len(b.messages) == 120 - first
+    second = len(a.messages)
+    assert first <= second <= 10 and len(b.messages) == 120 - second
     clock.write_text("2030-01-07T11:30:00+00:00")  # half of 10:00-11:00 still counts
     run("send", "jan", "--yes", "--detach")
     _finish(workers)
-    assert first < len(a.messages) <= first + 10 - first // 2
+    assert second < len(a.messages) <= second + 10 - second // 2
     clock.write_text("2030-01-07T12:05:00+00:00")  # the 10 o'clock hour is gone
     before = len(a.messages)
     run("send", "feb", "--yes", "--detach")

@@ -117,7 +117,7 @@ def test_workers_build_from_the_stored_editions_when_the_markdown_changes_after_
     settings = load_settings(workspace)
     engine = sender_engine(settings.database_url, services.keyring.address_key)
     plan = dispatch.prepare_send(settings, engine, "nov")
-    issue_id, _added = dispatch.begin_send(engine, settings, plan)
+    issue_id, _added = dispatch.begin_send(settings, engine, plan)
     write_issue(workspace, body_extra=EDITED)
     result, status = dispatch.deliver(settings, engine, "nov", issue_id, plan, lambda _d: None,
                                       workers=2)
