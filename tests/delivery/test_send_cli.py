@@ -11,7 +11,14 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Edition, Issue
 from tests.conftest import address_key
-from tests.delivery.sender_fixtures import configure, deliveries, seed, suppress, write_issue
+from tests.delivery.sender_fixtures import (
+    configure,
+    deliveries,
+    seed,
+    suppress,
+    write_config,
+    write_issue,
+)
 
 
 def _setup(workspace, db_url, smtp_server, languages=("en", "fr", "es", None) * 5, **smtp):
@@ -169,6 +176,21 @@ def test_send_picks_its_workers_for_the_machine_and_says_so(run, workspace, db_u
     assert f"Sending with {picked} {noun} x 2 SMTP connections (picked for {cores} CPU cores)." \
         in out
     assert [default_workers(n) for n in (None, 1, 2, 3, 4, 8)] == [1, 1, 1, 1, 2, 4]
+
+
+def test_a_signed_send_picks_one_worker_per_core_and_says_why(workspace, db_url):
+    import os
+
+    from newsletter.config import load_settings
+    from newsletter.delivery.concurrency import concurrency
+
+    write_config(workspace, db_url, '\n[smtp]\nworkers = 0\n\n[dkim]\nkey_path = "dkim.pem"\n'
+                 'selector = "s1"\n')
+    chosen = concurrency(load_settings(workspace), None, None)
+    cores = os.cpu_count() or 1
+    assert chosen.workers == cores
+    assert f"(picked for {cores} CPU cores, DKIM signing)" in chosen.describe()
+    assert concurrency(load_settings(workspace), 1, None).workers == 1  # the flag still wins
 
 
 def test_workers_and_connections_flags_override_the_choice(run, workspace, db_url, smtp_server):
