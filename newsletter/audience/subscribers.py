@@ -133,11 +133,12 @@ def merge_batch(
     """
     counts = MergeCounts()
     db = Bulk(conn)
-    hashes = {r.email: address_hash(r.email, address_key) for r in rows}
-    blocked = db.suppressed(list(hashes.values()))
-    if blocked:
-        counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
-        rows = [r for r in rows if hashes[r.email] not in blocked]
+    if db.any_suppressed():  # read per batch: a bounce may suppress someone meanwhile
+        hashes = {r.email: address_hash(r.email, address_key) for r in rows}
+        blocked = db.suppressed(list(hashes.values()))
+        if blocked:
+            counts.suppressed = [r.line for r in rows if hashes[r.email] in blocked]
+            rows = [r for r in rows if hashes[r.email] not in blocked]
     if not rows:
         return counts
     now = db.now()

@@ -88,6 +88,12 @@ class Bulk:
 
     # -- reads ---------------------------------------------------------------------------
 
+    def any_suppressed(self) -> bool:
+        """Whether the suppression list holds anything: when it is empty (a network that never
+        had a bounce) a batch need not hash its addresses at all."""
+        self._execute("SELECT 1 FROM suppressions LIMIT 1", ())
+        return self.cursor.fetchone() is not None
+
     def suppressed(self, hashes: Sequence[str]) -> set[str]:
         """Which of these keyed address hashes are on the suppression list."""
         sql = "SELECT email_hash FROM suppressions WHERE email_hash {}"
