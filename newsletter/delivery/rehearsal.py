@@ -109,7 +109,7 @@ async def _send_tests(
         builds[lang](Claimed(0, 0, address, "", {}, lang, 0)) for address, lang in copies
     ]
     try:
-        results = await send_each(relay, envelopes, stop_if_unreachable=True)
+        results = await send_each(relay, envelopes)
     except Unreachable as exc:
         raise SendError(
             f"cannot send test copies: the SMTP relay at {relay.describe()} {exc.reason}"
