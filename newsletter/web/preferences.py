@@ -19,6 +19,7 @@ from newsletter.tokens import TokenError
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import read_fields, request_meta
 from newsletter.web.pages import N_, language_options, list_checkboxes, page, request_language
+from newsletter.web.prepared import prepared_page
 
 CSRF_MAX_AGE = 2 * 86400
 
@@ -39,17 +40,17 @@ def _render(
     csrf = web.optin.signer.sign("csrf", view.subscriber_id, timestamped=True)
     site = web.site.for_language(language)
     options = language_options(site, view.languages.offered, view.shown_language(language))
-    return page(
+    return prepared_page(
         request,
         "preferences.html",
         language,
         status=status,
-        view=view,
+        fixed={"saved": saved, "error": error, "has_lists": bool(view.lists)},
+        email=view.email,
+        name=view.name,
         csrf=csrf,
         language_options=options,
         list_checkboxes=list_checkboxes(site, view.lists),
-        saved=saved,
-        error=error,
     )
 
 
