@@ -6,9 +6,9 @@ running its template for each request cost more than anything else the handler d
 template runs once per site, language, template and `fixed` context (the values it branches
 on) with a marker for each value, and a request's page is the text between the markers joined
 with its own values, escaped as Jinja would escape them. So `values` must only be written out
-as text (`{{ name }}`, or a `_()` placeholder), never tested, filtered or looped over; the
-first fill is checked against a full render, and a template that fails it keeps being rendered
-in full.
+as text (`{{ name }}`, or a `_()` placeholder), never tested, filtered or looped over. The
+first request's page and one with empty values are checked against a full render; a template
+that fails keeps being rendered in full.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _fill(parts: Parts, values: Mapping[str, Any]) -> str:
 def _prepare(site: Any, template: str, language: str, fixed: Mapping[str, Any],
              values: Mapping[str, Any]) -> Parts:
     """The template's text around its values' markers; FULL_RENDER when the first request's
-    page, filled in, is not what a full render gives."""
+    page, or the page with empty values, filled in, is not what a full render gives."""
     names = list(values)
     marked = {name: Markup(f"{MARK}{n}{MARK}") for n, name in enumerate(names)}
     pieces = _render(site, template, language, {**fixed, **marked}).split(MARK)
@@ -74,6 +74,7 @@ def _prepare(site: Any, template: str, language: str, fixed: Mapping[str, Any],
         return FULL_RENDER
     parts = (pieces[0], tuple((names[int(spot)], text)
                               for spot, text in zip(spots, pieces[2::2], strict=True)))
-    if _fill(parts, values) != _render(site, template, language, {**fixed, **values}):
-        return FULL_RENDER
+    for trial in (values, dict.fromkeys(values, "")):  # this request's values, and none
+        if _fill(parts, trial) != _render(site, template, language, {**fixed, **trial}):
+            return FULL_RENDER
     return parts
