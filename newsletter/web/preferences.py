@@ -32,16 +32,15 @@ def read_ids(web: WebContext, purpose: str, token: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _render(
-    request: Request, view: PreferencesView, status: int = 200, saved: bool = False, error: str = ""
-) -> Response:
-    web = web_context(request)
+def _render(request: Request, web: WebContext, view: PreferencesView, status: int = 200,
+            saved: bool = False, error: str = "") -> Response:
     language = request_language(request, preference=view.language)
     csrf = web.optin.signer.sign("csrf", view.subscriber_id, timestamped=True)
     site = web.site.for_language(language)
     options = language_options(site, view.languages.offered, view.shown_language(language))
     return prepared_page(
         request,
+        site,
         "preferences.html",
         language,
         status=status,
@@ -59,7 +58,7 @@ async def preferences_page(request: Request) -> Response:
     web = web_context(request)
     sid, list_id = read_ids(web, "preferences", request.path_params["token"])
     view = await web.preferences_view(sid, list_id)
-    return _render(request, view)
+    return _render(request, web, view)
 
 
 def csrf_ok(web: WebContext, token: str, subscriber_id: int) -> bool:
@@ -95,7 +94,7 @@ async def preferences_post(request: Request) -> Response:
     try:
         list_ids = {int(value) for value in fields.getlist("list")}
     except ValueError:
-        return _render(request, view, 400, error=N_("Please check the form and try again."))
+        return _render(request, web, view, 400, error=N_("Please check the form and try again."))
     try:
         view = await web.write(
             lambda: update_preferences(
@@ -114,5 +113,5 @@ async def preferences_post(request: Request) -> Response:
             "name": N_("Your name is too long."),
             "language": N_("Please choose a language from the list."),
         }.get(field, N_("Please check the form and try again."))
-        return _render(request, view, 400, error=message)
-    return _render(request, view, saved=True)
+        return _render(request, web, view, 400, error=message)
+    return _render(request, web, view, saved=True)

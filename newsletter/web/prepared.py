@@ -29,10 +29,10 @@ Parts = tuple[str, tuple[tuple[str, str], ...]]
 FULL_RENDER = ("", ())  # this page cannot be prepared: render it in full each time
 
 
-def prepared_page(request: Request, template: str, language: str, *, fixed: Mapping[str, Any],
-                  status: int = 200, **values: str | Markup) -> HtmlPage:
-    """What pages.page(request, template, language, status, **fixed, **values) answers."""
-    site = request.app.state.web.site.for_language(language)
+def prepared_page(request: Request, site: Any, template: str, language: str, *,
+                  fixed: Mapping[str, Any], status: int = 200, **values: str | Markup) -> HtmlPage:
+    """What pages.page(request, template, language, status, **fixed, **values) answers; `site`
+    is the app's web.site.for_language(language)."""
     request.scope.setdefault("state", {})["language"] = language  # request.state.language
     values["here"] = request_path(request)
     key = ("prepared", template, tuple(fixed.items()), tuple(values))
@@ -55,11 +55,21 @@ def _render(site: Any, template: str, language: str, context: Mapping[str, Any])
 
 def _fill(parts: Parts, values: Mapping[str, Any]) -> str:
     head, rest = parts
+    texts = {name: _escaped(value) for name, value in values.items()}  # once, used many times
     out = [head]
     for name, text in rest:
-        out.append(escape(values[name]))
+        out.append(texts[name])
         out.append(text)
     return "".join(out)
+
+
+def _escaped(value: Any) -> str:
+    """str(markupsafe.escape(value)): a plain str by str.replace, which does not make the two
+    Markup objects escape() does; markup as it is."""
+    if type(value) is str:
+        return (value.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+                .replace("'", "&#39;").replace('"', "&#34;"))
+    return str(escape(value))
 
 
 def _prepare(site: Any, template: str, language: str, fixed: Mapping[str, Any],

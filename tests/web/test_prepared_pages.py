@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
+from markupsafe import escape
 from starlette.requests import Request
 
 from newsletter.audience.language import ListLanguages
@@ -42,7 +43,7 @@ def test_each_subscriber_gets_their_own_escaped_data_in_every_language() -> None
         for saved in (False, True):
             for email, name, csrf, path in people:
                 page = prepared_page(
-                    _request(site, path), "preferences.html", language,
+                    _request(site, path), local, "preferences.html", language,
                     fixed={"saved": saved, "error": "", "has_lists": True},
                     email=email, name=name, csrf=csrf, language_options=options,
                     list_checkboxes=boxes)
@@ -58,6 +59,17 @@ def test_a_template_that_tests_a_value_is_rendered_in_full_each_time() -> None:
     site.for_language("en").cache["greeting.html"] = Environment(
         autoescape=True, undefined=StrictUndefined).from_string(greeting)
     request = _request(site, "/x")
-    first = prepared_page(request, "greeting.html", "en", fixed={}, name="<Ann>")
-    second = prepared_page(request, "greeting.html", "en", fixed={}, name="")
+    local = site.for_language("en")
+    first = prepared_page(request, local, "greeting.html", "en", fixed={}, name="<Ann>")
+    second = prepared_page(request, local, "greeting.html", "en", fixed={}, name="")
     assert (first.body, second.body) == (b"Hi &lt;Ann&gt;!", b"!")
+
+
+def test_text_is_escaped_as_jinja_escapes_it() -> None:
+    site = Site(name="N", base_url="http://e.org")
+    site.for_language("en").cache["one.html"] = Environment(autoescape=True).from_string(
+        "{{ email }}")
+    text = "a&b<c>d'e\"f &amp; \u00e9\u2014"
+    page = prepared_page(_request(site, "/x"), site.for_language("en"), "one.html", "en",
+                         fixed={}, email=text)
+    assert page.body.decode() == str(escape(text))
