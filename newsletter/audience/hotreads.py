@@ -16,7 +16,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, Engine
+from sqlalchemy import JSON, ClauseElement, Engine, Select, Text
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.audience.preferences import (
@@ -38,6 +39,17 @@ from newsletter.db.pgasync import (
     by_position,
     leave_many_sql,
 )
+
+
+def json_as_text(statement: Select[Any]) -> Select[Any]:
+    """`statement` with its JSON columns read as their text, as a raw SQLite cursor gives them:
+    psycopg would parse the same few lists' JSON on every row, and text rows can be looked up
+    in the caches of preferences.view_of and membership_of."""
+    return statement.with_only_columns(
+        *(sql_cast(column, Text).label(column.name) if isinstance(column.type, JSON) else column
+          for column in statement.selected_columns),
+        maintain_column_froms=False,
+    )
 
 
 class _Compiled:
@@ -118,11 +130,11 @@ class AsyncHotReads:
         self.conns = AsyncConnections(engine, size)
         self.size = self.conns.size
         self.subscriber = _Compiled(SUBSCRIBER_ROW, engine)
-        self.choices_sql = batched(CHOICES, engine, ("sid", "lid"))
-        self.membership_sql = batched(MEMBERSHIP, engine, ("sid", "lid"))
+        self.choices_sql = batched(json_as_text(CHOICES), engine, ("sid", "lid"))
+        self.membership_sql = batched(json_as_text(MEMBERSHIP), engine, ("sid", "lid"))
         self.choices: Batches[tuple[int, int], list[Any]] = Batches(self._choices_many)
         self.memberships: Batches[tuple[int, int], list[Any]] = Batches(self._memberships_many)
-        self.leave_sql = leave_many_sql(MEMBERSHIP, engine)
+        self.leave_sql = leave_many_sql(json_as_text(MEMBERSHIP), engine)
         # One-click writes: one lane for each share of the subscribers (by id), so two batches
         # under way at once never touch the same subscription, nor lock rows in opposite orders.
         write = functools.partial(commit_each_on_failure, self._leave_many)

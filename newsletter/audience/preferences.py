@@ -7,11 +7,11 @@ values. Unsubscribing is immediate and idempotent: a repeat finds nothing to cha
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, or_, select, true, update
 
@@ -33,6 +33,8 @@ from newsletter.db.tables import LISTS, SUBSCRIBERS, SUBSCRIPTIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.links import preferences_url
 from newsletter.outbox import count_recent, enqueue
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,35 @@ def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership
 
 def membership_of(row: Sequence[Any]) -> Membership:
     """Membership from a MEMBERSHIP row, the list's name in the subscriber's language."""
+    return _cached(_MEMBERSHIPS, tuple(row), _membership)
+
+
+def _membership(row: Sequence[Any]) -> Membership:
     language, default, name, status, names, languages = row
     reads = effective_language(language, languages, default)
     return Membership(language, default, list_text(names, name, reads, default), status)
+
+
+# What a row gives, made once per process for each distinct row when its values are hashable
+# (JSON columns as text: the fast paths' rows). Rows differ only by the few lists, statuses and
+# languages, not by subscriber, so these stay small; a cap guards against the unforeseen.
+_MEMBERSHIPS: dict[tuple[Any, ...], Membership] = {}
+_CHOICES: dict[tuple[Any, ...], ListChoice] = {}
+CACHE_CAP = 4096
+
+
+def _cached(cache: dict[tuple[Any, ...], T], key: tuple[Any, ...],
+            make: Callable[[tuple[Any, ...]], T]) -> T:
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    except TypeError:  # a parsed JSON column (SQLAlchemy's rows): nothing to look up
+        return make(key)
+    if len(cache) >= CACHE_CAP:
+        cache.clear()
+    found = cache[key] = make(key)
+    return found
 
 
 def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
@@ -171,17 +199,19 @@ def view_of(
     else:  # no list to show at all: the subscriber alone
         email, name, language = alone[1], alone[2], alone[3]
     return PreferencesView(subscriber_id, email, name, language,
-                           tuple(_choice(r, language) for r in rows))
+                           tuple([_cached(_CHOICES, (language, *r[3:]), _choice) for r in rows]))
 
 
-def _choice(r: Sequence[Any], language: str | None) -> ListChoice:
-    """A CHOICES row as a ListChoice: name and description in the language the subscriber
-    reads the list in."""
-    offered = list_languages(r[11], r[8], r[4])
+def _choice(key: tuple[Any, ...]) -> ListChoice:
+    """A CHOICES row's list columns, after the subscriber's language, as a ListChoice: name
+    and description in the language the subscriber reads the list in."""
+    language, list_id, slug, name, description, status, default, names, descriptions, \
+        languages = key
+    offered = list_languages(languages, default, slug)
     reads = offered.effective(language)
-    return ListChoice(r[3], r[4], list_text(r[9], r[5], reads, r[8]),
-                      list_text(r[10], r[6] or "", reads, r[8]), r[7] == "confirmed", r[7],
-                      offered)
+    return ListChoice(list_id, slug, list_text(names, name, reads, default),
+                      list_text(descriptions, description or "", reads, default),
+                      status == "confirmed", status, offered)
 
 
 def update_preferences(

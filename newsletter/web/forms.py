@@ -13,7 +13,7 @@ from email import policy
 from email.parser import BytesParser
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from newsletter.audience.audit import RequestMeta
 
@@ -62,12 +62,18 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
         raise FormError(413, "the request is too large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    receive = request.receive  # the messages themselves: Request.stream's generator cost more
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()  # what Request.stream raises
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise FormError(413, "the request is too large")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _utf8(data: bytes, what: str) -> str:

@@ -13,7 +13,7 @@ otherwise escape again.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,23 @@ EMPTY_BLOCK = re.compile(r"\{% block (\w+) %\}\{% endblock %\}")
 JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 # A path that request.url.path would give back unchanged.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.=~-]*")
+
+
+HTML_TYPE = (b"content-type", b"text/html; charset=utf-8")
+
+
+class HtmlPage(HTMLResponse):
+    """HTMLResponse whose two headers (length, type) are made directly: Starlette's general
+    init_headers, which looks for headers given and builds the type's text, is made for any
+    response (a page passes no headers; added later, they go through response.headers)."""
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is not None or self.media_type != "text/html" or self.charset != "utf-8":
+            super().init_headers(headers)
+        elif self.status_code < 200 or self.status_code in (204, 304):
+            self.raw_headers = [HTML_TYPE]
+        else:
+            self.raw_headers = [(b"content-length", b"%d" % len(self.body)), HTML_TYPE]
 
 
 def N_(message: str) -> str:
@@ -234,7 +251,7 @@ def page(
         here=request_path(request),
         **context,
     )
-    return HTMLResponse(body, status_code=status)
+    return HtmlPage(body, status_code=status)
 
 
 def language_options(site: Any, codes: Sequence[str], chosen: str) -> Markup:
@@ -290,7 +307,7 @@ def fixed_page(request: Request, template: str, language: str) -> HTMLResponse:
     """A page whose template uses nothing but its language (one_click.html), rendered and
     encoded once."""
     request.scope.setdefault("state", {})["language"] = language  # request.state.language
-    return HTMLResponse(_fixed_body(template, language))
+    return HtmlPage(_fixed_body(template, language))
 
 
 def request_path(request: Request) -> str:

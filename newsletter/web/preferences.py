@@ -19,6 +19,7 @@ from newsletter.tokens import TokenError
 from newsletter.web.context import WebContext, web_context
 from newsletter.web.forms import read_fields, request_meta
 from newsletter.web.pages import N_, language_options, list_checkboxes, page, request_language
+from newsletter.web.prepared import prepared_page
 
 CSRF_MAX_AGE = 2 * 86400
 
@@ -31,25 +32,24 @@ def read_ids(web: WebContext, purpose: str, token: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _render(
-    request: Request, view: PreferencesView, status: int = 200, saved: bool = False, error: str = ""
-) -> Response:
-    web = web_context(request)
+def _render(request: Request, web: WebContext, view: PreferencesView, status: int = 200,
+            saved: bool = False, error: str = "") -> Response:
     language = request_language(request, preference=view.language)
     csrf = web.optin.signer.sign("csrf", view.subscriber_id, timestamped=True)
     site = web.site.for_language(language)
     options = language_options(site, view.languages.offered, view.shown_language(language))
-    return page(
+    return prepared_page(
         request,
+        site,
         "preferences.html",
         language,
         status=status,
-        view=view,
+        fixed={"saved": saved, "error": error, "has_lists": bool(view.lists)},
+        email=view.email,
+        name=view.name,
         csrf=csrf,
         language_options=options,
         list_checkboxes=list_checkboxes(site, view.lists),
-        saved=saved,
-        error=error,
     )
 
 
@@ -58,7 +58,7 @@ async def preferences_page(request: Request) -> Response:
     web = web_context(request)
     sid, list_id = read_ids(web, "preferences", request.path_params["token"])
     view = await web.preferences_view(sid, list_id)
-    return _render(request, view)
+    return _render(request, web, view)
 
 
 def csrf_ok(web: WebContext, token: str, subscriber_id: int) -> bool:
@@ -94,7 +94,7 @@ async def preferences_post(request: Request) -> Response:
     try:
         list_ids = {int(value) for value in fields.getlist("list")}
     except ValueError:
-        return _render(request, view, 400, error=N_("Please check the form and try again."))
+        return _render(request, web, view, 400, error=N_("Please check the form and try again."))
     try:
         view = await web.write(
             lambda: update_preferences(
@@ -113,5 +113,5 @@ async def preferences_post(request: Request) -> Response:
             "name": N_("Your name is too long."),
             "language": N_("Please choose a language from the list."),
         }.get(field, N_("Please check the form and try again."))
-        return _render(request, view, 400, error=message)
-    return _render(request, view, saved=True)
+        return _render(request, web, view, 400, error=message)
+    return _render(request, web, view, saved=True)

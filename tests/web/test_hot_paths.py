@@ -73,7 +73,8 @@ def test_pages_prepared_at_load_time_read_as_if_translated_at_render_time(web: W
     )
     view = PreferencesView(7, "o'neil&co@example.org", '<Ann> "A"', None, choices)
     pages = {
-        "preferences.html": {"view": view, "csrf": "a.b", "saved": True, "error": "",
+        "preferences.html": {"email": view.email, "name": view.name, "has_lists": True,
+                             "csrf": "a.b", "saved": True, "error": "",
                              "language_options": language_options(site, ("en", "fr"), "fr"),
                              "list_checkboxes": list_checkboxes(site, choices)},
         "unsubscribe.html": {"list_name": "<News> & Co", "preferences_url": "/p?a=1&b=2"},
