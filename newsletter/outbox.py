@@ -6,7 +6,8 @@ therefore loses nothing; the row is deferred with a growing wait and tried again
 
 The outbox is a second kind of queue beside an issue's deliveries, with the same lease
 (`[smtp] lease`), the same retry curve (`plan.backoff` from `[smtp] retry_delay`) and the same
-relays (`delivery/mailrun.py`: RelaySet and Slot, their limits and cool-down).
+relays (`delivery/mailrun.py`: RelaySet and Slot, their limits and cool-down, shared with the
+sends through the database).
 
 Claiming is crash-safe and replica-safe: a worker claims due rows by pushing their
 `next_attempt_at` forward by a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`; every backend: a
@@ -173,10 +174,18 @@ async def deliver_outbox(
 ) -> OutboxReport:
     """Send queued and due deferred mails once; safe to run from several processes at once.
 
-    `mails`: the process's MailRun, kept from pass to pass (a new one otherwise). While every
-    relay is out (cooling down, hourly limit spent) nothing is claimed: the mails wait.
+    `mails`: the process's MailRun, kept from pass to pass (a new one otherwise, left at the
+    end). While every relay is out (cooling down here or in the shared view, hourly limit
+    spent) nothing is claimed: the mails wait.
     """
-    mails = mails or MailRun(settings)
+    if mails is None:
+        mails = MailRun(settings)
+        try:
+            return await deliver_outbox(settings, engine, now=now, limit=limit,
+                                        include_deferred=include_deferred, mails=mails)
+        finally:
+            await mails.leave()
+    await mails.join(engine)
     if not mails.ready():
         return OutboxReport()
     moment = now or utcnow()

@@ -3,6 +3,8 @@
 One asyncio loop per process. About every second (`tick`) it
 
 1. refreshes its row in `workers` (registry.py): the issue it is on, messages sent, its rate;
+   and counts the live workers: its runs and its outbox take that part of each per-second
+   limit (`[smtp] rate`, the relays' `rate`, `[smtp.domain_limits]`: pacing.py);
 2. starts the scheduled issues whose time has come (issues.promote_due);
 3. for each issue that is sending, settles what dead workers left (queue.recover), and starts
    a run on it when a claim would take a row (queue.claimable). A run is runner.Worker with a
@@ -15,7 +17,9 @@ One asyncio loop per process. About every second (`tick`) it
    kept for the worker's life, so a relay's cool-down and hourly budget hold across ticks).
 
 With --build-archive, the worker whose issues.settle moved an issue to sent rebuilds the
-archive (`archive`, the archive facade's build): one line logged, a failure one warning. The
+archive (`archive`, the archive facade's build): one line logged, a failure one warning. One
+build at a time in a folder (archive/buildlock.py): a worker that finds another building there
+skips, and builds at its next tick instead. The
 live workers also delete the rows of workers silent for long (registry.prune_now_and_then).
 
 SIGTERM or SIGINT: stop claiming, let the messages in flight finish and be recorded, hand the
@@ -57,6 +61,7 @@ from newsletter.delivery.issues import (
 )
 from newsletter.delivery.liveness import worker_name
 from newsletter.delivery.mailrun import MailRun
+from newsletter.delivery.pacing import Pacing
 from newsletter.delivery.runner import RunConfig, Worker
 
 log = logging.getLogger(__name__)
@@ -74,7 +79,9 @@ class Build(Protocol):
     def describe(self) -> str: ...
 
 
-Archive = Callable[[], Build]  # the archive build, run by the worker that sets an issue sent
+# The archive build, run by the worker that sets an issue sent; None: another process is
+# building in the folder, try again later.
+Archive = Callable[[], Build | None]
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ class Daemon:
         self.settings, self.engine, self.sender = settings, engine, sender
         self.address_key, self.options, self.observer = address_key, options, observer
         self.archive, self.building = archive, asyncio.Lock()
+        self.archive_due: str | None = None  # the issue whose build was skipped: a lock held
         self.pruned_at: datetime | None = None  # when this worker last pruned silent rows
         self.report = WorkerReport(worker_name())
         self.stop = asyncio.Event()
@@ -118,6 +126,8 @@ class Daemon:
         self.resting: dict[int, float] = {}  # issue -> when to try again after a failed run
         self.outbox: asyncio.Task[int] | None = None
         self.mails: MailRun | None = None  # the outbox's relays, made on its first pass
+        # This process's part of the per-second limits, for all its runs and its outbox
+        self.pacing = Pacing.of(settings, pool_settings(settings).rate)
         self.rate = 0.0
         self.last_beat = (time.monotonic(), 0)
         self.on_issue: int | None = None
@@ -148,6 +158,8 @@ class Daemon:
         if self.outbox is not None:
             waiting.append(self.outbox)
         await asyncio.gather(*waiting, return_exceptions=True)
+        if self.mails is not None:
+            await self.mails.leave()
 
     async def _tick_safely(self) -> bool:
         """A tick; a database that does not answer is waited for, not fatal (--until-idle:
@@ -172,7 +184,9 @@ class Daemon:
                     and self.resting.get(issue.id, 0.0) <= now):
                 started |= await self._maybe_start(issue)
         mails = await self._outbox_pass()
-        return started or bool(self.runs) or mails
+        if self.archive_due is not None:
+            await self._build(self.archive_due)
+        return started or bool(self.runs) or mails or self.archive_due is not None
 
     async def _outbox_pass(self) -> bool:
         """Start a pass over the outbox unless one runs; with --until-idle wait for it and
@@ -210,7 +224,8 @@ class Daemon:
         try:
             mailing_list = await asyncio.to_thread(_list_of, self.sender, issue.list_id)
             progress = functools.partial(self._count, issue.slug)
-            result = await Worker(self._config(issue, mailing_list), progress, stop).run()
+            result = await Worker(self._config(issue, mailing_list), progress, stop,
+                                  self.pacing).run()
             if result.error:
                 self._failed(issue, result.error)
             await self._finish(issue)
@@ -225,8 +240,13 @@ class Daemon:
         """Set the issue sent when nothing is left; the worker that did rebuilds the archive."""
         _status, moved = await asyncio.to_thread(settle, self.sender, issue.id)
         if moved and self.archive is not None:
-            async with self.building:  # one build at a time in this process
-                await asyncio.to_thread(self._build_archive, issue.slug, self.archive)
+            await self._build(issue.slug)
+
+    async def _build(self, slug: str) -> None:
+        async with self.building:  # one build at a time in this process
+            self.archive_due = None
+            if self.archive is not None:
+                await asyncio.to_thread(self._build_archive, slug, self.archive)
 
     def _build_archive(self, slug: str, archive: Archive) -> None:
         try:
@@ -234,6 +254,11 @@ class Daemon:
         except Exception as exc:  # the mails are out: a site problem must not stop sending
             log.warning("archive not rebuilt after issue %s was sent: %s; run `newsletter "
                         "archive build` where the workspace is", slug, str(exc).splitlines()[0])
+            return
+        if report is None:
+            self.archive_due = slug
+            log.info("archive build after issue %s was sent: another process is building in "
+                     "the folder; trying again at the next tick", slug)
             return
         self.report.archive_builds += 1
         log.info("archive rebuilt after issue %s was sent: %s", slug, report.describe())
@@ -257,7 +282,7 @@ class Daemon:
         from newsletter.outbox import deliver_outbox
 
         try:
-            self.mails = self.mails or MailRun(self.settings)
+            self.mails = self.mails or MailRun(self.settings, self.pacing)
             report = await deliver_outbox(self.settings, self.engine, mails=self.mails)
         except Exception as exc:  # a relay or database hiccup: the next tick tries again
             log.warning("outbox: %s", exc)
@@ -274,8 +299,9 @@ class Daemon:
             current = (sent - before) / (now - then)
             self.rate = current if not self.rate else 0.5 * self.rate + 0.5 * current
         self.last_beat = (now, sent)
-        await asyncio.to_thread(registry.heartbeat, self.engine, self.report.name,
-                                self.on_issue, sent, round(self.rate, 1))
+        live = await asyncio.to_thread(registry.heartbeat, self.engine, self.report.name,
+                                       self.on_issue, sent, round(self.rate, 1))
+        self.pacing.share(live)
         self.pruned_at = await asyncio.to_thread(registry.prune_now_and_then, self.engine,
                                                  self.pruned_at)
 

@@ -47,7 +47,7 @@ from newsletter.delivery.journal import Progress
 from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
-from newsletter.delivery.relays import check_reachable
+from newsletter.delivery.relayview import check_reachable
 from newsletter.delivery.runner import RunConfig, RunResult, run_workers
 from newsletter.delivery.schedule import Schedule
 from newsletter.errors import NewsletterError, NotFoundError
@@ -324,7 +324,7 @@ def deliver(
     return result, status
 
 
-def check_relay(settings: Settings) -> None:
+def check_relay(settings: Settings, engine: Engine | None = None) -> None:
     """Fail fast, before anything is written, when the relay (every relay, if several) is
-    down."""
-    asyncio.run(check_reachable(settings))
+    down; with `engine`, a relay out in the shared view that answers is put back in."""
+    asyncio.run(check_reachable(settings, engine))

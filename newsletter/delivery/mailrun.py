@@ -7,6 +7,12 @@ connection (`Slot`) at a time. Keep one `MailRun` for the life of a process (the
 loop, the web app's outbox task): a relay taken out stays out for its cool-down across passes,
 and its hourly budget counts every pass.
 
+Before each pass `join` links the relays to the shared view (relayview.py) and exchanges with
+it when due (about every second): a relay that a send or another process took out is out for
+the outbox as well, one the outbox took out is out for the sends, and the hourly limits count
+the system mails with the newsletters. `leave` gives back what the hourly limits reserved.
+In a worker the per-second limits are the worker's part (`pacing`, shared with its runs).
+
 The outbox has no at-most-once journal: a mail is owned once claimed, and a reply lost during
 DATA (`unknown`) or a 421 (`queued`: the relay closed) means "try again later", like any 4yz.
 A pass ends within half its lease (rate limits may slow it down): the mails it did not try are
@@ -21,8 +27,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from newsletter.config import Settings
 from newsletter.delivery.concurrency import pool_settings
+from newsletter.delivery.pacing import Pacing
 from newsletter.delivery.queue import Claimed
 from newsletter.delivery.relays import RelaySet, Slot
 
@@ -49,10 +58,27 @@ async def _owned(_mail_id: int) -> bool:
 class MailRun:
     """The relays of the outbox's passes in one process; `send` sends one pass's mails."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pacing: Pacing | None = None) -> None:
         # One connection; the 3-day give-up of outbox.py replaces [smtp] max_attempts.
-        pool = dataclasses.replace(pool_settings(settings, 1), max_attempts=sys.maxsize)
-        self.relays = RelaySet.for_worker(settings, pool)
+        self.pool = dataclasses.replace(pool_settings(settings, 1), max_attempts=sys.maxsize)
+        self.settings, self.pacing = settings, pacing
+        self.relays = RelaySet.for_worker(settings, self.pool, pacing=pacing)
+        self.engine: Engine | None = None
+
+    async def join(self, engine: Engine) -> None:
+        """Before a pass: the first time, read the shared view (and reserve the hourly
+        budgets); then exchange with it when due."""
+        if self.engine is None:
+            self.engine = engine
+            self.relays = RelaySet.for_worker(self.settings, self.pool, engine=engine,
+                                              pacing=self.pacing)
+            await self.relays.join()
+        else:
+            await self.relays.refresh()
+
+    async def leave(self) -> None:
+        """When the process stops: write what is left, give back the hourly reservations."""
+        await self.relays.leave()
 
     def ready(self) -> bool:
         """Whether a relay is in now (not cooling down, hourly budget left)."""
@@ -69,6 +95,7 @@ class MailRun:
                     for mail in mails]
         finally:
             await slot.close()
+            await self.relays.refresh()  # a relay taken out here: written for everyone now
 
     def _why(self) -> str:
         """Why every relay is out, e.g. "the SMTP relay at host:25 is unreachable (...)"."""

@@ -6,7 +6,8 @@ A worker registers when it starts (`register`), refreshes its row about every se
 shows it as gone, and `prune` deletes it. The live workers delete the rows silent for
 `PRUNE_AFTER` seconds themselves, each at most once every `PRUNE_EVERY` seconds
 (`prune_now_and_then`, after its heartbeat), so dead workers do not pile up. The rows are for
-people and for `issue status`; the claims themselves never depend on them (queue.py's leases
+people, for `issue status` and for the workers' parts of the per-second limits (`heartbeat`
+counts the live ones: pacing.py); the claims themselves never depend on them (queue.py's leases
 do that).
 """
 
@@ -16,7 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from newsletter.db.models import utcnow
 from newsletter.db.tables import ISSUES, WORKERS
@@ -51,14 +52,19 @@ def register(engine: Engine, name: str) -> None:
                                             rate=0.0))
 
 
-def heartbeat(engine: Engine, name: str, issue_id: int | None, sent: int, rate: float) -> None:
-    """Refresh the row; put it back if someone pruned it while this worker was slow."""
+def heartbeat(engine: Engine, name: str, issue_id: int | None, sent: int, rate: float) -> int:
+    """Refresh the row (put it back if someone pruned it while this worker was slow); how many
+    workers are live now, this one included (pacing.py divides the per-second limits by it)."""
+    now = utcnow()
     with engine.begin() as conn:
         changed = conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(
-            heartbeat_at=utcnow(), issue_id=issue_id, sent=sent, rate=rate)).rowcount
+            heartbeat_at=now, issue_id=issue_id, sent=sent, rate=rate)).rowcount
+        live = conn.scalar(select(func.count()).select_from(WORKERS).where(
+            WORKERS.c.heartbeat_at >= now - timedelta(seconds=STALE_AFTER)))
     if not changed:
         register(engine, name)
-        heartbeat(engine, name, issue_id, sent, rate)
+        return heartbeat(engine, name, issue_id, sent, rate)
+    return max(1, int(live or 0))
 
 
 def deregister(engine: Engine, name: str) -> None:

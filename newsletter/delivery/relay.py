@@ -46,6 +46,11 @@ class Relay:
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.tls})"
 
+    @property
+    def key(self) -> str:
+        """Its name in the shared view of the relays (relayview.py): the name, else host:port."""
+        return self.name or f"{self.host}:{self.port}"
+
 
 def every_relay(settings: Settings) -> list[Relay]:
     """The relays in the order of `[[smtp.relays]]`; without it, `[smtp]`'s one relay."""

@@ -6,18 +6,19 @@ it binds to the relay with the fewest connections for its weight, sends over it 
 `pool.Connection` (the at-most-once protocol is the pool's and the journal's, unchanged), and
 picks again each time it would reconnect anyway, so the spread follows the relays' health.
 
-Each relay keeps its own rate limits (per second, shared by the workers like `[smtp] rate`;
-per hour, counted in the database: relayview.py) and its own strikes (`pool.RelayHealth`:
+Each relay keeps its own rate limits (per second, for the whole network like `[smtp] rate`:
+pacing.py; per hour, counted in the database: relayview.py) and its own strikes (`pool.RelayHealth`:
 failed connects, refused senders, 421s, in a row). A relay with too many strikes is taken out
 for `[smtp] cooldown` seconds; its connections move to the others, and the messages it could
 not send go back to the shared queue, so another relay sends them (a deferral is retried on
-whichever relay is in). With `[[smtp.relays]]` the take-out is written to the shared view, so
-every worker leaves that relay within about a second (relayview.py). Only when every relay is
-out at once does the send stop, with RelayUnavailable naming each and why.
+whichever relay is in). With a database the take-out is written to the shared view, so every
+worker and the outbox leave that relay within about a second (relayview.py). Only when every
+relay is out at once does the send stop, with RelayUnavailable naming each and why.
 
-Without `[[smtp.relays]]` the `[smtp]` relay is the only one, and taking it out stops the send
-with the same message as before relays existed. `DomainLimits` spaces the messages to one
-recipient domain (`[smtp.domain_limits]`) across the worker's connections.
+Without `[[smtp.relays]]` the `[smtp]` relay is the only one (named host:port in the shared
+view): taking it out stops the send with the same message as before relays existed, and keeps
+every worker and the outbox off it for the cool-down. `DomainLimits` spaces the messages to one
+recipient domain (`[smtp.domain_limits]`) with this process's part of each limit.
 
 What went through which relay is counted in the journal's counts (so `RunResult.counts`) under
 keys made by `sent_key` and `out_key`; `relay_report` reads them back for `send`'s report.
@@ -26,7 +27,6 @@ keys made by `sent_key` and `out_key`; `relay_report` reads them back for `send`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.delivery.errors import RelayUnavailable
+from newsletter.delivery.pacing import Pacing
 from newsletter.delivery.pool import (
     Build,
     Connection,
@@ -48,7 +49,6 @@ from newsletter.delivery.pool import (
 from newsletter.delivery.queue import Claimed, Outcome
 from newsletter.delivery.relay import Relay, every_relay
 from newsletter.delivery.relayview import SOONEST, HourlyBudget, SharedView
-from newsletter.delivery.smtp import Unreachable, probe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ def sent_key(name: str) -> str:
 def out_key(name: str, reason: str) -> str:
     """The counts key of a relay taken out, and why."""
     return f"{OUT}{name}\t{reason}"
+
+
+async def nap(event: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` is set or `seconds` have passed. A cancel always goes through:
+    asyncio.wait_for (Python 3.11) loses one that comes just as the event is set, and the run
+    then waited for this task for ever."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiter,), timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 @dataclass
@@ -111,7 +122,7 @@ class RelayState:
 
     @property
     def name(self) -> str:
-        return self.relay.name or self.relay.describe()
+        return self.relay.key
 
     def usable(self, now: float) -> bool:
         return self.out_until <= now and not self.hourly.full(now)
@@ -131,10 +142,10 @@ class RelayState:
 
 
 class DomainLimits:
-    """Messages per second to each limited recipient domain, for this worker."""
+    """Messages per second to each limited recipient domain: this process's part (pacing.py)."""
 
-    def __init__(self, limits: Mapping[str, float], share: int) -> None:
-        self.limiters = {domain: RateLimiter(n / share) for domain, n in limits.items()}
+    def __init__(self, limiters: Mapping[str, RateLimiter]) -> None:
+        self.limiters = dict(limiters)
 
     async def wait(self, email: str) -> None:
         if not self.limiters:
@@ -148,29 +159,33 @@ class RelaySet:
     """The relays of one worker: which relay a connection takes, and which are out."""
 
     def __init__(self, states: list[RelayState], pool: PoolSettings, cooldown: float,
-                 domains: DomainLimits, report: Counter[str] | None = None,
+                 pacing: Pacing, report: Counter[str] | None = None,
                  engine: Engine | None = None) -> None:
-        self.states, self.pool, self.cooldown, self.domains = states, pool, cooldown, domains
+        self.states, self.pool, self.cooldown = states, pool, cooldown
+        self.domains = DomainLimits(pacing.domains)
         # Which relays are out and the hourly budgets, shared with every worker (relayview.py)
         self.view = SharedView(engine, states) if engine is not None else None
-        self.limiter = RateLimiter(pool.rate)  # [smtp] rate, over every relay
+        self.limiter = pacing.send  # [smtp] rate, over every relay
         self.report = report if len(states) > 1 else None
         # Whether any limit applies: without one, pacing a message costs one attribute read.
-        self.paced = bool(domains.limiters or self.limiter.interval
+        self.paced = bool(self.domains.limiters or self.limiter.interval
                           or any(s.paced for s in states))
         self.fatal: RelayUnavailable | None = None
         self.changed = asyncio.Event()
 
     @classmethod
     def for_worker(cls, settings: Settings, pool: PoolSettings, workers: int = 1,
-                   report: Counter[str] | None = None,
-                   engine: Engine | None = None) -> RelaySet:
-        """The configured relays, each relay's limits shared among `workers` processes; with
-        `engine` and `[[smtp.relays]]`, which relays are out and the hourly limits are shared
-        with every worker through the database (relayview.py)."""
+                   report: Counter[str] | None = None, engine: Engine | None = None,
+                   pacing: Pacing | None = None) -> RelaySet:
+        """The configured relays. The per-second limits are `pacing`'s (the process's, shared
+        by its runs), else 1/`workers` of each (pool.rate is that part of [smtp] rate already).
+        With `engine`, which relays are out and the hourly limits are shared with every worker
+        through the database (relayview.py); without, each hourly limit is split like the
+        rates."""
         share = max(1, workers)
+        pacing = pacing or Pacing.of(settings, pool.rate * share, share)
         entries = settings.smtp.relays
-        shared = engine is not None and bool(entries)
+        shared = engine is not None
         states = []
         for number, relay in enumerate(every_relay(settings)):
             entry = entries[number] if entries else None
@@ -178,12 +193,10 @@ class RelaySet:
             strikes = pool.strikes or 3 * room
             states.append(RelayState(
                 relay, entry.weight if entry else 1.0, room, RelayHealth(strikes, relay),
-                RateLimiter(entry.rate / share if entry else 0.0),
+                pacing.relay(relay.name),
                 HourlyBudget(0 if entry is None else entry.hourly if shared
                              else entry.hourly / share, room, shared)))
-        return cls(states, pool, settings.smtp.cooldown,
-                   DomainLimits(settings.smtp.domain_limits, share), report,
-                   engine if shared else None)
+        return cls(states, pool, settings.smtp.cooldown, pacing, report, engine)
 
     async def join(self) -> None:
         """Before the first connection: read the shared view, reserve the hourly budgets."""
@@ -199,8 +212,12 @@ class RelaySet:
         while True:
             while (delay := view.due()) > 0:
                 view.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(view.wake.wait(), timeout=min(delay, SOONEST))
+                await nap(view.wake, min(delay, SOONEST))
+            await self._sync()
+
+    async def refresh(self) -> None:
+        """Between the passes of the outbox: exchange with the shared view when it is due."""
+        if self.view is not None and self.view.due() <= 0:
             await self._sync()
 
     async def leave(self) -> None:
@@ -217,6 +234,10 @@ class RelaySet:
         self.changed.set()  # a relay out, or a new reservation: the connections look again
 
     def _every_out(self) -> RelayUnavailable:
+        if len(self.states) == 1:  # as the relay's own strikes say it (pool.RelayHealth)
+            only = self.states[0]
+            return RelayUnavailable(
+                f"stopped sending: the SMTP relay at {only.relay.describe()} {only.reason}")
         return RelayUnavailable("stopped sending: every SMTP relay is out: " + "; ".join(
             f"{s.name} at {s.relay.describe()} {s.reason}" for s in self.states))
 
@@ -234,8 +255,7 @@ class RelaySet:
             return best
         wake = min(s.ready_at(now) for s in self.states) - now
         self.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout=min(max(wake, 0.01), WAIT))
+        await nap(self.changed, min(max(wake, 0.01), WAIT))
         return None
 
     def release(self, state: RelayState) -> None:
@@ -355,20 +375,3 @@ class Slot:
 
     async def close(self) -> None:
         await self._leave()
-
-
-async def check_reachable(settings: Settings) -> None:
-    """Before a send: raise RelayUnavailable when no relay answers (naming each and why)."""
-    relays = every_relay(settings)
-    down = []
-    for relay in relays:
-        try:
-            await probe(relay)
-        except Unreachable as exc:
-            down.append(f"{relay.name + ' at ' if relay.name else ''}{relay.describe()} "
-                        f"{exc.reason}")
-        else:
-            return
-    if len(relays) == 1:
-        raise RelayUnavailable(f"cannot send: the SMTP relay at {down[0]}")
-    raise RelayUnavailable("cannot send: every SMTP relay is down: " + "; ".join(down))

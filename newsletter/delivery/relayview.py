@@ -1,7 +1,8 @@
 """The relays as every worker sees them: which are out, and what each hourly limit has left.
 
-Each sending worker keeps its own picture of the relays of `[[smtp.relays]]` (relays.py:
-`RelaySet`). Two facts about them are shared through the database, so the workers of every
+Each sending worker, and each process's outbox (mailrun.py), keeps its own picture of the
+relays (relays.py: `RelaySet`): those of `[[smtp.relays]]`, or the one `[smtp]` relay, named
+host:port here. Two facts about them are shared through the database, so the workers of every
 host and every run act on the same ones:
 
 - A relay taken out. The worker whose strikes take a relay out writes it to `relay_state`
@@ -15,6 +16,9 @@ host and every run act on the same ones:
   least a few messages per connection) in one short transaction, takes messages from it
   without asking the database (`HourlyBudget.take`, an integer decrement), and at its next
   sync gives back what it did not use and reserves the next batch.
+
+- A relay back. Before a send, `check_reachable` tries each relay, those out too: one that
+  answers is put back in for every worker (the operator who starts a send fixed it).
 
 The bound: a row counts every message reserved, sent or not, and a reservation never takes the
 count over the limit, so all workers and runs together have at most `hourly` messages counted
@@ -39,9 +43,13 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, bindparam, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.config import Settings
 from newsletter.db.models import UTCDateTime, utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import RELAY_HOURS, RELAY_STATE
+from newsletter.delivery.errors import RelayUnavailable
+from newsletter.delivery.relay import every_relay
+from newsletter.delivery.smtp import Unreachable, probe
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +98,16 @@ def take_out(conn: Connection | Engine, name: str, until: datetime, reason: str)
             take_out(c, name, until, reason)
         return
     conn.execute(TAKE_OUT, {"name": name, "until": until, "reason": reason, "now": utcnow()})
+
+
+def put_back(conn: Connection | Engine, name: str) -> None:
+    """End a relay's take-out now, for every worker (it was seen to answer again)."""
+    if isinstance(conn, Engine):
+        with conn.begin() as c:
+            put_back(c, name)
+        return
+    conn.execute(update(RELAY_STATE).where(RELAY_STATE.c.name == name)
+                 .values(out_until=None, updated_at=utcnow()))
 
 
 def hour_used(conn: Connection, relay: str, now: datetime, lock: bool = False) -> float:
@@ -238,7 +256,7 @@ class SharedView:
             if state is None or until <= state.out_until + 0.5:  # known here already
                 continue
             if state.out_until <= clock:
-                log.warning("SMTP relay %s is out until %s UTC (another worker: %s)",
+                log.warning("SMTP relay %s is out until %s UTC (taken out elsewhere: %s)",
                             out.name, f"{out.until:%H:%M:%S}", out.reason)
             state.out_until, state.reason = until, out.reason
             changed = True
@@ -249,3 +267,33 @@ class SharedView:
         asking = any(s.hourly.asking for s in self.states.values())
         wait = (SOONEST if asking else SYNC_EVERY) - (time.monotonic() - self.synced)
         return 0.0 if self.outs else max(0.0, wait)
+
+
+async def check_reachable(settings: Settings, engine: Engine | None = None) -> None:
+    """Before a send: raise RelayUnavailable when no relay answers (naming each and why).
+
+    With `engine`, each relay out in the shared view is tried too, and one that answers now is
+    put back in for every worker: the operator who starts `send` fixed it."""
+    relays = every_relay(settings)
+    out = set()
+    if engine is not None:
+        out = {o.name for o in await asyncio.to_thread(relays_out, engine)}
+    down, answered = [], False
+    for relay in relays:
+        if answered and relay.key not in out:
+            continue
+        try:
+            await probe(relay)
+        except Unreachable as exc:
+            down.append(f"{relay.name + ' at ' if relay.name else ''}{relay.describe()} "
+                        f"{exc.reason}")
+            continue
+        answered = True
+        if relay.key in out and engine is not None:
+            await asyncio.to_thread(put_back, engine, relay.key)
+            log.warning("SMTP relay %s answers again: back in for every worker", relay.key)
+    if answered:
+        return
+    if len(relays) == 1:
+        raise RelayUnavailable(f"cannot send: the SMTP relay at {down[0]}")
+    raise RelayUnavailable("cannot send: every SMTP relay is down: " + "; ".join(down))

@@ -32,6 +32,7 @@ from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.issues import status_of
 from newsletter.delivery.journal import Journal, Progress
 from newsletter.delivery.liveness import worker_name
+from newsletter.delivery.pacing import Pacing
 from newsletter.delivery.pool import Build, PoolSettings
 from newsletter.delivery.relays import RelaySet, Slot
 
@@ -69,7 +70,8 @@ class RunResult:
 class Worker:
     """One process's share of a send: a feeder, N connections and the journal."""
 
-    def __init__(self, cfg: RunConfig, progress: Progress, stop: asyncio.Event) -> None:
+    def __init__(self, cfg: RunConfig, progress: Progress, stop: asyncio.Event,
+                 pacing: Pacing | None = None) -> None:
         self.cfg = cfg
         self.stop = stop
         self.engine = sender_engine(cfg.settings.database_url, cfg.address_key)
@@ -77,8 +79,9 @@ class Worker:
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
         # The relays, their limits and which are out (relays.py); per-relay counts go into the
         # journal's counts, so into RunResult.counts. run() and stopping() read `.fatal`.
+        # `pacing`: the process's part of the per-second limits, when it runs several sends.
         self.relays = RelaySet.for_worker(cfg.settings, cfg.pool, cfg.workers,
-                                          self.journal.counts, self.engine)
+                                          self.journal.counts, self.engine, pacing)
         self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
         info = pgsend.conninfo(self.engine)  # PostgreSQL: claims on the loop, no thread

@@ -62,7 +62,7 @@ class Sending(Facade):
     def check_relay(self) -> None:
         from newsletter.delivery.dispatch import check_relay
 
-        check_relay(self.services.settings)
+        check_relay(self.services.settings, self.services.engine)
 
     def enqueue(self, plan: SendPlan, at: Schedule | None = None) -> tuple[int, int]:
         """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added);
@@ -186,13 +186,18 @@ class Archive(Facade):
         s = self.services
         return build_archive(settings=s.settings, engine=s.engine, out=out, clean=clean, now=now)
 
-    def after_send(self) -> BuildReport:
+    def after_send(self) -> BuildReport | None:
         """A worker's rebuild once an issue is sent: the same build, refusing (writing
-        nothing) where the workspace's pictures or statements are missing."""
+        nothing) where the workspace's pictures or statements are missing; None when another
+        process is building in the folder (archive/buildlock.py): try again later."""
         from newsletter.archive.builder import build_archive
+        from newsletter.archive.buildlock import building
 
-        return build_archive(settings=self.services.settings, engine=self.services.engine,
-                             whole=True)
+        s = self.services
+        with building(s.settings.path(s.settings.archive.out)) as mine:
+            if not mine:
+                return None
+            return build_archive(settings=s.settings, engine=s.engine, whole=True)
 
     def check_output(self) -> None:
         """OutputError unless this process can write the [archive] out folder."""

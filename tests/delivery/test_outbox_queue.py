@@ -1,5 +1,6 @@
 """The outbox of system mails is a second kind of queue run like a send: the same relays (their
-hourly limits, their cool-down), the same retry curve (`[smtp] retry_delay`), in the worker.
+hourly limits, their cool-down, shared with the sends and every process through the database,
+the one [smtp] relay too), the same retry curve (`[smtp] retry_delay`), in the worker.
 
 Every relay is a real aiosmtpd server in this process (conftest.py), on SQLite and PostgreSQL.
 """
@@ -14,8 +15,9 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import utcnow
 from newsletter.delivery.mailrun import MailRun
+from newsletter.delivery.relayview import relays_out
 from newsletter.outbox import OutboxReport, deliver_outbox, enqueue, list_outbox
-from tests.delivery.sender_fixtures import configure, copies
+from tests.delivery.sender_fixtures import configure, copies, seed, write_issue
 from tests.delivery.test_relays import configure_relays
 from tests.delivery.worker_fixtures import Workers, query, worker_env
 
@@ -130,3 +132,32 @@ def test_system_mails_keep_a_relays_rate_and_a_pass_hands_back_what_its_lease_le
     assert len(untried) == 10 - first.sent  # handed back as they were: due now, no attempt
     assert all(r.attempts == 0 and r.next_attempt_at is None for r in untried)
     assert sorted(copies(a)) == emails and {r.status for r in done} == {"sent"}
+
+
+def test_the_one_smtp_relay_out_for_the_system_mails_is_out_for_every_process_until_send(
+        workspace, db_url, smtp_server, run):
+    smtp_server.reply_for = lambda rcpt, n: "421 4.3.2 too busy, closing"
+    configure(workspace, db_url, smtp_server.port, retry_delay=600.0)  # no [[smtp.relays]]
+    write_issue(workspace, languages=("en",))
+    emails = seed(workspace, ["en"], list_languages=("en",))
+    settings = load_settings(workspace)
+    engine = make_engine(settings.database_url)
+    name = f"127.0.0.1:{smtp_server.port}"
+    try:
+        _enqueue(db_url, 0, 4)
+        first = asyncio.run(deliver_outbox(settings, engine))  # three 421s take it out
+        assert (first.sent, first.deferred) == (0, 4)
+        out = {o.name: o.reason for o in relays_out(engine)}
+        assert out == {name: "answered 421 4.3.2 too busy, closing"}  # for every process
+        smtp_server.reply_for = None  # it would take mail now, but it is out: nobody tries
+        tried = smtp_server.connections
+        _enqueue(db_url, 4, 1)
+        assert asyncio.run(deliver_outbox(settings, engine)).total == 0  # a new process
+        assert smtp_server.connections == tried and smtp_server.messages == []
+        # The operator starts a send: the relay answers, so it is back in for everyone.
+        assert run.json("send", "nov", "--yes")["sent"] == 1
+        assert relays_out(engine) == []
+        assert asyncio.run(deliver_outbox(settings, engine)).sent == 1
+    finally:
+        engine.dispose()
+    assert sorted(copies(smtp_server)) == sorted([*emails, "user4@example.org"])

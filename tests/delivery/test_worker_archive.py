@@ -1,11 +1,14 @@
 """`newsletter worker --build-archive`: the worker that finishes a detached send rebuilds the
 archive in its own [archive] out folder, with no workspace; without the flag nothing is written
-and `send --detach` says who rebuilds it. And the live workers delete the rows of dead ones."""
+and `send --detach` says who rebuilds it; a worker that finds another process building in the
+folder waits for its next tick. And the live workers delete the rows of dead ones."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,6 +62,44 @@ def test_a_worker_with_build_archive_publishes_the_issue_it_finished(
         assert "/nov/" in (site / lang / "index.html").read_text("utf-8")
         assert "/nov/" in (site / lang / "feed.xml").read_text("utf-8")
     assert not any((tmp_path / "hosts" / "host0").iterdir())  # no workspace was made
+
+
+# Another process in the middle of a build: it holds the folder's lock (flock on the folder,
+# as archive/buildlock.py takes it) until told to stop.
+HOLD = """
+import fcntl, os, sys
+os.makedirs(sys.argv[1], exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_worker_that_finds_another_process_building_the_archive_builds_at_a_later_tick(
+        tmp_path, workspace, db_url, smtp_server, run):
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace, languages=("en",))
+    seed(workspace, ["en"], list_languages=("en",))
+    run("send", "nov", "--yes", "--detach")
+    site = tmp_path / "web" / "site"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(site)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    workers = Workers(tmp_path / "hosts", worker_env(db_url, smtp_server.port, archive_out=site,
+                                                     log_format="json"))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        proc = workers.start("--until-idle", "--build-archive")
+        wait_until(lambda: "another process is building" in workers.output(proc), 60,
+                   "the worker to find the folder taken")
+        assert issue_status(db_url) == "sent" and proc.poll() is None  # it will try again
+        assert not (site / "en" / "index.html").exists()  # nothing written meanwhile
+    finally:
+        holder.communicate("done\n", timeout=10)  # the other build is over
+    proc.wait(timeout=60)
+    output = workers.output(proc)
+    assert proc.returncode == 0 and "archive rebuilt 1 time(s)" in output, output
+    assert "/nov/" in (site / "en" / "index.html").read_text("utf-8")
 
 
 def test_without_the_flag_no_archive_is_written_and_send_detach_says_who_rebuilds_it(
