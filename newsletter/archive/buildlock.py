@@ -19,14 +19,15 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def building(out: Path) -> Iterator[bool]:
+def building(out: Path, wait: bool = False) -> Iterator[bool]:
     """Hold the folder's build lock for the block: True; False when another process holds
-    it (build nothing then)."""
+    it (build nothing then). With `wait`, block until the other build is done instead:
+    `newsletter archive build` by hand waits for a worker's build and never gets False."""
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return

@@ -182,9 +182,12 @@ class Archive(Facade):
     def build(self, out: Path | None = None, clean: bool = False,
               now: datetime | None = None) -> BuildReport:
         from newsletter.archive.builder import build_archive
+        from newsletter.archive.buildlock import building
 
         s = self.services
-        return build_archive(settings=s.settings, engine=s.engine, out=out, clean=clean, now=now)
+        with building(out or s.settings.path(s.settings.archive.out), wait=True):
+            return build_archive(settings=s.settings, engine=s.engine, out=out, clean=clean,
+                                 now=now)
 
     def after_send(self) -> BuildReport | None:
         """A worker's rebuild once an issue is sent: the same build, refusing (writing
