@@ -43,7 +43,10 @@ def crlf(text: str) -> bytes:
 
 def quoted_printable(text: str) -> bytes:
     """Quoted-printable body, lines at most 76 characters, CRLF hard line breaks."""
-    return binascii.b2a_qp(crlf(text), quotetabs=False, istext=True, header=False)
+    data = crlf(text)
+    if b"\n" not in data:  # b2a_qp ends soft line breaks as the first line end: CRLF, not LF
+        return binascii.b2a_qp(CRLF + data, quotetabs=False, istext=True, header=False)[2:]
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
 
 
 def base64_body(text: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import random
 from email.parser import BytesParser
@@ -93,3 +94,13 @@ def test_every_recipient_gets_the_whole_texts_encoding_whatever_the_name_length(
         # the parser drops each part's last CRLF (it belongs to the boundary line)
         assert b"\r\n\r\n" + quoted_printable(text) + b"\r\n--" in data
         assert b"\r\n\r\n" + base64_body(html) + b"--" in data
+
+
+@pytest.mark.parametrize("line", ["x" * 200, "é" * 80, "a " * 60 + "b"])
+def test_a_text_of_one_long_line_is_broken_with_crlf_soft_line_breaks(line: str) -> None:
+    # b2a_qp ends a soft line break as the text's first line end, LF when there is none:
+    # relays refuse a bare LF in a message (Postfix, Exchange).
+    body = quoted_printable(line)
+    assert body.count(b"\n") == body.count(b"\r\n") > 0
+    assert all(len(part) <= 76 for part in body.split(b"\r\n"))
+    assert binascii.a2b_qp(body).decode("utf-8") == line
