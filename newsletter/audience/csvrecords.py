@@ -123,6 +123,39 @@ def plain_cells(raw: bytes, delimiter: str) -> list[str] | None:
     return text.split(delimiter) if text else []
 
 
+def plain_lines(stream: IO[bytes]) -> list[str]:
+    """The next physical lines of a seekable stream, decoded, up to the first one that is not
+    plain (see plain_cells) or would be cut by the block read; the stream is left after them.
+
+    A block of lines is checked, decoded and split at once: a million short lines cost a
+    fraction of reading them one by one. The block is no longer than a record may be, so no
+    line in it is too long; [] when the next line is not plain or is longer than a block.
+    """
+    start = stream.tell()
+    block = stream.read(MAX_RECORD_BYTES)
+    end = block.rfind(b"\n") + 1
+    for bad in (b'"', b"\0"):
+        at = block.find(bad, 0, end)
+        if at >= 0:
+            end = block.rfind(b"\n", 0, at) + 1
+    if block.count(b"\r", 0, end) != block.count(b"\r\n", 0, end):
+        at = block.index(b"\r")
+        while block.startswith(b"\r\n", at):
+            at = block.index(b"\r", at + 2)
+        end = block.rfind(b"\n", 0, at) + 1
+    try:
+        text = block[:end].decode()
+    except UnicodeDecodeError as exc:
+        end = block.rfind(b"\n", 0, exc.start) + 1
+        text = block[:end].decode()
+    stream.seek(start + end)
+    if not text:
+        return []
+    texts = text.replace("\r\n", "\n").split("\n")
+    texts.pop()  # what follows the last line ending: nothing
+    return texts
+
+
 def read_records(stream: IO[bytes]) -> Iterator[Record]:
     """Every record in file order, the header first; the header's line picks the delimiter."""
     lines = _Lines(stream)
@@ -133,8 +166,17 @@ def read_records(stream: IO[bytes]) -> Iterator[Record]:
     lines.pending.append(first)
     delimiter = sniff_delimiter(first[1].decode("utf-8", errors="replace"))
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    blocks = stream.seekable()
     while True:
         lines.record, lines.size = [], 0
+        if blocks and not lines.pending:
+            texts = plain_lines(stream)
+            if texts:
+                first = lines.number + 1
+                lines.number += len(texts)
+                yield from [Record(n, t.split(delimiter) if t else [])
+                            for n, t in enumerate(texts, first)]
+                continue
         if not lines.pending:
             try:
                 number, raw = lines._read()

@@ -22,6 +22,7 @@ is rejected (or always, for a dry run), so the counts are exact and nothing land
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -110,19 +111,24 @@ class Importer:
         columns = checker.columns
         plan = ImportPlan(columns.describe(), default_language=self.lst.default_language,
                           list_languages=tuple(self.lst.languages))
-        records = (r for r in rows if r.problem or not blank(r.cells))
-        next(records, None)  # the header
-        at = columns.language
-        for record in records:
-            plan.rows += 1
-            if record.problem:
+        next((r for r in rows if r.problem or not blank(r.cells)), None)  # the header
+        cells: dict[str, int] = {}  # each language cell as written -> its rows
+        count = cells.get
+        at = sys.maxsize if columns.language is None else columns.language  # None: no cell
+        for _, found, problem in rows:
+            if problem:
+                plan.rows += 1
                 continue
-            cell = record.cells[at].strip() if at is not None and at < len(record.cells) else ""
-            language = checker.language(cell)[0]
+            cell = found[at] if at < len(found) else ""
+            if cell.strip() or not blank(found):
+                cells[cell] = count(cell, 0) + 1
+        for cell, n in cells.items():
+            plan.rows += n
+            language = checker.language(cell.strip())[0]
             if language:
-                plan.languages[language] = plan.languages.get(language, 0) + 1
+                plan.languages[language] = plan.languages.get(language, 0) + n
             else:
-                plan.unknown_language += 1
+                plan.unknown_language += n
         plan.languages = dict(sorted(plan.languages.items(), key=lambda kv: (-kv[1], kv[0])))
         return plan
 
