@@ -172,10 +172,9 @@ def read_records(stream: IO[bytes]) -> Iterator[Record]:
         if blocks and not lines.pending:
             texts = plain_lines(stream)
             if texts:
-                first = lines.number + 1
-                lines.number += len(texts)
+                start, lines.number = lines.number + 1, lines.number + len(texts)
                 yield from [Record(n, t.split(delimiter) if t else [])
-                            for n, t in enumerate(texts, first)]
+                            for n, t in enumerate(texts, start)]
                 continue
         if not lines.pending:
             try:
