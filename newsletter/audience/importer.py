@@ -159,7 +159,8 @@ class Importer:
         if key not in self._seen:
             self._seen.add(key)
             self.report.accepted += 1
-            self._count_language(row.language, 1)
+            languages = self.report.languages
+            languages[row.language] = languages.get(row.language, 0) + 1
             batch[row.email] = row
             return
         self.report.duplicates_in_file += 1
