@@ -10,8 +10,10 @@ line after that one, so the valid rows that follow are still read.
 from __future__ import annotations
 
 import csv
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
+from itertools import repeat
+from operator import add, itemgetter, methodcaller
 from typing import IO, NamedTuple
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -156,8 +158,48 @@ def plain_lines(stream: IO[bytes]) -> list[str]:
     return texts
 
 
+class Plain(NamedTuple):
+    """A run of plain lines (see plain_lines), the first on line `first`: each one a record
+    of the line split on the delimiter (an empty line: no cells)."""
+
+    first: int
+    texts: list[str]
+    delimiter: str
+
+    def records(self) -> list[Record]:
+        d = self.delimiter
+        return [Record(n, t.split(d) if t else []) for n, t in enumerate(self.texts, self.first)]
+
+    def cell_counts(self, at: int | None) -> Counter[str]:
+        """How many records of the run have each value in cell `at` ('' when a record is
+        shorter or `at` is None), blank records (nothing but whitespace) left out."""
+        d, texts = self.delimiter, self.texts
+        if at is None:
+            counts = Counter({"": len(texts)})
+        else:  # split in C; padded, so that a short record's cell is ''
+            split = methodcaller("split", d, at + 1)
+            counts = Counter(map(itemgetter(at), map(split, map(add, texts, repeat(d * (at + 1))))))
+        spaces = [cell for cell in counts if not cell.strip()]
+        if spaces:  # every blank record is among these: count it out
+            empty = sum(counts.pop(cell) for cell in spaces)
+            empty -= sum(1 for t in texts if not t.replace(d, "").strip())
+            if empty:
+                counts[""] = empty
+        return counts
+
+
 def read_records(stream: IO[bytes]) -> Iterator[Record]:
     """Every record in file order, the header first; the header's line picks the delimiter."""
+    for item in read_runs(stream):
+        if isinstance(item, Plain):
+            yield from item.records()
+        else:
+            yield item
+
+
+def read_runs(stream: IO[bytes]) -> Iterator[Record | Plain]:
+    """read_records with its runs of plain lines given as such, for a reader that needs only
+    some of their cells."""
     lines = _Lines(stream)
     try:
         first = lines._read()
@@ -172,9 +214,8 @@ def read_records(stream: IO[bytes]) -> Iterator[Record]:
         if blocks and not lines.pending:
             texts = plain_lines(stream)
             if texts:
-                start, lines.number = lines.number + 1, lines.number + len(texts)
-                yield from [Record(n, t.split(delimiter) if t else [])
-                            for n, t in enumerate(texts, start)]
+                yield Plain(lines.number + 1, texts, delimiter)
+                lines.number += len(texts)
                 continue
         if not lines.pending:
             try:

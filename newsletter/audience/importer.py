@@ -22,7 +22,7 @@ is rejected (or always, for a dry run), so the counts are exact and nothing land
 from __future__ import annotations
 
 import gc
-import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.audience.columns import Columns, ImportFileError, map_columns
-from newsletter.audience.csvrecords import Record, read_records
+from newsletter.audience.csvrecords import Plain, Record, read_records, read_runs
 from newsletter.audience.importreport import ImportPlan, ImportReport, RowProblem
 from newsletter.audience.importrows import RowChecker, blank
 from newsletter.audience.lists import ListInfo, get_list
@@ -74,7 +74,7 @@ class Importer:
         columns = self._columns(stream)
         checker = RowChecker(self.lst, columns, self.fallback_language, self.check_dns)
         stream.seek(0)
-        plan = self.report.plan = self._plan(read_records(stream), checker)
+        plan = self.report.plan = self._plan(read_runs(stream), checker)
         if self.on_plan:
             self.on_plan(plan)
         if self.strict and plan.defaulted:
@@ -106,22 +106,12 @@ class Importer:
             raise ImportFileError(f"line 1: the header cannot be read: {first.problem}")
         return map_columns(first.cells, self.named_columns)
 
-    def _plan(self, rows: Iterator[Record], checker: RowChecker) -> ImportPlan:
+    def _plan(self, runs: Iterator[Record | Plain], checker: RowChecker) -> ImportPlan:
         """Rows per language in the file (only the language cell is checked: it is cheap)."""
         columns = checker.columns
         plan = ImportPlan(columns.describe(), default_language=self.lst.default_language,
                           list_languages=tuple(self.lst.languages))
-        next((r for r in rows if r.problem or not blank(r.cells)), None)  # the header
-        cells: dict[str, int] = {}  # each language cell as written -> its rows
-        count = cells.get
-        at = sys.maxsize if columns.language is None else columns.language  # None: no cell
-        for _, found, problem in rows:
-            if problem:
-                plan.rows += 1
-                continue
-            cell = found[at] if at < len(found) else ""
-            if cell.strip() or not blank(found):
-                cells[cell] = count(cell, 0) + 1
+        plan.rows, cells = language_cells(runs, columns.language)
         for cell, n in cells.items():
             plan.rows += n
             language = checker.language(cell.strip())[0]
@@ -220,6 +210,28 @@ class Importer:
                 self.report.accepted -= 1
                 self._count_language(row.language, -1)
         return counts
+
+
+def language_cells(runs: Iterator[Record | Plain], at: int | None) -> tuple[int, Counter[str]]:
+    """(unreadable records, how many rows have each language cell as written) after the
+    header, blank rows left out."""
+    problems, cells = 0, Counter[str]()
+    header = False
+    for item in runs:
+        if header and isinstance(item, Plain):
+            cells.update(item.cell_counts(at))
+            continue
+        for record in item.records() if isinstance(item, Plain) else [item]:
+            if not record.problem and blank(record.cells):
+                continue
+            if not header:
+                header = True
+            elif record.problem:
+                problems += 1
+            else:
+                found = record.cells
+                cells[found[at] if at is not None and at < len(found) else ""] += 1
+    return problems, cells
 
 
 @contextmanager
