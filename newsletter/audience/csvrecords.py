@@ -5,6 +5,11 @@ never closes swallows every line after it. Here each record is read from a bound
 physical lines: a record that is not UTF-8, is too long, spans too many lines or has broken
 quoting comes back as a problem with its first line number, and reading starts again on the
 line after that one, so the valid rows that follow are still read.
+
+Most lines of a real file hold no quote: from a seekable file such lines are read a block at a
+time, checked, decoded and split at once (plain_lines), and the plan pass counts their language
+cells without making a record per row (Plain.cell_counts). Any other line is read on its own as
+above, with the same result.
 """
 
 from __future__ import annotations
