@@ -22,6 +22,7 @@ is rejected (or always, for a dry run), so the counts are exact and nothing land
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.audience.columns import Columns, ImportFileError, map_columns
-from newsletter.audience.csvrecords import Record, read_records
+from newsletter.audience.csvrecords import Plain, Record, read_records, read_runs
 from newsletter.audience.importreport import ImportPlan, ImportReport, RowProblem
 from newsletter.audience.importrows import RowChecker, blank
 from newsletter.audience.lists import ListInfo, get_list
@@ -73,7 +74,7 @@ class Importer:
         columns = self._columns(stream)
         checker = RowChecker(self.lst, columns, self.fallback_language, self.check_dns)
         stream.seek(0)
-        plan = self.report.plan = self._plan(read_records(stream), checker)
+        plan = self.report.plan = self._plan(read_runs(stream), checker)
         if self.on_plan:
             self.on_plan(plan)
         if self.strict and plan.defaulted:
@@ -105,24 +106,19 @@ class Importer:
             raise ImportFileError(f"line 1: the header cannot be read: {first.problem}")
         return map_columns(first.cells, self.named_columns)
 
-    def _plan(self, rows: Iterator[Record], checker: RowChecker) -> ImportPlan:
+    def _plan(self, runs: Iterator[Record | Plain], checker: RowChecker) -> ImportPlan:
         """Rows per language in the file (only the language cell is checked: it is cheap)."""
         columns = checker.columns
         plan = ImportPlan(columns.describe(), default_language=self.lst.default_language,
                           list_languages=tuple(self.lst.languages))
-        records = (r for r in rows if r.problem or not blank(r.cells))
-        next(records, None)  # the header
-        at = columns.language
-        for record in records:
-            plan.rows += 1
-            if record.problem:
-                continue
-            cell = record.cells[at].strip() if at is not None and at < len(record.cells) else ""
-            language = checker.language(cell)[0]
+        plan.rows, cells = language_cells(runs, columns.language)
+        for cell, n in cells.items():
+            plan.rows += n
+            language = checker.language(cell.strip())[0]
             if language:
-                plan.languages[language] = plan.languages.get(language, 0) + 1
+                plan.languages[language] = plan.languages.get(language, 0) + n
             else:
-                plan.unknown_language += 1
+                plan.unknown_language += n
         plan.languages = dict(sorted(plan.languages.items(), key=lambda kv: (-kv[1], kv[0])))
         return plan
 
@@ -153,7 +149,8 @@ class Importer:
         if key not in self._seen:
             self._seen.add(key)
             self.report.accepted += 1
-            self._count_language(row.language, 1)
+            languages = self.report.languages
+            languages[row.language] = languages.get(row.language, 0) + 1
             batch[row.email] = row
             return
         self.report.duplicates_in_file += 1
@@ -213,6 +210,28 @@ class Importer:
                 self.report.accepted -= 1
                 self._count_language(row.language, -1)
         return counts
+
+
+def language_cells(runs: Iterator[Record | Plain], at: int | None) -> tuple[int, Counter[str]]:
+    """(unreadable records, how many rows have each language cell as written) after the
+    header, blank rows left out."""
+    problems, cells = 0, Counter[str]()
+    header = False
+    for item in runs:
+        if header and isinstance(item, Plain):
+            cells.update(item.cell_counts(at))
+            continue
+        for record in item.records() if isinstance(item, Plain) else [item]:
+            if not record.problem and blank(record.cells):
+                continue
+            if not header:
+                header = True
+            elif record.problem:
+                problems += 1
+            else:
+                found = record.cells
+                cells[found[at] if at is not None and at < len(found) else ""] += 1
+    return problems, cells
 
 
 @contextmanager

@@ -47,12 +47,15 @@ class RowChecker:
     def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
         """(row or None, email shown in the report, reasons or warnings)."""
         at_email, at_name, at_surname, at_language = self._at
-        problem = self._cells_problem(cells)
-        if len(cells) <= self.columns.width:
-            cells = cells + [""] * (self.columns.width + 1 - len(cells))
+        width = self.columns.width
+        text = "".join(cells)
+        if len(cells) > width or len(text) > MAX_CELL or not text.isprintable():
+            problem = self._cells_problem(cells)
+            if problem:
+                return None, shown(self._cell(cells, at_email)), [problem]
+        if len(cells) <= width:
+            cells = cells + [""] * (width + 1 - len(cells))
         raw_email = cells[at_email].strip()
-        if problem:
-            return None, shown(raw_email), [problem]
         try:
             email = normalize_email(raw_email, check_dns=self.check_dns)
         except AddressError as exc:
@@ -72,13 +75,15 @@ class RowChecker:
             warnings.append("line breaks or extra spaces in the name were collapsed")
         raw_language = cells[at_language].strip()
         language, problem = self.language(raw_language)
-        if problem and not language:
-            return None, email, [problem]
         if problem:
+            if not language:
+                return None, email, [problem]
             warnings.append(problem)
         attrs = {h: value for h, value in extra if value}
-        return NewRow(email=email, name=name, language=language, attributes=attrs, line=line,
-                      default_language=not raw_language), email, warnings
+        return NewRow(email, name, language, attrs, line, not raw_language), email, warnings
+
+    def _cell(self, cells: list[str], at: int) -> str:
+        return cells[at].strip() if at < len(cells) else ""
 
     def _cells_problem(self, cells: list[str]) -> str:
         """Why the raw cells cannot be stored as they are, or ''."""

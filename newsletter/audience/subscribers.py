@@ -32,7 +32,7 @@ from newsletter.keyring import address_hash
 CLI = RequestMeta(source="cli")
 
 
-@dataclass
+@dataclass(slots=True)
 class NewRow:
     """One subscriber as given by a user (already validated), with its source line."""
 
@@ -80,10 +80,8 @@ def _changes(row: NewRow, name: str, language: str | None,
         changes["name"] = row.name
     if row.language and row.language != language and not (row.default_language and language):
         changes["language"] = row.language
-    if row.attributes:
-        merged = {**attributes, **row.attributes}
-        if merged != attributes:
-            changes["attributes"] = merged
+    if row.attributes and not row.attributes.items() <= attributes.items():
+        changes["attributes"] = {**attributes, **row.attributes}
     return changes
 
 
@@ -94,14 +92,13 @@ def _upsert_subscribers(db: Bulk, list_id: int, rows: list[NewRow], now: Any,
     Returns email -> subscriber id, and subscriber id -> status of those already on the list.
     """
     existing = db.subscribers(list_id, [r.email for r in rows])
-    new = [r for r in rows if r.email not in existing]
-    db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
-                          now)
-    counts.created += len(new)
-    updates = []
+    new: list[NewRow] = []
+    updates: list[tuple[int, str, str | None, dict[str, Any]]] = []
+    unchanged = 0
     for r in rows:
         known = existing.get(r.email)
         if known is None:
+            new.append(r)
             continue
         sid, name, language, attributes, _ = known
         changes = _changes(r, name, language, attributes)
@@ -109,11 +106,19 @@ def _upsert_subscribers(db: Bulk, list_id: int, rows: list[NewRow], now: Any,
             updates.append((sid, changes.get("name", name), changes.get("language", language),
                             changes.get("attributes", attributes)))
         else:
-            counts.unchanged += 1
+            unchanged += 1
+    db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
+                          now)
     db.update_subscribers(updates, now)
+    counts.created += len(new)
     counts.updated += len(updates)
-    ids = {email: known[0] for email, known in existing.items()}
-    statuses = {known[0]: known[4] for known in existing.values() if known[4] is not None}
+    counts.unchanged += unchanged
+    ids: dict[str, int] = {}
+    statuses: dict[int, str] = {}
+    for email, (sid, _, _, _, status) in existing.items():
+        ids[email] = sid
+        if status is not None:
+            statuses[sid] = status
     ids.update(db.subscriber_ids([r.email for r in new]))
     return ids, statuses
 

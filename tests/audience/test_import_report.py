@@ -303,3 +303,39 @@ def test_a_later_duplicate_row_with_a_language_changes_an_existing_subscribers_l
     assert report.duplicates_in_file == 1 and report.languages == {"fr": 1}
     [row] = list(iter_subscribers(services.engine))
     assert (row.name, row.language) == ("Ann", "fr")
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_the_plan_of_a_file_of_many_blocks_counts_each_row_once(
+        services, news_list, tmp_path: Path, ending: bytes) -> None:
+    # Over 64 KB of plain lines, with quoted, unreadable, short and blank ones among them.
+    cells = ["en", " fr ", "ES", "xx", "", "   "]
+    lines, expected = [b"\n", b"email,name,language,org"], {"en": 0, "fr": 0, "es": 0}
+    unknown = unreadable = 0
+    for i in range(6000):
+        if i % 97 == 0:
+            lines.append(f'q{i}@example.org,"Name, Quoted",fr,x'.encode())
+            expected["fr"] += 1
+        elif i % 89 == 0:
+            lines.append(f"u{i}@example.org,Jos\xe9,es,x".encode("latin-1"))
+            unreadable += 1
+        elif i % 50 == 0:
+            lines.append([b"", b",,,", b" ,\t, ,"][i % 3])
+        elif i % 43 == 0:
+            lines.append(f"s{i}@example.org".encode())
+            expected["en"] += 1
+        else:
+            cell = cells[i % len(cells)]
+            lines.append(f"p{i}@example.org,Name,{cell},Org".encode())
+            language = cell.strip().lower() or "en"
+            if language == "xx":
+                unknown += 1
+            else:
+                expected[language] += 1
+    path = tmp_path / "subs.csv"
+    path.write_bytes(ending.join(lines))  # no line ending after the last row
+    plans = []
+    report = _import(services, path, dry_run=True, on_plan=plans.append)
+    assert report.rows == sum(expected.values()) + unknown + unreadable
+    assert [(p.rows, p.languages, p.unknown_language) for p in plans] == [
+        (report.rows, dict(sorted(expected.items(), key=lambda kv: -kv[1])), unknown)]
