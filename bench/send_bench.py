@@ -72,7 +72,7 @@ def free_port() -> int:
 
 
 def write_workspace(ws: Path, db_url: str, port: int, connections: int | None = None,
-                    dkim_key: Path | None = None) -> None:
+                    dkim_key: Path | None = None, sections: int = 4) -> None:
     """Config and the issue `bench` in three languages."""
     ws.mkdir(parents=True, exist_ok=True)
     pool = f"connections = {connections}\n" if connections else ""
@@ -95,18 +95,19 @@ port = {port}
 [send]
 publish_check = false  # measures sending only: no site is served here
 {dkim}""", "utf-8")
-    write_issue(ws, "bench")
+    write_issue(ws, "bench", sections)
 
 
-def write_issue(ws: Path, slug: str) -> None:
-    """The same issue under another slug: each run sends a new issue to the whole list."""
+def write_issue(ws: Path, slug: str, sections: int = 4) -> None:
+    """The same issue under another slug: each run sends a new issue to the whole list.
+    Four sections make messages of about 25 KB, seven about 40 KB."""
     folder = ws / "issues" / slug
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "issue.toml").write_text(
         'list = "news"\ndate = 2026-11-20\nvolume = 9\nnumber = "11"\n', "utf-8")
     for lang, para in PARAGRAPH.items():
         sections = "\n\n".join(f"## Section {i}\n\n{para * 2}[More](https://example.org/{i})"
-                               for i in range(4))
+                               for i in range(sections))
         (folder / f"{lang}.md").write_text(
             f'+++\nsubject = "Coalition news for November, {lang}"\n'
             f'preheader = "A statement open for signature, the Bangkok meeting and dates."\n'
@@ -321,6 +322,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="default: what `send` picks for the machine")
     ap.add_argument("--connections", type=int, help="per worker; default: [smtp] connections")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--sections", type=int, default=4,
+                    help="sections of the issue: 4 make ~25 KB messages, 7 ~40 KB")
     ap.add_argument("--dkim", action="store_true", help="sign every message (2048-bit RSA)")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
@@ -341,7 +344,7 @@ def main() -> None:
         subprocess.run(["openssl", "genrsa", "-out", str(dkim_key), "2048"], check=True,
                        capture_output=True)
     port = free_port()
-    write_workspace(ws, db_url, port, args.connections, dkim_key)
+    write_workspace(ws, db_url, port, args.connections, dkim_key, args.sections)
     sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
     try:
         t0 = time.perf_counter()
@@ -363,7 +366,7 @@ def main() -> None:
         server_us: list[float] = []
         for run in range(1, args.runs + 1):
             slug = f"bench{run}"
-            write_issue(ws, slug)
+            write_issue(ws, slug, args.sections)
             load = os.getloadavg()[0]
             if args.statements:
                 statement_stats(db_url, reset=True)
