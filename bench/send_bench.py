@@ -98,7 +98,7 @@ publish_check = false  # measures sending only: no site is served here
     write_issue(ws, "bench", sections)
 
 
-def write_issue(ws: Path, slug: str, sections: int = 4) -> None:
+def write_issue(ws: Path, slug: str, count: int = 4) -> None:
     """The same issue under another slug: each run sends a new issue to the whole list.
     Four sections make messages of about 25 KB, seven about 40 KB."""
     folder = ws / "issues" / slug
@@ -107,7 +107,7 @@ def write_issue(ws: Path, slug: str, sections: int = 4) -> None:
         'list = "news"\ndate = 2026-11-20\nvolume = 9\nnumber = "11"\n', "utf-8")
     for lang, para in PARAGRAPH.items():
         sections = "\n\n".join(f"## Section {i}\n\n{para * 2}[More](https://example.org/{i})"
-                               for i in range(sections))
+                               for i in range(count))
         (folder / f"{lang}.md").write_text(
             f'+++\nsubject = "Coalition news for November, {lang}"\n'
             f'preheader = "A statement open for signature, the Bangkok meeting and dates."\n'
