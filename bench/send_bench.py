@@ -100,7 +100,7 @@ publish_check = false  # measures sending only: no site is served here
 
 def write_issue(ws: Path, slug: str, count: int = 4) -> None:
     """The same issue under another slug: each run sends a new issue to the whole list.
-    Four sections make messages of about 25 KB, seven about 40 KB."""
+    Four sections make messages of about 25 KB, twelve about 38 KB."""
     folder = ws / "issues" / slug
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "issue.toml").write_text(
@@ -323,7 +323,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, help="per worker; default: [smtp] connections")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--sections", type=int, default=4,
-                    help="sections of the issue: 4 make ~25 KB messages, 7 ~40 KB")
+                    help="sections of the issue: 4 make ~25 KB messages, 12 ~38 KB")
     ap.add_argument("--dkim", action="store_true", help="sign every message (2048-bit RSA)")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
