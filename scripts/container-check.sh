@@ -18,7 +18,7 @@ SMTP_PORT=8125 WEB_PORT=8000 BOUNCE_PORT=2525
 WORK=$(mktemp -d)
 NAMES=()
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+source "$(dirname "$0")/lib.sh"
 cleanup() {
   for name in "${NAMES[@]}"; do "$ENGINE" rm -f "$name" >/dev/null 2>&1 || true; done
   [ -n "${CAPTURE:-}" ] && kill "$CAPTURE" 2>/dev/null || true
@@ -26,14 +26,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2
-  return 1
-}
 run() {  # run NAME ROLE...: a detached container of the image on the host's network
   local name=$1; shift
   NAMES+=("$name")
@@ -67,12 +59,12 @@ step "3. migrate (the container), then the lists and the subscribers on the host
   --consent-source "container check"
 
 step "4. web, worker and bounces containers; the SMTP capture on the host"
-(cd "$WORK/ws" && "$NL" capture serve --quiet > "$WORK/capture.log" 2>&1) &
+(cd "$WORK/ws" && exec "$NL" capture serve --quiet > "$WORK/capture.log" 2>&1) &
 CAPTURE=$!
 run nl-check-web web
 run nl-check-worker worker
 run nl-check-bounces bounces
-wait_port "$SMTP_PORT"; wait_port "$WEB_PORT"; wait_port "$BOUNCE_PORT"
+wait_port "$SMTP_PORT" 300; wait_port "$WEB_PORT" 300; wait_port "$BOUNCE_PORT" 300
 curl -fsS "http://127.0.0.1:$WEB_PORT/subscribe/news" -o /dev/null
 echo "web: /subscribe/news answers 200 from the container"
 printf 'QUIT\r\n' | timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BOUNCE_PORT; cat <&3 & cat >&3; wait" \

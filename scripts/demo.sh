@@ -13,7 +13,7 @@ STATEMENT=act-now
 PORT=${DEMO_SMTP_PORT:-8025}
 WEB_PORT=${DEMO_WEB_PORT:-8000}
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+source "$(dirname "$0")/lib.sh"
 
 rm -rf "$DEMO"
 step "1. a new workspace in ./$DEMO (SQLite database, example lists, issue and subscribers)"
@@ -30,15 +30,6 @@ step "2. import subscribers/example.csv (English, French, Spanish)"
 step "3. check the issue and the sign-on statement in every language"
 "$NL" issue check "$ISSUE"
 "$NL" statement check "$STATEMENT"
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2
-  return 1
-}
 
 step "4. start the built-in SMTP capture on 127.0.0.1:$PORT and the public side on :$WEB_PORT"
 "$NL" capture serve --quiet > capture.log 2>&1 &
