@@ -15,4 +15,5 @@ fi
 "$BIN/mypy"
 # Two processes, one per core; a test file stays in one process (its module fixtures, e.g. one
 # Chromium, are set up once). NEWSLETTER_TEST_WORKERS=0 runs everything in this process.
-"$BIN/python" -m pytest -n "${NEWSLETTER_TEST_WORKERS:-2}" --dist loadfile "$@"
+# The 25 slowest tests are listed at the end, to watch the 15-minute budget of `make test`.
+"$BIN/python" -m pytest -n "${NEWSLETTER_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
