@@ -238,20 +238,21 @@ def page(
     """An HTML page in a language, with the organisation's name, logo and stylesheet."""
     site = request.app.state.web.site.for_language(language)
     request.scope.setdefault("state", {})["language"] = language  # request.state.language
+    body = site_render(site, template, language, {"here": request_path(request), **context})
+    return HtmlPage(body, status_code=status)
+
+
+def site_render(site: Any, template: str, language: str, context: Mapping[str, Any]) -> str:
+    """A template rendered for a per-language site (web.site.for_language), kept loaded in
+    site.cache."""
     loaded = site.cache.get(template)
     if loaded is None:  # Jinja's own cache takes a lock and a hash of the site's key each time
         loaded = site.cache[template] = environment(language, site.template_key).get_template(
             template
         )
-    body = loaded.render(
-        _=translator(language),
-        lang=language,
-        site=site,
-        languages=LANGUAGES,
-        here=request_path(request),
-        **context,
+    return loaded.render(
+        _=translator(language), lang=language, site=site, languages=LANGUAGES, **context
     )
-    return HtmlPage(body, status_code=status)
 
 
 def language_options(site: Any, codes: Sequence[str], chosen: str) -> Markup:

@@ -19,8 +19,7 @@ from typing import Any
 from markupsafe import Markup, escape
 from starlette.requests import Request
 
-from newsletter.i18n import LANGUAGES
-from newsletter.web.pages import HtmlPage, environment, request_path, translator
+from newsletter.web.pages import HtmlPage, request_path, site_render
 
 # Markers cannot come from a template's text, nor need escaping: NUL, the value's position, NUL.
 MARK = "\x00"
@@ -40,17 +39,8 @@ def prepared_page(request: Request, site: Any, template: str, language: str, *,
     if parts is None:
         parts = site.cache[key] = _prepare(site, template, language, fixed, values)
     if parts is FULL_RENDER:
-        return HtmlPage(_render(site, template, language, {**fixed, **values}), status)
+        return HtmlPage(site_render(site, template, language, {**fixed, **values}), status)
     return HtmlPage(_fill(parts, values), status)
-
-
-def _render(site: Any, template: str, language: str, context: Mapping[str, Any]) -> str:
-    loaded = site.cache.get(template)
-    if loaded is None:  # as pages.page keeps it
-        loaded = site.cache[template] = environment(language, site.template_key).get_template(
-            template)
-    return loaded.render(_=translator(language), lang=language, site=site, languages=LANGUAGES,
-                         **context)
 
 
 def _fill(parts: Parts, values: Mapping[str, Any]) -> str:
@@ -74,13 +64,13 @@ def _prepare(site: Any, template: str, language: str, fixed: Mapping[str, Any],
     page, or the page with empty values, filled in, is not what a full render gives."""
     names = list(values)
     marked = {name: Markup(f"{MARK}{n}{MARK}") for n, name in enumerate(names)}
-    pieces = _render(site, template, language, {**fixed, **marked}).split(MARK)
+    pieces = site_render(site, template, language, {**fixed, **marked}).split(MARK)
     spots = pieces[1::2]
     if not all(spot.isdigit() and int(spot) < len(names) for spot in spots):
         return FULL_RENDER
     parts = (pieces[0], tuple((names[int(spot)], text)
                               for spot, text in zip(spots, pieces[2::2], strict=True)))
     for trial in (values, dict.fromkeys(values, "")):  # this request's values, and none
-        if _fill(parts, trial) != _render(site, template, language, {**fixed, **trial}):
+        if _fill(parts, trial) != site_render(site, template, language, {**fixed, **trial}):
             return FULL_RENDER
     return parts
