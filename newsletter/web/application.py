@@ -123,18 +123,25 @@ async def run_outbox(web: WebContext, interval: float) -> None:
     """Send queued system mails every `interval` seconds, or at once when a request queued one."""
     assert web.outbox_wakeup is not None
     mails = MailRun(web.settings)  # the relays' cool-down and hourly budget hold across passes
-    while True:
-        busy = False
+    try:
+        while True:
+            busy = False
+            try:
+                await web.write(run_pending, web.optin)  # form requests a crash left undone
+                report = await web.services.outbox.deliver_async(mails=mails)
+                busy = report.total >= 100
+            except Exception:  # keep the worker alive through database or relay hiccups
+                log.exception("outbox worker pass failed")
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(web.outbox_wakeup.wait(), interval)
+            web.outbox_wakeup.clear()
+    finally:  # the app stops (the task is cancelled): hand back the hourly reservations
         try:
-            await web.write(run_pending, web.optin)  # form requests a crash left unprocessed
-            report = await web.services.outbox.deliver_async(mails=mails)
-            busy = report.total >= 100
-        except Exception:  # keep the worker alive through database or relay hiccups
-            log.exception("outbox worker pass failed")
-        if not busy:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(web.outbox_wakeup.wait(), interval)
-        web.outbox_wakeup.clear()
+            await mails.leave()
+        except Exception:  # a database gone at shutdown: the reservation lapses with its hour
+            log.warning("outbox worker: could not hand back the hourly reservations",
+                        exc_info=True)
 
 
 HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {

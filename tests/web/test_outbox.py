@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
+from newsletter.configschema import RelaySettings
 from newsletter.db.models import utcnow
+from newsletter.delivery.relayview import hour_used
 from newsletter.outbox import deliver_outbox, enqueue
 from tests.web.conftest import WebEnv, unused_port
 
@@ -87,3 +90,19 @@ def test_cli_lists_and_flushes_the_outbox(web: WebEnv) -> None:
     assert run.json("outbox", "send") == {"sent": 1, "deferred": 0, "failed": 0}
     assert run.json("outbox", "list", "--status", "sent")[0]["kind"] == "confirm"
     assert "sent 0" in run("outbox", "send").output
+
+
+def test_the_apps_outbox_worker_gives_back_its_hourly_reservation_when_it_stops(
+        web: WebEnv) -> None:
+    relay = RelaySettings(name="a", host=web.smtp.host, port=web.smtp.port, hourly=500)
+    overrides = {"smtp": {"relays": [relay]}, "web": {"outbox_interval": 0.05}}
+    enqueue(web.engine, "confirm", "a@example.org", "news@example.org", MESSAGE)
+    with web.other_app(overrides):  # its lifespan runs the outbox worker
+        deadline = time.monotonic() + 20
+        while not web.smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(web.smtp.messages) == 1
+        with web.engine.connect() as conn:
+            assert hour_used(conn, "a", utcnow()) > 1  # what the worker holds while it runs
+    with web.engine.connect() as conn:  # stopped: only the mail it sent still counts
+        assert 0 < hour_used(conn, "a", utcnow()) <= 1  # (less just after the hour turns)
