@@ -128,8 +128,7 @@ class Daemon:
         self.mails: MailRun | None = None  # the outbox's relays, made on its first pass
         # This process's part of the per-second limits, for all its runs and its outbox
         self.pacing = Pacing.of(settings, pool_settings(settings).rate)
-        self.rate = 0.0
-        self.last_beat = (time.monotonic(), 0)
+        self.pulse = registry.Pulse()
         self.on_issue: int | None = None
 
     def halt(self) -> None:
@@ -293,14 +292,9 @@ class Daemon:
         return report.total
 
     async def _heartbeat(self) -> None:
-        now, sent = time.monotonic(), self.report.counts["sent"]
-        then, before = self.last_beat
-        if now > then:
-            current = (sent - before) / (now - then)
-            self.rate = current if not self.rate else 0.5 * self.rate + 0.5 * current
-        self.last_beat = (now, sent)
+        sent = self.report.counts["sent"]
         live = await asyncio.to_thread(registry.heartbeat, self.engine, self.report.name,
-                                       self.on_issue, sent, round(self.rate, 1))
+                                       self.on_issue, sent, self.pulse.beat(sent))
         self.pacing.share(live)
         self.pruned_at = await asyncio.to_thread(registry.prune_now_and_then, self.engine,
                                                  self.pruned_at)

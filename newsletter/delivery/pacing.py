@@ -9,9 +9,11 @@ it did not use.
 
 The part is the limit divided among the processes that send:
 
-- `newsletter send --workers N`: among its N processes, fixed for the run.
 - `newsletter worker`: among the live workers of the `workers` table (registry.py: a heartbeat
   within STALE_AFTER), counted anew with each heartbeat, about every second (`share`).
+- `newsletter send --workers N` (not detached): each of its N processes is in the `workers`
+  table while it sends, with a heartbeat about every second (runner.py), and takes 1/n of the
+  limits, n the live workers but never fewer than N.
   Dividing is simpler and more robust than a token bucket in the database: one count per
   heartbeat instead of a write per relay and second, and a database that stalls only leaves
   the parts as they were.
@@ -28,9 +30,8 @@ The bound, for a limit of R messages a second and n live workers:
 - A worker whose heartbeat is late by more than STALE_AFTER (a database that did not answer
   for that long) is not counted by the others while it still sends its old part: over by that
   part until it beats again.
-- All workers are expected to have the same `[smtp]` settings. Not counted: a `newsletter send`
-  run without --detach beside the workers, and the outbox of `newsletter serve`; each applies
-  its own part as if alone.
+- All workers are expected to have the same `[smtp]` settings. Not counted: the outbox of
+  `newsletter serve`, which applies the whole limits to its system mails as if alone.
 """
 
 from __future__ import annotations

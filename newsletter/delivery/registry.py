@@ -14,7 +14,8 @@ do that).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select, update
@@ -23,6 +24,7 @@ from newsletter.db.models import utcnow
 from newsletter.db.tables import ISSUES, WORKERS
 from newsletter.delivery.liveness import host_name
 
+BEAT_EVERY = 1.0  # seconds between two heartbeats of a `send` run's process
 STALE_AFTER = 10.0  # seconds without a heartbeat before a worker counts as gone
 PRUNE_AFTER = 60.0  # seconds without a heartbeat before a live worker deletes the row
 PRUNE_EVERY = 60.0  # seconds between two prunes by one worker
@@ -41,6 +43,24 @@ class WorkerInfo:
     sent: int
     rate: float
     alive: bool
+
+
+@dataclass
+class Pulse:
+    """The figures a worker's heartbeat writes: what it sent, and its rate between beats."""
+
+    rate: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+    sent: int = 0
+
+    def beat(self, sent: int) -> float:
+        """The rate (messages a second) now that `sent` messages are sent, smoothed."""
+        now = time.monotonic()
+        if now > self.at:
+            current = (sent - self.sent) / (now - self.at)
+            self.rate = current if not self.rate else 0.5 * self.rate + 0.5 * current
+        self.at, self.sent = now, sent
+        return round(self.rate, 1)
 
 
 def register(engine: Engine, name: str) -> None:

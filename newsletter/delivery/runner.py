@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 import queue as stdqueue
@@ -23,11 +24,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from newsletter.config import Settings
 from newsletter.db import pgsend
 from newsletter.db.models import utcnow
 from newsletter.db.sender import sender_engine
 from newsletter.delivery import queue as q
+from newsletter.delivery import registry
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.issues import status_of
 from newsletter.delivery.journal import Journal, Progress
@@ -37,6 +41,7 @@ from newsletter.delivery.pool import Build, PoolSettings
 from newsletter.delivery.relays import RelaySet, Slot
 
 ContentFactory = Callable[[], Mapping[str, Build]]
+log = logging.getLogger(__name__)
 STOPPED = ("paused", "cancelled")  # an issue in these states is not sent any further
 
 
@@ -77,11 +82,16 @@ class Worker:
         self.engine = sender_engine(cfg.settings.database_url, cfg.address_key)
         self.worker = worker_name()
         self.journal = Journal(self.engine, cfg.issue_id, cfg.lease, self.worker, progress)
+        # `pacing`: the process's part of the per-second limits, given by a `newsletter worker`
+        # (which counts itself among the workers and may run several sends). Without, this is
+        # a `send` run's process, which counts itself while it runs (`_beat`).
+        self.beats = pacing is None
+        share = max(1, cfg.workers)
+        self.pacing = pacing or Pacing.of(cfg.settings, cfg.pool.rate * share, share)
         # The relays, their limits and which are out (relays.py); per-relay counts go into the
         # journal's counts, so into RunResult.counts. run() and stopping() read `.fatal`.
-        # `pacing`: the process's part of the per-second limits, when it runs several sends.
         self.relays = RelaySet.for_worker(cfg.settings, cfg.pool, cfg.workers,
-                                          self.journal.counts, self.engine, pacing)
+                                          self.journal.counts, self.engine, self.pacing)
         self.health = self.relays
         self.jobs: asyncio.Queue[q.Claimed | None] = asyncio.Queue()
         info = pgsend.conninfo(self.engine)  # PostgreSQL: claims on the loop, no thread
@@ -106,8 +116,10 @@ class Worker:
         gc.freeze()
         await self.relays.join()  # the relays out and the hourly budgets, before any connection
         journal_task = asyncio.create_task(self.journal.run())
-        watcher = asyncio.create_task(self._watch())
-        sharing = asyncio.create_task(self.relays.keep_in_step())
+        helpers = [asyncio.create_task(self._watch()),
+                   asyncio.create_task(self.relays.keep_in_step())]
+        if self.beats:
+            helpers.append(asyncio.create_task(self._beat()))
         tasks = [asyncio.create_task(self._feed())]
         tasks += [asyncio.create_task(self._connection()) for _ in range(self.cfg.pool.connections)]
         error: BaseException | None = None
@@ -120,10 +132,10 @@ class Worker:
             interrupted = self.stop.is_set()
             if error is not None:
                 self.stop.set()
-            for task in (*tasks, watcher, sharing):
+            for task in (*tasks, *helpers):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, watcher, sharing, return_exceptions=True)
+                await asyncio.gather(*tasks, *helpers, return_exceptions=True)
             await self.relays.leave()
             self._release_waiting()
             self.journal.close()
@@ -150,6 +162,25 @@ class Worker:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=self.cfg.watch_every)
+
+    async def _beat(self) -> None:
+        """A `send` run's process among the live workers (registry.py), about every second:
+        the `newsletter worker`s beside it leave it its part of the per-second limits, and it
+        takes 1/n of them, n never fewer than the send's own processes (pacing.py)."""
+        pulse = registry.Pulse()
+        try:
+            while True:
+                sent = self.journal.counts["sent"]
+                try:
+                    live = await asyncio.to_thread(registry.heartbeat, self.engine, self.worker,
+                                                   self.cfg.issue_id, sent, pulse.beat(sent))
+                    self.pacing.share(max(self.cfg.workers, live))
+                except (SQLAlchemyError, OSError) as exc:  # the parts stay as they were
+                    log.warning("send: no heartbeat (%s)", str(exc).splitlines()[0])
+                await asyncio.sleep(registry.BEAT_EVERY)
+        finally:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                await asyncio.to_thread(registry.deregister, self.engine, self.worker)
 
     def _release_waiting(self) -> None:
         ids = []
