@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, or_, select, true, update
@@ -150,35 +150,33 @@ def membership(conn: Connection, subscriber_id: int, list_id: int) -> Membership
 
 def membership_of(row: Sequence[Any]) -> Membership:
     """Membership from a MEMBERSHIP row, the list's name in the subscriber's language."""
-    return _cached(_MEMBERSHIPS, tuple(row), _membership)
-
-
-def _membership(row: Sequence[Any]) -> Membership:
-    language, default, name, status, names, languages = row
-    reads = effective_language(language, languages, default)
-    return Membership(language, default, list_text(names, name, reads, default), status)
+    return _membership(tuple(row))
 
 
 # What a row gives, made once per process for each distinct row when its values are hashable
 # (JSON columns as text: the fast paths' rows). Rows differ only by the few lists, statuses and
-# languages, not by subscriber, so these stay small; a cap guards against the unforeseen.
-_MEMBERSHIPS: dict[tuple[Any, ...], Membership] = {}
-_CHOICES: dict[tuple[Any, ...], ListChoice] = {}
-CACHE_CAP = 4096
+# languages, not by subscriber, so the caches stay small; their size guards the unforeseen.
+CACHE_SIZE = 4096
 
 
-def _cached(cache: dict[tuple[Any, ...], T], key: tuple[Any, ...],
-            make: Callable[[tuple[Any, ...]], T]) -> T:
-    try:
-        return cache[key]
-    except KeyError:
-        pass
-    except TypeError:  # a parsed JSON column (SQLAlchemy's rows): nothing to look up
-        return make(key)
-    if len(cache) >= CACHE_CAP:
-        cache.clear()
-    found = cache[key] = make(key)
-    return found
+def _per_row(make: Callable[[tuple[Any, ...]], T]) -> Callable[[tuple[Any, ...]], T]:
+    """`make`, remembered for each distinct hashable row."""
+    remembered = lru_cache(maxsize=CACHE_SIZE)(make)
+
+    def made(row: tuple[Any, ...]) -> T:
+        try:
+            return remembered(row)
+        except TypeError:  # a parsed JSON column (SQLAlchemy's rows): nothing to look up
+            return make(row)
+
+    return made
+
+
+@_per_row
+def _membership(row: tuple[Any, ...]) -> Membership:
+    language, default, name, status, names, languages = row
+    reads = effective_language(language, languages, default)
+    return Membership(language, default, list_text(names, name, reads, default), status)
 
 
 def load_preferences(conn: Connection, subscriber_id: int, list_id: int) -> PreferencesView:
@@ -199,9 +197,10 @@ def view_of(
     else:  # no list to show at all: the subscriber alone
         email, name, language = alone[1], alone[2], alone[3]
     return PreferencesView(subscriber_id, email, name, language,
-                           tuple([_cached(_CHOICES, (language, *r[3:]), _choice) for r in rows]))
+                           tuple([_choice((language, *r[3:])) for r in rows]))
 
 
+@_per_row
 def _choice(key: tuple[Any, ...]) -> ListChoice:
     """A CHOICES row's list columns, after the subscriber's language, as a ListChoice: name
     and description in the language the subscriber reads the list in."""
