@@ -24,7 +24,13 @@ from newsletter.archive.calendars import calendar_files, stored_events
 from newsletter.archive.eventpages import edition_events, render_calendar
 from newsletter.archive.feeds import render_feed
 from newsletter.archive.inputs import Inputs, watch
-from newsletter.archive.plan import ArchiveConfig, ArchivedEdition, PagePlan, plan_site
+from newsletter.archive.plan import (
+    ArchiveConfig,
+    ArchivedEdition,
+    PagePlan,
+    SitePlan,
+    plan_site,
+)
 from newsletter.archive.render import DOMAIN, PageRenderer
 from newsletter.archive.sitemap import render_sitemap
 from newsletter.archive.statementpages import ArchivedStatement
@@ -194,6 +200,33 @@ def _refuse_a_partial_site(settings: Settings, missing: list[str],
         raise OutputError(f"the site has statements' pages and {here} has no statements/")
 
 
+def _write(settings: Settings, writer: SiteWriter, plan: SitePlan, site: _Site,
+           records: list[ArchivedEdition], sources: Mapping[tuple[str, str], _Source],
+           warnings: list[str]) -> None:
+    """Write every planned page, picture and calendar file whose inputs changed."""
+    for page in plan.pages:
+        if writer.is_current(page.file, page.input_hash):
+            writer.keep(page.file)
+        else:
+            writer.write(page.file, site.render(page), page.input_hash)
+    for asset in plan.assets:
+        source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
+                      if a.ref == asset.ref)
+        files = [asset.file, *_legacy_file(asset.file, source)]
+        if all(writer.is_current(file, source.name) for file in files):
+            for file in files:
+                writer.keep(file)
+            continue
+        try:  # pictures are published processed, never as the editor's original
+            content = source.content(cache_for(settings.workspace))
+        except ImageError as exc:
+            warnings.append(f"{asset.slug} ({asset.language}): not published: {exc}")
+            continue
+        for file in files:
+            writer.write(file, content, source.name)
+    write_calendars(settings, writer, records, sources)
+
+
 def _until(records: list[ArchivedEdition], sources: Mapping[tuple[str, str], _Source],
            statements: list[ArchivedStatement], now: datetime) -> datetime | None:
     """The first moment after `now` at which the clock alone changes a page: an issue sent
@@ -237,27 +270,11 @@ def build_site(
                      previous["urls"], statements)
     site = _Site(settings, sources, renderer)
     writer = SiteWriter(out)
-    for page in plan.pages:
-        if writer.is_current(page.file, page.input_hash):
-            writer.keep(page.file)
-        else:
-            writer.write(page.file, site.render(page), page.input_hash)
-    for asset in plan.assets:
-        source = next(a for a in sources[(asset.slug, asset.language)].scan.assets
-                      if a.ref == asset.ref)
-        files = [asset.file, *_legacy_file(asset.file, source)]
-        if all(writer.is_current(file, source.name) for file in files):
-            for file in files:
-                writer.keep(file)
-            continue
-        try:  # pictures are published processed, never as the editor's original
-            content = source.content(cache_for(settings.workspace))
-        except ImageError as exc:
-            warnings.append(f"{asset.slug} ({asset.language}): not published: {exc}")
-            continue
-        for file in files:
-            writer.write(file, content, source.name)
-    write_calendars(settings, writer, records, sources)
+    try:
+        _write(settings, writer, plan, site, records, sources, warnings)
+    except BaseException:
+        writer.abandon()
+        raise
     languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
     summary = {"languages": languages, "editions": len(plan.urls), "pages": len(plan.pages),
                "assets": len(plan.assets), "warnings": warnings}

@@ -183,6 +183,16 @@ class SiteWriter:
             _put(self._target(INPUTS), json.dumps(data, sort_keys=True).encode())
         return WriteCounts(self.written, self.unchanged, removed)
 
+    def abandon(self) -> None:
+        """A build that stops half-way: the manifest takes the new entries of the files it
+        wrote, so the next build does not take them for what they were before."""
+        if not self.written_files:
+            return
+        files = {**self.previous["files"],
+                 **{file: self.files[file] for file in self.written_files}}
+        manifest = {"version": MANIFEST_VERSION, "files": files, "urls": self.previous["urls"]}
+        _put(self._target(MANIFEST), json.dumps(manifest, sort_keys=True).encode())
+
     def _prune(self, folder: Path) -> None:
         root = self.out.resolve()
         while folder.resolve() != root and folder.is_dir() and not any(folder.iterdir()):
