@@ -276,8 +276,9 @@ def build_site(
         writer.abandon()
         raise
     languages = list(dict.fromkeys(p.language for p in plan.pages if p.kind == "index"))
+    # Whether it warned, not the warnings: the record lies in the public site.
     summary = {"languages": languages, "editions": len(plan.urls), "pages": len(plan.pages),
-               "assets": len(plan.assets), "warnings": warnings}
+               "assets": len(plan.assets), "warned": bool(warnings)}
     watched = [path for source in sources.values() for path in source.scan.looked_at]
     counts = writer.finish(dict(plan.urls), _record(
         settings, inputs, now, _until(records, sources, statements, now), watched, summary))
