@@ -53,6 +53,7 @@ class Asset:
 class AssetScan:
     assets: list[Asset] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    looked_at: list[Path] = field(default_factory=list)  # every file tried, found or not
 
     @property
     def names(self) -> dict[str, str]:
@@ -121,6 +122,8 @@ def scan_assets(web_html: str, source_dir: Path | None) -> AssetScan:
     root = source_dir.resolve() if source_dir else None
     for ref in refs:
         clean = unquote(htmllib.unescape(ref).split("?", 1)[0].split("#", 1)[0]).removeprefix("./")
+        if root is not None:
+            scan.looked_at.append(root / clean)
         candidate = (root / clean).resolve() if root else None
         if candidate is None or root is None or not candidate.is_relative_to(root) \
                 or not candidate.is_file():

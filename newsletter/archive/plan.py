@@ -19,6 +19,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from newsletter.archive.eventpages import plan_events
+from newsletter.archive.inputs import RENDER_VERSION
 from newsletter.archive.statementpages import (
     ArchivedStatement,
     plan_statements,
@@ -36,9 +37,6 @@ from newsletter.links import (
 )
 from newsletter.localized import Localized, format_day, pick
 from newsletter.typography import typeset_text
-
-# Bumped when the way pages are built changes, so every page is rebuilt once after an upgrade.
-RENDER_VERSION = "1"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from newsletter.archive.writer import MANIFEST
+from newsletter.archive.writer import INPUTS, MANIFEST
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -21,7 +21,7 @@ class _Handler(SimpleHTTPRequestHandler):
         return super().guess_type(path)
 
     def send_head(self) -> Any:
-        if MANIFEST in self.path:
+        if MANIFEST in self.path or INPUTS in self.path:
             self.send_error(404)
             return None
         return super().send_head()

@@ -19,17 +19,17 @@ from typing import Any
 from sqlalchemy import Engine
 
 from newsletter.archive.assets import scan_assets
-from newsletter.archive.builder import (
+from newsletter.archive.calendars import stored_events
+from newsletter.archive.eventpages import edition_events
+from newsletter.archive.plan import ArchivedEdition, plan_site
+from newsletter.archive.render import PageRenderer
+from newsletter.archive.site import (
     _Site,
     _Source,
     archive_config,
     load_editions,
     write_calendars,
 )
-from newsletter.archive.calendars import stored_events
-from newsletter.archive.eventpages import edition_events
-from newsletter.archive.plan import ArchivedEdition, plan_site
-from newsletter.archive.render import PageRenderer
 from newsletter.archive.writer import SiteWriter
 from newsletter.config import Settings
 

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 
-import newsletter
+from newsletter.archive.inputs import builtin_templates
 from newsletter.archive.plan import PagePlan
 from newsletter.errors import NewsletterError
 from newsletter.i18n import LOCALES, translations
@@ -25,18 +25,11 @@ from newsletter.i18n import LOCALES, translations
 TEMPLATES = ("root.html", "index.html", "issue.html", "404.html", "events.html",
              "statement.html", "statements.html")
 DOMAIN = "archive"
+__all__ = ["DOMAIN", "TEMPLATES", "ArchiveError", "PageRenderer", "builtin_templates"]
 
 
 class ArchiveError(NewsletterError):
     """The archive cannot be built: a template, an output folder or an asset is wrong."""
-
-
-def builtin_templates() -> Path:
-    """The default archive templates shipped with the tool."""
-    packaged = Path(newsletter.__file__).parent / "skeleton" / "templates" / "archive"
-    if packaged.is_dir():
-        return packaged
-    return Path(newsletter.__file__).resolve().parent.parent / "templates" / "archive"
 
 
 class PageRenderer:

@@ -5,6 +5,10 @@ its size. A file whose inputs did not change is not even rendered; a rendered fi
 the one on disk is not rewritten. So a rebuild with nothing changed writes nothing, not even the
 manifest, and a CDN or rsync sees no new mtimes. Files the manifest never listed are never
 deleted: the output folder may hold an operator's own files (CNAME, robots.txt).
+
+A build also leaves a record of its inputs (inputs.py) beside the manifest, written last. The
+writer deletes it before it changes anything in the folder, so a build that fails half-way, or
+an issue published before its send, never leaves a record vouching for files it changed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from newsletter.errors import NewsletterError
 
 MANIFEST = ".archive-manifest.json"
 MANIFEST_VERSION = 1
+INPUTS = ".archive-inputs.json"
+INPUTS_VERSION = 1
 
 
 class OutputError(NewsletterError):
@@ -43,6 +49,28 @@ def read_manifest(out: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
         return {"files": {}, "urls": {}}
     return {"files": dict(data.get("files") or {}), "urls": dict(data.get("urls") or {})}
+
+
+def read_record(out: Path) -> dict[str, Any]:
+    """The inputs record of the last build (inputs.py), or an empty one."""
+    try:
+        data = json.loads((out / INPUTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != INPUTS_VERSION:
+        return {}
+    return data
+
+
+def intact(out: Path, manifest: dict[str, Any]) -> bool:
+    """Whether every file of the manifest is in the folder with the size it was written with."""
+    for file, entry in manifest["files"].items():
+        try:
+            if os.stat(out / file).st_size != entry.get("size"):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def clean_output(out: Path) -> None:
@@ -82,6 +110,7 @@ class SiteWriter:
         self.unchanged = 0
         self.written_files: list[str] = []
         self.folders: set[Path] = set()
+        self.changing = False
 
     def _target(self, file: str) -> Path:
         target = (self.out / file).resolve()
@@ -117,17 +146,27 @@ class SiteWriter:
         if target.parent not in self.folders:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.folders.add(target.parent)
+        self._change()
         _put(target, data)
         self.written += 1
         self.written_files.append(file)
         return True
 
-    def finish(self, urls: dict[str, str]) -> WriteCounts:
-        """Remove files of the previous build that are no longer planned; save the manifest."""
+    def _change(self) -> None:
+        """Before the first change to the folder: the last build's record no longer holds."""
+        if not self.changing:
+            self.changing = True
+            (self.out / INPUTS).unlink(missing_ok=True)
+
+    def finish(self, urls: dict[str, str],
+               record: dict[str, Any] | None = None) -> WriteCounts:
+        """Remove files of the previous build that are no longer planned; save the manifest,
+        then the record of the inputs the folder is now built from (if given)."""
         removed = 0
         for file in sorted(set(self.previous["files"]) - set(self.files)):
             target = self._target(file)
             if target.is_file():
+                self._change()
                 target.unlink()
                 removed += 1
             self._prune(target.parent)
@@ -136,8 +175,23 @@ class SiteWriter:
         if self.files != self.previous["files"] or all_urls != self.previous["urls"]:
             manifest = {"version": MANIFEST_VERSION, "files": self.files, "urls": all_urls}
             self.out.mkdir(parents=True, exist_ok=True)
+            self._change()
             _put(self._target(MANIFEST), json.dumps(manifest, sort_keys=True).encode())
+        if record is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            data = {"version": INPUTS_VERSION, **record}
+            _put(self._target(INPUTS), json.dumps(data, sort_keys=True).encode())
         return WriteCounts(self.written, self.unchanged, removed)
+
+    def abandon(self) -> None:
+        """A build that stops half-way: the manifest takes the new entries of the files it
+        wrote, so the next build does not take them for what they were before."""
+        if not self.written_files:
+            return
+        files = {**self.previous["files"],
+                 **{file: self.files[file] for file in self.written_files}}
+        manifest = {"version": MANIFEST_VERSION, "files": files, "urls": self.previous["urls"]}
+        _put(self._target(MANIFEST), json.dumps(manifest, sort_keys=True).encode())
 
     def _prune(self, folder: Path) -> None:
         root = self.out.resolve()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from newsletter.archive.render import builtin_templates
-from newsletter.archive.writer import MANIFEST
+from newsletter.archive.writer import INPUTS, MANIFEST
 from newsletter.db.models import Edition, Issue
 from tests.archive.conftest import Builder, Newsroom, site_files, snapshot
 
@@ -14,7 +14,7 @@ def changed_files(before: dict, after: dict) -> set[str]:
     """Files created, rewritten (new mtime or bytes) or deleted between two snapshots."""
     return {
         rel for rel in set(before) | set(after)
-        if rel != MANIFEST and before.get(rel) != after.get(rel)
+        if rel not in (MANIFEST, INPUTS) and before.get(rel) != after.get(rel)
     }
 
 
