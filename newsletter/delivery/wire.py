@@ -7,7 +7,8 @@ emits CRLF-only bytes and ASCII envelope addresses, so `Wire` takes the connecti
 (`transport.set_protocol`) and does the rest itself:
 
 - commands are pre-encoded bytes (`mail_from`, `rcpt_to`, `DATA`, `RSET`), dot-stuffing is one
-  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`);
+  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`), and no
+  scan at all for the builder's messages that it vouches have none (`DotFree`);
 - `write` sends any number of them at once; `reply` returns the server's replies one at a
   time, in order, however they arrive (RFC 2920 PIPELINING needs exactly that).
 
@@ -24,6 +25,8 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPReadTimeoutError
+
+from newsletter.delivery.bodies import DotFree
 
 DATA = b"DATA\r\n"
 RSET = b"RSET\r\n"
@@ -42,7 +45,7 @@ def rcpt_to(address: str) -> bytes:
 
 def _address(address: str) -> bytes:
     encoded = address.encode("ascii")  # UnicodeEncodeError is a ValueError
-    if any(c in encoded for c in b"\r\n<>"):
+    if b"\r" in encoded or b"\n" in encoded or b"<" in encoded or b">" in encoded:
         raise ValueError(f"{address!r} cannot be written in an SMTP command")
     return encoded
 
@@ -50,6 +53,8 @@ def _address(address: str) -> bytes:
 def dot_stuff(data: bytes) -> tuple[bytes, bytes]:
     """The message CRLF-terminated and dot-stuffed, then the end-of-data line (to write as
     two chunks: joining them would copy the message once more)."""
+    if type(data) is DotFree:
+        return data, b".\r\n"
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if _dotted(data):
