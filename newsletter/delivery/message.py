@@ -274,16 +274,18 @@ class MessageBuilder:
         )
         text_part, dot = self._text.encode_checked(text)
         html_part = self._html.encode(html)  # base64: never a "."
+        # Of the recipient's own lines only To can fold (before a space), around the name.
+        dot = dot or self._head_dot or b"\n." in to
         if self._dkim is not None:
             signature, message = self._signed(own, b"".join(text_part), b"".join(html_part))
-            own = (signature, *own)
+            dot = dot or dot_line(signature)
             message = signature + message
         else:
             mime = self._mime
             message = b"".join((*own, self._head, mime.text_head, *text_part, mime.html_head,
                                 *html_part, mime.tail))
         # SMTP's DATA need not look for lines starting with "." in a message known to have none
-        if not (dot or self._head_dot or any(dot_line(line) for line in own)):
+        if not dot:
             message = DotFree(message)
         return self.envelope_sender(r.delivery_id), message
 
