@@ -33,6 +33,15 @@ CACHED = 64  # literal chunks this long or longer are encoded once; shorter ones
 CACHE_LIMIT = 4096  # entries: far more than an edition needs; a safety net, not a tuning knob
 
 
+class DotFree(bytes):
+    """Message bytes that end with CRLF and have no line starting with ".", so DATA sends them
+    as they are. The message builder knows this of its own output part by part (base64 has no
+    ".", the edition's text was checked once): `dot_stuff` then skips its scan of the whole
+    message, which costs more than building it where the text has many sentences."""
+
+    __slots__ = ()
+
+
 def crlf(text: str) -> bytes:
     """UTF-8 bytes with every line ending as CRLF, as SMTP and the MIME encoders expect."""
     data = text.encode("utf-8")
@@ -136,37 +145,54 @@ class QuotedPrintablePart:
     a recipient's value encoded per message."""
 
     def __init__(self) -> None:
-        # literal chunk -> (up to its first line end, its complete lines encoded, the rest);
-        # None: it holds no line end (or a CR) and goes into the line around it
-        self._lines: dict[str, tuple[str, bytes, str] | None] = {}
+        # literal chunk -> (up to its first line end, its complete lines encoded, whether one
+        # of those starts with ".", the rest); None: it holds no line end (or a CR) and goes
+        # into the line around it
+        self._lines: dict[str, tuple[str, bytes, bool, str] | None] = {}
 
     def encode(self, pieces: Sequence[str]) -> list[bytes]:
         """The encoded body, in chunks: `quoted_printable("".join(pieces))` once joined."""
+        return self.encode_checked(pieces)[0]
+
+    def encode_checked(self, pieces: Sequence[str]) -> tuple[list[bytes], bool]:
+        """`encode`, and whether a line of the body starts with "." (SMTP must dot-stuff it):
+        the edition's complete lines were looked at once, only the lines around the
+        recipient's values are looked at per message."""
         out: list[bytes] = []
+        dot = False
         line: list[str] = []  # the pieces of the line being gathered
         for index, piece in enumerate(pieces):
             split = self._split(piece) if index % 2 == 0 and len(piece) >= CACHED else None
             if split is None:
                 if "\r" in piece:
-                    return [quoted_printable("".join(pieces))]
+                    whole = quoted_printable("".join(pieces))
+                    return [whole], dot_line(whole)
                 line.append(piece)
                 continue
-            head, middle, tail = split
+            head, middle, middle_dot, tail = split
             line.append(head)
-            out += (quoted_printable("".join(line)), middle)
+            encoded = quoted_printable("".join(line))
+            out += (encoded, middle)
+            dot = dot or middle_dot or dot_line(encoded)
             line = [tail]
         last = "".join(line)
-        if last and out:  # a CRLF before it: encoded as in a text with CRLF line ends
-            out.append(quoted_printable("\n" + last)[2:])
-        elif last:
-            out.append(quoted_printable(last))
-        return out
+        if last:  # after a CRLF when out has chunks: encoded as in a text with CRLF line ends
+            encoded = quoted_printable("\n" + last)[2:] if out else quoted_printable(last)
+            out.append(encoded)
+            dot = dot or dot_line(encoded)
+        return out, dot
 
-    def _split(self, piece: str) -> tuple[str, bytes, str] | None:
+    def _split(self, piece: str) -> tuple[str, bytes, bool, str] | None:
         if piece not in self._lines:
             if len(self._lines) > CACHE_LIMIT:
                 self._lines.clear()
             first, last = piece.find("\n"), piece.rfind("\n")
+            middle = quoted_printable(piece[first + 1:last + 1])
             self._lines[piece] = None if first < 0 or "\r" in piece else (
-                piece[:first + 1], quoted_printable(piece[first + 1:last + 1]), piece[last + 1:])
+                piece[:first + 1], middle, dot_line(middle), piece[last + 1:])
         return self._lines[piece]
+
+
+def dot_line(data: bytes) -> bool:
+    """Whether a line of `data` (which starts at a line start) starts with "."."""
+    return data[:1] == b"." or b"\n." in data

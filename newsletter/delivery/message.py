@@ -28,8 +28,10 @@ from typing import Any, Protocol
 from newsletter.config import ConfigError, Settings
 from newsletter.delivery.bodies import (
     Base64Part,
+    DotFree,
     QuotedPrintablePart,
     base64_body,
+    dot_line,
     quoted_printable,
 )
 from newsletter.delivery.dkim import DkimError, DkimSigner, load_dkim
@@ -220,6 +222,10 @@ class MessageBuilder:
             mime.header,
         ]
         self._head = b"".join(headers)
+        # Whether the shared lines can start a line with "." (they cannot: field names, folded
+        # lines start with a space), so only the text part is looked at per message.
+        self._head_dot = dot_line(self._head) or any(
+            dot_line(part) for part in (mime.text_head, mime.html_head, mime.tail))
         self._frame = dkim.frame(self._head, (mime.text_head, mime.html_head, mime.tail)
                                  ) if dkim is not None else None
 
@@ -266,24 +272,32 @@ class MessageBuilder:
                                        self._message_id_suffix),
             b"List-Unsubscribe: <%s>\r\n" % unsubscribe.encode("ascii"),
         )
-        text_part, html_part = self._text.encode(text), self._html.encode(html)
+        text_part, dot = self._text.encode_checked(text)
+        html_part = self._html.encode(html)  # base64: never a "."
+        # Of the recipient's own lines only To can fold (before a space), around the name.
+        dot = dot or self._head_dot or b"\n." in to
         if self._dkim is not None:
-            message = self._signed(own, b"".join(text_part), b"".join(html_part))
+            signature, message = self._signed(own, b"".join(text_part), b"".join(html_part))
+            dot = dot or dot_line(signature)
+            message = signature + message
         else:
             mime = self._mime
             message = b"".join((*own, self._head, mime.text_head, *text_part, mime.html_head,
                                 *html_part, mime.tail))
+        # SMTP's DATA need not look for lines starting with "." in a message known to have none
+        if not dot:
+            message = DotFree(message)
         return self.envelope_sender(r.delivery_id), message
 
-    def _signed(self, own: tuple[bytes, ...], text: bytes, html: bytes) -> bytes:
-        """The message with its DKIM-Signature: from the parts when the frame can prove them
-        canonical (no pass over the whole message), else from the whole message."""
+    def _signed(self, own: tuple[bytes, ...], text: bytes, html: bytes) -> tuple[bytes, bytes]:
+        """The DKIM-Signature header and the message it signs: from the parts when the frame
+        can prove them canonical (no pass over the whole message), else from the whole."""
         assert self._dkim is not None
         mime = self._mime
         message = b"".join((*own, self._head, mime.text_head, text, mime.html_head, html,
                             mime.tail))
         header = self._frame.sign(own, text, html) if self._frame is not None else None
-        return (header or self._dkim.sign(message)) + message
+        return header or self._dkim.sign(message), message
 
 
 def smtp_address(email: str) -> str:

@@ -193,13 +193,16 @@ class Session:
             self.drop()
             return Result("retry", "connection lost before DATA: another envelope was announced")
         steps = [b"MAIL", b"RCPT", b"DATA"]
-        lines = [mail_from(envelope[0]), rcpt_to(envelope[1]), DATA]
-        if self.dirty and announced is None:
-            steps.insert(0, b"RSET")
-            lines.insert(0, RSET)
-            self.dirty = False
-        if self.pipelining and announced is None:
-            wire.write(*lines)
+        if announced is None:
+            lines = [mail_from(envelope[0]), rcpt_to(envelope[1]), DATA]
+            if self.dirty:
+                steps.insert(0, b"RSET")
+                lines.insert(0, RSET)
+                self.dirty = False
+            if self.pipelining:
+                wire.write(*lines)
+        else:  # they went out with the previous message's end (pipelining only)
+            lines = [b"", b"", b""]
         refused: Result | None = None
         for step, line in zip(steps, lines, strict=True):
             if not self.pipelining:

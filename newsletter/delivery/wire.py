@@ -7,7 +7,8 @@ emits CRLF-only bytes and ASCII envelope addresses, so `Wire` takes the connecti
 (`transport.set_protocol`) and does the rest itself:
 
 - commands are pre-encoded bytes (`mail_from`, `rcpt_to`, `DATA`, `RSET`), dot-stuffing is one
-  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`);
+  `bytes.replace`, only for a message that has a line starting with "." (`dot_stuff`), and no
+  scan at all for the builder's messages that it vouches have none (`DotFree`);
 - `write` sends any number of them at once; `reply` returns the server's replies one at a
   time, in order, however they arrive (RFC 2920 PIPELINING needs exactly that).
 
@@ -24,6 +25,8 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPReadTimeoutError
+
+from newsletter.delivery.bodies import DotFree
 
 DATA = b"DATA\r\n"
 RSET = b"RSET\r\n"
@@ -42,7 +45,7 @@ def rcpt_to(address: str) -> bytes:
 
 def _address(address: str) -> bytes:
     encoded = address.encode("ascii")  # UnicodeEncodeError is a ValueError
-    if any(c in encoded for c in b"\r\n<>"):
+    if b"\r" in encoded or b"\n" in encoded or b"<" in encoded or b">" in encoded:
         raise ValueError(f"{address!r} cannot be written in an SMTP command")
     return encoded
 
@@ -50,6 +53,8 @@ def _address(address: str) -> bytes:
 def dot_stuff(data: bytes) -> tuple[bytes, bytes]:
     """The message CRLF-terminated and dot-stuffed, then the end-of-data line (to write as
     two chunks: joining them would copy the message once more)."""
+    if type(data) is DotFree:
+        return data, b".\r\n"
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if _dotted(data):
@@ -138,6 +143,8 @@ class Wire(asyncio.Protocol):
     # asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer and data[-1:] == b"\n" and self._one_liners(data):
+            return
         self.buffer += data
         buffer = self.buffer
         start = 0
@@ -162,6 +169,19 @@ class Wire(asyncio.Protocol):
             return
         if self.replies:
             self._wake()
+
+    def _one_liners(self, data: bytes) -> bool:
+        """The usual case, one-line replies that arrived whole (several when pipelining):
+        taken straight from `data`; False for anything else, left to the general path."""
+        replies = []
+        for line in data.split(b"\n")[:-1]:
+            if line[3:4] == b"-" or not line[:3].isdigit():
+                return False
+            replies.append((int(line[:3]), line[4:].strip(b" \t\r").decode("utf-8",
+                                                                             "surrogateescape")))
+        self.replies.extend(replies)
+        self._wake()
+        return True
 
     def eof_received(self) -> bool:
         self._lose(aiosmtplib.SMTPServerDisconnected("the server closed the connection"))

@@ -109,3 +109,37 @@ def test_each_wait_for_a_reply_gets_the_whole_timeout():
     first, second = asyncio.run(_slow_server_waits(timeout=0.6, first_after=0.4))
     assert 0.35 <= first < 0.6
     assert second >= 0.59
+
+
+class _Transport:
+    """Enough of a transport for Wire's reading side."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_replies_read_the_same_whole_split_or_multi_line():
+    """One-line replies that arrive whole take a shortcut; multi-line replies and replies cut
+    anywhere by the network still come out whole and in order."""
+    stream = (b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+              b"250-2.0.0 first line\r\n250 2.0.0 queued as AB-12\r\n550 5.1.1 no-such user\r\n")
+    expected = [(250, "2.1.0 Ok"), (250, "2.1.5 Ok"), (354, "End data with <CR><LF>.<CR><LF>"),
+                (250, "2.0.0 first line\n2.0.0 queued as AB-12"), (550, "5.1.1 no-such user")]
+    for cut in range(len(stream) + 1):
+        wire = Wire(_Transport(), None)  # type: ignore[arg-type]
+        wire.data_received(stream[:cut])
+        wire.data_received(stream[cut:])
+        assert list(wire.replies) == expected, cut
+        assert wire.lost is None
+
+
+def test_a_reply_without_a_code_loses_the_connection():
+    wire = Wire(_Transport(), None)  # type: ignore[arg-type]
+    wire.data_received(b"250 Ok\r\nhello there\r\n")
+    assert wire.lost is not None and "malformed reply" in str(wire.lost)
