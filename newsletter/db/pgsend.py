@@ -56,27 +56,35 @@ ORDER BY l.id
 SKIP = ("UPDATE deliveries SET status = 'skipped', worker = NULL, lease_until = NULL, "
         "last_reply = %s WHERE id = ANY(%s::int[]) AND worker = %s")
 
-JOURNAL = """
-WITH outcome AS (
-    UPDATE deliveries d SET status = o.status,
-        sent_at = CASE WHEN o.status = 'sent' THEN %(now)s ELSE d.sent_at END,
-        last_reply = CASE WHEN o.status = 'sent' THEN d.last_reply ELSE o.reply END,
-        next_attempt_at = CASE WHEN o.status = 'sent' THEN d.next_attempt_at ELSE o.retry END,
+# The journal's parts; a commit runs those it has something for (db/pgsend.journal_sql).
+SENT = """sent AS (
+    UPDATE deliveries SET status = 'sent', sent_at = %(now)s, attempts = attempts + 1,
+        worker = NULL, lease_until = NULL
+    WHERE id = ANY(%(sent)s::int[]) RETURNING id)"""
+OTHER = """other AS (
+    UPDATE deliveries d SET status = o.status, last_reply = o.reply, next_attempt_at = o.retry,
         attempts = d.attempts + o.inc, worker = NULL, lease_until = NULL
     FROM unnest(%(ids)s::int[], %(statuses)s::text[], %(replies)s::text[],
                 %(retries)s::timestamp[], %(incs)s::int[]) AS o(id, status, reply, retry, inc)
     WHERE d.id = o.id AND d.id = ANY(%(ids)s::int[])
-    RETURNING d.id),
-released AS (
+    RETURNING d.id)"""
+RELEASED = """released AS (
     UPDATE deliveries SET worker = NULL, lease_until = NULL
-    WHERE id = ANY(%(released)s::int[]) AND worker = %(worker)s RETURNING id),
-edition AS (
+    WHERE id = ANY(%(released)s::int[]) AND worker = %(worker)s RETURNING id)"""
+EDITION = """edition AS (
     UPDATE editions SET sent_at = %(now)s WHERE issue_id = %(issue)s
-    AND language = ANY(%(languages)s::text[]) AND sent_at IS NULL RETURNING id)
-UPDATE deliveries SET status = 'sending'
+    AND language = ANY(%(languages)s::text[]) AND sent_at IS NULL RETURNING id)"""
+INTENT = """UPDATE deliveries SET status = 'sending'
 WHERE id = ANY(%(intents)s::int[]) AND worker = %(worker)s AND status IN ('queued', 'deferred')
-RETURNING id
-"""
+RETURNING id"""
+NO_INTENT = "SELECT NULL::int WHERE false"
+
+
+def journal_sql(parts: Sequence[str], intents: bool) -> str:
+    """One commit's statement: the CTEs it needs, then the intents (or an empty result)."""
+    main = INTENT if intents else NO_INTENT
+    return f"WITH {', '.join(parts)}\n{main}" if parts else main
+
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -103,6 +111,10 @@ class Lane:
     async def connection(self) -> Any:
         if self.conn is None or self.conn.closed:
             self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            # The statements' plans do not depend on their values (the ids are looked up by
+            # primary key, the claim's ranges by the claim index): plan each once, not at every
+            # run (the planner's guess of the arrays' sizes made it re-plan every time).
+            await self.conn.execute("SET plan_cache_mode = force_generic_plan")
         return self.conn
 
     def close(self) -> None:
@@ -133,16 +145,30 @@ async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[i
                   released: Sequence[int], languages: Sequence[str],
                   now: datetime) -> set[int]:
     """One commit of the journal: outcomes are (id, status, reply, retry time, attempts to
-    add); returns the intents still this worker's."""
+    add; a `sent` adds one); returns the intents still this worker's."""
     settled = {o[0] for o in outcomes}
     released = [i for i in released if i not in settled]
     taken = settled.union(released)
+    intents = [i for i in intents if i not in taken]
+    sent = [o[0] for o in outcomes if o[1] == "sent"]
+    others = [o for o in outcomes if o[1] != "sent"]
+    params: dict[str, Any] = {"worker": worker, "now": naive_utc(now)}
+    parts = []
+    if sent:
+        parts.append(SENT)
+        params["sent"] = sent
+    if others:
+        parts.append(OTHER)
+        params.update(ids=[o[0] for o in others], statuses=[o[1] for o in others],
+                      replies=[o[2] for o in others], incs=[o[4] for o in others],
+                      retries=[o[3] and naive_utc(o[3]) for o in others])
+    if released:
+        parts.append(RELEASED)
+        params["released"] = released
+    if languages:
+        parts.append(EDITION)
+        params.update(issue=issue_id, languages=list(languages))
+    params["intents"] = intents
     conn = await lane.connection()
-    cur = await conn.execute(JOURNAL, {
-        "ids": [o[0] for o in outcomes], "statuses": [o[1] for o in outcomes],
-        "replies": [o[2] for o in outcomes],
-        "retries": [o[3] and naive_utc(o[3]) for o in outcomes],
-        "incs": [o[4] for o in outcomes], "released": list(released), "worker": worker,
-        "now": naive_utc(now), "issue": issue_id, "languages": list(languages),
-        "intents": [i for i in intents if i not in taken]}, prepare=True)
+    cur = await conn.execute(journal_sql(parts, bool(intents)), params, prepare=True)
     return {i for (i,) in await cur.fetchall()}
