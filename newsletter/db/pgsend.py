@@ -4,7 +4,9 @@ on the event loop (no SQLAlchemy, no thread).
 Each is **one statement in autocommit**, so it is its own transaction: one round trip where
 BEGIN, the statements and COMMIT took four to seven, and the reply comes back only once the
 commit is durable (synchronous_commit stays on: a row is `sending` on disk before its DATA).
-Each is prepared on the server at its first run. The statements do what delivery/queue.py's
+Each is prepared on the server at its first run, with one generic plan kept for good
+(`plan_cache_mode`): left to choose, the server planned the journal's statement again at every
+run, a quarter of its CPU for a commit. The statements do what delivery/queue.py's
 `claim` and `commit_journal` do through SQLAlchemy (the protocol is explained there);
 tests/delivery/test_pgsend.py and the journal's tests read their rows back on PostgreSQL.
 
@@ -13,10 +15,11 @@ tests/delivery/test_pgsend.py and the journal's tests read their rows back on Po
   (a CTE runs only as far as it is read), leased, and returned with what the message builder
   needs, the subscription's status and whether the address is suppressed (its HMAC computed
   in SQL, as `sender.hash_expr` does for the enqueue).
-- `JOURNAL`: every outcome from arrays (`unnest`), the released claims, the editions' first
-  send, then the intents, whose ids it returns. The statements of one query see one snapshot,
-  so `journal` keeps an id to the first of these that names it, as the sequential writers'
-  `worker = me` conditions do.
+- The journal (`journal_sql`): the `sent` outcomes by id (`SENT`), the others from arrays
+  (`OTHER`, `unnest`), the released claims, the editions' first send, then the intents, whose
+  ids it returns; a commit runs only the parts it has rows for (each combination is its own
+  prepared statement). The parts of one query see one snapshot, so `journal` keeps an id to
+  the first of these that names it, as the sequential writers' `worker = me` conditions do.
 """
 
 from __future__ import annotations
