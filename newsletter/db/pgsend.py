@@ -4,7 +4,9 @@ on the event loop (no SQLAlchemy, no thread).
 Each is **one statement in autocommit**, so it is its own transaction: one round trip where
 BEGIN, the statements and COMMIT took four to seven, and the reply comes back only once the
 commit is durable (synchronous_commit stays on: a row is `sending` on disk before its DATA).
-Each is prepared on the server at its first run. The statements do what delivery/queue.py's
+Each is prepared on the server at its first run, with one generic plan kept for good
+(`plan_cache_mode`): left to choose, the server planned the journal's statement again at every
+run, a quarter of its CPU for a commit. The statements do what delivery/queue.py's
 `claim` and `commit_journal` do through SQLAlchemy (the protocol is explained there);
 tests/delivery/test_pgsend.py and the journal's tests read their rows back on PostgreSQL.
 
@@ -13,10 +15,11 @@ tests/delivery/test_pgsend.py and the journal's tests read their rows back on Po
   (a CTE runs only as far as it is read), leased, and returned with what the message builder
   needs, the subscription's status and whether the address is suppressed (its HMAC computed
   in SQL, as `sender.hash_expr` does for the enqueue).
-- `JOURNAL`: every outcome from arrays (`unnest`), the released claims, the editions' first
-  send, then the intents, whose ids it returns. The statements of one query see one snapshot,
-  so `journal` keeps an id to the first of these that names it, as the sequential writers'
-  `worker = me` conditions do.
+- The journal (`journal_sql`): the `sent` outcomes by id (`SENT`), the others from arrays
+  (`OTHER`, `unnest`), the released claims, the editions' first send, then the intents, whose
+  ids it returns; a commit runs only the parts it has rows for (each combination is its own
+  prepared statement). The parts of one query see one snapshot, so `journal` keeps an id to
+  the first of these that names it, as the sequential writers' `worker = me` conditions do.
 """
 
 from __future__ import annotations
@@ -56,27 +59,35 @@ ORDER BY l.id
 SKIP = ("UPDATE deliveries SET status = 'skipped', worker = NULL, lease_until = NULL, "
         "last_reply = %s WHERE id = ANY(%s::int[]) AND worker = %s")
 
-JOURNAL = """
-WITH outcome AS (
-    UPDATE deliveries d SET status = o.status,
-        sent_at = CASE WHEN o.status = 'sent' THEN %(now)s ELSE d.sent_at END,
-        last_reply = CASE WHEN o.status = 'sent' THEN d.last_reply ELSE o.reply END,
-        next_attempt_at = CASE WHEN o.status = 'sent' THEN d.next_attempt_at ELSE o.retry END,
+# The journal's parts; a commit runs those it has something for (db/pgsend.journal_sql).
+SENT = """sent AS (
+    UPDATE deliveries SET status = 'sent', sent_at = %(now)s, attempts = attempts + 1,
+        worker = NULL, lease_until = NULL
+    WHERE id = ANY(%(sent)s::int[]) RETURNING id)"""
+OTHER = """other AS (
+    UPDATE deliveries d SET status = o.status, last_reply = o.reply, next_attempt_at = o.retry,
         attempts = d.attempts + o.inc, worker = NULL, lease_until = NULL
     FROM unnest(%(ids)s::int[], %(statuses)s::text[], %(replies)s::text[],
                 %(retries)s::timestamp[], %(incs)s::int[]) AS o(id, status, reply, retry, inc)
     WHERE d.id = o.id AND d.id = ANY(%(ids)s::int[])
-    RETURNING d.id),
-released AS (
+    RETURNING d.id)"""
+RELEASED = """released AS (
     UPDATE deliveries SET worker = NULL, lease_until = NULL
-    WHERE id = ANY(%(released)s::int[]) AND worker = %(worker)s RETURNING id),
-edition AS (
+    WHERE id = ANY(%(released)s::int[]) AND worker = %(worker)s RETURNING id)"""
+EDITION = """edition AS (
     UPDATE editions SET sent_at = %(now)s WHERE issue_id = %(issue)s
-    AND language = ANY(%(languages)s::text[]) AND sent_at IS NULL RETURNING id)
-UPDATE deliveries SET status = 'sending'
+    AND language = ANY(%(languages)s::text[]) AND sent_at IS NULL RETURNING id)"""
+INTENT = """UPDATE deliveries SET status = 'sending'
 WHERE id = ANY(%(intents)s::int[]) AND worker = %(worker)s AND status IN ('queued', 'deferred')
-RETURNING id
-"""
+RETURNING id"""
+NO_INTENT = "SELECT NULL::int WHERE false"
+
+
+def journal_sql(parts: Sequence[str], intents: bool) -> str:
+    """One commit's statement: the CTEs it needs, then the intents (or an empty result)."""
+    main = INTENT if intents else NO_INTENT
+    return f"WITH {', '.join(parts)}\n{main}" if parts else main
+
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -103,6 +114,10 @@ class Lane:
     async def connection(self) -> Any:
         if self.conn is None or self.conn.closed:
             self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            # The statements' plans do not depend on their values (the ids are looked up by
+            # primary key, the claim's ranges by the claim index): plan each once, not at every
+            # run (the planner's guess of the arrays' sizes made it re-plan every time).
+            await self.conn.execute("SET plan_cache_mode = force_generic_plan")
         return self.conn
 
     def close(self) -> None:
@@ -133,16 +148,30 @@ async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[i
                   released: Sequence[int], languages: Sequence[str],
                   now: datetime) -> set[int]:
     """One commit of the journal: outcomes are (id, status, reply, retry time, attempts to
-    add); returns the intents still this worker's."""
+    add; a `sent` adds one); returns the intents still this worker's."""
     settled = {o[0] for o in outcomes}
     released = [i for i in released if i not in settled]
     taken = settled.union(released)
+    intents = [i for i in intents if i not in taken]
+    sent = [o[0] for o in outcomes if o[1] == "sent"]
+    others = [o for o in outcomes if o[1] != "sent"]
+    params: dict[str, Any] = {"worker": worker, "now": naive_utc(now)}
+    parts = []
+    if sent:
+        parts.append(SENT)
+        params["sent"] = sent
+    if others:
+        parts.append(OTHER)
+        params.update(ids=[o[0] for o in others], statuses=[o[1] for o in others],
+                      replies=[o[2] for o in others], incs=[o[4] for o in others],
+                      retries=[o[3] and naive_utc(o[3]) for o in others])
+    if released:
+        parts.append(RELEASED)
+        params["released"] = released
+    if languages:
+        parts.append(EDITION)
+        params.update(issue=issue_id, languages=list(languages))
+    params["intents"] = intents
     conn = await lane.connection()
-    cur = await conn.execute(JOURNAL, {
-        "ids": [o[0] for o in outcomes], "statuses": [o[1] for o in outcomes],
-        "replies": [o[2] for o in outcomes],
-        "retries": [o[3] and naive_utc(o[3]) for o in outcomes],
-        "incs": [o[4] for o in outcomes], "released": list(released), "worker": worker,
-        "now": naive_utc(now), "issue": issue_id, "languages": list(languages),
-        "intents": [i for i in intents if i not in taken]}, prepare=True)
+    cur = await conn.execute(journal_sql(parts, bool(intents)), params, prepare=True)
     return {i for (i,) in await cur.fetchall()}

@@ -72,7 +72,7 @@ def journal_sql(param: str, in_ids: str) -> dict[str, str]:
     """The journal's statements, with the driver's placeholder and its way to match an id list.
 
     They do what `queue.commit_journal` does through SQLAlchemy (SQLite's fast writer; on
-    PostgreSQL db/pgsend.JOURNAL does it in one statement); tests/delivery/test_journal_unit.py
+    PostgreSQL db/pgsend.journal does it in one statement); tests/delivery/test_journal_unit.py
     reads their rows back through SQLAlchemy.
     """
     p = param
