@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,7 +38,8 @@ from newsletter.audience.csvrecords import Plain, Record, read_records, read_run
 from newsletter.audience.importreport import ImportPlan, ImportReport, RowProblem
 from newsletter.audience.importrows import RowChecker, blank
 from newsletter.audience.lists import ListInfo, get_list
-from newsletter.audience.subscribers import MergeCounts, NewRow, merge_batch
+from newsletter.audience.subscribers import Known, MergeCounts, NewRow, merge_batch
+from newsletter.db.bulk import Bulk, KnownRow
 from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
 
@@ -87,8 +89,8 @@ class Importer:
         single = self.dry_run or self.strict
         with self.engine.connect() as conn:
             transaction = conn.begin() if single else None
-            for batch in self._batches(rows, checker):
-                self._merge(conn, batch, source, commit=not single)
+            for batch, known in self._batches(conn, rows, checker):
+                self._merge(conn, batch, known, source, commit=not single)
             if transaction is not None:
                 keep = not self.dry_run and not self.report.rejected
                 (transaction.commit if keep else transaction.rollback)()
@@ -122,27 +124,34 @@ class Importer:
         plan.languages = dict(sorted(plan.languages.items(), key=lambda kv: (-kv[1], kv[0])))
         return plan
 
-    def _batches(self, rows: Iterator[Record], checker: RowChecker):
-        batch: dict[str, NewRow] = {}
-        for record in rows:
-            if not record.problem and blank(record.cells):
-                continue
-            self.report.rows += 1
-            row, email, notes = (checker.check(record.line, record.cells) if not record.problem
-                                 else (None, "", [record.problem]))
-            if row is None:
-                self.report.rejected.append(RowProblem(record.line, email, notes[0]))
-            else:
-                if notes:
-                    self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
-                self._add(batch, row)
-            if self.progress and self.report.rows % 1000 == 0:
-                self.progress(1000)
-            if len(batch) >= self.batch_size:
-                yield list(batch.values())
-                batch = {}
-        if batch:
-            yield list(batch.values())
+    def _batches(self, conn: Connection, rows: Iterator[Record],
+                 checker: RowChecker) -> Iterator[tuple[list[NewRow], Known]]:
+        """The valid rows, merged by address, a batch of records at a time, each batch with its
+        known subscribers (read before its rows are checked, after the batch before is merged).
+        """
+        while records := list(islice(rows, self.batch_size)):
+            addresses = [a for r in records if not r.problem and (a := checker.address(r.cells))]
+            found = Bulk(conn).subscribers(self.lst.id, addresses)
+            batch: dict[str, NewRow] = {}
+            for record in records:
+                self._check(record, checker, found, batch)
+            yield list(batch.values()), {**dict.fromkeys(addresses), **found}
+
+    def _check(self, record: Record, checker: RowChecker, found: dict[str, KnownRow],
+               batch: dict[str, NewRow]) -> None:
+        if not record.problem and blank(record.cells):
+            return
+        self.report.rows += 1
+        row, email, notes = (checker.check(record.line, record.cells, found)
+                             if not record.problem else (None, "", [record.problem]))
+        if row is None:
+            self.report.rejected.append(RowProblem(record.line, email, notes[0]))
+        else:
+            if notes:
+                self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
+            self._add(batch, row)
+        if self.progress and self.report.rows % 1000 == 0:
+            self.progress(1000)
 
     def _add(self, batch: dict[str, NewRow], row: NewRow) -> None:
         key = hash(row.email)
@@ -165,11 +174,12 @@ class Importer:
             earlier.language, earlier.default_language = row.language, False
         earlier.attributes = {**earlier.attributes, **row.attributes}
 
-    def _merge(self, conn: Connection, batch: list[NewRow], source: str, commit: bool) -> None:
+    def _merge(self, conn: Connection, batch: list[NewRow], known: Known, source: str,
+               commit: bool) -> None:
         try:
             with self._savepoint(conn):
                 counts = merge_batch(conn, self.lst, batch, address_key=self.address_key,
-                                     confirmed=self.confirmed, source=source)
+                                     confirmed=self.confirmed, source=source, known=known)
         except DBAPIError:
             # A row the checks let through but the database refuses: find it, keep the others.
             counts = self._merge_one_by_one(conn, batch, source)

@@ -9,6 +9,7 @@ extra spaces is collapsed with a warning. audience/importer.py streams the file 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -44,8 +45,14 @@ class RowChecker:
         self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
         self._languages: dict[str, tuple[str, str]] = {}
 
-    def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
-        """(row or None, email shown in the report, reasons or warnings)."""
+    def check(self, line: int, cells: list[str],
+              known: Container[str] = ()) -> tuple[NewRow | None, str, list[str]]:
+        """(row or None, email shown in the report, reasons or warnings).
+
+        An address in `known` (stored subscribers' addresses, so already in the normalized
+        form) is taken as it is, unless DNS is checked: only a new or changed address needs
+        validating.
+        """
         at_email, at_name, at_surname, at_language = self._at
         width = self.columns.width
         text = "".join(cells)
@@ -55,11 +62,12 @@ class RowChecker:
                 return None, shown(self._cell(cells, at_email)), [problem]
         if len(cells) <= width:
             cells = cells + [""] * (width + 1 - len(cells))
-        raw_email = cells[at_email].strip()
-        try:
-            email = normalize_email(raw_email, check_dns=self.check_dns)
-        except AddressError as exc:
-            return None, shown(raw_email), [str(exc)]
+        email = cells[at_email].strip()
+        if email not in known or self.check_dns:
+            try:
+                email = normalize_email(email, check_dns=self.check_dns)
+            except AddressError as exc:
+                return None, shown(email), [str(exc)]
         first, last = cells[at_name].strip(), cells[at_surname].strip()
         extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
         for label, value in [("name", first), ("name", last), *extra]:
@@ -81,6 +89,12 @@ class RowChecker:
             warnings.append(problem)
         attrs = {h: value for h, value in extra if value}
         return NewRow(email, name, language, attrs, line, not raw_language), email, warnings
+
+    def address(self, cells: list[str]) -> str | None:
+        """The address cell as a stored subscriber's would read, or None when it cannot be one
+        (a control character, which PostgreSQL would refuse in a query; no @; too long)."""
+        email = self._cell(cells, self._at[0])
+        return email if "@" in email and len(email) <= 254 and email.isprintable() else None
 
     def _cell(self, cells: list[str], at: int) -> str:
         return cells[at].strip() if at < len(cells) else ""
