@@ -42,8 +42,11 @@ from newsletter.audience.subscribers import Known, MergeCounts, NewRow, merge_ba
 from newsletter.db.bulk import Bulk, KnownRow
 from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
+from newsletter.keyring import address_hash
 
 ProgressFn = Callable[[int], None]
+# checker.check's answer for a record (None: a blank record).
+Checked = tuple[NewRow | None, str, list[str]] | None
 
 
 @dataclass
@@ -126,30 +129,94 @@ class Importer:
 
     def _batches(self, conn: Connection, rows: Iterator[Record],
                  checker: RowChecker) -> Iterator[tuple[list[NewRow], Known]]:
-        """The valid rows, merged by address, a batch of records at a time, each batch with its
+        """The rows to merge, by address, a batch of records at a time, each batch with its
         known subscribers (read before its rows are checked, after the batch before is merged).
+
+        A record that would change nothing on a subscriber already on the list goes no
+        further than RowChecker.unchanged: it is counted, not merged.
         """
         while records := list(islice(rows, self.batch_size)):
-            addresses = [a for r in records if not r.problem and (a := checker.address(r.cells))]
-            found = Bulk(conn).subscribers(self.lst.id, addresses)
+            keys = [None if r.problem else checker.address(r.cells) for r in records]
+            addresses = [key for key in keys if key]
+            db = Bulk(conn)
+            found = db.subscribers(self.lst.id, addresses)
+            same = self._same(records, keys, checker, self._settled(db, found))
+            checked = {i: self._checked(r, checker, found)
+                       for i, r in enumerate(records) if i not in same}
+            for i in self._not_alone(same, keys, checked):
+                del same[i]
+                checked[i] = self._checked(records[i], checker, found)
             batch: dict[str, NewRow] = {}
-            for record in records:
-                self._check(record, checker, found, batch)
+            for i, record in enumerate(records):
+                if i in same:
+                    self._count_same(*same[i])
+                else:
+                    self._take(record, checked[i], batch)
             yield list(batch.values()), {**dict.fromkeys(addresses), **found}
 
-    def _check(self, record: Record, checker: RowChecker, found: dict[str, KnownRow],
-               batch: dict[str, NewRow]) -> None:
-        if not record.problem and blank(record.cells):
+    def _settled(self, db: Bulk, found: dict[str, KnownRow]) -> dict[str, KnownRow]:
+        """The known subscribers a merge would leave as they are on the list, unless a row
+        changes them: on it already, nothing to confirm, and not suppressed."""
+        settled = {email: row for email, row in found.items()
+                   if row[5] is not None and not (self.confirmed and row[5] == "pending")}
+        if settled and db.any_suppressed():
+            hashes = {address_hash(email, self.address_key): email for email in settled}
+            for blocked in db.suppressed(list(hashes)):
+                del settled[hashes[blocked]]
+        return settled
+
+    @staticmethod
+    def _same(records: list[Record], keys: list[str | None], checker: RowChecker,
+              settled: dict[str, KnownRow]) -> dict[int, tuple[str, KnownRow]]:
+        """Record index -> (language, stored row) for the records that would change nothing
+        on a settled subscriber, found by their address cell as written."""
+        same = {}
+        for i, key in enumerate(keys):
+            stored = settled.get(key) if key else None
+            if stored is not None and (language := checker.unchanged(records[i].cells, stored)):
+                same[i] = language, stored
+        return same
+
+    def _not_alone(self, same: dict[int, tuple[str, KnownRow]], keys: list[str | None],
+                   checked: dict[int, Checked]) -> list[int]:
+        """The unchanged records whose address is also on another record of the file so far
+        (any spelling of it): those are merged as before, later values winning."""
+        twice = Counter(keys[i] for i in same)
+        others = {result[0].email for result in checked.values() if result and result[0]}
+        return [i for i in same if twice[keys[i]] > 1 or keys[i] in others
+                or hash(keys[i]) in self._seen]
+
+    def _count_same(self, language: str, stored: KnownRow) -> None:
+        self._seen.add(hash(stored[0]))
+        self.report.accepted += 1
+        self._count_language(language, 1)
+        self.report.merge.unchanged += 1
+        self.report.merge.kept_unsubscribed += stored[5] == "unsubscribed"
+        self._count_row()
+
+    @staticmethod
+    def _checked(record: Record, checker: RowChecker, found: dict[str, KnownRow]) -> Checked:
+        """checker.check's answer for a record, or None for a blank one."""
+        if record.problem:
+            return None, "", [record.problem]
+        if blank(record.cells):
+            return None
+        return checker.check(record.line, record.cells, found)
+
+    def _take(self, record: Record, checked: Checked, batch: dict[str, NewRow]) -> None:
+        if checked is None:
             return
-        self.report.rows += 1
-        row, email, notes = (checker.check(record.line, record.cells, found)
-                             if not record.problem else (None, "", [record.problem]))
+        row, email, notes = checked
         if row is None:
             self.report.rejected.append(RowProblem(record.line, email, notes[0]))
         else:
             if notes:
                 self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
             self._add(batch, row)
+        self._count_row()
+
+    def _count_row(self) -> None:
+        self.report.rows += 1
         if self.progress and self.report.rows % 1000 == 0:
             self.progress(1000)
 

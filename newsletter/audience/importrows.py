@@ -17,8 +17,9 @@ from newsletter.audience.addresses import AddressError, normalize_email
 from newsletter.audience.columns import CONTROL, Columns
 from newsletter.audience.language import REJECT, LanguageError, ListLanguages
 from newsletter.audience.lists import ListInfo
-from newsletter.audience.names import clean_name
+from newsletter.audience.names import MAX_NAME, clean_name
 from newsletter.audience.subscribers import NewRow
+from newsletter.db.bulk import KnownRow, attributes
 from newsletter.errors import ValidationError
 
 FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
@@ -89,6 +90,40 @@ class RowChecker:
             warnings.append(problem)
         attrs = {h: value for h, value in extra if value}
         return NewRow(email, name, language, attrs, line, not raw_language), email, warnings
+
+    def unchanged(self, cells: list[str], stored: KnownRow) -> str:
+        """The row's language when the row would change nothing on this stored subscriber (its
+        address cell being the stored address) and pass every check without a word; else ''
+        (then `check` says what the row is).
+
+        A cheap comparison of the cells with what is stored: a row of a file imported before.
+        Whatever could make `check` reject, warn or change something (a formula-like cell, an
+        unknown or missing language, a name to collapse) is left to `check`.
+        """
+        width = self.columns.width
+        text = "".join(cells)
+        if len(cells) != width or len(text) > MAX_CELL or not text.isprintable():
+            return ""
+        cells = [*cells, ""]  # a column not in the file (see _at) reads as empty
+        _, at_name, at_surname, at_language = self._at
+        _, _, name, language, stored_attributes, _ = stored
+        raw_language = cells[at_language].strip()
+        code, problem = self.language(raw_language)
+        # No language cell: the list's default, which never replaces a stored language.
+        if problem or (code != language if raw_language else not language):
+            return ""
+        first, last = cells[at_name].strip(), cells[at_surname].strip()
+        given = f"{first} {last}" if first and last else first or last
+        if given and (given != name or "  " in given or len(given) > MAX_NAME):
+            return ""
+        known = attributes(stored_attributes)
+        values = [first, last]
+        for i, header in self.columns.extra:
+            value = cells[i].strip()
+            if value and known.get(header) != value:
+                return ""
+            values.append(value)
+        return "" if any(v and v[0] in FORMULA_START for v in values) else code
 
     def address(self, cells: list[str]) -> str | None:
         """The address cell as a stored subscriber's would read, or None when it cannot be one
