@@ -148,10 +148,9 @@ class Importer:
                 checked[i] = self._checked(records[i], checker, found)
             batch: dict[str, NewRow] = {}
             for i, record in enumerate(records):
-                if i in same:
-                    self._count_same(*same[i])
-                else:
+                if i not in same:
                     self._take(record, checked[i], batch)
+            self._count_same(list(same.values()))
             yield list(batch.values()), {**dict.fromkeys(addresses), **found}
 
     def _settled(self, db: Bulk, found: dict[str, KnownRow]) -> dict[str, KnownRow]:
@@ -181,18 +180,21 @@ class Importer:
                    checked: dict[int, Checked]) -> list[int]:
         """The unchanged records whose address is also on another record of the file so far
         (any spelling of it): those are merged as before, later values winning."""
-        twice = Counter(keys[i] for i in same)
-        others = {result[0].email for result in checked.values() if result and result[0]}
-        return [i for i in same if twice[keys[i]] > 1 or keys[i] in others
-                or hash(keys[i]) in self._seen]
+        addresses = [keys[i] for i in same]
+        twice = ({a for a, n in Counter(addresses).items() if n > 1}
+                 if len(set(addresses)) < len(addresses) else set())
+        others = twice | {result[0].email for result in checked.values() if result and result[0]}
+        return [i for i in same if keys[i] in others or hash(keys[i]) in self._seen]
 
-    def _count_same(self, language: str, stored: KnownRow) -> None:
-        self._seen.add(hash(stored[0]))
-        self.report.accepted += 1
-        self._count_language(language, 1)
-        self.report.merge.unchanged += 1
-        self.report.merge.kept_unsubscribed += stored[5] == "unsubscribed"
-        self._count_row()
+    def _count_same(self, same: list[tuple[str, KnownRow]]) -> None:
+        """Count the records that change nothing (see _batches) as the merge would have."""
+        self._seen.update(hash(stored[0]) for _, stored in same)
+        self.report.accepted += len(same)
+        for language, n in Counter(language for language, _ in same).items():
+            self._count_language(language, n)
+        self.report.merge.unchanged += len(same)
+        self.report.merge.kept_unsubscribed += sum(s[5] == "unsubscribed" for _, s in same)
+        self._count_rows(len(same))
 
     @staticmethod
     def _checked(record: Record, checker: RowChecker, found: dict[str, KnownRow]) -> Checked:
@@ -213,12 +215,13 @@ class Importer:
             if notes:
                 self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
             self._add(batch, row)
-        self._count_row()
+        self._count_rows(1)
 
-    def _count_row(self) -> None:
-        self.report.rows += 1
-        if self.progress and self.report.rows % 1000 == 0:
-            self.progress(1000)
+    def _count_rows(self, n: int) -> None:
+        before, self.report.rows = self.report.rows, self.report.rows + n
+        if self.progress:
+            for _ in range(self.report.rows // 1000 - before // 1000):
+                self.progress(1000)
 
     def _add(self, batch: dict[str, NewRow], row: NewRow) -> None:
         key = hash(row.email)
