@@ -141,15 +141,17 @@ class Importer:
             db = Bulk(conn)
             found = db.subscribers(self.lst.id, addresses)
             same = self._same(records, keys, checker, self._settled(db, found))
-            checked = {i: self._checked(r, checker, found)
-                       for i, r in enumerate(records) if i not in same}
-            for i in self._not_alone(same, keys, checked):
-                del same[i]
-                checked[i] = self._checked(records[i], checker, found)
+            checked: dict[int, Checked] = {}
+            if same:  # checked first, to find the addresses that are on several records
+                checked = {i: self._checked(r, checker, found)
+                           for i, r in enumerate(records) if i not in same}
+                for i in self._not_alone(same, keys, checked):
+                    del same[i]
             batch: dict[str, NewRow] = {}
             for i, record in enumerate(records):
                 if i not in same:
-                    self._take(record, checked[i], batch)
+                    result = checked[i] if i in checked else self._checked(record, checker, found)
+                    self._take(record, result, batch)
             self._count_same(list(same.values()))
             yield list(batch.values()), {**dict.fromkeys(addresses), **found}
 
@@ -169,8 +171,8 @@ class Importer:
               settled: dict[str, KnownRow]) -> dict[int, tuple[str, KnownRow]]:
         """Record index -> (language, stored row) for the records that would change nothing
         on a settled subscriber, found by their address cell as written."""
-        same = {}
-        for i, key in enumerate(keys):
+        same: dict[int, tuple[str, KnownRow]] = {}
+        for i, key in enumerate(keys if settled else ()):
             stored = settled.get(key) if key else None
             if stored is not None and (language := checker.unchanged(records[i].cells, stored)):
                 same[i] = language, stored

@@ -114,21 +114,21 @@ class RowChecker:
             return ""
         first, last = cells[at_name].strip(), cells[at_surname].strip()
         given = f"{first} {last}" if first and last else first or last
-        if given and (given != name or "  " in given or len(given) > MAX_NAME):
+        if given and (given != name or "  " in given or len(given) > MAX_NAME
+                      or first[:1] in FORMULA_START or last[:1] in FORMULA_START):
             return ""
         known = attributes(stored_attributes)
-        values = [first, last]
         for i, header in self.columns.extra:
             value = cells[i].strip()
-            if value and known.get(header) != value:
+            if value and (value[0] in FORMULA_START or known.get(header) != value):
                 return ""
-            values.append(value)
-        return "" if any(v and v[0] in FORMULA_START for v in values) else code
+        return code
 
     def address(self, cells: list[str]) -> str | None:
         """The address cell as a stored subscriber's would read, or None when it cannot be one
         (a control character, which PostgreSQL would refuse in a query; no @; too long)."""
-        email = self._cell(cells, self._at[0])
+        at = self._at[0]
+        email = cells[at].strip() if at < len(cells) else ""
         return email if "@" in email and len(email) <= 254 and email.isprintable() else None
 
     def _cell(self, cells: list[str], at: int) -> str:
