@@ -133,20 +133,9 @@ class Importer:
         known subscribers (read before its rows are checked, after the batch before is merged).
 
         A record that would change nothing on a subscriber already on the list goes no
-        further than RowChecker.unchanged: it is counted, not merged. After a batch of new
-        people only, the next one is checked as it comes, its known subscribers read at the
-        merge, which is cheaper for a file of new people.
+        further than RowChecker.unchanged: it is counted, not merged.
         """
-        known_first = True
         while records := list(islice(rows, self.batch_size)):
-            if not known_first:  # a file of new people: checked as they come, read at the merge
-                batch: dict[str, NewRow] = {}
-                for record in records:
-                    self._take(record, self._checked(record, checker, {}), batch)
-                created = self.report.merge.created
-                yield list(batch.values()), {}
-                known_first = self.report.merge.created - created < len(batch)  # some were known
-                continue
             keys = [None if r.problem else checker.address(r.cells) for r in records]
             addresses = [key for key in keys if key]
             db = Bulk(conn)
@@ -158,14 +147,13 @@ class Importer:
                            for i, r in enumerate(records) if i not in same}
                 for i in self._not_alone(same, keys, checked):
                     del same[i]
-            batch = {}
+            batch: dict[str, NewRow] = {}
             for i, record in enumerate(records):
                 if i not in same:
                     result = checked[i] if i in checked else self._checked(record, checker, found)
                     self._take(record, result, batch)
             self._count_same(list(same.values()))
             yield list(batch.values()), {**dict.fromkeys(addresses), **found}
-            known_first = bool(found)
 
     def _settled(self, db: Bulk, found: dict[str, KnownRow]) -> dict[str, KnownRow]:
         """The known subscribers a merge would leave as they are on the list, unless a row
