@@ -136,7 +136,7 @@ class Importer:
         further than RowChecker.unchanged: it is counted, not merged.
         """
         while records := list(islice(rows, self.batch_size)):
-            keys = [None if r.problem else checker.address(r.cells) for r in records]
+            keys = checker.addresses(records)
             addresses = [key for key in keys if key]
             db = Bulk(conn)
             found = db.subscribers(self.lst.id, addresses)
@@ -150,8 +150,8 @@ class Importer:
             batch: dict[str, NewRow] = {}
             for i, record in enumerate(records):
                 if i not in same:
-                    result = checked[i] if i in checked else self._checked(record, checker, found)
-                    self._take(record, result, batch)
+                    self._take(record, checked[i] if i in checked else
+                               self._checked(record, checker, found), batch)
             self._count_same(list(same.values()))
             yield list(batch.values()), {**dict.fromkeys(addresses), **found}
 
@@ -217,7 +217,9 @@ class Importer:
             if notes:
                 self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
             self._add(batch, row)
-        self._count_rows(1)
+        self.report.rows += 1
+        if self.progress and self.report.rows % 1000 == 0:
+            self.progress(1000)
 
     def _count_rows(self, n: int) -> None:
         before, self.report.rows = self.report.rows, self.report.rows + n

@@ -15,6 +15,7 @@ from functools import cached_property
 
 from newsletter.audience.addresses import AddressError, normalize_email
 from newsletter.audience.columns import CONTROL, Columns
+from newsletter.audience.csvrecords import Record
 from newsletter.audience.language import REJECT, LanguageError, ListLanguages
 from newsletter.audience.lists import ListInfo
 from newsletter.audience.names import MAX_NAME, clean_name
@@ -124,12 +125,13 @@ class RowChecker:
                 return ""
         return code
 
-    def address(self, cells: list[str]) -> str | None:
-        """The address cell as a stored subscriber's would read, or None when it cannot be one
-        (a control character, which PostgreSQL would refuse in a query; no @; too long)."""
+    def addresses(self, records: list[Record]) -> list[str | None]:
+        """Each record's address cell as a stored subscriber's would read, or None when it
+        cannot be one (no such cell; a control character, which PostgreSQL would refuse in a
+        query)."""
         at = self._at[0]
-        email = cells[at].strip() if at < len(cells) else ""
-        return email if "@" in email and len(email) <= 254 and email.isprintable() else None
+        return [cells[at].strip() if at < len(cells) and cells[at].isprintable() else None
+                for _, cells, _ in records]
 
     def _cell(self, cells: list[str], at: int) -> str:
         return cells[at].strip() if at < len(cells) else ""
