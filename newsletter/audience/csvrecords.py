@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 from collections import Counter, deque
 from collections.abc import Iterator
-from itertools import repeat
-from operator import add, itemgetter, methodcaller
 from typing import IO, NamedTuple
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -181,9 +179,9 @@ class Plain(NamedTuple):
         d, texts = self.delimiter, self.texts
         if at is None:
             counts = Counter({"": len(texts)})
-        else:  # split in C; padded, so that a short record's cell is ''
-            split = methodcaller("split", d, at + 1)
-            counts = Counter(map(itemgetter(at), map(split, map(add, texts, repeat(d * (at + 1))))))
+        else:
+            pad = d * (at + 1)  # a record with fewer cells gets empty ones up to `at`
+            counts = Counter((text + pad).split(d, at + 1)[at] for text in texts)
         spaces = [cell for cell in counts if not cell.strip()]
         if spaces:  # every blank record is among these: count it out
             empty = sum(counts.pop(cell) for cell in spaces)

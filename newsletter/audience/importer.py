@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,11 +38,15 @@ from newsletter.audience.csvrecords import Plain, Record, read_records, read_run
 from newsletter.audience.importreport import ImportPlan, ImportReport, RowProblem
 from newsletter.audience.importrows import RowChecker, blank
 from newsletter.audience.lists import ListInfo, get_list
-from newsletter.audience.subscribers import MergeCounts, NewRow, merge_batch
+from newsletter.audience.subscribers import Known, MergeCounts, NewRow, merge_batch
+from newsletter.db.bulk import Bulk, KnownRow
 from newsletter.db.engine import is_sqlite
 from newsletter.errors import ValidationError
+from newsletter.keyring import address_hash
 
 ProgressFn = Callable[[int], None]
+# checker.check's answer for a record (None: a blank record).
+Checked = tuple[NewRow | None, str, list[str]] | None
 
 
 @dataclass
@@ -87,8 +92,8 @@ class Importer:
         single = self.dry_run or self.strict
         with self.engine.connect() as conn:
             transaction = conn.begin() if single else None
-            for batch in self._batches(rows, checker):
-                self._merge(conn, batch, source, commit=not single)
+            for batch, known in self._batches(conn, rows, checker):
+                self._merge(conn, batch, known, source, commit=not single)
             if transaction is not None:
                 keep = not self.dry_run and not self.report.rejected
                 (transaction.commit if keep else transaction.rollback)()
@@ -122,27 +127,105 @@ class Importer:
         plan.languages = dict(sorted(plan.languages.items(), key=lambda kv: (-kv[1], kv[0])))
         return plan
 
-    def _batches(self, rows: Iterator[Record], checker: RowChecker):
-        batch: dict[str, NewRow] = {}
-        for record in rows:
-            if not record.problem and blank(record.cells):
-                continue
-            self.report.rows += 1
-            row, email, notes = (checker.check(record.line, record.cells) if not record.problem
-                                 else (None, "", [record.problem]))
-            if row is None:
-                self.report.rejected.append(RowProblem(record.line, email, notes[0]))
-            else:
-                if notes:
-                    self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
-                self._add(batch, row)
-            if self.progress and self.report.rows % 1000 == 0:
+    def _batches(self, conn: Connection, rows: Iterator[Record],
+                 checker: RowChecker) -> Iterator[tuple[list[NewRow], Known]]:
+        """The rows to merge, by address, a batch of records at a time, each batch with its
+        known subscribers (read before its rows are checked, after the batch before is merged).
+
+        A record that would change nothing on a subscriber already on the list goes no
+        further than RowChecker.unchanged: it is counted, not merged.
+        """
+        while records := list(islice(rows, self.batch_size)):
+            keys = checker.addresses(records)
+            addresses = [key for key in keys if key]
+            db = Bulk(conn)
+            found = db.subscribers(self.lst.id, addresses)
+            same = self._same(records, keys, checker, self._settled(db, found))
+            checked: dict[int, Checked] = {}
+            if same:  # checked first, to find the addresses that are on several records
+                checked = {i: self._checked(r, checker, found)
+                           for i, r in enumerate(records) if i not in same}
+                for i in self._not_alone(same, keys, checked):
+                    del same[i]
+            batch: dict[str, NewRow] = {}
+            for i, record in enumerate(records):
+                if i not in same:
+                    self._take(record, checked[i] if i in checked else
+                               self._checked(record, checker, found), batch)
+            self._count_same(list(same.values()))
+            yield list(batch.values()), {**dict.fromkeys(addresses), **found}
+
+    def _settled(self, db: Bulk, found: dict[str, KnownRow]) -> dict[str, KnownRow]:
+        """The known subscribers a merge would leave as they are on the list, unless a row
+        changes them: on it already, nothing to confirm, and not suppressed."""
+        settled = {email: row for email, row in found.items()
+                   if row[5] is not None and not (self.confirmed and row[5] == "pending")}
+        if settled and db.any_suppressed():
+            hashes = {address_hash(email, self.address_key): email for email in settled}
+            for blocked in db.suppressed(list(hashes)):
+                del settled[hashes[blocked]]
+        return settled
+
+    @staticmethod
+    def _same(records: list[Record], keys: list[str | None], checker: RowChecker,
+              settled: dict[str, KnownRow]) -> dict[int, tuple[str, KnownRow]]:
+        """Record index -> (language, stored row) for the records that would change nothing
+        on a settled subscriber, found by their address cell as written."""
+        same: dict[int, tuple[str, KnownRow]] = {}
+        for i, key in enumerate(keys if settled else ()):
+            stored = settled.get(key) if key else None
+            if stored is not None and (language := checker.unchanged(records[i].cells, stored)):
+                same[i] = language, stored
+        return same
+
+    def _not_alone(self, same: dict[int, tuple[str, KnownRow]], keys: list[str | None],
+                   checked: dict[int, Checked]) -> list[int]:
+        """The unchanged records whose address is also on another record of the file so far
+        (any spelling of it): those are merged as before, later values winning."""
+        addresses = [keys[i] for i in same]
+        twice = ({a for a, n in Counter(addresses).items() if n > 1}
+                 if len(set(addresses)) < len(addresses) else set())
+        others = twice | {result[0].email for result in checked.values() if result and result[0]}
+        return [i for i in same if keys[i] in others or hash(keys[i]) in self._seen]
+
+    def _count_same(self, same: list[tuple[str, KnownRow]]) -> None:
+        """Count the records that change nothing (see _batches) as the merge would have."""
+        self._seen.update(hash(stored[0]) for _, stored in same)
+        self.report.accepted += len(same)
+        for language, n in Counter(language for language, _ in same).items():
+            self._count_language(language, n)
+        self.report.merge.unchanged += len(same)
+        self.report.merge.kept_unsubscribed += sum(s[5] == "unsubscribed" for _, s in same)
+        self._count_rows(len(same))
+
+    @staticmethod
+    def _checked(record: Record, checker: RowChecker, found: dict[str, KnownRow]) -> Checked:
+        """checker.check's answer for a record, or None for a blank one."""
+        if record.problem:
+            return None, "", [record.problem]
+        if blank(record.cells):
+            return None
+        return checker.check(record.line, record.cells, found)
+
+    def _take(self, record: Record, checked: Checked, batch: dict[str, NewRow]) -> None:
+        if checked is None:
+            return
+        row, email, notes = checked
+        if row is None:
+            self.report.rejected.append(RowProblem(record.line, email, notes[0]))
+        else:
+            if notes:
+                self.report.warnings.extend(RowProblem(record.line, email, n) for n in notes)
+            self._add(batch, row)
+        self.report.rows += 1
+        if self.progress and self.report.rows % 1000 == 0:
+            self.progress(1000)
+
+    def _count_rows(self, n: int) -> None:
+        before, self.report.rows = self.report.rows, self.report.rows + n
+        if self.progress:
+            for _ in range(self.report.rows // 1000 - before // 1000):
                 self.progress(1000)
-            if len(batch) >= self.batch_size:
-                yield list(batch.values())
-                batch = {}
-        if batch:
-            yield list(batch.values())
 
     def _add(self, batch: dict[str, NewRow], row: NewRow) -> None:
         key = hash(row.email)
@@ -165,11 +248,12 @@ class Importer:
             earlier.language, earlier.default_language = row.language, False
         earlier.attributes = {**earlier.attributes, **row.attributes}
 
-    def _merge(self, conn: Connection, batch: list[NewRow], source: str, commit: bool) -> None:
+    def _merge(self, conn: Connection, batch: list[NewRow], known: Known, source: str,
+               commit: bool) -> None:
         try:
             with self._savepoint(conn):
                 counts = merge_batch(conn, self.lst, batch, address_key=self.address_key,
-                                     confirmed=self.confirmed, source=source)
+                                     confirmed=self.confirmed, source=source, known=known)
         except DBAPIError:
             # A row the checks let through but the database refuses: find it, keep the others.
             counts = self._merge_one_by_one(conn, batch, source)

@@ -9,15 +9,18 @@ extra spaces is collapsed with a warning. audience/importer.py streams the file 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import cached_property
 
 from newsletter.audience.addresses import AddressError, normalize_email
 from newsletter.audience.columns import CONTROL, Columns
+from newsletter.audience.csvrecords import Record
 from newsletter.audience.language import REJECT, LanguageError, ListLanguages
 from newsletter.audience.lists import ListInfo
-from newsletter.audience.names import clean_name
+from newsletter.audience.names import MAX_NAME, clean_name
 from newsletter.audience.subscribers import NewRow
+from newsletter.db.bulk import KnownRow, attributes
 from newsletter.errors import ValidationError
 
 FORMULA = re.compile(r"^[=@]|^[+-]\s*[A-Za-z(]|^[\t\r]")
@@ -44,8 +47,14 @@ class RowChecker:
         self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
         self._languages: dict[str, tuple[str, str]] = {}
 
-    def check(self, line: int, cells: list[str]) -> tuple[NewRow | None, str, list[str]]:
-        """(row or None, email shown in the report, reasons or warnings)."""
+    def check(self, line: int, cells: list[str],
+              known: Container[str] = ()) -> tuple[NewRow | None, str, list[str]]:
+        """(row or None, email shown in the report, reasons or warnings).
+
+        An address in `known` (stored subscribers' addresses, so already in the normalized
+        form) is taken as it is, unless DNS is checked: only a new or changed address needs
+        validating.
+        """
         at_email, at_name, at_surname, at_language = self._at
         width = self.columns.width
         text = "".join(cells)
@@ -55,11 +64,12 @@ class RowChecker:
                 return None, shown(self._cell(cells, at_email)), [problem]
         if len(cells) <= width:
             cells = cells + [""] * (width + 1 - len(cells))
-        raw_email = cells[at_email].strip()
-        try:
-            email = normalize_email(raw_email, check_dns=self.check_dns)
-        except AddressError as exc:
-            return None, shown(raw_email), [str(exc)]
+        email = cells[at_email].strip()
+        if email not in known or self.check_dns:
+            try:
+                email = normalize_email(email, check_dns=self.check_dns)
+            except AddressError as exc:
+                return None, shown(email), [str(exc)]
         first, last = cells[at_name].strip(), cells[at_surname].strip()
         extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
         for label, value in [("name", first), ("name", last), *extra]:
@@ -81,6 +91,47 @@ class RowChecker:
             warnings.append(problem)
         attrs = {h: value for h, value in extra if value}
         return NewRow(email, name, language, attrs, line, not raw_language), email, warnings
+
+    def unchanged(self, cells: list[str], stored: KnownRow) -> str:
+        """The row's language when the row would change nothing on this stored subscriber (its
+        address cell being the stored address) and pass every check without a word; else ''
+        (then `check` says what the row is).
+
+        A cheap comparison of the cells with what is stored: a row of a file imported before.
+        Whatever could make `check` reject, warn or change something (a formula-like cell, an
+        unknown or missing language, a name to collapse) is left to `check`.
+        """
+        width = self.columns.width
+        text = "".join(cells)
+        if len(cells) != width or len(text) > MAX_CELL or not text.isprintable():
+            return ""
+        cells = [*cells, ""]  # a column not in the file (see _at) reads as empty
+        _, at_name, at_surname, at_language = self._at
+        _, _, name, language, stored_attributes, _ = stored
+        raw_language = cells[at_language].strip()
+        code, problem = self.language(raw_language)
+        # No language cell: the list's default, which never replaces a stored language.
+        if problem or (code != language if raw_language else not language):
+            return ""
+        first, last = cells[at_name].strip(), cells[at_surname].strip()
+        given = f"{first} {last}" if first and last else first or last
+        if given and (given != name or "  " in given or len(given) > MAX_NAME
+                      or first[:1] in FORMULA_START or last[:1] in FORMULA_START):
+            return ""
+        known = attributes(stored_attributes)
+        for i, header in self.columns.extra:
+            value = cells[i].strip()
+            if value and (value[0] in FORMULA_START or known.get(header) != value):
+                return ""
+        return code
+
+    def addresses(self, records: list[Record]) -> list[str | None]:
+        """Each record's address cell as a stored subscriber's would read, or None when it
+        cannot be one (no such cell; a control character, which PostgreSQL would refuse in a
+        query)."""
+        at = self._at[0]
+        return [cells[at].strip() if at < len(cells) and cells[at].isprintable() else None
+                for _, cells, _ in records]
 
     def _cell(self, cells: list[str], at: int) -> str:
         return cells[at].strip() if at < len(cells) else ""

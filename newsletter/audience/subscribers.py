@@ -23,13 +23,15 @@ from newsletter.audience.language import REJECT, ListLanguages
 from newsletter.audience.lists import ListInfo, get_list
 from newsletter.audience.names import clean_name
 from newsletter.audience.subscriptions import leave_list, merge, subscription
-from newsletter.db.bulk import Bulk
+from newsletter.db.bulk import Bulk, KnownRow, attributes
 from newsletter.db.models import utcnow
 from newsletter.db.tables import SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.keyring import address_hash
 
 CLI = RequestMeta(source="cli")
+# address -> its subscriber as read (newsletter.db.bulk.KnownRow), None: not a subscriber.
+Known = dict[str, KnownRow | None]
 
 
 @dataclass(slots=True)
@@ -72,53 +74,59 @@ def suppressed_hashes(conn: Connection, hashes: list[str]) -> set[str]:
     return set(conn.scalars(select(col).where(col.in_(hashes))))
 
 
-def _changes(row: NewRow, name: str, language: str | None,
-             attributes: dict[str, Any]) -> dict[str, Any]:
-    """What a row changes on a known subscriber with this name, language and attributes."""
+def _changes(row: NewRow, name: str, language: str | None, stored: Any) -> dict[str, Any]:
+    """What a row changes on a known subscriber with this name, language and stored
+    attributes (newsletter.db.bulk.attributes)."""
     changes: dict[str, Any] = {}
     if row.name and row.name != name:
         changes["name"] = row.name
     if row.language and row.language != language and not (row.default_language and language):
         changes["language"] = row.language
-    if row.attributes and not row.attributes.items() <= attributes.items():
-        changes["attributes"] = {**attributes, **row.attributes}
+    if row.attributes:
+        known = attributes(stored)
+        if not row.attributes.items() <= known.items():
+            changes["attributes"] = {**known, **row.attributes}
     return changes
 
 
+def known_subscribers(db: Bulk, list_id: int, emails: list[str]) -> Known:
+    """Each of these addresses -> its subscriber's row, or None when there is none."""
+    known: Known = dict.fromkeys(emails)
+    known.update(db.subscribers(list_id, emails))
+    return known
+
+
 def _upsert_subscribers(db: Bulk, list_id: int, rows: list[NewRow], now: Any,
-                        counts: MergeCounts) -> tuple[dict[str, int], dict[int, str]]:
+                        counts: MergeCounts, known: Known) -> tuple[dict[str, int], dict[int, str]]:
     """Create the new addresses, update the known ones (only those a row changes).
 
-    Returns email -> subscriber id, and subscriber id -> status of those already on the list.
+    `known` may already hold some of the addresses (the others are read). Returns email ->
+    subscriber id, and subscriber id -> status of those already on the list.
     """
-    existing = db.subscribers(list_id, [r.email for r in rows])
+    known.update(known_subscribers(db, list_id, [r.email for r in rows if r.email not in known]))
     new: list[NewRow] = []
     updates: list[tuple[int, str, str | None, dict[str, Any]]] = []
-    unchanged = 0
+    ids: dict[str, int] = {}
+    statuses: dict[int, str] = {}
     for r in rows:
-        known = existing.get(r.email)
-        if known is None:
+        row = known[r.email]
+        if row is None:
             new.append(r)
             continue
-        sid, name, language, attributes, _ = known
-        changes = _changes(r, name, language, attributes)
+        _, sid, name, language, stored, status = row
+        ids[r.email] = sid
+        if status is not None:
+            statuses[sid] = status
+        changes = _changes(r, name, language, stored)
         if changes:
             updates.append((sid, changes.get("name", name), changes.get("language", language),
-                            changes.get("attributes", attributes)))
-        else:
-            unchanged += 1
+                            changes.get("attributes", attributes(stored))))
     db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
                           now)
     db.update_subscribers(updates, now)
     counts.created += len(new)
     counts.updated += len(updates)
-    counts.unchanged += unchanged
-    ids: dict[str, int] = {}
-    statuses: dict[int, str] = {}
-    for email, (sid, _, _, _, status) in existing.items():
-        ids[email] = sid
-        if status is not None:
-            statuses[sid] = status
+    counts.unchanged += len(rows) - len(new) - len(updates)
     ids.update(db.subscriber_ids([r.email for r in new]))
     return ids, statuses
 
@@ -131,10 +139,12 @@ def merge_batch(
     address_key: str,
     confirmed: bool = False,
     source: str = "",
+    known: Known | None = None,
 ) -> MergeCounts:
     """Merge validated rows into the list inside the caller's transaction.
 
     The writes go through newsletter.db.bulk (driver calls, the batch's time formatted once).
+    `known` (from known_subscribers, in the same transaction) spares reading those again.
     """
     counts = MergeCounts()
     db = Bulk(conn)
@@ -147,7 +157,7 @@ def merge_batch(
     if not rows:
         return counts
     now = db.now()
-    ids, statuses = _upsert_subscribers(db, lst.id, rows, now, counts)
+    ids, statuses = _upsert_subscribers(db, lst.id, rows, now, counts, dict(known or {}))
     merged = merge(db, lst.id, list(ids.values()), statuses, now, confirmed=confirmed,
                    source=source)
     counts.subscribed += len(merged.created)

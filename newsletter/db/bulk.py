@@ -29,7 +29,11 @@ from newsletter.db.models import utcnow
 # SQLite binds at most 32,766 values per statement; PostgreSQL takes a whole array as one.
 CHUNK = 5000
 
-SUBSCRIBER_COLUMNS = "s.id, s.email, s.name, s.language, s.attributes"
+# email, id, name, language, attributes, status on the list (None when not on it).
+KNOWN_SUBSCRIBERS = ("SELECT s.email, s.id, s.name, s.language, s.attributes, c.status "
+                     "FROM subscribers s LEFT JOIN subscriptions c "
+                     "ON c.subscriber_id = s.id AND c.list_id = ? WHERE s.email {}")
+KnownRow = tuple[str, int, str, str | None, Any, str | None]
 # `?j` marks a JSON value: PostgreSQL gets the text cast to json.
 INSERT_SUBSCRIBER = ("INSERT INTO subscribers (email, name, language, attributes, created_at, "
                      "updated_at) VALUES (?, ?, ?, ?j, ?, ?)")
@@ -54,6 +58,12 @@ def json_text(value: dict[str, Any]) -> str:
     except TypeError:  # a key or value that is not a string
         return json.dumps(value)
     return "{" + ", ".join(items) + "}"
+
+
+def attributes(stored: Any) -> dict[str, Any]:
+    """A KnownRow's attributes as a dict (SQLite gives the JSON text, psycopg the value);
+    only to be read, as it may be shared with other rows."""
+    return (_parsed(stored) if isinstance(stored, str) else stored) or {}
 
 
 @lru_cache(maxsize=4096)
@@ -99,16 +109,11 @@ class Bulk:
         sql = "SELECT email_hash FROM suppressions WHERE email_hash {}"
         return {h for (h,) in self._select_in(sql, hashes)}
 
-    def subscribers(self, list_id: int, emails: Sequence[str]) -> dict[
-            str, tuple[int, str, str | None, dict[str, Any], str | None]]:
-        """email -> (id, name, language, attributes, status on the list or None) for the known
-        ones among these: one read for both, as a re-import needs both for every row."""
-        sql = (f"SELECT {SUBSCRIBER_COLUMNS}, c.status FROM subscribers s "
-               "LEFT JOIN subscriptions c ON c.subscriber_id = s.id AND c.list_id = ? "
-               "WHERE s.email {}")
-        return {email: (sid, name, language, self._attributes(attrs), status)
-                for sid, email, name, language, attrs, status
-                in self._select_in(sql, emails, list_id)}
+    def subscribers(self, list_id: int, emails: Sequence[str]) -> dict[str, KnownRow]:
+        """email -> the driver's row of KNOWN_SUBSCRIBERS for the known ones among these: one
+        read for the subscriber and its status on the list, as a re-import needs both for every
+        row. The attributes are as stored (see `attributes`)."""
+        return {row[0]: row for row in self._select_in(KNOWN_SUBSCRIBERS, emails, list_id)}
 
     def subscriber_ids(self, emails: Sequence[str]) -> dict[str, int]:
         """email -> id for the known ones among these."""
@@ -158,9 +163,6 @@ class Bulk:
         self._many(INSERT_EVENT, [(kind, sid, list_id, now, source, payload) for sid in ids])
 
     # -- plumbing ------------------------------------------------------------------------
-
-    def _attributes(self, value: Any) -> dict[str, Any]:
-        return (_parsed(value) if isinstance(value, str) else value) or {}
 
     def _chunks(self, values: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
         """(chunk, the SQL that follows the column) for `column IN chunk`, per engine."""
