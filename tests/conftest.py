@@ -181,15 +181,34 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _truncate_all(url: str) -> None:
-    engine = make_engine(url)
+@pytest.fixture(scope="session")
+def pg_emptying(pg_url: str) -> list[str]:
+    """The statements that empty the test database, worked out once: a DELETE per table,
+    children first, and each table's id sequence back to 1. On tables of a few rows this takes
+    milliseconds, where reflecting the schema and a TRUNCATE (new files, fsynced) took a
+    quarter to half a second each, for each PostgreSQL test."""
+    engine = make_engine(pg_url)
     meta = MetaData()
     meta.reflect(engine)
     # The keyring's address key stays, as it does in a real database.
-    kept = ("alembic_version", "keyring")
-    names = ", ".join(f'"{t.name}"' for t in meta.sorted_tables if t.name not in kept)
+    tables = [t for t in reversed(meta.sorted_tables) if t.name not in ("alembic_version",
+                                                                        "keyring")]
+    statements = [f'DELETE FROM "{t.name}"' for t in tables]
+    with engine.connect() as conn:
+        for table in tables:
+            for column in table.columns:
+                sequence = conn.execute(text("SELECT pg_get_serial_sequence(:t, :c)"),
+                                        {"t": f'"{table.name}"', "c": column.name}).scalar()
+                if sequence:
+                    statements.append(f"SELECT setval('{sequence}', 1, false)")
+    engine.dispose()
+    return statements
+
+
+def _empty_tables(url: str, statements: list[str]) -> None:
+    engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql("; ".join(statements))  # one round trip
     engine.dispose()
 
 
@@ -201,7 +220,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_url")
-    _truncate_all(url)
+    _empty_tables(url, request.getfixturevalue("pg_emptying"))
     return url
 
 

@@ -111,6 +111,10 @@ def test_resume_after_sigkill_takes_over_zombie_workers_claims_at_once(
         try:
             assert _leased(engine) >= 100
             assert all(_stat(pid)[0] == "Z" for pid in workers)  # zombies, not reaped
+            # The rate only had to keep the first run sending until the kill: the resumed run
+            # sends the rest unpaced (10 s less); the long lease still shows if it waits.
+            configure(workspace, db_url, smtp_server.port, connections=CONNECTIONS,
+                      lease=300.0, retry_window=2.0)
             started = time.monotonic()
             again = _sender(workspace)
             out, _ = again.communicate(timeout=120)
