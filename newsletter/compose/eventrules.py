@@ -21,9 +21,14 @@ def _events(ctx: CheckContext) -> Iterable[tuple[str, Event]]:
             yield shown, event
 
 
+def current_time() -> dt.datetime:
+    """The clock events are compared with when the check is given none."""
+    return dt.datetime.now(dt.UTC)
+
+
 def event_in_past(ctx: CheckContext) -> Iterable[Finding]:
     """An event that is over by now: readers cannot go to it."""
-    now = ctx.now or dt.datetime.now(dt.UTC)
+    now = ctx.now or current_time()
     for shown, event in _events(ctx):
         if max(event.start, event.over_at) < now:
             yield Finding("warning", "event-in-past", shown, event.line,
