@@ -25,7 +25,6 @@ from newsletter.i18n import LOCALES, translations
 TEMPLATES = ("root.html", "index.html", "issue.html", "404.html", "events.html",
              "statement.html", "statements.html")
 DOMAIN = "archive"
-__all__ = ["DOMAIN", "TEMPLATES", "ArchiveError", "PageRenderer", "builtin_templates"]
 
 
 class ArchiveError(NewsletterError):

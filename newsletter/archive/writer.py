@@ -173,10 +173,9 @@ class SiteWriter:
         # Published URLs stay pinned even if the issue disappears and comes back later.
         all_urls = {**self.previous["urls"], **urls}
         if self.files != self.previous["files"] or all_urls != self.previous["urls"]:
-            manifest = {"version": MANIFEST_VERSION, "files": self.files, "urls": all_urls}
             self.out.mkdir(parents=True, exist_ok=True)
             self._change()
-            _put(self._target(MANIFEST), json.dumps(manifest, sort_keys=True).encode())
+            self._save_manifest(self.files, all_urls)
         if record is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             data = {"version": INPUTS_VERSION, **record}
@@ -190,7 +189,10 @@ class SiteWriter:
             return
         files = {**self.previous["files"],
                  **{file: self.files[file] for file in self.written_files}}
-        manifest = {"version": MANIFEST_VERSION, "files": files, "urls": self.previous["urls"]}
+        self._save_manifest(files, self.previous["urls"])
+
+    def _save_manifest(self, files: dict[str, Any], urls: dict[str, str]) -> None:
+        manifest = {"version": MANIFEST_VERSION, "files": files, "urls": urls}
         _put(self._target(MANIFEST), json.dumps(manifest, sort_keys=True).encode())
 
     def _prune(self, folder: Path) -> None:

@@ -75,6 +75,11 @@ def _dotted(data: bytes) -> bool:
     return False
 
 
+def _line_text(line: bytes) -> str:
+    """A reply line's text, after its code and separator."""
+    return line[4:].strip(b" \t\r").decode("utf-8", "surrogateescape")
+
+
 class Wire(asyncio.Protocol):
     """An SMTP client connection's byte stream: write commands, read replies in order."""
 
@@ -153,8 +158,7 @@ class Wire(asyncio.Protocol):
             if end < 0:
                 break
             lines = bytes(buffer[start:end]).split(b"\n")[:-1]
-            text = "\n".join(line[4:].strip(b" \t\r").decode("utf-8", "surrogateescape")
-                             for line in lines)
+            text = "\n".join(_line_text(line) for line in lines)
             try:
                 code = int(lines[0][:3])
             except ValueError:
@@ -177,8 +181,7 @@ class Wire(asyncio.Protocol):
         for line in data.split(b"\n")[:-1]:
             if line[3:4] == b"-" or not line[:3].isdigit():
                 return False
-            replies.append((int(line[:3]), line[4:].strip(b" \t\r").decode("utf-8",
-                                                                             "surrogateescape")))
+            replies.append((int(line[:3]), _line_text(line)))
         self.replies.extend(replies)
         self._wake()
         return True

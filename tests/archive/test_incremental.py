@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from newsletter.archive.render import builtin_templates
+from newsletter.archive.inputs import builtin_templates
 from newsletter.archive.writer import INPUTS, MANIFEST
 from newsletter.db.models import Edition, Issue
 from tests.archive.conftest import Builder, Newsroom, site_files, snapshot

@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import insert, update
 
 from newsletter.archive import inputs as archive_inputs
-from newsletter.archive.render import ArchiveError, builtin_templates
+from newsletter.archive.inputs import builtin_templates
+from newsletter.archive.render import ArchiveError
 from newsletter.archive.writer import INPUTS, OutputError
 from newsletter.compose.events import Event
 from newsletter.config import load_settings
