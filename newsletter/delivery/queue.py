@@ -124,7 +124,7 @@ def enqueue(
         literal(now, type_=DELIVERIES.c.created_at.type),
     ).where(
         ~exists().where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id)
-    )
+    ).order_by(sel.c.id)  # deliveries take ids in subscriber order, whatever the join's plan
     cols = ["issue_id", "subscriber_id", "list_id", "language", "status", "attempts", "created_at"]
     count = select(func.count()).where(DELIVERIES.c.issue_id == issue_id)
     before = conn.execute(count).scalar_one()
