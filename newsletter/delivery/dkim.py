@@ -30,9 +30,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import dkim  # type: ignore[import-untyped]
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key  # type: ignore[import-untyped]
-
 from newsletter.config import Settings
 from newsletter.delivery.headers import AddressError, ascii_address
 from newsletter.errors import NewsletterError
@@ -68,6 +65,12 @@ class DkimSigner:
     private_key: bytes  # PEM, LF line endings (what dkimpy parses)
     headers: tuple[bytes, ...] = SIGNED_HEADERS
     rsa_key: Any = field(default=None, repr=False, compare=False)  # cryptography key or None
+    # the DKIM-Signature field around its t= and bh= values, as sent and as hashed (_tags)
+    tags: tuple[tuple[bytes, ...], tuple[bytes, ...]] = field(init=False, repr=False,
+                                                              compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", _tags(self.domain, self.selector, self.headers))
 
     @property
     def engine(self) -> str:
@@ -88,15 +91,14 @@ class DkimSigner:
     def signature(self, lines: Sequence[bytes], body_hash: bytes) -> bytes:
         """The DKIM-Signature header from the canonical lines of the signed fields (in h=
         order) and the SHA-256 of the canonical body, signed with OpenSSL's RSA."""
-        tags = (b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s="
-                + self.selector + b";\r\n t=" + str(int(time.time())).encode("ascii")
-                + b"; h=" + _fold_names(self.headers) + b";\r\n bh="
-                + base64.b64encode(body_hash) + b";\r\n b=")
-        data = b"".join(lines) + _relaxed_field(b"DKIM-Signature", b" " + tags)[:-2]
+        sent, canonical = self.tags
+        now = str(int(time.time())).encode("ascii")
+        bh = base64.b64encode(body_hash)
+        data = b"".join((*lines, canonical[0], now, canonical[1], bh, canonical[2]))
         signature = self.rsa_key.sign(hashlib.sha256(data).digest(), *_PKCS1_SHA256)
         encoded = base64.b64encode(signature)
         folded = b"\r\n ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
-        return b"DKIM-Signature: " + tags + folded + b"\r\n"
+        return b"".join((sent[0], now, sent[1], bh, sent[2], folded, b"\r\n"))
 
     def frame(self, head: bytes, parts: tuple[bytes, bytes, bytes]) -> Frame | None:
         """A `Frame` for messages made of header fields, then `head` (the fields every message
@@ -108,6 +110,8 @@ class DkimSigner:
 
     def sign_with_dkimpy(self, message: bytes) -> bytes:
         """The same signature computed entirely by dkimpy (the reference; slow RSA)."""
+        import dkim  # type: ignore[import-untyped]  # see load_dkim: only when it signs
+
         return dkim.sign(
             message,
             self.selector,
@@ -130,12 +134,9 @@ def load_dkim(settings: Settings) -> DkimSigner | None:
     except OSError as exc:
         raise DkimError(f"[dkim] key_path: cannot read {path}: {exc.strerror or exc}") from None
     pem = pem.replace(b"\r\n", b"\n")
-    try:
-        key = parse_pem_private_key(pem)
-    except (UnparsableKeyError, ValueError, IndexError, TypeError):
-        raise DkimError(f"[dkim] key_path: {path} is not a PEM RSA private key "
-                        "(make one with: openssl genrsa -out dkim.pem 2048)") from None
-    if key["modulus"].bit_length() < MIN_KEY_BITS:
+    rsa_key = _openssl_key(pem)
+    bits = rsa_key.key_size if rsa_key is not None else _dkimpy_key_bits(pem, path)
+    if bits < MIN_KEY_BITS:
         raise DkimError(f"[dkim] key_path: {path}: RSA keys under {MIN_KEY_BITS} bits are refused "
                         "by receivers; use 2048")
     selector = section.selector.strip()
@@ -151,7 +152,22 @@ def load_dkim(settings: Settings) -> DkimSigner | None:
         raise DkimError(f"[dkim] domain: not a domain name: {domain!r} "
                         "(set [dkim] domain or a valid [newsletter] from_address)") from None
     return DkimSigner(domain=domain.encode("ascii"), selector=selector.encode("ascii"),
-                      private_key=pem, rsa_key=_openssl_key(pem))
+                      private_key=pem, rsa_key=rsa_key)
+
+
+def _dkimpy_key_bits(pem: bytes, path: object) -> int:
+    """The key's size in bits as dkimpy reads it (when `cryptography` cannot); a DkimError
+    when dkimpy cannot parse it either."""
+    # dkimpy is imported only here and where it signs: importing it imports dnspython, which
+    # cost every sender process about 0.2 s of CPU at start-up (1 s on a loaded machine).
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key  # type: ignore[import-untyped]
+
+    try:
+        key = parse_pem_private_key(pem)
+    except (UnparsableKeyError, ValueError, IndexError, TypeError):
+        raise DkimError(f"[dkim] key_path: {path} is not a PEM RSA private key "
+                        "(make one with: openssl genrsa -out dkim.pem 2048)") from None
+    return int(key["modulus"].bit_length())
 
 
 def _openssl_key(pem: bytes) -> Any:
@@ -166,6 +182,7 @@ def _openssl_key(pem: bytes) -> Any:
 
 
 _WSP = re.compile(rb"[ \t]+")
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")  # RFC 5322 §3.6.8: printable ASCII but the colon
 _WSP_TO_FIX = re.compile(rb"\t[ \t]*| [ \t]+")  # only runs that are not already one space
 
 
@@ -289,19 +306,23 @@ def _own_fields(fields: Sequence[bytes], shared: dict[bytes, bytes]) -> dict[byt
     for raw in fields:
         name, colon, value = raw.partition(b":")
         key = name.lower()
-        if (not colon or not name.isascii() or b" " in name or b"\t" in name or not name
-                or not raw.endswith(b"\r\n") or key in own
-                or key in shared or not _one_field(raw[:-2])):
+        if (not colon or key in own or key in shared or not raw.endswith(b"\r\n")
+                or not _FIELD_NAME.fullmatch(name)):
             return None
-        own[key] = _relaxed_field(name, value[:-2])
+        value = value[:-2]
+        if b"\r" in value or b"\n" in value:  # folded: To with a long name
+            if not _one_field(value):
+                return None
+            value = value.replace(b"\r\n", b"")
+        if b"\t" in value or b"  " in value:
+            value = _WSP.sub(b" ", value)
+        own[key] = key + b":" + value.strip(b" \t") + b"\r\n"  # as _relaxed_field makes it
     return own
 
 
 def _one_field(inner: bytes) -> bool:
-    """True when a field (without its last CRLF) is one line or folded: every line end a CRLF
-    followed by a space or tab."""
-    if b"\r" not in inner and b"\n" not in inner:
-        return True
+    """True when a field value (without its last CRLF) is one line or folded: every line end a
+    CRLF followed by a space or tab."""
     return (inner.count(b"\r") == inner.count(b"\n") == inner.count(b"\r\n")
             == inner.count(b"\r\n ") + inner.count(b"\r\n\t"))
 
@@ -316,6 +337,21 @@ def _relaxed_lines(data: bytes) -> bytes | None:
     if b"\t" in data or b"  " in data:
         data = _WSP_TO_FIX.sub(b" ", data)
     return data.replace(b" \r\n", b"\r\n") if b" \r\n" in data else data
+
+
+def _tags(domain: bytes, selector: bytes, headers: tuple[bytes, ...]
+          ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The three pieces of the DKIM-Signature field around t= and bh=: as sent (from the field
+    name to "b=") and relaxed-canonicalized (what the signature covers), made once."""
+    sent = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + domain + b"; s="
+            + selector + b";\r\n t=", b"; h=" + _fold_names(headers) + b";\r\n bh=",
+            b";\r\n b=")
+    # No white space is next to the cuts (t= and bh= values are digits and base64), so each
+    # piece canonicalizes on its own as the whole field would (RFC 6376 §3.4.2).
+    name, _, first = sent[0].partition(b":")
+    canonical = (_relaxed_field(name, first)[:-2],
+                 *(_relaxed_field(b"x", piece)[2:-2] for piece in sent[1:]))
+    return sent, canonical
 
 
 @lru_cache(maxsize=16)
@@ -335,10 +371,14 @@ def _fold_names(names: tuple[bytes, ...]) -> bytes:
 
 def dns_record(signer: DkimSigner) -> tuple[str, str]:
     """(name, TXT value) the operator publishes: `selector._domainkey.domain`, `v=DKIM1; ...`."""
-    import base64
+    if signer.rsa_key is not None:
+        numbers = signer.rsa_key.public_key().public_numbers()
+        public = _public_key_der(numbers.n, numbers.e)
+    else:
+        from dkim.crypto import parse_pem_private_key  # type: ignore[import-untyped]
 
-    key = parse_pem_private_key(signer.private_key)
-    public = _public_key_der(key["modulus"], key["publicExponent"])
+        key = parse_pem_private_key(signer.private_key)
+        public = _public_key_der(key["modulus"], key["publicExponent"])
     name = f"{signer.selector.decode()}._domainkey.{signer.domain.decode()}"
     return name, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
 
