@@ -53,6 +53,12 @@ INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, s
 
 def json_text(value: dict[str, Any]) -> str:
     """`json.dumps(value)`, as SQLAlchemy stores a JSON column; quicker for str -> str."""
+    if len(value) == 1:  # an import with one extra column: no list to build and join
+        ((k, v),) = value.items()
+        if type(k) is str and type(v) is str:
+            return "{" + encode_string(k) + ": " + encode_string(v) + "}"
+    elif not value:
+        return "{}"
     try:
         items = [encode_string(k) + ": " + encode_string(v) for k, v in value.items()]
     except TypeError:  # a key or value that is not a string
