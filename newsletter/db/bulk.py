@@ -35,8 +35,9 @@ KNOWN_SUBSCRIBERS = ("SELECT s.email, s.id, s.name, s.language, s.attributes, c.
                      "ON c.subscriber_id = s.id AND c.list_id = ? WHERE s.email {}")
 KnownRow = tuple[str, int, str, str | None, Any, str | None]
 # `?j` marks a JSON value: PostgreSQL gets the text cast to json.
-INSERT_SUBSCRIBER = ("INSERT INTO subscribers (email, name, language, attributes, created_at, "
-                     "updated_at) VALUES (?, ?, ?, ?j, ?, ?)")
+INSERTS_SUBSCRIBERS = ("INSERT INTO subscribers (email, name, language, attributes, "
+                       "created_at, updated_at) VALUES")
+INSERT_SUBSCRIBER = f"{INSERTS_SUBSCRIBERS} (?, ?, ?, ?j, ?, ?)"
 UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes = ?j, "
                      "updated_at = ? WHERE id = ?")
 INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
@@ -128,10 +129,24 @@ class Bulk:
     # -- writes --------------------------------------------------------------------------
 
     def insert_subscribers(self, rows: Iterable[tuple[str, str, str | None, dict[str, Any]]],
-                           now: Any) -> None:
-        """New subscribers from (email, name, language, attributes); created/updated `now`."""
-        self._many(INSERT_SUBSCRIBER, [(email, name, language, json_text(attrs), now, now)
-                                       for email, name, language, attrs in rows])
+                           now: Any) -> dict[str, int]:
+        """New subscribers from (email, name, language, attributes); created/updated `now`.
+        Returns email -> the new subscriber's id."""
+        params = [(email, name, language, json_text(attrs), now, now)
+                  for email, name, language, attrs in rows]
+        if not self.sqlite:
+            self._many(INSERT_SUBSCRIBER, params)
+            return self.subscriber_ids([p[0] for p in params])
+        # One statement per chunk that returns the ids: no second read of the email index.
+        # (CHUNK rows of 6 values stay under SQLite's 32,766 values a statement.)
+        ids: dict[str, int] = {}
+        for start in range(0, len(params), CHUNK):
+            chunk = params[start:start + CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            self._execute(f"{INSERTS_SUBSCRIBERS} {values} RETURNING email, id",
+                          [value for row in chunk for value in row])
+            ids.update(self.cursor.fetchall())
+        return ids
 
     def update_subscribers(self, rows: Iterable[tuple[int, str, str | None, dict[str, Any]]],
                            now: Any) -> None:
