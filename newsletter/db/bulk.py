@@ -42,6 +42,13 @@ UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes 
                      "updated_at = ? WHERE id = ?")
 INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
                        "updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?)")
+# The same two inserts on SQLite for a whole batch of subscriber ids given as one JSON array,
+# in its order: one statement, and no Python tuple or parameter binding per row.
+EACH_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                     "updated_at, confirmed_at) SELECT value, ?, ?, ?, ?, ? FROM json_each(?) "
+                     "ORDER BY key")
+EACH_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
+              "SELECT ?, value, ?, ?, ?, ? FROM json_each(?) ORDER BY key")
 # A request left behind by an earlier pending subscription of the same pair is replaced.
 INSERT_REQUEST = ("INSERT INTO subscription_requests (subscriber_id, list_id, language, name, "
                   "source, created_at) VALUES (?, ?, NULL, '', ?, ?) "
@@ -156,6 +163,9 @@ class Bulk:
 
     def insert_subscriptions(self, list_id: int, ids: Iterable[int], status: str, now: Any,
                              confirmed_at: Any) -> None:
+        if self.sqlite:
+            self._each_id(EACH_SUBSCRIPTION, ids, list_id, status, now, now, confirmed_at)
+            return
         self._many(INSERT_SUBSCRIPTION,
                    [(sid, list_id, status, now, now, confirmed_at) for sid in ids])
 
@@ -181,6 +191,9 @@ class Bulk:
                       data: dict[str, Any]) -> None:
         """One audit event per subscriber id, all with the same kind, source and data."""
         payload = json_text(data)
+        if self.sqlite:
+            self._each_id(EACH_EVENT, ids, kind, list_id, now, source, payload)
+            return
         self._many(INSERT_EVENT, [(kind, sid, list_id, now, source, payload) for sid in ids])
 
     # -- plumbing ------------------------------------------------------------------------
@@ -210,6 +223,12 @@ class Bulk:
             self.cursor.execute(self._sql(sql), params)
         except self.error as exc:
             raise DBAPIError.instance(sql, params, exc, self.error) from exc
+
+    def _each_id(self, sql: str, ids: Iterable[int], *values: Any) -> None:
+        """An EACH_ statement: its row inserted once per id, in the order given."""
+        ids = list(ids)
+        if ids:
+            self._execute(sql, (*values, json.dumps(ids)))
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
