@@ -172,7 +172,7 @@ class Plain(NamedTuple):
 
     def records(self) -> list[Record]:
         d, texts = self.delimiter, self.texts
-        # Record._make of whole tuples costs less than a Record(...) call per line.
+        # Record._make of ready tuples: measured quicker than Record(line, cells) per line.
         lines = range(self.first, self.first + len(texts))
         cells = [t.split(d) if t else [] for t in texts]
         return list(map(Record._make, zip(lines, cells, repeat(""))))

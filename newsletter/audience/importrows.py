@@ -58,13 +58,13 @@ class RowChecker:
         """
         at_email, at_name, at_surname, at_language = self._at
         width = self.columns.width
-        text = "".join(cells)
-        if len(cells) > width or len(text) > MAX_CELL or not text.isprintable():
+        text, n = "".join(cells), len(cells)
+        if n > width or len(text) > MAX_CELL or not text.isprintable():
             problem = self._cells_problem(cells)
             if problem:
                 return None, shown(self._cell(cells, at_email)), [problem]
-        if len(cells) <= width:
-            cells = cells + [""] * (width + 1 - len(cells))
+        if n <= width:
+            cells = cells + [""] * (width + 1 - n)
         email = cells[at_email].strip()
         if email not in known or self.check_dns:
             try:
