@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 from collections import Counter, deque
 from collections.abc import Iterator
+from itertools import repeat
 from typing import IO, NamedTuple
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -170,8 +171,11 @@ class Plain(NamedTuple):
     delimiter: str
 
     def records(self) -> list[Record]:
-        d = self.delimiter
-        return [Record(n, t.split(d) if t else []) for n, t in enumerate(self.texts, self.first)]
+        d, texts = self.delimiter, self.texts
+        # Record._make of ready tuples: measured quicker than Record(line, cells) per line.
+        lines = range(self.first, self.first + len(texts))
+        cells = [t.split(d) if t else [] for t in texts]
+        return list(map(Record._make, zip(lines, cells, repeat(""))))
 
     def cell_counts(self, at: int | None) -> Counter[str]:
         """How many records of the run have each value in cell `at` ('' when a record is

@@ -46,6 +46,7 @@ class RowChecker:
 
         self._at = (at(c.email), at(c.name), at(c.surname), at(c.language))
         self._languages: dict[str, tuple[str, str]] = {}
+        self._extra = c.extra
 
     def check(self, line: int, cells: list[str],
               known: Container[str] = ()) -> tuple[NewRow | None, str, list[str]]:
@@ -57,13 +58,13 @@ class RowChecker:
         """
         at_email, at_name, at_surname, at_language = self._at
         width = self.columns.width
-        text = "".join(cells)
-        if len(cells) > width or len(text) > MAX_CELL or not text.isprintable():
+        text, n = "".join(cells), len(cells)
+        if n > width or len(text) > MAX_CELL or not text.isprintable():
             problem = self._cells_problem(cells)
             if problem:
                 return None, shown(self._cell(cells, at_email)), [problem]
-        if len(cells) <= width:
-            cells = cells + [""] * (width + 1 - len(cells))
+        if n <= width:
+            cells = cells + [""] * (width + 1 - n)
         email = cells[at_email].strip()
         if email not in known or self.check_dns:
             try:
@@ -71,25 +72,34 @@ class RowChecker:
             except AddressError as exc:
                 return None, shown(email), [str(exc)]
         first, last = cells[at_name].strip(), cells[at_surname].strip()
-        extra = [(h, cells[i].strip()) for i, h in self.columns.extra]
-        for label, value in [("name", first), ("name", last), *extra]:
+        for value in (first, last):
             if value and value[0] in FORMULA_START and FORMULA.match(value):
-                return None, email, [f"{label} looks like a spreadsheet formula: {value[:40]!r}"]
-        warnings: list[str] = []
+                return None, email, [f"name looks like a spreadsheet formula: {value[:40]!r}"]
+        attrs: dict[str, str] = {}
+        for i, header in self._extra:
+            value = cells[i].strip()
+            if value:
+                if value[0] in FORMULA_START and FORMULA.match(value):
+                    return None, email, [f"{header} looks like a spreadsheet formula: "
+                                         f"{value[:40]!r}"]
+                attrs[header] = value
         raw_name = f"{first} {last}" if first and last else first or last
-        try:
-            name = clean_name(raw_name)
-        except ValidationError as exc:
-            return None, email, [str(exc)]
+        # clean_name's answer, got without calling it for the usual printable short name.
+        name = " ".join(raw_name.split())
+        if len(name) > MAX_NAME or not name.isprintable():
+            try:
+                name = clean_name(raw_name)
+            except ValidationError as exc:
+                return None, email, [str(exc)]
+        warnings: list[str] = []
         if name != raw_name:
             warnings.append("line breaks or extra spaces in the name were collapsed")
         raw_language = cells[at_language].strip()
-        language, problem = self.language(raw_language)
+        language, problem = self._languages.get(raw_language) or self.language(raw_language)
         if problem:
             if not language:
                 return None, email, [problem]
             warnings.append(problem)
-        attrs = {h: value for h, value in extra if value}
         return NewRow(email, name, language, attrs, line, not raw_language), email, warnings
 
     def unchanged(self, cells: list[str], stored: KnownRow) -> str:

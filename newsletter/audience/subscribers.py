@@ -121,13 +121,13 @@ def _upsert_subscribers(db: Bulk, list_id: int, rows: list[NewRow], now: Any,
         if changes:
             updates.append((sid, changes.get("name", name), changes.get("language", language),
                             changes.get("attributes", attributes(stored))))
-    db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes) for r in new),
-                          now)
+    created = db.insert_subscribers(((r.email, r.name, r.language or None, r.attributes)
+                                     for r in new), now)
     db.update_subscribers(updates, now)
     counts.created += len(new)
     counts.updated += len(updates)
     counts.unchanged += len(rows) - len(new) - len(updates)
-    ids.update(db.subscriber_ids([r.email for r in new]))
+    ids.update(created)
     return ids, statuses
 
 

@@ -35,12 +35,20 @@ KNOWN_SUBSCRIBERS = ("SELECT s.email, s.id, s.name, s.language, s.attributes, c.
                      "ON c.subscriber_id = s.id AND c.list_id = ? WHERE s.email {}")
 KnownRow = tuple[str, int, str, str | None, Any, str | None]
 # `?j` marks a JSON value: PostgreSQL gets the text cast to json.
-INSERT_SUBSCRIBER = ("INSERT INTO subscribers (email, name, language, attributes, created_at, "
-                     "updated_at) VALUES (?, ?, ?, ?j, ?, ?)")
+INSERTS_SUBSCRIBERS = ("INSERT INTO subscribers (email, name, language, attributes, "
+                       "created_at, updated_at) VALUES")
+INSERT_SUBSCRIBER = f"{INSERTS_SUBSCRIBERS} (?, ?, ?, ?j, ?, ?)"
 UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes = ?j, "
                      "updated_at = ? WHERE id = ?")
 INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
                        "updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?)")
+# The same two inserts on SQLite for a whole batch of subscriber ids given as one JSON array,
+# in its order: one statement, and no Python tuple or parameter binding per row.
+EACH_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                     "updated_at, confirmed_at) SELECT value, ?, ?, ?, ?, ? FROM json_each(?) "
+                     "ORDER BY key")
+EACH_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
+              "SELECT ?, value, ?, ?, ?, ? FROM json_each(?) ORDER BY key")
 # A request left behind by an earlier pending subscription of the same pair is replaced.
 INSERT_REQUEST = ("INSERT INTO subscription_requests (subscriber_id, list_id, language, name, "
                   "source, created_at) VALUES (?, ?, NULL, '', ?, ?) "
@@ -53,6 +61,12 @@ INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, s
 
 def json_text(value: dict[str, Any]) -> str:
     """`json.dumps(value)`, as SQLAlchemy stores a JSON column; quicker for str -> str."""
+    if len(value) == 1:  # an import with one extra column: no list to build and join
+        ((k, v),) = value.items()
+        if type(k) is str and type(v) is str:
+            return "{" + encode_string(k) + ": " + encode_string(v) + "}"
+    elif not value:
+        return "{}"
     try:
         items = [encode_string(k) + ": " + encode_string(v) for k, v in value.items()]
     except TypeError:  # a key or value that is not a string
@@ -122,10 +136,24 @@ class Bulk:
     # -- writes --------------------------------------------------------------------------
 
     def insert_subscribers(self, rows: Iterable[tuple[str, str, str | None, dict[str, Any]]],
-                           now: Any) -> None:
-        """New subscribers from (email, name, language, attributes); created/updated `now`."""
-        self._many(INSERT_SUBSCRIBER, [(email, name, language, json_text(attrs), now, now)
-                                       for email, name, language, attrs in rows])
+                           now: Any) -> dict[str, int]:
+        """New subscribers from (email, name, language, attributes); created/updated `now`.
+        Returns email -> the new subscriber's id."""
+        params = [(email, name, language, json_text(attrs), now, now)
+                  for email, name, language, attrs in rows]
+        if not self.sqlite:
+            self._many(INSERT_SUBSCRIBER, params)
+            return self.subscriber_ids([p[0] for p in params])
+        # One statement per chunk that returns the ids: no second read of the email index.
+        # (CHUNK rows of 6 values stay under SQLite's 32,766 values a statement.)
+        ids: dict[str, int] = {}
+        for start in range(0, len(params), CHUNK):
+            chunk = params[start:start + CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            self._execute(f"{INSERTS_SUBSCRIBERS} {values} RETURNING email, id",
+                          [value for row in chunk for value in row])
+            ids.update(self.cursor.fetchall())
+        return ids
 
     def update_subscribers(self, rows: Iterable[tuple[int, str, str | None, dict[str, Any]]],
                            now: Any) -> None:
@@ -135,6 +163,9 @@ class Bulk:
 
     def insert_subscriptions(self, list_id: int, ids: Iterable[int], status: str, now: Any,
                              confirmed_at: Any) -> None:
+        if self.sqlite:
+            self._each_id(EACH_SUBSCRIPTION, ids, list_id, status, now, now, confirmed_at)
+            return
         self._many(INSERT_SUBSCRIPTION,
                    [(sid, list_id, status, now, now, confirmed_at) for sid in ids])
 
@@ -160,6 +191,9 @@ class Bulk:
                       data: dict[str, Any]) -> None:
         """One audit event per subscriber id, all with the same kind, source and data."""
         payload = json_text(data)
+        if self.sqlite:
+            self._each_id(EACH_EVENT, ids, kind, list_id, now, source, payload)
+            return
         self._many(INSERT_EVENT, [(kind, sid, list_id, now, source, payload) for sid in ids])
 
     # -- plumbing ------------------------------------------------------------------------
@@ -189,6 +223,12 @@ class Bulk:
             self.cursor.execute(self._sql(sql), params)
         except self.error as exc:
             raise DBAPIError.instance(sql, params, exc, self.error) from exc
+
+    def _each_id(self, sql: str, ids: Iterable[int], *values: Any) -> None:
+        """An EACH_ statement: its row inserted once per id, in the order given."""
+        ids = list(ids)
+        if ids:
+            self._execute(sql, (*values, json.dumps(ids)))
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
