@@ -17,6 +17,7 @@ per message only the recipient's fields and the text part are.
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -202,6 +203,9 @@ class MessageBuilder:
         domain = (setting_domain(settings, "message_id_domain")
                   or from_address.rpartition("@")[2])
         self._message_id_suffix = f"@{domain}>\r\n".encode("ascii")
+        # Message-IDs need to be unique, not secret (the delivery id already is): a generator
+        # seeded from the system once, instead of a system call per message.
+        self._random = random.Random(os.urandom(16))
         self._date_second = -1
         self._date_line = b""
         self._mime = mime = Alternative.new()
@@ -268,8 +272,8 @@ class MessageBuilder:
         own = (
             to,
             self._date(),
-            b"Message-ID: <%d.%s%s" % (r.delivery_id, os.urandom(6).hex().encode(),
-                                       self._message_id_suffix),
+            b"Message-ID: <%d.%012x%s" % (r.delivery_id, self._random.getrandbits(48),
+                                          self._message_id_suffix),
             b"List-Unsubscribe: <%s>\r\n" % unsubscribe.encode("ascii"),
         )
         text_part, dot = self._text.encode_checked(text)

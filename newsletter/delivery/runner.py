@@ -43,6 +43,8 @@ from newsletter.delivery.relays import RelaySet, Slot
 ContentFactory = Callable[[], Mapping[str, Build]]
 log = logging.getLogger(__name__)
 STOPPED = ("paused", "cancelled")  # an issue in these states is not sent any further
+YOUNG = 20_000  # the collector's first threshold while a worker sends (see Worker.run)
+PROGRESS_EVERY = 0.2  # s between progress reports (a bar redrawn 5 times a second is enough)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,11 @@ class Worker:
         gc.collect()
         gc.freeze()
         await self.relays.join()  # the relays out and the hourly budgets, before any connection
+        # The young generation is collected whenever 700 more tracked objects are alive than
+        # at the last collection: each claimed batch (a few objects per row) and the messages
+        # in flight set it off again and again, for nothing, as a run makes almost no cycles.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(YOUNG, *thresholds[1:])
         journal_task = asyncio.create_task(self.journal.run())
         helpers = [asyncio.create_task(self._watch()),
                    asyncio.create_task(self.relays.keep_in_step())]
@@ -144,6 +151,8 @@ class Worker:
             if self.claims is not None:
                 self.claims.close()
             self.engine.dispose()
+            if thresholds[0] != YOUNG:  # else another run in this process set it and resets it
+                gc.set_threshold(*thresholds)
             gc.unfreeze()  # a send run in a longer-lived process gives its objects back
         if error is not None:
             raise error
@@ -306,11 +315,36 @@ async def _run_here(cfg: RunConfig, progress: Progress) -> RunResult:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    report = Coalesced(progress)
     try:
-        return await Worker(cfg, progress, stop).run()
+        return await Worker(cfg, report, stop).run()
     finally:
+        report.flush()
         for sig in handled:
             loop.remove_signal_handler(sig)
+
+
+class Coalesced:
+    """Progress passed on at most every PROGRESS_EVERY seconds, the counts summed meanwhile:
+    the journal reports each commit (several hundred a second), and the progress bar's
+    update cost as much as the commit's own Python work."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.pending: Counter[str] = Counter()
+        self.last = time.monotonic()
+
+    def __call__(self, delta: Mapping[str, int]) -> None:
+        self.pending.update(delta)
+        now = time.monotonic()
+        if now - self.last > PROGRESS_EVERY:
+            self.last = now
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, Counter()
+            self.progress(dict(pending))
 
 
 def _die_with_parent() -> None:
@@ -327,23 +361,15 @@ def worker_main(cfg: RunConfig, channel: Any) -> None:
 
     _die_with_parent()
     use_log_format_from_environment()  # --log-format json reaches the workers too
-    last = [time.monotonic()]
-    pending: Counter[str] = Counter()
 
-    def progress(delta: Mapping[str, int]) -> None:
-        pending.update(delta)
-        if time.monotonic() - last[0] > 0.2:
-            channel.put(("progress", dict(pending)))
-            pending.clear()
-            last[0] = time.monotonic()
+    def progress(delta: Mapping[str, int]) -> None:  # coalesced by _run_here
+        channel.put(("progress", dict(delta)))
 
     try:
         result = event_loop_runner()(_run_here(cfg, progress))
     except Exception as exc:  # reported by the parent as one line
-        channel.put(("progress", dict(pending)))
         channel.put(("failed", f"{exc}" if isinstance(exc, SendError) else repr(exc)))
         return
-    channel.put(("progress", dict(pending)))
     channel.put(("done", (dict(result.counts), result.interrupted, result.error)))
 
 

@@ -37,6 +37,7 @@ from newsletter.delivery.relay import Relay
 from newsletter.delivery.wire import DATA, QUIT, RSET, Wire, dot_stuff, mail_from, rcpt_to
 
 Status = Literal["sent", "deferred", "failed", "retry", "unknown", "withheld"]
+ACCEPTED = {b"MAIL": 250, b"RCPT": 250, b"DATA": 354}  # the reply that lets a step go on
 LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
 
 
@@ -259,13 +260,14 @@ def _closing(code: int, text: str) -> Result:
 
 def _refusal(step: bytes, code: int, text: str) -> Result | None:
     """What a refused MAIL FROM, RCPT TO or DATA means for the message; None if accepted."""
+    if code == ACCEPTED[step]:  # the common case, three times a message: nothing to format
+        return None
     reply = reply_text(code, text)
     if step == b"MAIL":  # the relay's fault, not the recipient's
-        return None if code == 250 else Result("retry", reply, f"refused the sender: {reply}",
-                                                code >= 500)
+        return Result("retry", reply, f"refused the sender: {reply}", code >= 500)
     if step == b"RCPT":
-        return None if code in (250, 251) else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
-    return None if code == 354 else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
+        return None if code == 251 else Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
+    return Result(classify_reply(code, text), reply)  # type: ignore[arg-type]
 
 
 async def send_each(relay: Relay, envelopes: Iterable[tuple[str, str, bytes]]) -> list[Result]:
