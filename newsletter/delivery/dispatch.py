@@ -1,8 +1,12 @@
 """The send service: plan, publish, enqueue, deliver.
 
 The CLI calls these in order (prepare_send -> begin_send -> deliver) and only prints; the same
-functions serve any other front end. The dry run and test copies are in rehearsal.py, the
-issue's states and status report in issues.py, its stored editions in editions.py.
+functions serve any other front end. begin_send enqueues the first chunk of the deliveries
+(all of them for --detach and --at), and deliver adds the rest in a thread while the workers
+send the rows already there: on PostgreSQL the enqueue's foreign-key checks cost about 2 s
+for 50,000 rows, time the first messages no longer wait for. The dry run and test copies are
+in rehearsal.py, the issue's states and status report in issues.py, its stored editions in
+editions.py.
 """
 
 from __future__ import annotations

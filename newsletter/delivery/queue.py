@@ -12,11 +12,15 @@ A delivery row (issue x subscriber, unique in the database) moves through these 
 
 The rules that make a crash at *any* instant safe, SIGKILL included:
 
-1. **Enqueue is one set-based statement** (INSERT ... SELECT) in the same transaction that
-   moves the issue from draft to sending. Either every confirmed, non-suppressed subscriber has
-   a row, or none does; a crash during enqueue leaves the issue in draft and the next run starts
-   over. The unique (issue_id, subscriber_id) constraint means a later `--force` can only add
-   rows for subscribers who have none, never a second row for someone already mailed.
+1. **Enqueue is set-based, in chunks, and idempotent.** Each chunk is one INSERT ... SELECT of
+   the next recipients in subscriber order that have no row for the issue yet. The first
+   commits in the transaction that moves the issue from draft to sending, and the workers start
+   on it while the others are added (dispatch.begin_send, deliver). `issues.enqueuing` stays
+   true until the chunk that finds nobody left, and nobody sets the issue sent while it is: a
+   crash between two chunks leaves the issue sending (or paused) with part of its rows, and
+   the next `newsletter send` adds the rest, planned as before. The unique (issue_id,
+   subscriber_id) constraint means that, or a later `--force`, can only add rows for
+   subscribers who have none, never a second row for someone already mailed.
 
 2. **Claiming is not sending.** A worker claims a batch by stamping `worker` and `lease_until`
    on queued rows (PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers on

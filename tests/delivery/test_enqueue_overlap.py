@@ -117,3 +117,17 @@ def test_no_worker_sets_the_issue_sent_while_its_enqueue_is_under_way(
     assert _issue(workspace) == (100, "sent", False)
     assert Counter(rcpts[0] for _s, rcpts, _d in smtp_server.messages) == Counter(emails)
     engine.dispose()
+
+
+def test_the_progress_bar_counts_the_rows_the_enqueue_still_adds():
+    from rich.console import Console
+
+    from newsletter.cli.send import _Bar
+
+    bar = _Bar(Console(quiet=True), 1000, enabled=False, expected=49000)  # after chunk one
+    total = lambda: bar.progress.tasks[0].total  # noqa: E731
+    assert total() == 50000  # what the editor confirmed, from the start
+    bar.enqueued(10000, False)
+    assert total() == 50000
+    bar.enqueued(48998, True)  # two subscribers left meanwhile: the bar ends full
+    assert total() == 49998
