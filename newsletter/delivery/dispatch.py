@@ -320,7 +320,7 @@ class Enqueue:
                 on_chunk(self.added, self.done)
 
 
-def _enqueue_of(settings: Settings, engine: Engine, plan: SendPlan, issue_id: int) -> Enqueue:
+def _enqueue_of(engine: Engine, plan: SendPlan, issue_id: int) -> Enqueue:
     assert plan.plan is not None
     return Enqueue(engine, issue_id, plan.mailing_list.id, plan.mailing_list.reading,
                    address_key(engine), dict(plan.plan.mapping))
@@ -338,8 +338,10 @@ def begin_send(settings: Settings, engine: Engine, plan: SendPlan,
         letterhead.store(conn, issue.id, settings)
         enqueue = None
         if plan.plan is not None:
-            issuedata.merge(conn, issue.id, {FALLBACK: _fallback(plan.plan)})
-            enqueue = _enqueue_of(settings, engine, plan, issue.id)
+            fallback = _fallback(plan.plan)
+            if fallback is not None:  # for a resumed enqueue (a resumed plan may need none)
+                issuedata.merge(conn, issue.id, {FALLBACK: fallback})
+            enqueue = _enqueue_of(engine, plan, issue.id)
             enqueue.step(conn, FIRST_CHUNK)
         if at is None:
             set_issue_status(conn, issue.id, "sending")
@@ -385,7 +387,7 @@ class _Rest:
                 from self.error
 
 
-def _rest_of(settings: Settings, engine: Engine, plan: SendPlan, issue_id: int,
+def _rest_of(engine: Engine, plan: SendPlan, issue_id: int,
              on_chunk: Enqueued | None) -> _Rest | None:
     """A thread adding what begin_send left of the enqueue, if it left anything."""
     if plan.plan is None:
@@ -393,7 +395,7 @@ def _rest_of(settings: Settings, engine: Engine, plan: SendPlan, issue_id: int,
     with engine.connect() as conn:
         if not q.enqueuing(conn, issue_id):
             return None
-    return _Rest(_enqueue_of(settings, engine, plan, issue_id), plan.slug, on_chunk)
+    return _Rest(_enqueue_of(engine, plan, issue_id), plan.slug, on_chunk)
 
 
 def deliver(
@@ -427,7 +429,7 @@ def deliver(
         retry_window=s.retry_window,
         workers=workers,
     )
-    rest = _rest_of(settings, engine, plan, issue_id, on_enqueued)
+    rest = _rest_of(engine, plan, issue_id, on_enqueued)
     try:
         result = run_workers(cfg, progress)
     finally:
