@@ -54,9 +54,13 @@ def _show_plan(console: Console, plan: dispatch.SendPlan) -> int:
 
 
 class _Bar:
-    """The progress bar: sent, deferred, failed, rate and ETA."""
+    """The progress bar: sent, deferred, failed, rate and ETA. Its total is the rows waiting
+    when the send starts, and the `expected` rows the enqueue still adds meanwhile (the
+    plan's count) until it says how many it added."""
 
-    def __init__(self, console: Console, total: int, enabled: bool) -> None:
+    def __init__(self, console: Console, total: int, enabled: bool, expected: int = 0) -> None:
+        self.base, self.expected = total, max(0, expected)
+        total += self.expected
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.progress = Progress(
@@ -67,6 +71,12 @@ class _Bar:
             TimeRemainingColumn(), console=console, disable=not enabled)
         self.task = self.progress.add_task("sending", total=total, sent=0, deferred=0,
                                            failed=0, rate=0.0)
+
+    def enqueued(self, added: int, done: bool) -> None:
+        """The enqueue's rows after the first chunk: `added` so far; the exact total once
+        `done` (the plan's count may be off by a subscriber who left or came meanwhile)."""
+        self.progress.update(self.task, total=self.base + (
+            added if done else max(added, self.expected)))
 
     def __call__(self, delta: Mapping[str, int]) -> None:
         self.counts.update(delta)
@@ -218,14 +228,16 @@ def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: b
     publishing = sending.publishes(publish_check)
     if publishing:
         sending.publish(plan)
-    issue_id, _added = sending.enqueue(plan)
+    # The first chunk of the enqueue; the rest is added while the first messages go out.
+    issue_id, added = sending.enqueue(plan, whole=False)
     chosen = concurrency(sending.services.settings, workers, connections)
     console.print(f"Sending with {chosen.describe()}.", highlight=False)
-    bar = _Bar(console, sending.remaining(issue_id), console.is_terminal and not as_json)
+    bar = _Bar(console, sending.remaining(issue_id), console.is_terminal and not as_json,
+               expected=(plan.plan.total if plan.plan else 0) - added)
     with bar.progress:
         result, status = sending.deliver(
             plan, issue_id, bar, workers=chosen.workers, connections=chosen.connections,
-            rate=rate, resend_unknown=resend_unknown)
+            rate=rate, resend_unknown=resend_unknown, on_enqueued=bar.enqueued)
     counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
     elapsed = time.monotonic() - bar.started
     archive_problem = sending.update_archive() if publishing else None

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -223,6 +224,10 @@ class Issue(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # When a `scheduled` issue starts sending (UTC); NULL for any other.
     scheduled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # True while an enqueue is still adding this issue's deliveries, chunk by chunk
+    # (delivery/dispatch.py): the workers send the rows already there, and nobody sets the
+    # issue sent until the last chunk clears it.
+    enqueuing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Edition(Base):

@@ -1,25 +1,31 @@
 """The send service: plan, publish, enqueue, deliver.
 
 The CLI calls these in order (prepare_send -> begin_send -> deliver) and only prints; the same
-functions serve any other front end. The dry run and test copies are in rehearsal.py, the
-issue's states and status report in issues.py, its stored editions in editions.py.
+functions serve any other front end. begin_send enqueues the first chunk of the deliveries
+(all of them for --detach and --at), and deliver adds the rest in a thread while the workers
+send the rows already there: on PostgreSQL the enqueue's foreign-key checks cost about 2 s
+for 50,000 rows, time the first messages no longer wait for. The dry run and test copies are
+in rehearsal.py, the issue's states and status report in issues.py, its stored editions in
+editions.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
+from newsletter.audience.language import ListLanguages
 from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import LISTS
-from newsletter.delivery import content, letterhead
+from newsletter.delivery import content, issuedata, letterhead
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
 from newsletter.delivery.editions import (
@@ -56,6 +62,10 @@ from newsletter.keyring import read_address_key
 if TYPE_CHECKING:
     from newsletter.archive.publish import PublishedIssue
     from newsletter.compose import CompiledEdition, IssueSource
+
+# Hears an enqueue's progress: the rows it added so far, and whether it is done.
+Enqueued = Callable[[int, bool], None]
+FALLBACK = "fallback"  # the issue data's key for the --fallback-language of its enqueue
 
 
 @dataclass(frozen=True)
@@ -142,7 +152,7 @@ def prepare_send(
                      force or resend_unknown)
         stored = stored_editions(conn, issue.id) if issue else {}
     if issue is not None and issue.status != "draft" and not force:
-        return _resume(settings, engine, issue, stored)
+        return _resume(settings, engine, issue, stored, fallback)
     source, compiled = load_source(settings, slug)
     mailing_list = _find_list(engine, source.list_slug)
     if issue is not None and issue.list_id != mailing_list.id:
@@ -156,15 +166,23 @@ def prepare_send(
 
 
 def _resume(settings: Settings, engine: Engine, issue: IssueRow,
-            stored: dict[str, EditionRecord]) -> SendPlan:
-    """The plan of a send under way: its list and the editions stored at enqueue."""
+            stored: dict[str, EditionRecord], fallback: str | None = None) -> SendPlan:
+    """The plan of a send under way: its list and the editions stored at enqueue; if that
+    send stopped before it had enqueued everyone, the rest of its enqueue, planned as then."""
     with engine.connect() as conn:
         list_slug = conn.scalar(select(LISTS.c.slug).where(LISTS.c.id == issue.list_id))
         waiting = waiting_languages(conn, issue.id)
+        unfinished = q.enqueuing(conn, issue.id)
+        fallback = fallback or issuedata.read(conn, issue.id).get(FALLBACK)
     compiled = compiled_editions(settings, issue.slug, stored, waiting)
+    mailing_list = _find_list(engine, str(list_slug))
+    plan = None
+    if unfinished:
+        counts = count_by_language(engine, mailing_list.id, mailing_list.reading,
+                                   address_key(engine), issue.id)
+        plan = plan_languages(counts, tuple(compiled), fallback)
     warnings = [*_drift(settings, issue.slug, stored), *base_url_warnings(settings)]
-    return _plan(engine, issue.slug, issue, _find_list(engine, str(list_slug)), compiled,
-                 warnings)
+    return _plan(engine, issue.slug, issue, mailing_list, compiled, warnings, plan)
 
 
 def _plan(engine: Engine, slug: str, issue: IssueRow | None, mailing_list: ListInfo,
@@ -260,31 +278,124 @@ def update_archive(settings: Settings, engine: Engine) -> str | None:
     return None
 
 
+FIRST_CHUNK = 1000  # rows enqueued before the workers start: enough for their first claims
+CHUNK = 10000  # rows per transaction after that, added while the first messages go out
+
+
+@dataclass
+class Enqueue:
+    """The enqueue of an issue's deliveries, one chunk (one transaction) at a time, in
+    subscriber order; `issues.enqueuing` stays true until the chunk that finds nobody left."""
+
+    engine: Engine
+    issue_id: int
+    list_id: int
+    languages: ListLanguages
+    address_key: str
+    mapping: dict[str, str]
+    after: int = 0  # the last subscriber id enqueued by this process
+    added: int = 0
+    done: bool = False
+
+    def step(self, conn: Connection, limit: int) -> None:
+        """Add the next chunk in the caller's transaction; the last one closes the enqueue."""
+        added, self.after = q.enqueue_chunk(
+            conn, self.engine, issue_id=self.issue_id, list_id=self.list_id,
+            languages=self.languages, address_key=self.address_key, mapping=self.mapping,
+            after=self.after, limit=limit)
+        self.added += added
+        self.done = added < limit
+        q.set_enqueuing(conn, self.issue_id, not self.done)
+
+    def rest(self, stop: threading.Event | None = None,
+             on_chunk: Enqueued | None = None) -> None:
+        """Add the remaining chunks, each in its own transaction, until done or `stop`; a
+        cancelled issue gets no more rows."""
+        while not self.done and not (stop is not None and stop.is_set()):
+            with write_tx(self.engine) as conn, conn.begin():
+                if q.lock_issue(conn, self.issue_id) == "cancelled":
+                    return
+                self.step(conn, CHUNK)
+            if on_chunk is not None:
+                on_chunk(self.added, self.done)
+
+
+def _enqueue_of(engine: Engine, plan: SendPlan, issue_id: int) -> Enqueue:
+    assert plan.plan is not None
+    return Enqueue(engine, issue_id, plan.mailing_list.id, plan.mailing_list.reading,
+                   address_key(engine), dict(plan.plan.mapping))
+
+
 def begin_send(settings: Settings, engine: Engine, plan: SendPlan,
-               at: Schedule | None = None) -> tuple[int, int]:
-    """One transaction: issue row, compiled editions and sender identity, set-based enqueue,
-    status sending (or scheduled `at`) -> (id, added). The workers build every message from
-    the editions and the identity stored here."""
-    added = 0
+               at: Schedule | None = None, *, whole: bool = True) -> tuple[int, int]:
+    """One transaction: issue row, compiled editions and sender identity, the first chunk of
+    the enqueue, status sending (or scheduled `at`) -> (id, added). With `whole`, the other
+    chunks follow before it returns; else `deliver` adds them while the workers send. The
+    workers build every message from the editions and the identity stored here."""
     with write_tx(engine) as conn, conn.begin():
         issue = open_issue(conn, plan.slug, plan.mailing_list.id)
         store_editions(conn, issue.id, plan.editions.values())
         letterhead.store(conn, issue.id, settings)
+        enqueue = None
         if plan.plan is not None:
-            added = q.enqueue(
-                conn,
-                engine,
-                issue_id=issue.id,
-                list_id=plan.mailing_list.id,
-                languages=plan.mailing_list.reading,
-                address_key=address_key(engine),
-                mapping=plan.plan.mapping,
-            )
+            fallback = _fallback(plan.plan)
+            if fallback is not None:  # for a resumed enqueue (a resumed plan may need none)
+                issuedata.merge(conn, issue.id, {FALLBACK: fallback})
+            enqueue = _enqueue_of(engine, plan, issue.id)
+            enqueue.step(conn, FIRST_CHUNK)
         if at is None:
             set_issue_status(conn, issue.id, "sending")
         else:
             schedule(conn, issue.id, at.when, at.zone)
-    return issue.id, added
+    if enqueue is None:
+        return issue.id, 0
+    if whole:
+        enqueue.rest()
+    return issue.id, enqueue.added
+
+
+def _fallback(plan: LanguagePlan) -> str | None:
+    """The --fallback-language this plan was made with, if any subscriber needed it."""
+    return next((plan.mapping[lang] for lang in plan.fallbacks), None)
+
+
+class _Rest:
+    """The rest of an enqueue, added in a thread while the workers send the rows already
+    there. If it fails, the issue is paused (the workers stop) and `join` raises."""
+
+    def __init__(self, enqueue: Enqueue, slug: str, on_chunk: Enqueued | None) -> None:
+        self.enqueue, self.slug, self.on_chunk = enqueue, slug, on_chunk
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="enqueue", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.enqueue.rest(self.stop, self.on_chunk)
+        except Exception as exc:  # the workers must not wait for rows that will not come
+            self.error = exc
+            finish(self.enqueue.engine, self.enqueue.issue_id, paused=True)
+
+    def join(self) -> None:
+        """Stop after the chunk being added (the run is over), and report a failure."""
+        self.stop.set()
+        self.thread.join()
+        if self.error is not None:
+            raise SendError(f"the enqueue of issue {self.slug!r} stopped ({self.error}); "
+                            f"run `newsletter send {self.slug}` again to finish it") \
+                from self.error
+
+
+def _rest_of(engine: Engine, plan: SendPlan, issue_id: int,
+             on_chunk: Enqueued | None) -> _Rest | None:
+    """A thread adding what begin_send left of the enqueue, if it left anything."""
+    if plan.plan is None:
+        return None
+    with engine.connect() as conn:
+        if not q.enqueuing(conn, issue_id):
+            return None
+    return _Rest(_enqueue_of(engine, plan, issue_id), plan.slug, on_chunk)
 
 
 def deliver(
@@ -299,8 +410,11 @@ def deliver(
     connections: int | None = None,
     rate: float | None = None,
     resend_unknown: bool = False,
+    on_enqueued: Enqueued | None = None,
 ) -> tuple[RunResult, str]:
-    """Recover what a crash left, run the workers, set the issue's final status."""
+    """Recover what a crash left, run the workers while the enqueue adds what begin_send
+    left of it (`on_enqueued` hears the rows added so far, and when it is done), set the
+    issue's final status."""
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
     s = settings.smtp
     cfg = RunConfig(
@@ -315,10 +429,15 @@ def deliver(
         retry_window=s.retry_window,
         workers=workers,
     )
+    rest = _rest_of(engine, plan, issue_id, on_enqueued)
     try:
         result = run_workers(cfg, progress)
     finally:
-        status = finish(engine, issue_id)
+        try:
+            if rest is not None:
+                rest.join()
+        finally:
+            status = finish(engine, issue_id)
     if result.interrupted:
         status = finish(engine, issue_id, paused=True)
     return result, status

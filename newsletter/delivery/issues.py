@@ -4,11 +4,12 @@
     scheduled | sending | paused -> cancelled
 
 The row is made as a draft on the first send and moves to sending (or scheduled, with its
-time) in the transaction that enqueues it (delivery/dispatch.begin_send). A worker promotes a
-scheduled issue whose time has come (`promote_due`); whoever settles the last delivery sets it
-sent (`finish`). Pause, resume and cancel come from any host (`control`): every status change
-is one conditional UPDATE, so two processes never undo each other's move, and a worker that
-finishes never overwrites a pause or a cancel.
+time) in the transaction that enqueues the first chunk of its deliveries
+(delivery/dispatch.begin_send). A worker promotes a scheduled issue whose time has come
+(`promote_due`); whoever settles the last delivery sets it sent (`finish`), once the enqueue
+has added every row (`issues.enqueuing` false). Pause, resume and cancel come from any host
+(`control`): every status change is one conditional UPDATE, so two processes never undo each
+other's move, and a worker that finishes never overwrites a pause or a cancel.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def settle(engine: Engine, issue_id: int, paused: bool = False) -> tuple[str, bo
                           DELIVERIES.c.status.in_((*OPEN, "sending")))
     with write_tx(engine) as conn, conn.begin():
         moved = conn.execute(update(ISSUES).where(
-            ISSUES.c.id == issue_id, ISSUES.c.status == "sending", ~left).values(
-                status="sent", sent_at=utcnow())).rowcount == 1
+            ISSUES.c.id == issue_id, ISSUES.c.status == "sending", ~ISSUES.c.enqueuing,
+            ~left).values(status="sent", sent_at=utcnow())).rowcount == 1
         if paused:
             conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id,
                                               ISSUES.c.status == "sending")

@@ -12,11 +12,15 @@ A delivery row (issue x subscriber, unique in the database) moves through these 
 
 The rules that make a crash at *any* instant safe, SIGKILL included:
 
-1. **Enqueue is one set-based statement** (INSERT ... SELECT) in the same transaction that
-   moves the issue from draft to sending. Either every confirmed, non-suppressed subscriber has
-   a row, or none does; a crash during enqueue leaves the issue in draft and the next run starts
-   over. The unique (issue_id, subscriber_id) constraint means a later `--force` can only add
-   rows for subscribers who have none, never a second row for someone already mailed.
+1. **Enqueue is set-based, in chunks, and idempotent.** Each chunk is one INSERT ... SELECT of
+   the next recipients in subscriber order that have no row for the issue yet. The first
+   commits in the transaction that moves the issue from draft to sending, and the workers start
+   on it while the others are added (dispatch.begin_send, deliver). `issues.enqueuing` stays
+   true until the chunk that finds nobody left, and nobody sets the issue sent while it is: a
+   crash between two chunks leaves the issue sending (or paused) with part of its rows, and
+   the next `newsletter send` adds the rest, planned as before. The unique (issue_id,
+   subscriber_id) constraint means that, or a later `--force`, can only add rows for
+   subscribers who have none, never a second row for someone already mailed.
 
 2. **Claiming is not sending.** A worker claims a batch by stamping `worker` and `lease_until`
    on queued rows (PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers on
@@ -86,18 +90,50 @@ from newsletter.audience.language import ListLanguages
 from newsletter.db import pgsend
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
-from newsletter.db.tables import DELIVERIES, EDITIONS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
+from newsletter.db.tables import (
+    DELIVERIES,
+    EDITIONS,
+    ISSUES,
+    SUBSCRIBERS,
+    SUBSCRIPTIONS,
+    SUPPRESSIONS,
+)
 from newsletter.delivery.liveness import worker_alive
 from newsletter.delivery.recipients import audience
 from newsletter.keyring import address_hash
 
 OPEN = ("queued", "deferred")
+ENQUEUE_POLL = 0.05  # s between a run's looks for rows while the enqueue adds them
 UNKNOWN_REPLY = (
     "the sender stopped while this message was in flight: it may or may not have arrived"
 )
 
 
 # ---------------------------------------------------------------- enqueue
+
+
+def _recipients(engine: Engine, issue_id: int, list_id: int, languages: ListLanguages,
+                address_key: str, mapping: Mapping[str, str]) -> tuple[Any, Any]:
+    """The audience with no delivery for this issue yet, as the rows to insert (in subscriber
+    order), and its subscriber id column for a chunk's bounds."""
+    sel = audience(engine, list_id, languages, address_key).subquery()
+    language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
+    source = select(
+        literal(issue_id),
+        sel.c.id,
+        literal(list_id),
+        language,
+        literal("queued"),
+        literal(0),
+        literal(utcnow(), type_=DELIVERIES.c.created_at.type),
+    ).where(
+        ~exists().where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id)
+    ).order_by(sel.c.id)  # deliveries take ids in subscriber order, whatever the join's plan
+    return source, sel.c.id
+
+
+ENQUEUED = ["issue_id", "subscriber_id", "list_id", "language", "status", "attempts",
+            "created_at"]
 
 
 def enqueue(
@@ -111,25 +147,50 @@ def enqueue(
     mapping: Mapping[str, str],
 ) -> int:
     """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
-    sel = audience(engine, list_id, languages, address_key).subquery()
-    language = case(dict(mapping), value=sel.c.lang, else_=sel.c.lang)
-    now = utcnow()
-    source = select(
-        literal(issue_id),
-        sel.c.id,
-        literal(list_id),
-        language,
-        literal("queued"),
-        literal(0),
-        literal(now, type_=DELIVERIES.c.created_at.type),
-    ).where(
-        ~exists().where(DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == sel.c.id)
-    ).order_by(sel.c.id)  # deliveries take ids in subscriber order, whatever the join's plan
-    cols = ["issue_id", "subscriber_id", "list_id", "language", "status", "attempts", "created_at"]
+    source, _ids = _recipients(engine, issue_id, list_id, languages, address_key, mapping)
     count = select(func.count()).where(DELIVERIES.c.issue_id == issue_id)
     before = conn.execute(count).scalar_one()
-    conn.execute(insert(DELIVERIES).from_select(cols, source))
+    conn.execute(insert(DELIVERIES).from_select(ENQUEUED, source))
     return conn.execute(count).scalar_one() - before  # rowcount is -1 on some drivers
+
+
+def enqueue_chunk(
+    conn: Connection,
+    engine: Engine,
+    *,
+    issue_id: int,
+    list_id: int,
+    languages: ListLanguages,
+    address_key: str,
+    mapping: Mapping[str, str],
+    after: int,
+    limit: int,
+) -> tuple[int, int]:
+    """`enqueue` for the next `limit` recipients in subscriber order, above subscriber `after`
+    -> (rows added, the last subscriber id added; `after` when none). Fewer than `limit`:
+    nobody is left."""
+    source, ids = _recipients(engine, issue_id, list_id, languages, address_key, mapping)
+    added = conn.execute(insert(DELIVERIES).from_select(
+        ENQUEUED, source.where(ids > after).limit(limit)).returning(
+        DELIVERIES.c.subscriber_id)).scalars().all()
+    return len(added), max(added, default=after)
+
+
+def set_enqueuing(conn: Connection, issue_id: int, on: bool) -> None:
+    """Mark the issue's enqueue under way (on) or complete: only then may it be set sent."""
+    conn.execute(update(ISSUES).where(ISSUES.c.id == issue_id).values(enqueuing=on))
+
+
+def enqueuing(conn: Connection, issue_id: int) -> bool:
+    """Whether an enqueue of the issue is still under way (or stopped before its end)."""
+    return bool(conn.scalar(select(ISSUES.c.enqueuing).where(ISSUES.c.id == issue_id)))
+
+
+def lock_issue(conn: Connection, issue_id: int) -> str | None:
+    """The issue's status, its row locked until the transaction ends (PostgreSQL): a cancel
+    waits for the chunk being added, so that it sees, and skips, its rows."""
+    return conn.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id)
+                       .with_for_update(key_share=True))
 
 
 # ---------------------------------------------------------------- workers, leases, recovery
@@ -293,7 +354,15 @@ def renew(engine: Engine, worker: str, lease: float) -> None:
 
 
 def next_due(engine: Engine, issue_id: int) -> datetime | None:
-    """When the earliest deferred row of this issue is due, or None if none is left."""
+    """When a run with nothing to claim should look again: soon while an enqueue is still
+    adding the issue's rows, now when rows became claimable since its claim came back empty
+    (a chunk committed meanwhile), else when the earliest deferred row is due; None: nothing
+    is left."""
+    with engine.connect() as conn:
+        if enqueuing(conn, issue_id):
+            return utcnow() + timedelta(seconds=ENQUEUE_POLL)
+    if claimable(engine, issue_id):
+        return utcnow()
     with engine.connect() as conn:
         return conn.execute(
             select(func.min(DELIVERIES.c.next_attempt_at)).where(

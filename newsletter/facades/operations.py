@@ -64,12 +64,14 @@ class Sending(Facade):
 
         check_relay(self.services.settings, self.services.engine)
 
-    def enqueue(self, plan: SendPlan, at: Schedule | None = None) -> tuple[int, int]:
+    def enqueue(self, plan: SendPlan, at: Schedule | None = None, *,
+                whole: bool = True) -> tuple[int, int]:
         """Store the editions and enqueue the deliveries (dispatch.begin_send): (id, added);
-        `at`: scheduled for then instead of sending now."""
+        `at`: scheduled for then instead of sending now; not `whole`: only the first chunk,
+        `deliver` adds the rest while the workers send."""
         from newsletter.delivery.dispatch import begin_send
 
-        return begin_send(self.services.settings, self.engine, plan, at)
+        return begin_send(self.services.settings, self.engine, plan, at, whole=whole)
 
     def work(self, options: WorkerOptions, observer: Any = None) -> WorkerReport:
         """Run `newsletter worker` in this process until stopped (delivery/daemon.py)."""
