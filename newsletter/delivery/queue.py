@@ -136,22 +136,10 @@ ENQUEUED = ["issue_id", "subscriber_id", "list_id", "language", "status", "attem
             "created_at"]
 
 
-def enqueue(
-    conn: Connection,
-    engine: Engine,
-    *,
-    issue_id: int,
-    list_id: int,
-    languages: ListLanguages,
-    address_key: str,
-    mapping: Mapping[str, str],
-) -> int:
-    """One INSERT ... SELECT: a queued delivery per recipient that has none for this issue."""
-    source, _ids = _recipients(engine, issue_id, list_id, languages, address_key, mapping)
-    count = select(func.count()).where(DELIVERIES.c.issue_id == issue_id)
-    before = conn.execute(count).scalar_one()
-    conn.execute(insert(DELIVERIES).from_select(ENQUEUED, source))
-    return conn.execute(count).scalar_one() - before  # rowcount is -1 on some drivers
+def enqueue(conn: Connection, engine: Engine, **recipients: Any) -> int:
+    """A queued delivery per recipient that has none for this issue, in one INSERT ... SELECT
+    -> rows added. Takes `enqueue_chunk`'s keywords but `after` and `limit`."""
+    return enqueue_chunk(conn, engine, **recipients)[0]
 
 
 def enqueue_chunk(
@@ -163,12 +151,12 @@ def enqueue_chunk(
     languages: ListLanguages,
     address_key: str,
     mapping: Mapping[str, str],
-    after: int,
-    limit: int,
+    after: int = 0,
+    limit: int | None = None,
 ) -> tuple[int, int]:
-    """`enqueue` for the next `limit` recipients in subscriber order, above subscriber `after`
-    -> (rows added, the last subscriber id added; `after` when none). Fewer than `limit`:
-    nobody is left."""
+    """The next `limit` recipients (all when None) in subscriber order, above subscriber
+    `after`, queued -> (rows added, the last subscriber id added; `after` when none). Fewer
+    than `limit`: nobody is left."""
     source, ids = _recipients(engine, issue_id, list_id, languages, address_key, mapping)
     added = conn.execute(insert(DELIVERIES).from_select(
         ENQUEUED, source.where(ids > after).limit(limit)).returning(
