@@ -40,23 +40,22 @@ INSERTS_SUBSCRIBERS = ("INSERT INTO subscribers (email, name, language, attribut
 INSERT_SUBSCRIBER = f"{INSERTS_SUBSCRIBERS} (?, ?, ?, ?j, ?, ?)"
 UPDATE_SUBSCRIBER = ("UPDATE subscribers SET name = ?, language = ?, attributes = ?j, "
                      "updated_at = ? WHERE id = ?")
-INSERT_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
-                       "updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?)")
+INTO_EVENTS = "INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data)"
+INTO_SUBSCRIPTIONS = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                      "updated_at, confirmed_at)")
+INSERT_SUBSCRIPTION = f"{INTO_SUBSCRIPTIONS} VALUES (?, ?, ?, ?, ?, ?)"
 # The same two inserts on SQLite for a whole batch of subscriber ids given as one JSON array,
 # in its order: one statement, and no Python tuple or parameter binding per row.
-EACH_SUBSCRIPTION = ("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
-                     "updated_at, confirmed_at) SELECT value, ?, ?, ?, ?, ? FROM json_each(?) "
+EACH_SUBSCRIPTION = (f"{INTO_SUBSCRIPTIONS} SELECT value, ?, ?, ?, ?, ? FROM json_each(?) "
                      "ORDER BY key")
-EACH_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
-              "SELECT ?, value, ?, ?, ?, ? FROM json_each(?) ORDER BY key")
+EACH_EVENT = f"{INTO_EVENTS} SELECT ?, value, ?, ?, ?, ? FROM json_each(?) ORDER BY key"
 # A request left behind by an earlier pending subscription of the same pair is replaced.
 INSERT_REQUEST = ("INSERT INTO subscription_requests (subscriber_id, list_id, language, name, "
                   "source, created_at) VALUES (?, ?, NULL, '', ?, ?) "
                   "ON CONFLICT (subscriber_id, list_id) DO UPDATE SET language = NULL, "
                   "name = '', source = excluded.source, created_at = excluded.created_at, "
                   "asked_at = NULL")
-INSERT_EVENT = ("INSERT INTO events (kind, subscriber_id, list_id, created_at, source, data) "
-                "VALUES (?, ?, ?, ?, ?, ?j)")
+INSERT_EVENT = f"{INTO_EVENTS} VALUES (?, ?, ?, ?, ?, ?j)"
 
 
 def json_text(value: dict[str, Any]) -> str:
