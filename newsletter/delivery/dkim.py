@@ -27,11 +27,11 @@ the event loop's SMTP work: a second worker process is what uses a second core
 Where a signed message's CPU goes (issue 16, 2026-12-03, perf samples of a 20,000-message send,
 2 x 8, 25 KB messages, a loaded machine): per message, OpenSSL's RSA 285 µs (255-265 in a tight
 loop: between signatures the send's other work evicts its caches, and the Python after a
-signature runs slower too, a plain build 38 -> 57 µs), the frame about 40 µs (SHA-256 of the
-body 15, proving the text part canonical 11, the own fields 6, the header 4), the rest of the
-send as unsigned (286 µs). The two workers' start-up (imports, the editions, the key) added
-about 80 µs a message at 20,000, signed or not: the second process costs its start, not its
-steady state, which was the same as one process's.
+signature runs slower too, a plain build 38 -> 41-64 µs); the frame about 40 µs in a loop of
+builds (SHA-256 of the body 15, proving the text part canonical 11, the own fields 6, the
+header 4); the rest as in the unsigned send (286 µs). The two workers' start-up (imports, the
+editions, the key) added about 80 µs a message at 20,000, signed or not: a second process costs
+its start, not its steady state, which was the same as one process's.
 """
 
 from __future__ import annotations
