@@ -14,6 +14,10 @@ fi
 "$BIN/ruff" check newsletter tests bench
 "$BIN/mypy"
 # Two processes, one per core; a test file stays in one process (its module fixtures, e.g. one
-# Chromium, are set up once). NEWSLETTER_TEST_WORKERS=0 runs everything in this process.
+# Chromium, are set up once). Files go out in collection order, where tests/conftest.py puts
+# those with the most tests marked slow first (xdist would otherwise start with the files of
+# most tests, leaving the few long ones for the end, on one core). NEWSLETTER_TEST_WORKERS=0
+# runs everything in this process.
 # The 25 slowest tests are listed at the end, to watch the 15-minute budget of `make test`.
-"$BIN/python" -m pytest -n "${NEWSLETTER_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
+"$BIN/python" -m pytest -n "${NEWSLETTER_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+  --durations=25 "$@"

@@ -18,7 +18,8 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -113,6 +114,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    slow_first(items)
+
+
+def slow_first(items: list[pytest.Item]) -> None:
+    """Files with the most tests marked slow run first, the rest in their usual order.
+
+    scripts/test.sh hands whole files to two processes (`--dist loadfile`) in this order
+    (`--no-loadscope-reorder`); a few long files left for the end would keep one core busy
+    while the other sits idle."""
+    slow: Counter[str] = Counter(item.nodeid.split("::")[0] for item in items
+                                 if item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
 
 
 def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
@@ -166,12 +179,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextmanager
 def pg_database(prefix: str) -> Iterator[str]:
-    """URL of a new, empty PostgreSQL database, dropped afterwards (missing() without a server)."""
+    """URL of a new, empty PostgreSQL database, dropped afterwards (missing() without a server).
+
+    Its commits do not wait for the WAL flush (synchronous_commit = off, for this database
+    only): a commit is visible to every other connection at once all the same, and what it
+    gives up, the last commits surviving a crash of the PostgreSQL server itself, no test
+    provokes (they kill workers, never the server). A flush took about 10 ms on the test
+    machine, paid by every commit of every PostgreSQL test and worker; production keeps it on
+    (docs/operations.md)."""
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     except Exception as exc:
         admin.dispose()
         missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
@@ -194,11 +215,12 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_emptying(pg_url: str) -> list[str]:
-    """The statements that empty the test database, worked out once: a DELETE per table,
-    children first, and each table's id sequence back to 1. On tables of a few rows this takes
-    milliseconds, where reflecting the schema and a TRUNCATE (new files, fsynced) took a
-    quarter to half a second each, for each PostgreSQL test."""
+def pg_emptying(pg_url: str) -> Iterator[Callable[[], None]]:
+    """Empty the test database: a DELETE per table, children first, and each table's id
+    sequence back to 1, worked out once. On tables of a few rows this takes milliseconds, where
+    reflecting the schema and a TRUNCATE (new files, fsynced) took a quarter to half a second
+    each, for each PostgreSQL test. It runs in one round trip on a connection kept for the whole
+    run (pinged first: a test may drop every connection), not a new one per test."""
     engine = make_engine(pg_url)
     meta = MetaData()
     meta.reflect(engine)
@@ -213,14 +235,13 @@ def pg_emptying(pg_url: str) -> list[str]:
                                         {"t": f'"{table.name}"', "c": column.name}).scalar()
                 if sequence:
                     statements.append(f"SELECT setval('{sequence}', 1, false)")
-    engine.dispose()
-    return statements
+    emptying = "; ".join(statements)
 
+    def empty() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(emptying)
 
-def _empty_tables(url: str, statements: list[str]) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("; ".join(statements))  # one round trip
+    yield empty
     engine.dispose()
 
 
@@ -231,9 +252,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "newsletter.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url = request.getfixturevalue("pg_url")
-    _empty_tables(url, request.getfixturevalue("pg_emptying"))
-    return url
+    request.getfixturevalue("pg_emptying")()
+    return request.getfixturevalue("pg_url")
 
 
 def address_key(db_url: str) -> str:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.archive.conftest import EMAIL_RE, Sink, site_files
 from tests.conftest import write_config
 
@@ -21,6 +23,7 @@ def send(workspace: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr + done.stdout
 
 
+@pytest.mark.slow
 def test_an_issue_sent_through_smtp_is_archived_in_the_languages_it_went_out_in(
     run, workspace: Path, db_url: str, smtp_sink: tuple[int, Sink]
 ) -> None:

@@ -115,6 +115,7 @@ class _Mailbox:
         return "250 OK"
 
 
+@pytest.mark.slow
 def test_a_phone_photo_goes_out_small_upright_and_without_its_location(
     run, workspace: Path, db_url: str, unused_port: int, tmp_path: Path,
 ) -> None:

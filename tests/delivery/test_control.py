@@ -46,6 +46,7 @@ def _stopped_within_two_seconds(db_url: str, server, workers: Workers | None = N
     return quiet
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_pause_resume_and_cancel_from_another_process_reach_every_worker(
         tmp_path, workspace, db_url, smtp_server, run):

@@ -86,6 +86,7 @@ def _subreaper():
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_takes_over_zombie_workers_claims_at_once(
         workspace, db_url, smtp_server):
     # Slow sending (rate-limited) so the kill lands while both workers hold leased batches;

@@ -47,6 +47,7 @@ def _arrivals(server) -> list[float]:
     return arrived
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("limit", ["relay", "smtp"])
 def test_two_workers_together_keep_a_relays_rate_per_second(

@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from newsletter.db.engine import make_engine
 from newsletter.db.models import utcnow
 from newsletter.delivery.relayview import relays_out, take_out
@@ -51,6 +53,7 @@ def _out(db_url: str) -> dict[str, str]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_relay_one_worker_took_out_is_left_by_the_next_worker_without_trying_it(
         tmp_path, workspace, db_url, smtp_server_factory, run):
     a, b = smtp_server_factory(), smtp_server_factory()
@@ -74,6 +77,7 @@ def test_a_relay_one_worker_took_out_is_left_by_the_next_worker_without_trying_i
     assert "SMTP relay a is out until" in workers.outputs()
 
 
+@pytest.mark.slow
 def test_a_running_worker_leaves_a_relay_another_host_took_out_within_two_seconds(
         tmp_path, workspace, db_url, smtp_server_factory, run):
     a, b = smtp_server_factory(), smtp_server_factory()
@@ -101,6 +105,7 @@ def test_a_running_worker_leaves_a_relay_another_host_took_out_within_two_second
     assert "answered 421 elsewhere" in workers.outputs()
 
 
+@pytest.mark.slow
 def test_an_hourly_limit_holds_across_two_workers_and_the_next_run_until_the_hour_passes(
         tmp_path, workspace, db_url, smtp_server_factory, run):
     a, b = smtp_server_factory(), smtp_server_factory()

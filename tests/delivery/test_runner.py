@@ -21,6 +21,7 @@ def _sender(workspace, *extra: str, start_new_session: bool = False) -> subproce
         start_new_session=start_new_session)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_the_queue_and_mail_everyone_once(
         run, workspace, db_url, smtp_server):
     configure(workspace, db_url, smtp_server.port, connections=2, batch_size=20)
@@ -32,6 +33,7 @@ def test_two_worker_processes_share_the_queue_and_mail_everyone_once(
         {e: 1 for e in emails})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_server, workers):
     configure(workspace, db_url, smtp_server.port, connections=2, rate=200.0)

@@ -27,6 +27,7 @@ RATE = 10
 TOTAL = 60
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_send_beside_a_worker_keeps_the_rate_with_it_and_leaves_the_registry(
         tmp_path, workspace, db_url, smtp_server, run):

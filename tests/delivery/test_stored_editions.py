@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from email import message_from_bytes, policy
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from newsletter.config import load_settings
@@ -105,6 +106,7 @@ def test_a_queued_language_without_a_compiled_edition_is_refused_in_one_line(
     assert len(smtp_server.messages) == before
 
 
+@pytest.mark.slow
 def test_workers_build_from_the_stored_editions_when_the_markdown_changes_after_enqueue(
         workspace, db_url, services, smtp_server):
     """Two spawned worker processes, started after the edit: each reads the database."""

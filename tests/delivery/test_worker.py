@@ -101,6 +101,7 @@ def test_a_worker_in_an_empty_folder_sends_the_message_send_builds_in_the_worksp
     assert "letters@coalition.example" in stored and "test-secret-key" not in stored
 
 
+@pytest.mark.slow
 def test_a_detached_send_is_sent_by_the_worker_which_then_leaves_the_registry(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
@@ -120,6 +121,7 @@ def test_a_detached_send_is_sent_by_the_worker_which_then_leaves_the_registry(
     assert live_workers(db_url) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_exits_zero_within_seconds_and_leaves_no_claim(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)

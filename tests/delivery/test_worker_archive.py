@@ -12,6 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 
 from newsletter.db.engine import make_engine
@@ -45,6 +46,7 @@ def _drain(tmp_path: Path, db_url: str, port: int, *args: str) -> tuple[Path, st
     return site, output
 
 
+@pytest.mark.slow
 def test_a_worker_with_build_archive_publishes_the_issue_it_finished(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
@@ -76,6 +78,7 @@ sys.stdin.readline()
 """
 
 
+@pytest.mark.slow
 def test_a_worker_that_finds_another_process_building_the_archive_builds_at_a_later_tick(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
@@ -102,6 +105,7 @@ def test_a_worker_that_finds_another_process_building_the_archive_builds_at_a_la
     assert "/nov/" in (site / "en" / "index.html").read_text("utf-8")
 
 
+@pytest.mark.slow
 def test_without_the_flag_no_archive_is_written_and_send_detach_says_who_rebuilds_it(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
@@ -151,6 +155,7 @@ def test_a_worker_that_cannot_write_the_archive_folder_says_so_before_sending(
     assert not smtp_server.messages and issue_status(db_url) == "sending"
 
 
+@pytest.mark.slow
 def test_a_live_worker_deletes_the_row_of_a_worker_silent_for_a_minute(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)

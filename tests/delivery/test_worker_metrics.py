@@ -8,6 +8,7 @@ import re
 import signal
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.delivery.sender_fixtures import configure, seed, write_issue
@@ -26,6 +27,7 @@ def _sent(samples: dict[tuple[str, tuple], float]) -> float:
                if name == "newsletter_messages_total" and ("outcome", "sent") in labels)
 
 
+@pytest.mark.slow
 def test_a_worker_serves_its_counts_and_the_queue_to_prometheus(
         tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
@@ -68,6 +70,7 @@ def test_a_worker_on_a_taken_port_says_so_in_one_line(tmp_path, workspace, db_ur
     assert f"--metrics-port {port}: cannot listen" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_json_logs_reach_a_worker(tmp_path, workspace, db_url, smtp_server, run):
     configure(workspace, db_url, smtp_server.port)
     write_issue(workspace)
