@@ -89,6 +89,7 @@ from sqlalchemy import (
 
 from newsletter.audience.language import ListLanguages
 from newsletter.db import pgsend
+from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import (
@@ -285,7 +286,7 @@ def claim(
         ids = _lease(conn, issue_id, worker, limit, now + timedelta(seconds=lease), now)
         if not ids:
             return []
-        sqlite = conn.dialect.name == "sqlite"
+        sqlite = is_sqlite(engine)
         rows = _leased_rows_sqlite(conn, ids) if sqlite else conn.execute(
             select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id, SUBSCRIBERS.c.email,
                    SUBSCRIBERS.c.name, SUBSCRIBERS.c.attributes, DELIVERIES.c.language,
