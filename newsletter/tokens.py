@@ -3,8 +3,9 @@
 A token is `payload.signature`, both base64url without padding. The payload is a few integers
 joined by ":"; the signature is HMAC-SHA256 over purpose + payload, truncated to 128 bits.
 The purpose (confirm, preferences, unsubscribe, verp, csrf, sign) is part of the MAC, so a token
-made for one purpose never works for another. Signing takes a few microseconds (an HMAC state
-keyed once and copied per token), which matters: the sender signs three per message.
+made for one purpose never works for another. Signing takes about two microseconds (the
+HMAC's two SHA-256 states keyed once and copied per token), which matters: the sender signs
+three per message.
 
 Key rotation: tokens are signed with the current secret key and accepted with it or any of the
 old keys (`[newsletter] old_secret_keys`). Addresses are hashed with a key that never rotates:
@@ -33,8 +34,36 @@ class TokenError(NewsletterError):
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+def _b64(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def hmac_pads(key: str) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's inner and outer padded keys for `key` (RFC 2104): HMAC is then
+    sha256(outer + sha256(inner + message)), so a hash state can hold a padded key already."""
+    data = key.encode()
+    if len(data) > 64:
+        data = hashlib.sha256(data).digest()
+    data = data.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in data), bytes(b ^ 0x5C for b in data)
+
+
+class KeyedHmac:
+    """HMAC-SHA256 with one key, kept as its two SHA-256 states with the padded keys already
+    absorbed: copying and finishing them per message is about twice as fast as copying an
+    hmac.HMAC, whose copy() is Python code around the same C objects."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: str) -> None:
+        ipad, opad = hmac_pads(key)
+        self.inner, self.outer = hashlib.sha256(ipad), hashlib.sha256(opad)
+
+    def digest(self, message: bytes) -> bytes:
+        inner, outer = self.inner.copy(), self.outer.copy()
+        inner.update(message)
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def _unb64(text: str) -> bytes:
@@ -58,25 +87,18 @@ class Signer:
             raise TokenError(
                 "no secret key is set: set NEWSLETTER_SECRET_KEY or [newsletter] secret_key"
             )
-        keys = [k.encode("utf-8") for k in (secret_key, *old_keys) if k]
-        # HMAC state with each key already absorbed: copying it is faster than starting over.
-        self._macs = [hmac.new(k, digestmod=hashlib.sha256) for k in keys]
-
-    def _mac(self, key: int, purpose: str, payload: str) -> bytes:
-        """The MAC with key number `key` (0 is the current key)."""
-        mac = self._macs[key].copy()
-        mac.update(f"{purpose}|{payload}".encode())
-        return mac.digest()[:16]
+        self._macs = [KeyedHmac(k) for k in (secret_key, *old_keys) if k]
 
     def sign(self, purpose: str, *values: int, timestamped: bool = False) -> str:
         """A token for `values` (ids), optionally carrying its issue time for expiry."""
         if purpose not in PURPOSES:
             raise ValueError(f"unknown token purpose {purpose!r}")
-        parts = [str(v) for v in values]
+        text = ":".join(map(str, values))
         if timestamped:
-            parts.append(f"t{int(time.time())}")
-        payload = _b64(":".join(parts).encode("ascii"))
-        return f"{payload}.{_b64(self._mac(0, purpose, payload))}"
+            text = f"{text}:t{int(time.time())}" if values else f"t{int(time.time())}"
+        payload = _b64(text.encode("ascii"))
+        mac = self._macs[0].digest(b"%s|%s" % (purpose.encode(), payload))[:16]
+        return (payload + b"." + _b64(mac)).decode()
 
     def verify(self, purpose: str, token: str, max_age: float | None = None) -> TokenData:
         """Check a token; raise TokenError unless it is genuine, of this purpose and fresh."""
@@ -86,8 +108,9 @@ class Signer:
         # Compare the text, not decoded bytes: base64 has several spellings of the same bytes,
         # and a token must have exactly one.
         given = signature.encode()
-        for key in range(len(self._macs)):
-            if hmac.compare_digest(given, _b64(self._mac(key, purpose, payload)).encode()):
+        message = f"{purpose}|{payload}".encode()
+        for mac in self._macs:
+            if hmac.compare_digest(given, _b64(mac.digest(message)[:16])):
                 break
         else:
             raise TokenError("invalid token")

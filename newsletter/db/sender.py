@@ -8,7 +8,6 @@ protocol at the top of delivery/queue.py).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.db.engine import is_sqlite, make_engine
 from newsletter.keyring import address_hash
+from newsletter.tokens import hmac_pads
 
 
 def sender_engine(url: str, address_key: str) -> Engine:
@@ -71,16 +71,6 @@ def hash_expr(engine: Engine, email: Any, address_key: str) -> ColumnElement[Any
         literal(ikey).op("||")(func.convert_to(func.lower(email), literal("UTF8")))
     )
     return func.encode(func.sha256(literal(okey).op("||")(inner)), literal("hex"))
-
-
-def hmac_pads(address_key: str) -> tuple[bytes, bytes]:
-    """HMAC-SHA256's inner and outer padded keys for `address_key` (RFC 2104), so that SQL
-    can compute keyring.address_hash with two sha256() calls."""
-    key = address_key.encode()
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
 def write_tx(engine: Engine) -> Any:

@@ -66,6 +66,7 @@ The issue's own states live in delivery/issues.py, its compiled editions in edit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,6 +89,7 @@ from sqlalchemy import (
 
 from newsletter.audience.language import ListLanguages
 from newsletter.db import pgsend
+from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import (
@@ -284,7 +286,8 @@ def claim(
         ids = _lease(conn, issue_id, worker, limit, now + timedelta(seconds=lease), now)
         if not ids:
             return []
-        rows = conn.execute(
+        sqlite = is_sqlite(engine)
+        rows = _leased_rows_sqlite(conn, ids) if sqlite else conn.execute(
             select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id, SUBSCRIBERS.c.email,
                    SUBSCRIBERS.c.name, SUBSCRIBERS.c.attributes, DELIVERIES.c.language,
                    DELIVERIES.c.attempts, SUBSCRIPTIONS.c.status)
@@ -295,14 +298,39 @@ def claim(
             .where(DELIVERIES.c.id.in_(ids))
             .order_by(DELIVERIES.c.id)
         ).all()
-        hashes = {r.id: address_hash(r.email, address_key) for r in rows}
-        suppressed = set(conn.execute(select(SUPPRESSIONS.c.email_hash).where(
-            SUPPRESSIONS.c.email_hash.in_(set(hashes.values())))).scalars())
-        claimed, skip = _triage([(*r, hashes[r.id] in suppressed) for r in rows])
+        hashes = [address_hash(row[2], address_key) for row in rows]
+        if sqlite:
+            found = conn.exec_driver_sql(SQLITE_SUPPRESSED, (json.dumps(hashes),))
+        else:
+            found = conn.execute(select(SUPPRESSIONS.c.email_hash).where(
+                SUPPRESSIONS.c.email_hash.in_(set(hashes))))
+        suppressed = {h for (h,) in found}
+        claimed, skip = _triage([(*row, h in suppressed) for row, h in zip(rows, hashes,
+                                                                            strict=True)])
         for reason, ids in skip.items():
             conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(ids)).values(
                 status="skipped", worker=None, lease_until=None, last_reply=f"skipped: {reason}"))
     return claimed
+
+
+# What a claim reads of its leased rows on SQLite, as driver statements with each id list as
+# one JSON parameter: SQLAlchemy's IN lists of 500 parameters, its row processing and its JSON
+# decoding of every subscriber's attributes were about half of a claim's CPU.
+SQLITE_LEASED = (
+    "SELECT d.id, d.subscriber_id, s.email, s.name, s.attributes, d.language, d.attempts, "
+    "sub.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+    "LEFT OUTER JOIN subscriptions sub ON sub.subscriber_id = d.subscriber_id "
+    "AND sub.list_id = d.list_id WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.id")
+SQLITE_SUPPRESSED = ("SELECT email_hash FROM suppressions "
+                     "WHERE email_hash IN (SELECT value FROM json_each(?))")
+
+
+def _leased_rows_sqlite(conn: Connection, ids: list[int]) -> list[tuple[Any, ...]]:
+    """The claim's rows on SQLite; attributes decoded only when there are any."""
+    rows = conn.exec_driver_sql(SQLITE_LEASED, (json.dumps(ids),)).all()
+    return [(i, sub, email, name, {} if attributes == "{}" or attributes is None
+             else json.loads(attributes), language, attempts, status)
+            for i, sub, email, name, attributes, language, attempts, status in rows]
 
 
 async def claim_fast(lane: pgsend.Lane, issue_id: int, worker: str, limit: int, lease: float,
