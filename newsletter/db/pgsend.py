@@ -116,7 +116,8 @@ class Lane:
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
         self.conn: Any = None
-        self.prepared: dict[str, bytes] = {}  # `run`'s statements prepared on this connection
+        # `run`'s statements prepared on this connection: their names and parameters' keys
+        self.prepared: dict[str, tuple[bytes, list[str]]] = {}
 
     async def connection(self) -> Any:
         if self.conn is None or self.conn.closed:
@@ -211,14 +212,15 @@ async def run(lane: Lane, sql: str, params: dict[str, Any]) -> list[int]:
     (a cursor, a transformer and its dumpers per call), several times what the statement
     costs the server; the loop is what every connection waits on."""
     conn = await lane.connection()
-    keys = list(dict.fromkeys(_PLACEHOLDER.findall(sql)))
-    name = lane.prepared.get(sql)
-    if name is None:
-        name = b"nl_%d" % len(lane.prepared)
+    prepared = lane.prepared.get(sql)
+    if prepared is None:
+        keys = list(dict.fromkeys(_PLACEHOLDER.findall(sql)))
+        prepared = b"nl_%d" % len(lane.prepared), keys
         numbered = _PLACEHOLDER.sub(lambda m: f"${keys.index(m[1]) + 1}", sql)
-        conn.pgconn.send_prepare(name, numbered.encode())
+        conn.pgconn.send_prepare(prepared[0], numbered.encode())
         await _results(conn)
-        lane.prepared[sql] = name
+        lane.prepared[sql] = prepared
+    name, keys = prepared
     conn.pgconn.send_query_prepared(name, [_text(params[k]) for k in keys])
     result = await _results(conn)
     return [int(result.get_value(i, 0)) for i in range(result.ntuples)]
