@@ -20,8 +20,8 @@ tests/delivery/test_pgsend.py and the journal's tests read their rows back on Po
   ids it returns; a commit runs only the parts it has rows for (each combination is its own
   prepared statement). The common ones (no deferral, failure or first send of an edition)
   skip psycopg's cursor: `run` sends them on libpq, their parameters written as text. The
-  parts of one query see one snapshot, so `journal` keeps an id to
-  the first of these that names it, as the sequential writers' `worker = me` conditions do.
+  parts of one query see one snapshot, so `journal` keeps an id to the first of these that
+  names it, as the sequential writers' `worker = me` conditions do.
 """
 
 from __future__ import annotations
