@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, and_, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
@@ -68,7 +69,7 @@ def open_issue(conn: Connection, slug: str, list_id: int) -> IssueRow:
 
 def _insert(conn: Connection) -> Any:
     """The dialect's INSERT, which has ON CONFLICT."""
-    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    return sqlite.insert if is_sqlite(conn) else postgresql.insert
 
 
 def set_issue_status(conn: Connection, issue_id: int, status: str) -> None:
