@@ -18,17 +18,21 @@ tests/delivery/test_pgsend.py and the journal's tests read their rows back on Po
 - The journal (`journal_sql`): the `sent` outcomes by id (`SENT`), the others from arrays
   (`OTHER`, `unnest`), the released claims, the editions' first send, then the intents, whose
   ids it returns; a commit runs only the parts it has rows for (each combination is its own
-  prepared statement). The parts of one query see one snapshot, so `journal` keeps an id to
-  the first of these that names it, as the sequential writers' `worker = me` conditions do.
+  prepared statement). The common ones (no deferral, failure or first send of an edition)
+  skip psycopg's cursor: `run` sends them on libpq, their parameters written as text. The
+  parts of one query see one snapshot, so `journal` keeps an id to the first of these that
+  names it, as the sequential writers' `worker = me` conditions do.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
 from sqlalchemy import Engine
 
 from newsletter.db.sender import hmac_pads
@@ -114,10 +118,13 @@ class Lane:
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
         self.conn: Any = None
+        # `run`'s statements prepared on this connection: their names and parameters' keys
+        self.prepared: dict[str, tuple[bytes, list[str]]] = {}
 
     async def connection(self) -> Any:
         if self.conn is None or self.conn.closed:
             self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self.prepared = {}
             # The statements' plans do not depend on their values (the ids are looked up by
             # primary key, the claim's ranges by the claim index): plan each once, not at every
             # run (the planner's guess of the arrays' sizes made it re-plan every time).
@@ -180,6 +187,52 @@ async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[i
         parts.append(EDITION)
         params.update(issue=issue_id, languages=list(languages))
     params["intents"] = intents
+    if others or languages:  # rare: deferrals, failures, an edition's first send
+        conn = await lane.connection()
+        cur = await conn.execute(journal_sql(parts, bool(intents)), params, prepare=True)
+        return {i for (i,) in await cur.fetchall()}
+    return set(await run(lane, journal_sql(parts, bool(intents)), params))
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _text(value: Any) -> bytes:
+    """A parameter in PostgreSQL's text format: ids (arrays of them), a name or a time."""
+    if isinstance(value, list):
+        return ("{" + ",".join(map(str, value)) + "}").encode()
+    if isinstance(value, datetime):
+        return value.isoformat(" ").encode()
+    return str(value).encode()
+
+
+async def run(lane: Lane, sql: str, params: dict[str, Any]) -> list[int]:
+    """A statement returning one integer column, run on libpq directly: prepared once per
+    connection, its parameters written as text (ids, arrays of ids, names, times).
+
+    The journal's commits go this way: through psycopg's cursor (a cursor, a transformer
+    and its dumpers per call) a commit of 8 outcomes and 8 intents, run alone in a loop, took
+    0.30-0.44 ms of CPU, here 0.26-0.29 ms; that CPU is the event loop's, which every
+    connection waits on."""
     conn = await lane.connection()
-    cur = await conn.execute(journal_sql(parts, bool(intents)), params, prepare=True)
-    return {i for (i,) in await cur.fetchall()}
+    prepared = lane.prepared.get(sql)
+    if prepared is None:
+        keys = list(dict.fromkeys(_PLACEHOLDER.findall(sql)))
+        prepared = b"nl_%d" % len(lane.prepared), keys
+        numbered = _PLACEHOLDER.sub(lambda m: f"${keys.index(m[1]) + 1}", sql)
+        conn.pgconn.send_prepare(prepared[0], numbered.encode())
+        await _results(conn)
+        lane.prepared[sql] = prepared
+    name, keys = prepared
+    conn.pgconn.send_query_prepared(name, [_text(params[k]) for k in keys])
+    result = await _results(conn)
+    return [int(result.get_value(i, 0)) for i in range(result.ntuples)]
+
+
+async def _results(conn: Any) -> Any:
+    """The last result of the statement sent; its error raised as psycopg raises it."""
+    results = await conn.wait(generators.execute(conn.pgconn))
+    for result in results:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, conn.info.encoding)
+    return results[-1]

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.db.engine import is_sqlite
 from newsletter.db.models import utcnow
 from newsletter.db.sender import write_tx
 from newsletter.db.tables import DELIVERIES, ISSUES, SUBSCRIBERS
@@ -48,18 +50,26 @@ def find_issue(conn: Connection, slug: str) -> IssueRow | None:
 
 
 def open_issue(conn: Connection, slug: str, list_id: int) -> IssueRow:
-    """The issues row for a slug, created as a draft on first send."""
+    """The issues row for a slug, created as a draft on first send. Two sends of a new issue
+    started at the same moment both insert it: the second waits for the first's transaction
+    and takes its row (ON CONFLICT DO NOTHING), then sees its editions and rows, and the
+    enqueue adds only who is left (both send, each message once)."""
     found = find_issue(conn, slug)
     if found:
         return found
     conn.execute(
-        insert(ISSUES).values(
+        _insert(conn)(ISSUES).values(
             slug=slug, list_id=list_id, status="draft", created_at=utcnow(), data={}
-        )
+        ).on_conflict_do_nothing(index_elements=[ISSUES.c.slug])
     )
     found = find_issue(conn, slug)
-    assert found is not None  # just inserted in this transaction
+    assert found is not None  # inserted in this transaction, or by the send it waited for
     return found
+
+
+def _insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT."""
+    return sqlite.insert if is_sqlite(conn) else postgresql.insert
 
 
 def set_issue_status(conn: Connection, issue_id: int, status: str) -> None:
