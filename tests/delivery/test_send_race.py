@@ -16,7 +16,6 @@ from sqlalchemy import Engine, select, text
 
 from newsletter.config import load_settings
 from newsletter.db import sender
-from newsletter.db.engine import is_sqlite
 from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.delivery import dispatch
 from newsletter.delivery import queue as q
@@ -39,6 +38,7 @@ def _waiting(engine: Engine, sessions: int, timeout: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.postgresql_only  # on SQLite the write lock runs one send after the other
 def test_two_sends_of_a_new_issue_started_at_once_give_everyone_one_delivery(
         workspace, db_url, services, monkeypatch):
     configure(workspace, db_url, 1)
@@ -46,8 +46,6 @@ def test_two_sends_of_a_new_issue_started_at_once_give_everyone_one_delivery(
     seed(workspace, ["en", "fr", "es"] * (RECIPIENTS // 3))
     settings = load_settings(workspace)
     engine = sender.sender_engine(settings.database_url, address_key(db_url))
-    if is_sqlite(engine):
-        pytest.skip("SQLite's write lock runs one send's transaction after the other's")
     monkeypatch.setattr(dispatch, "FIRST_CHUNK", 20)
     monkeypatch.setattr(dispatch, "CHUNK", 20)
     plans = [dispatch.prepare_send(settings, engine, "nov") for _ in range(2)]
