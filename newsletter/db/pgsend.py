@@ -230,7 +230,12 @@ async def run(lane: Lane, sql: str, params: dict[str, Any]) -> list[int]:
 
 
 async def _results(conn: Any) -> Any:
-    """The last result of the statement sent; its error raised as psycopg raises it."""
+    """The last result of the statement sent; its error raised as psycopg raises it.
+
+    `AsyncConnection.wait` and `psycopg.generators` are how psycopg itself waits for libpq
+    without blocking the loop, but they are not in its documented API: a psycopg release that
+    changes them fails the journal's tests on PostgreSQL (tests/delivery/test_pgsend.py,
+    test_journal*.py), and `journal` can go back to `conn.execute` for every commit."""
     results = await conn.wait(generators.execute(conn.pgconn))
     for result in results:
         if result.status == pq.ExecStatus.FATAL_ERROR:
