@@ -177,8 +177,11 @@ def _dkimpy_key_bits(pem: bytes, path: object) -> int:
     return int(key["modulus"].bit_length())
 
 
+@lru_cache(maxsize=2)
 def _openssl_key(pem: bytes) -> Any:
-    """The key for OpenSSL signing, or None when `cryptography` is missing or disagrees."""
+    """The key for OpenSSL signing, or None when `cryptography` is missing or disagrees; kept
+    by PEM, as parsing and checking it costs ~40 ms (a spawned worker loads it ahead of its
+    run, content.prepare)."""
     # Imported here, not with the module: every send process imports this module, and
     # `cryptography` cost each one 11-18 ms at start-up (57 ms from a cold disk cache) even
     # when nothing is signed.

@@ -307,14 +307,18 @@ def event_loop_runner() -> Callable[[Any], Any]:
     return uvloop.run
 
 
-async def _run_here(cfg: RunConfig, progress: Progress) -> RunResult:
+async def _run_here(cfg: RunConfig, progress: Progress,
+                    stopped: threading.Event | None = None) -> RunResult:
+    """One worker in this process; `stopped`: a SIGINT or SIGTERM came before it started."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
+    if _main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    if stopped is not None and stopped.is_set():
+        stop.set()
     report = Coalesced(progress)
     try:
         return await Worker(cfg, report, stop).run()
@@ -347,75 +351,118 @@ class Coalesced:
             self.progress(dict(pending))
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker process gets SIGKILL when the parent dies, like a crash of the whole."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-
-def worker_main(cfg: RunConfig, channel: Any) -> None:
-    """Entry point of a spawned worker process."""
-    from newsletter.logs import use_log_format_from_environment
-
-    _die_with_parent()
-    use_log_format_from_environment()  # --log-format json reaches the workers too
-
+def work(cfg: RunConfig, channel: Any, stopped: threading.Event) -> None:
+    """A spawned worker's run (standby.main calls it), its end reported on `channel`."""
     def progress(delta: Mapping[str, int]) -> None:  # coalesced by _run_here
         channel.put(("progress", dict(delta)))
 
     try:
-        result = event_loop_runner()(_run_here(cfg, progress))
+        result = event_loop_runner()(_run_here(cfg, progress, stopped))
     except Exception as exc:  # reported by the parent as one line
         channel.put(("failed", f"{exc}" if isinstance(exc, SendError) else repr(exc)))
         return
     channel.put(("done", (dict(result.counts), result.interrupted, result.error)))
 
 
-def run_workers(cfg: RunConfig, progress: Progress) -> RunResult:
-    """Run the send with cfg.workers processes (1: in this process); raise on relay failure."""
+def run_workers(cfg: RunConfig, progress: Progress, crew: Crew | None = None) -> RunResult:
+    """Run the send with cfg.workers processes (1: in this process), in `crew` if it was
+    started ahead; raise on relay failure."""
     if cfg.workers <= 1:
         result = event_loop_runner()(_run_here(cfg, progress))
+    elif crew is not None and crew.size == cfg.workers:
+        result = crew.run(cfg, progress)
     else:
-        result = _run_spawned(cfg, progress)
+        with Crew(cfg.settings, cfg.workers) as own:
+            result = own.run(cfg, progress)
     if result.error:
         raise RelayUnavailable(result.error)
     return result
 
 
-def _run_spawned(cfg: RunConfig, progress: Progress) -> RunResult:
-    ctx = multiprocessing.get_context("spawn")
-    channel = ctx.Queue()
-    procs = [ctx.Process(target=worker_main, args=(cfg, channel), daemon=True)
-             for _ in range(cfg.workers)]
-    for proc in procs:
-        proc.start()
-    result = RunResult()
-    failures: list[str] = []
+class Crew:
+    """Worker processes spawned ahead of their run: each imports the sender and loads the DKIM
+    key (standby.py) while this process plans and enqueues, then waits for the run's RunConfig.
 
-    def pause(_signum: int, _frame: Any) -> None:
-        # The workers got the same SIGINT (same process group) and are pausing; a SIGTERM sent
-        # to the parent alone is passed on.
-        result.interrupted = True
-        if _signum == signal.SIGTERM:
-            for proc in procs:
-                if proc.pid is not None and proc.is_alive():
-                    os.kill(proc.pid, signal.SIGTERM)
+    A spawned worker's start-up costs about 0.8 s of CPU; started here, most of it overlaps the
+    planning instead of delaying the first message. `close` (the end of a `with`) ends workers
+    that were never given a run (a send refused or failed before it started) at once.
+    """
 
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, pause) for sig in (signal.SIGINT, signal.SIGTERM)
-                if main}
-    try:
-        _collect(channel, procs, result, failures, progress)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    for proc in procs:
-        proc.join(timeout=10)
-    if failures:
-        raise SendError(failures[0])
-    return result
+    def __init__(self, settings: Settings, size: int) -> None:
+        from newsletter.delivery import standby
+
+        ctx = multiprocessing.get_context("spawn")
+        self.size = size
+        self.channel = ctx.Queue()
+        self.orders: list[Any] = []
+        self.procs: list[Any] = []
+        self.started = False
+        # Started with SIGINT ignored (inherited across exec), until standby.main installs its
+        # handler: a Ctrl-C while a worker imports must not print its traceback.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            for _ in range(size):
+                receive, order = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=standby.main, args=(settings, receive, self.channel),
+                                   daemon=True)
+                proc.start()
+                receive.close()
+                self.orders.append(order)
+                self.procs.append(proc)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def __enter__(self) -> Crew:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def run(self, cfg: RunConfig, progress: Progress) -> RunResult:
+        """Give the workers their run and wait for them; SendError if one failed."""
+        result = RunResult()
+        failures: list[str] = []
+        procs = self.procs
+
+        def pause(_signum: int, _frame: Any) -> None:
+            # The workers got the same SIGINT (same process group) and are pausing; a SIGTERM
+            # sent to the parent alone is passed on.
+            result.interrupted = True
+            if _signum == signal.SIGTERM:
+                for proc in procs:
+                    if proc.pid is not None and proc.is_alive():
+                        os.kill(proc.pid, signal.SIGTERM)
+
+        previous = {sig: signal.signal(sig, pause) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if _main_thread()}
+        try:
+            self.started = True
+            for order in self.orders:
+                order.send(cfg)
+            _collect(self.channel, procs, result, failures, progress)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        for proc in procs:
+            proc.join(timeout=10)
+        if failures:
+            raise SendError(failures[0])
+        return result
+
+    def close(self) -> None:
+        """End the workers that were given no run (they hold nothing yet), reap them all."""
+        for order in self.orders:
+            order.close()
+        for proc in self.procs:
+            if not self.started:
+                proc.kill()
+            proc.join(timeout=10)
+        self.channel.close()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _collect(channel: Any, procs: list[Any], result: RunResult, failures: list[str],
