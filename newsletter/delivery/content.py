@@ -46,8 +46,9 @@ def issue_content(
 
 def prepare(settings: Settings) -> None:
     """Load ahead what `builders` will need (a spawned worker does, waiting for its run): the
-    message builder and the DKIM key (dkim.py keeps the parsed key). An unusable key is
-    reported by the run, as without this."""
+    message builder, the stored editions' class and the DKIM key (dkim.py keeps the parsed
+    key). An unusable key is reported by the run, as without this."""
+    from newsletter.compose.edition import CompiledEdition  # noqa: F401
     from newsletter.delivery.message import load_dkim
 
     with contextlib.suppress(NewsletterError):

@@ -36,6 +36,7 @@ def main(settings: Settings, orders: Any, channel: Any) -> None:
 
     use_log_format_from_environment()  # --log-format json reaches the workers too
     content.prepare(settings)
+    runner.event_loop_runner()  # imports uvloop now
     try:
         cfg = orders.recv()
     except EOFError:  # the send was refused or failed before it started
