@@ -3,7 +3,8 @@
 A worker has a feeder (claims batches into a local queue), a pool of connections (pool.py) and
 a journal task that group-commits intents and outcomes (journal.py; queue.py says why that
 order keeps every crash safe). `run_workers` runs one worker in-process or N in spawned
-processes, and reports progress through a callback. SIGINT/SIGTERM stop claiming, let
+processes (a `Crew`, which `send` starts before it plans), and reports progress through a
+callback. SIGINT/SIGTERM stop claiming, let
 in-flight messages finish, record them, and hand unsent claims back: a clean pause.
 """
 
@@ -409,6 +410,9 @@ class Crew:
                 receive.close()
                 self.orders.append(order)
                 self.procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -439,7 +443,8 @@ class Crew:
         try:
             self.started = True
             for order in self.orders:
-                order.send(cfg)
+                with contextlib.suppress(OSError):  # died meanwhile: _collect sees it gone
+                    order.send(cfg)
             _collect(self.channel, procs, result, failures, progress)
         finally:
             for sig, handler in previous.items():
@@ -458,7 +463,6 @@ class Crew:
             if not self.started:
                 proc.kill()
             proc.join(timeout=10)
-        self.channel.close()
 
 
 def _main_thread() -> bool:
