@@ -16,13 +16,13 @@ import gc
 import logging
 import multiprocessing
 import os
-import queue as stdqueue
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing import connection
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -352,17 +352,17 @@ class Coalesced:
             self.progress(dict(pending))
 
 
-def work(cfg: RunConfig, channel: Any, stopped: threading.Event) -> None:
-    """A spawned worker's run (standby.main calls it), its end reported on `channel`."""
+def work(cfg: RunConfig, link: Any, stopped: threading.Event) -> None:
+    """A spawned worker's run (standby.main calls it), its progress and end sent on `link`."""
     def progress(delta: Mapping[str, int]) -> None:  # coalesced by _run_here
-        channel.put(("progress", dict(delta)))
+        link.send(("progress", dict(delta)))
 
     try:
         result = event_loop_runner()(_run_here(cfg, progress, stopped))
     except Exception as exc:  # reported by the parent as one line
-        channel.put(("failed", f"{exc}" if isinstance(exc, SendError) else repr(exc)))
+        link.send(("failed", f"{exc}" if isinstance(exc, SendError) else repr(exc)))
         return
-    channel.put(("done", (dict(result.counts), result.interrupted, result.error)))
+    link.send(("done", (dict(result.counts), result.interrupted, result.error)))
 
 
 def run_workers(cfg: RunConfig, progress: Progress, crew: Crew | None = None) -> RunResult:
@@ -394,8 +394,7 @@ class Crew:
 
         ctx = multiprocessing.get_context("spawn")
         self.size = size
-        self.channel = ctx.Queue()
-        self.orders: list[Any] = []
+        self.links: list[Any] = []  # one pipe per worker: its run in, its reports out
         self.procs: list[Any] = []
         self.started = False
         # Started with SIGINT ignored (inherited across exec), until standby.main installs its
@@ -403,12 +402,11 @@ class Crew:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
             for _ in range(size):
-                receive, order = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=standby.main, args=(settings, receive, self.channel),
-                                   daemon=True)
+                link, theirs = ctx.Pipe()
+                proc = ctx.Process(target=standby.main, args=(settings, theirs), daemon=True)
                 proc.start()
-                receive.close()
-                self.orders.append(order)
+                theirs.close()  # the worker's end is in the worker now: its exit closes it
+                self.links.append(link)
                 self.procs.append(proc)
         except BaseException:
             self.close()
@@ -442,10 +440,10 @@ class Crew:
                     if _main_thread()}
         try:
             self.started = True
-            for order in self.orders:
+            for link in self.links:
                 with contextlib.suppress(OSError):  # died meanwhile: _collect sees it gone
-                    order.send(cfg)
-            _collect(self.channel, procs, result, failures, progress)
+                    link.send(cfg)
+            _collect(self.links, procs, result, failures, progress)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -457,8 +455,8 @@ class Crew:
 
     def close(self) -> None:
         """End the workers that were given no run (they hold nothing yet), reap them all."""
-        for order in self.orders:
-            order.close()
+        for link in self.links:
+            link.close()
         for proc in self.procs:
             if not self.started:
                 proc.kill()
@@ -469,28 +467,33 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _collect(channel: Any, procs: list[Any], result: RunResult, failures: list[str],
+def _collect(links: list[Any], procs: list[Any], result: RunResult, failures: list[str],
              progress: Progress) -> None:
-    finished = 0
-    while finished < len(procs):
-        try:
-            kind, payload = channel.get(timeout=0.2)
-        except stdqueue.Empty:
+    """Read the workers' reports until each has said it is done or failed, or is gone."""
+    waiting = list(links)
+    while waiting:
+        ready: list[Any] = connection.wait(waiting, timeout=0.2)
+        if not ready:
             # Poll every worker: is_alive() reaps one that exited (waitpid), so a killed
             # worker does not linger as a zombie while the others run.
-            alive = [p.is_alive() for p in procs]
-            if not any(alive) and channel.empty():
+            if not any([p.is_alive() for p in procs]):
                 break
             continue
-        if kind == "progress":
-            if payload:
-                progress(payload)
-        elif kind == "done":
-            counts, interrupted, error = payload
-            result.counts.update(counts)
-            result.interrupted |= interrupted
-            result.error = result.error or error
-            finished += 1
-        else:
-            failures.append(payload)
-            finished += 1
+        for link in ready:
+            try:
+                kind, payload = link.recv()
+            except (EOFError, OSError):  # gone without a word (killed)
+                waiting.remove(link)
+                continue
+            if kind == "progress":
+                if payload:
+                    progress(payload)
+                continue
+            waiting.remove(link)
+            if kind == "done":
+                counts, interrupted, error = payload
+                result.counts.update(counts)
+                result.interrupted |= interrupted
+                result.error = result.error or error
+            else:
+                failures.append(payload)

@@ -4,7 +4,8 @@ This module imports almost nothing, so the worker takes SIGINT and SIGTERM as "s
 its slow imports: from then on a Ctrl-C in the terminal (the parent may still be planning) is
 recorded, never printed as a traceback, and a worker given its run after one starts paused.
 Then it imports the sender, loads what every run's messages need (content.prepare) and waits
-for its RunConfig; the parent closing the pipe instead (the send did not start) ends it.
+for its RunConfig on its pipe (which then carries its reports back); the parent closing the
+pipe instead (the send did not start) ends it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def main(settings: Settings, orders: Any, channel: Any) -> None:
+def main(settings: Settings, link: Any) -> None:
     """Entry point of a spawned worker process."""
     _die_with_parent()
     stopped = threading.Event()
@@ -46,7 +47,7 @@ def main(settings: Settings, orders: Any, channel: Any) -> None:
     gc.freeze()
     gc.enable()
     try:
-        cfg = orders.recv()
+        cfg = link.recv()
     except EOFError:  # the send was refused or failed before it started
         return
-    runner.work(cfg, channel, stopped)
+    runner.work(cfg, link, stopped)
