@@ -83,25 +83,29 @@ def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_se
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("answer", ["no", "ctrl-c"])
+@pytest.mark.parametrize("answer", ["no", "ctrl-c", "sigterm"])
 def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
         workspace, db_url, smtp_server, answer):
     """The worker processes start while this process plans and asks, so the send starts as
-    soon as the editor says yes; a no (or Ctrl-C) ends them: no process, no traceback."""
+    soon as the editor says yes; a no, a Ctrl-C or a SIGTERM ends them: no process left, no
+    traceback or warning."""
     configure(workspace, db_url, smtp_server.port)
     write_issue(workspace)
     seed(workspace, ["en", "fr"] * 5)
     proc = _sender(workspace, "--workers", "2", yes=False, start_new_session=True)
     assert proc.stdin is not None
     assert _until(lambda: len(_workers_of(proc.pid)) == 2), "no workers while asking"
-    if answer == "ctrl-c":
-        time.sleep(0.3)  # let them start importing: a Ctrl-C then must not print a traceback
-        os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    else:
+    if answer == "no":
         out, _ = proc.communicate(b"n\n", timeout=60)
-    assert proc.returncode == 1, out.decode()
-    assert b"Aborted" in out and b"Traceback" not in out
+    else:
+        time.sleep(0.3)  # let them start importing: a signal then must not print a traceback
+        os.killpg(proc.pid, signal.SIGINT if answer == "ctrl-c" else signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    if answer == "sigterm":  # the parent dies of it, as before it had workers
+        assert proc.returncode == -signal.SIGTERM, out.decode()
+    else:
+        assert proc.returncode == 1 and b"Aborted" in out, out.decode()
+    assert b"Traceback" not in out and b"leaked" not in out, out.decode()
     assert _until(lambda: not _workers_of(proc.pid), timeout=5)
     assert smtp_server.messages == [] and deliveries(workspace) == {}
 
