@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -16,11 +17,12 @@ from rich.table import Table
 
 from newsletter.cli.context import AppContext, json_option, pass_app, print_json
 from newsletter.delivery import dispatch
-from newsletter.delivery.concurrency import concurrency
+from newsletter.delivery.concurrency import Concurrency, concurrency
 from newsletter.delivery.relays import relay_report
 from newsletter.errors import ValidationError
 
 if TYPE_CHECKING:
+    from newsletter.delivery.runner import Crew
     from newsletter.delivery.schedule import Schedule
     from newsletter.facades import Sending
 
@@ -126,8 +128,16 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
     app.services.require_schema()
     sending = app.services.sending
     console = Console(quiet=as_json)
-    plan = sending.plan(slug, fallback=fallback_language, force=force,
-                        resend_unknown=resend_unknown)
+    options = {"fallback": fallback_language, "force": force, "resend_unknown": resend_unknown}
+    if test_to is None and not dry_run and not detach and schedule is None:
+        # The worker processes start now: their start-up overlaps the planning and enqueue.
+        chosen = concurrency(sending.services.settings, workers, connections)
+        with sending.start_workers(chosen.workers) or contextlib.nullcontext() as crew:
+            _send(sending, console, sending.plan(slug, **options), chosen, crew, yes=yes,
+                  as_json=as_json, rate=rate, resend_unknown=resend_unknown,
+                  publish_check=publish_check)
+        return
+    plan = sending.plan(slug, **options)
     if test_to is not None:
         addresses = _addresses(test_to)
         if not addresses:
@@ -154,13 +164,8 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
                       f"{report.total_bytes} bytes, smallest {report.smallest}, "
                       f"largest {report.largest}; nothing was sent", highlight=False)
         return
-    if detach or schedule is not None:
-        _enqueue_only(sending, console, plan, schedule, yes=yes, as_json=as_json,
-                      publish_check=publish_check)
-        return
-    _send(sending, console, plan, yes=yes, as_json=as_json, workers=workers,
-          connections=connections, rate=rate, resend_unknown=resend_unknown,
-          publish_check=publish_check)
+    _enqueue_only(sending, console, plan, schedule, yes=yes, as_json=as_json,
+                  publish_check=publish_check)
 
 
 def _schedule(at: str | None, detach: bool, workers: int | None, connections: int | None,
@@ -211,8 +216,8 @@ def _enqueue_only(sending: Sending, console: Console, plan: dispatch.SendPlan,
                   "`newsletter archive build` then.", highlight=False)
 
 
-def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: bool,
-          as_json: bool, workers: int | None, connections: int | None, rate: float | None,
+def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, chosen: Concurrency,
+          crew: Crew | None, *, yes: bool, as_json: bool, rate: float | None,
           resend_unknown: bool, publish_check: bool | None) -> None:
     total = _show_plan(console, plan)
     if total == 0 and not resend_unknown:
@@ -230,14 +235,13 @@ def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, *, yes: b
         sending.publish(plan)
     # The first chunk of the enqueue; the rest is added while the first messages go out.
     issue_id, added = sending.enqueue(plan, whole=False)
-    chosen = concurrency(sending.services.settings, workers, connections)
     console.print(f"Sending with {chosen.describe()}.", highlight=False)
     bar = _Bar(console, sending.remaining(issue_id), console.is_terminal and not as_json,
                expected=(plan.plan.total if plan.plan else 0) - added)
     with bar.progress:
         result, status = sending.deliver(
             plan, issue_id, bar, workers=chosen.workers, connections=chosen.connections,
-            rate=rate, resend_unknown=resend_unknown, on_enqueued=bar.enqueued)
+            rate=rate, resend_unknown=resend_unknown, on_enqueued=bar.enqueued, crew=crew)
     counts = {k: result.counts.get(k, 0) for k in ("sent", "deferred", "failed", "unknown")}
     elapsed = time.monotonic() - bar.started
     archive_problem = sending.update_archive() if publishing else None

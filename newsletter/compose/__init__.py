@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from newsletter.compose.checkrules import Finding
     from newsletter.compose.checks import CheckReport, check_issue
-    from newsletter.compose.compiler import CompiledEdition, compile_issue
+    from newsletter.compose.compiler import compile_issue
+    from newsletter.compose.edition import CompiledEdition
     from newsletter.compose.errors import ComposeError
     from newsletter.compose.slots import SLOT_KEYS, Slots
     from newsletter.compose.source import EditionSource, IssueSource, load_issue
 
 _HOMES = {
     "Finding": "checkrules", "CheckReport": "checks", "check_issue": "checks",
-    "CompiledEdition": "compiler", "compile_issue": "compiler", "ComposeError": "errors",
+    "CompiledEdition": "edition", "compile_issue": "compiler", "ComposeError": "errors",
     "SLOT_KEYS": "slots", "Slots": "slots", "EditionSource": "source", "IssueSource": "source",
     "load_issue": "source",
 }

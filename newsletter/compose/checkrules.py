@@ -20,7 +20,7 @@ from newsletter.compose.blocks import (
     relative_file,
     substitute,
 )
-from newsletter.compose.compiler import CompiledEdition
+from newsletter.compose.edition import CompiledEdition
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.layout import search_path
 from newsletter.compose.mjmlrules import validate

@@ -8,6 +8,7 @@ see editions.compiled_editions), so a worker can run where the workspace is not.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from newsletter.delivery.editions import compiled_editions, stored_editions
 from newsletter.delivery.issues import waiting_languages
 from newsletter.delivery.pool import Build
 from newsletter.delivery.queue import Claimed
+from newsletter.errors import NewsletterError
 from newsletter.keyring import link_signer
 
 if TYPE_CHECKING:
@@ -40,6 +42,17 @@ def issue_content(
         engine.dispose()
     return builders(settings, slug, mailing_list, compiled_editions(settings, slug, records,
                                                                      needed))
+
+
+def prepare(settings: Settings) -> None:
+    """Load ahead what `builders` will need (a spawned worker does, waiting for its run): the
+    message builder, the stored editions' class and the DKIM key (dkim.py keeps the parsed
+    key). An unusable key is reported by the run, as without this."""
+    from newsletter.compose.edition import CompiledEdition  # noqa: F401
+    from newsletter.delivery.message import load_dkim
+
+    with contextlib.suppress(NewsletterError):
+        load_dkim(settings)
 
 
 def builders(

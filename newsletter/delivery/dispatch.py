@@ -54,7 +54,7 @@ from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
 from newsletter.delivery.relayview import check_reachable
-from newsletter.delivery.runner import RunConfig, RunResult, run_workers
+from newsletter.delivery.runner import Crew, RunConfig, RunResult, run_workers
 from newsletter.delivery.schedule import Schedule
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import read_address_key
@@ -411,10 +411,11 @@ def deliver(
     rate: float | None = None,
     resend_unknown: bool = False,
     on_enqueued: Enqueued | None = None,
+    crew: Crew | None = None,
 ) -> tuple[RunResult, str]:
-    """Recover what a crash left, run the workers while the enqueue adds what begin_send
-    left of it (`on_enqueued` hears the rows added so far, and when it is done), set the
-    issue's final status."""
+    """Recover what a crash left, run the workers (in `crew` if started ahead, see
+    runner.Crew) while the enqueue adds what begin_send left of it (`on_enqueued` hears the
+    rows added so far, and when it is done), set the issue's final status."""
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
     s = settings.smtp
     cfg = RunConfig(
@@ -431,7 +432,7 @@ def deliver(
     )
     rest = _rest_of(engine, plan, issue_id, on_enqueued)
     try:
-        result = run_workers(cfg, progress)
+        result = run_workers(cfg, progress, crew)
     finally:
         try:
             if rest is not None:

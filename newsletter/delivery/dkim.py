@@ -31,7 +31,10 @@ signature runs slower too, a plain build 38 -> 41-64 µs); the frame about 40 µ
 builds (SHA-256 of the body 15, proving the text part canonical 11, the own fields 6, the
 header 4); the rest as in the unsigned send (286 µs). The two workers' start-up (imports, the
 editions, the key) added about 80 µs a message at 20,000, signed or not: a second process costs
-its start, not its steady state, which was the same as one process's.
+its start, not its steady state, which was the same as one process's. Since then `send` starts
+them before it plans (runner.Crew), so their start-up overlaps the planning and the first
+enqueue, and they no longer import the compiler to read the stored editions (compose/edition.py:
+0.16 -> 0.09 s of CPU, 181 -> 56 modules).
 """
 
 from __future__ import annotations
@@ -177,8 +180,11 @@ def _dkimpy_key_bits(pem: bytes, path: object) -> int:
     return int(key["modulus"].bit_length())
 
 
+@lru_cache(maxsize=2)
 def _openssl_key(pem: bytes) -> Any:
-    """The key for OpenSSL signing, or None when `cryptography` is missing or disagrees."""
+    """The key for OpenSSL signing, or None when `cryptography` is missing or disagrees; kept
+    by PEM, as parsing and checking it costs ~40 ms (a spawned worker loads it ahead of its
+    run, content.prepare)."""
     # Imported here, not with the module: every send process imports this module, and
     # `cryptography` cost each one 11-18 ms at start-up (57 ms from a cold disk cache) even
     # when nothing is signed.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
     from newsletter.delivery.relayview import RelayOut
     from newsletter.delivery.retention import RollUpReport
-    from newsletter.delivery.runner import RunResult
+    from newsletter.delivery.runner import Crew, RunResult
     from newsletter.delivery.schedule import Schedule
     from newsletter.outbox import OutboxReport, OutboxRow
 
@@ -104,6 +104,14 @@ class Sending(Facade):
         from newsletter.delivery.issues import control
 
         return control(self.engine, slug, action)
+
+    def start_workers(self, workers: int) -> Crew | None:
+        """The processes of a send of `workers` processes, started now so that their start-up
+        overlaps the planning (runner.Crew; pass it to `deliver`, close it in any case); None
+        for one, which runs in this process."""
+        from newsletter.delivery.runner import Crew
+
+        return Crew(self.services.settings, workers) if workers > 1 else None
 
     def deliver(self, plan: SendPlan, issue_id: int, progress: Any,
                 **options: Any) -> tuple[RunResult, str]:

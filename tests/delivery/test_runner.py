@@ -6,19 +6,45 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 
-def _sender(workspace, *extra: str, start_new_session: bool = False) -> subprocess.Popen[bytes]:
+def _sender(workspace, *extra: str, start_new_session: bool = False, slug: str = "nov",
+            yes: bool = True) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", "nov", "--yes",
-         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=start_new_session)
+        [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", slug,
+         *(["--yes"] if yes else []), *extra], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=start_new_session)
+
+
+def _workers_of(session: int) -> list[int]:
+    """The spawned worker processes (multiprocessing's spawn_main) alive in a session."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):  # not a process, or gone meanwhile
+            continue
+        if int(state[3]) == session and state[0] != "Z" and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _until(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.mark.slow
@@ -54,3 +80,50 @@ def test_ctrl_c_pauses_cleanly_and_send_again_resumes(workspace, db_url, smtp_se
     assert resumed.returncode == 0, out.decode()
     assert Counter(r[0] for _s, r, _d in smtp_server.messages) == Counter(
         {e: 1 for e in emails})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer", ["no", "ctrl-c", "sigterm"])
+def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
+        workspace, db_url, smtp_server, answer):
+    """The worker processes start while this process plans and asks, so the send starts as
+    soon as the editor says yes; a no, a Ctrl-C or a SIGTERM ends them: no process left, no
+    traceback or warning."""
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr"] * 5)
+    proc = _sender(workspace, "--workers", "2", yes=False, start_new_session=True)
+    assert proc.stdin is not None
+    assert _until(lambda: len(_workers_of(proc.pid)) == 2), "no workers while asking"
+    if answer == "no":
+        out, _ = proc.communicate(b"n\n", timeout=60)
+    else:
+        time.sleep(0.3)  # let them start importing: a signal then must not print a traceback
+        os.killpg(proc.pid, signal.SIGINT if answer == "ctrl-c" else signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    if answer == "sigterm":  # the parent dies of it, as before it had workers
+        assert proc.returncode == -signal.SIGTERM, out.decode()
+    else:
+        assert proc.returncode == 1 and b"Aborted" in out, out.decode()
+    assert b"Traceback" not in out and b"leaked" not in out, out.decode()
+    assert _until(lambda: not _workers_of(proc.pid), timeout=5)
+    assert smtp_server.messages == [] and deliveries(workspace) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refusal", ["relay down", "no such issue"])
+def test_a_refused_send_with_two_workers_says_why_in_one_line_and_leaves_no_process(
+        workspace, db_url, smtp_server, unused_port, refusal):
+    down = refusal == "relay down"
+    configure(workspace, db_url, unused_port if down else smtp_server.port)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr"] * 5)
+    proc = _sender(workspace, "--workers", "2", "--json", slug="nov" if down else "dec",
+                   start_new_session=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = out.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    assert ("unreachable" if down else "no issue folder") in lines[0]
+    assert _until(lambda: not _workers_of(proc.pid), timeout=5)
+    assert deliveries(workspace) == {}
