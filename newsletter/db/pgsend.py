@@ -22,6 +22,10 @@ tests/delivery/test_pgsend.py and the journal's tests read their rows back on Po
   skip psycopg's cursor: `run` sends them on libpq, their parameters written as text. The
   parts of one query see one snapshot, so `journal` keeps an id to the first of these that
   names it, as the sequential writers' `worker = me` conditions do.
+
+psycopg is imported when a connection opens, not with this module: runner, queue and journal
+import it on SQLite too, where psycopg's ~0.13 s of imports were paid by the send and by each
+spawned worker for nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg import generators, pq
 from sqlalchemy import Engine
 
 from newsletter.db.sender import hmac_pads
@@ -123,6 +125,8 @@ class Lane:
 
     async def connection(self) -> Any:
         if self.conn is None or self.conn.closed:
+            import psycopg
+
             self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
             self.prepared = {}
             # The statements' plans do not depend on their values (the ids are looked up by
@@ -236,8 +240,10 @@ async def _results(conn: Any) -> Any:
     without blocking the loop, but they are not in its documented API: a psycopg release that
     changes them fails the journal's tests on PostgreSQL (tests/delivery/test_pgsend.py,
     test_journal*.py), and `journal` can go back to `conn.execute` for every commit."""
+    from psycopg import errors, generators, pq  # loaded by Lane.connection already
+
     results = await conn.wait(generators.execute(conn.pgconn))
     for result in results:
         if result.status == pq.ExecStatus.FATAL_ERROR:
-            raise psycopg.errors.error_from_result(result, conn.info.encoding)
+            raise errors.error_from_result(result, conn.info.encoding)
     return results[-1]
