@@ -22,7 +22,7 @@ from newsletter.delivery.relays import relay_report
 from newsletter.errors import ValidationError
 
 if TYPE_CHECKING:
-    from newsletter.delivery.runner import Crew
+    from newsletter.delivery.crew import Crew
     from newsletter.delivery.schedule import Schedule
     from newsletter.facades import Sending
 

@@ -28,6 +28,7 @@ from newsletter.db.tables import LISTS
 from newsletter.delivery import content, issuedata, letterhead
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
+from newsletter.delivery.crew import Crew, run_workers
 from newsletter.delivery.editions import (
     EditionRecord,
     changed_languages,
@@ -54,7 +55,7 @@ from newsletter.delivery.livecheck import failing_urls, image_urls
 from newsletter.delivery.plan import LanguagePlan, check_resend, plan_languages
 from newsletter.delivery.recipients import count_by_language
 from newsletter.delivery.relayview import check_reachable
-from newsletter.delivery.runner import Crew, RunConfig, RunResult, run_workers
+from newsletter.delivery.runner import RunConfig, RunResult
 from newsletter.delivery.schedule import Schedule
 from newsletter.errors import NewsletterError, NotFoundError
 from newsletter.keyring import read_address_key
@@ -414,7 +415,7 @@ def deliver(
     crew: Crew | None = None,
 ) -> tuple[RunResult, str]:
     """Recover what a crash left, run the workers (in `crew` if started ahead, see
-    runner.Crew) while the enqueue adds what begin_send left of it (`on_enqueued` hears the
+    crew.Crew) while the enqueue adds what begin_send left of it (`on_enqueued` hears the
     rows added so far, and when it is done), set the issue's final status."""
     q.recover(engine, issue_id, resend_unknown=resend_unknown)
     s = settings.smtp

@@ -32,7 +32,7 @@ builds (SHA-256 of the body 15, proving the text part canonical 11, the own fiel
 header 4); the rest as in the unsigned send (286 µs). The two workers' start-up (imports, the
 editions, the key) added about 80 µs a message at 20,000, signed or not: a second process costs
 its start, not its steady state, which was the same as one process's. Since then `send` starts
-them before it plans (runner.Crew), so their start-up overlaps the planning and the first
+them before it plans (crew.Crew), so their start-up overlaps the planning and the first
 enqueue, and they no longer import the compiler to read the stored editions (compose/edition.py:
 0.16 -> 0.09 s of CPU, 181 -> 56 modules).
 """

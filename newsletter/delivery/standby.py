@@ -1,4 +1,4 @@
-"""A spawned send worker from its start to its run (runner.Crew starts it ahead of the run).
+"""A spawned send worker from its start to its run (crew.Crew starts it ahead of the run).
 
 This module imports almost nothing, so the worker takes SIGINT and SIGTERM as "stop" before
 its slow imports: from then on a Ctrl-C in the terminal (the parent may still be planning) is
@@ -33,11 +33,12 @@ def main(settings: Settings, link: Any) -> None:
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stopped.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by Crew
     # The imports make objects by the hundred thousand and almost no cycles: without the
     # collector's passes over them they cost ~10 % less; what they made is then frozen, as
     # Worker.run would do.
     gc.disable()
-    from newsletter.delivery import content, runner
+    from newsletter.delivery import content, crew, runner
     from newsletter.logs import use_log_format_from_environment
 
     use_log_format_from_environment()  # --log-format json reaches the workers too
@@ -50,4 +51,4 @@ def main(settings: Settings, link: Any) -> None:
         cfg = link.recv()
     except EOFError:  # the send was refused or failed before it started
         return
-    runner.work(cfg, link, stopped)
+    crew.work(cfg, link, stopped)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from newsletter.archive.builder import BuildReport
     from newsletter.bounces.policy import ReportRow
     from newsletter.bounces.receiver import Processor
+    from newsletter.delivery.crew import Crew
     from newsletter.delivery.daemon import WorkerOptions, WorkerReport
     from newsletter.delivery.dispatch import SendPlan
     from newsletter.delivery.issues import IssueStatus, IssueSummary
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.rehearsal import DryRunReport, TestCopy
     from newsletter.delivery.relayview import RelayOut
     from newsletter.delivery.retention import RollUpReport
-    from newsletter.delivery.runner import Crew, RunResult
+    from newsletter.delivery.runner import RunResult
     from newsletter.delivery.schedule import Schedule
     from newsletter.outbox import OutboxReport, OutboxRow
 
@@ -107,9 +108,9 @@ class Sending(Facade):
 
     def start_workers(self, workers: int) -> Crew | None:
         """The processes of a send of `workers` processes, started now so that their start-up
-        overlaps the planning (runner.Crew; pass it to `deliver`, close it in any case); None
+        overlaps the planning (crew.Crew; pass it to `deliver`, close it in any case); None
         for one, which runs in this process."""
-        from newsletter.delivery.runner import Crew
+        from newsletter.delivery.crew import Crew
 
         return Crew(self.services.settings, workers) if workers > 1 else None
 

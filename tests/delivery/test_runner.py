@@ -110,6 +110,30 @@ def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
     assert smtp_server.messages == [] and deliveries(workspace) == {}
 
 
+def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatch):
+    """SIGINT is held, not ignored, while the workers are spawned: the editor's Ctrl-C still
+    stops the send (it used to be dropped, and with --yes the send went on), and the workers
+    already started are ended."""
+    import multiprocessing
+    from multiprocessing.context import SpawnProcess
+
+    from newsletter.config import load_settings
+    from newsletter.delivery.crew import Crew
+
+    start = SpawnProcess.start
+
+    def start_then_ctrl_c(self):
+        start(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SpawnProcess, "start", start_then_ctrl_c)
+    settings = load_settings(tmp_path, environ={}, overrides={
+        "newsletter": {"secret_key": "k" * 32, "from_address": "news@example.org"}})
+    with pytest.raises(KeyboardInterrupt):
+        Crew(settings, 2)
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("refusal", ["relay down", "no such issue"])
 def test_a_refused_send_with_two_workers_says_why_in_one_line_and_leaves_no_process(
