@@ -129,8 +129,13 @@ def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatc
     monkeypatch.setattr(SpawnProcess, "start", start_then_ctrl_c)
     settings = load_settings(tmp_path, environ={}, overrides={
         "newsletter": {"secret_key": "k" * 32, "from_address": "news@example.org"}})
-    with pytest.raises(KeyboardInterrupt):
-        Crew(settings, 2)
+    # Ctrl-C as in a terminal, whatever an earlier test in this process left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Crew(settings, 2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert multiprocessing.active_children() == []
 
 
