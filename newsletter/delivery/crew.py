@@ -27,7 +27,7 @@ PROGRESS_EVERY = 0.2  # s between progress reports (a bar redrawn 5 times a seco
 
 
 async def run_here(cfg: RunConfig, progress: Progress,
-                    stopped: threading.Event | None = None) -> RunResult:
+                   stopped: threading.Event | None = None) -> RunResult:
     """One worker in this process; `stopped`: a SIGINT or SIGTERM came before it started."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
