@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import newsletter  # before the bench modules, which put their own checkout first on the path
-from newsletter.db.engine import make_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import claim_explain  # noqa: E402
 import send_bench  # noqa: E402
+import wal_bench  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 
 COUNTERS = """
@@ -126,20 +123,10 @@ def main() -> None:
     ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     print(f"code: {Path(newsletter.__file__).parent.parent}")
-    tmp = Path(tempfile.mkdtemp(prefix="nl-pgwal-"))
-    ws = tmp / "ws"
-    url, name = claim_explain.scratch_database(args.admin_url)
-    port = send_bench.free_port()
-    send_bench.write_workspace(ws, url, port, args.connections)
-    sink = subprocess.Popen([send_bench.SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
-    engine = make_engine(url)
-    try:
-        send_bench.seed(url, args.subscribers)
-        admin(engine, "VACUUM ANALYZE")
-        admin(engine, "CHECKPOINT")
+    with wal_bench.seeded(args.admin_url, args.subscribers, args.connections) as (ws, engine):
         statements(engine, reset=True)
         before = counters(engine)
-        sent, wall, cpu = send(ws, name)
+        sent, wall, cpu = send(ws, str(engine.url.database))
         after = counters(engine)
         print(f"send of {sent:,} messages, {sent / wall:,.0f} msg/s (whole command)")
         report(before, after, sent, cpu)
@@ -149,12 +136,6 @@ def main() -> None:
         for calls, wal, blocks, dirtied, query in statements(engine, reset=False):
             print(f"  {calls:>6} calls {wal / sent:>7,.0f} WAL B/msg {blocks / sent:>5.1f} "
                   f"blocks/msg {dirtied / sent:>5.2f} dirtied/msg  {query}")
-    finally:
-        engine.dispose()
-        sink.terminate()
-        sink.wait()
-        claim_explain.drop_database(args.admin_url, name)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
