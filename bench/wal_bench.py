@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +87,30 @@ def run(cmd: list[str]) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
+@contextmanager
+def seeded(admin_url: str, subscribers: int, connections: int) -> Iterator[tuple[Path, Engine]]:
+    """A scratch database of `subscribers` confirmed readers, vacuumed and checkpointed, and a
+    workspace with the issue `bench` sending to `smtp-sink`; all gone afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="nl-wal-"))
+    ws = tmp / "ws"
+    url, name = claim_explain.scratch_database(admin_url)
+    port = send_bench.free_port()
+    send_bench.write_workspace(ws, url, port, connections)
+    sink = subprocess.Popen([send_bench.SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
+    engine = make_engine(url)
+    try:
+        send_bench.seed(url, subscribers)
+        admin(engine, "VACUUM ANALYZE")
+        admin(engine, "CHECKPOINT")
+        yield ws, engine
+    finally:
+        engine.dispose()
+        sink.terminate()
+        sink.wait()
+        claim_explain.drop_database(admin_url, name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subscribers", type=int, default=20_000)
@@ -92,17 +118,7 @@ def main() -> None:
     ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--waldump", metavar="DIR", help="the cluster's pg_wal folder")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="nl-wal-"))
-    ws = tmp / "ws"
-    url, name = claim_explain.scratch_database(args.admin_url)
-    port = send_bench.free_port()
-    send_bench.write_workspace(ws, url, port, args.connections)
-    sink = subprocess.Popen([send_bench.SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
-    engine = make_engine(url)
-    try:
-        send_bench.seed(url, args.subscribers)
-        admin(engine, "VACUUM ANALYZE")
-        admin(engine, "CHECKPOINT")
+    with seeded(args.admin_url, args.subscribers, args.connections) as (ws, engine):
         start = lsn(engine)
         wall, out = run(send_bench.newsletter(ws, "send", "bench", "--yes", "--json"))
         end = lsn(engine)
@@ -126,12 +142,6 @@ def main() -> None:
         wal = wal_between(engine, start, lsn(engine))
         print(f"roll-up of that issue: {wall:.2f} s (whole command), {wal / 1e6:.1f} MB of WAL, "
               f"{wal / sent:,.0f} bytes per row deleted; {out.strip().splitlines()[-1]}")
-    finally:
-        engine.dispose()
-        sink.terminate()
-        sink.wait()
-        claim_explain.drop_database(args.admin_url, name)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,18 @@ test_journal_unit.py (whose `db.claim` and fast writer take this path on Postgre
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from sqlalchemy import text
 
 from newsletter.db import pgsend
+from newsletter.db.engine import make_engine
+from newsletter.db.migrate import upgrade
 from newsletter.db.models import utcnow
 from newsletter.delivery import queue as q
-from tests.delivery.sender_fixtures import seed, suppress
+from tests.conftest import pg_database
+from tests.delivery.sender_fixtures import configure, seed, suppress, write_issue
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -139,3 +144,39 @@ def test_the_send_lanes_plan_their_statements_once(db):
 
     plans = asyncio.run(run())
     assert len(plans) == 2 and all(custom == 0 and generic >= 8 for generic, custom in plans)
+
+
+def _updates(engine) -> tuple[int, int]:
+    """Updates of deliveries so far, and how many of them were HOT (no new index entry)."""
+    with engine.connect() as conn:  # a new session: a fresh snapshot of the statistics
+        row = conn.execute(text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                                "WHERE relname = 'deliveries'")).one()
+    return row[0], row[1]
+
+
+def _updates_reported(engine, at_least: int, timeout: float = 20.0) -> tuple[int, int]:
+    """`_updates` once the send's backends have reported `at_least` updates (each reports its
+    counts when its connection closes, a moment after the client left)."""
+    deadline = time.monotonic() + timeout
+    while (counts := _updates(engine))[0] < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return counts
+
+
+def test_a_send_leases_its_rows_in_place_with_no_new_index_entry(
+        workspace, db_url, run, smtp_server):
+    """The claim changes no indexed column, and migration 0012 leaves it room in the page, so
+    PostgreSQL writes it HOT: a third of a send's updates (claim, intent, outcome per row).
+    Before, the enqueue filled the pages and almost every update went to another page, with a
+    new entry in every index."""
+    with pg_database("nl_hot") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        configure(workspace, url, smtp_server.port, connections=4, batch_size=50)
+        write_issue(workspace)
+        seed(workspace, ["en", "fr", "es"] * 100)
+        assert _updates(engine) == (0, 0)
+        assert run.json("send", "nov", "--yes")["sent"] == 300
+        updates, hot = _updates_reported(engine, 900)
+        engine.dispose()
+    assert updates >= 900 and hot >= 0.3 * updates, (updates, hot)
