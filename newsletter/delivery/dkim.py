@@ -21,8 +21,8 @@ signed from the whole message as above.
 The RSA signature is most of a signed message's CPU, and `cryptography` holds the GIL while it
 signs (measured with 50.0: a busy second thread cut signing from ~900 to ~265 a second, and the
 process never used more than one core), so signing in a thread pool would not overlap it with
-the event loop's SMTP work: a second worker process is what uses a second core
-(concurrency.default_workers).
+the event loop's SMTP work. A `send` run therefore has the signature made by signer processes
+(signers.py): the sender canonicalizes and hashes, and only the 32-byte digest crosses a pipe.
 
 Where a signed message's CPU goes (issue 16, 2026-12-03, perf samples of a 20,000-message send,
 2 x 8, 25 KB messages, a loaded machine): per message, OpenSSL's RSA 285 µs (255-265 in a tight

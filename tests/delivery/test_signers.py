@@ -167,3 +167,37 @@ def test_no_signer_outlives_its_send(workspace, db_url, smtp_server, key_file, h
     assert b"Traceback" not in out and b"leaked" not in out, out.decode()
     assert _until(lambda: not any(_alive(pid) for pid in found), timeout=10)
     _verify_all(workspace, smtp_server.messages)
+
+
+def test_each_request_gets_its_own_signature_the_same_as_signing_here(tmp_path, key_file):
+    """Many digests in flight over two signers: each answer goes to its request (PKCS #1 v1.5
+    is deterministic, so it must equal the signature made in this process)."""
+    import asyncio
+    import hashlib
+
+    from newsletter.delivery.signers import Signers
+
+    _configure(tmp_path, "sqlite://", 25, key_file)
+    dkim = load_dkim(load_settings(tmp_path))
+    digests = [hashlib.sha256(b"%d" % i).digest() for i in range(300)]
+
+    async def ask_all(signers: Signers) -> list[bytes]:
+        return list(await asyncio.gather(*(signers.ask(d) for d in digests)))
+
+    with Signers(dkim, 2) as signers:
+        procs = [s.proc for s in signers.live]
+        answers = asyncio.run(ask_all(signers))
+        assert len(signers.live) == 2  # none was lost: all came from the signers
+    assert answers == [signers.sign_here(d) for d in digests]
+    assert [p.returncode for p in procs] == [0, 0]  # ended when their stdin closed
+
+
+def test_a_signer_process_imports_cryptography_and_nothing_of_the_sender():
+    code = ("import sys; from newsletter.delivery import rsaproc; "
+            "from cryptography.hazmat.primitives import serialization; "
+            "print(' '.join(sorted(sys.modules)))")
+    modules = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                 text=True).stdout.split())
+    ours = {m for m in modules if m.startswith("newsletter")}
+    assert ours == {"newsletter", "newsletter.delivery", "newsletter.delivery.rsaproc"}
+    assert not {"sqlalchemy", "asyncio", "aiosmtplib", "dkim"} & modules
