@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.delivery.dkim import dns_record, load_dkim
 from tests.conftest import require_module, write_config
-from tests.delivery.sender_fixtures import deliveries, seed, write_issue
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signers") / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True,
-                   capture_output=True)
-    return path
+from tests.delivery.sender_fixtures import deliveries, processes, seed, until, write_issue
 
 
 def _configure(workspace: Path, db_url: str, port: int, key_file: Path, **smtp: object) -> None:
@@ -55,17 +46,7 @@ def _verify_all(workspace: Path, messages: list[Any]) -> None:
 
 
 def _signers_of(parent: int) -> list[int]:
-    """The signer processes (rsaproc) whose parent is `parent`, not zombies."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if int(state[1]) == parent and state[0] != "Z" and b"rsaproc" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return processes(b"rsaproc", parent=parent)
 
 
 def _alive(pid: int) -> bool:
@@ -73,15 +54,6 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _until(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.slow
@@ -165,7 +137,7 @@ def test_no_signer_outlives_its_send(workspace, db_url, smtp_server, key_file, h
         statuses = Counter(s for s, _l, _r in deliveries(workspace).values())
         assert statuses["sending"] == 0 and statuses["sent"] == len(smtp_server.messages)
     assert b"Traceback" not in out and b"leaked" not in out, out.decode()
-    assert _until(lambda: not any(_alive(pid) for pid in found), timeout=10)
+    assert until(lambda: not any(_alive(pid) for pid in found), timeout=10)
     _verify_all(workspace, smtp_server.messages)
 
 
