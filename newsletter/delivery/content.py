@@ -69,9 +69,9 @@ def builders(
 
     signer = link_signer(settings)
     dkim = load_dkim(settings)
+    finish = None
     if signers is not None and dkim is not None:
-        dkim = signers.remote(dkim)
-    finish = getattr(dkim.rsa_key, "finish", None) if dkim is not None else None
+        dkim, finish = signers.remote(dkim)
     builds: dict[str, Build] = {}
     for lang, edition in compiled.items():
         if subject_prefix:

@@ -30,7 +30,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from newsletter.delivery.dkim import DkimSigner, fold_signature, pkcs1_sha256
@@ -107,14 +107,16 @@ class Signers:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def remote(self, dkim: DkimSigner) -> DkimSigner:
-        """`dkim` with its RSA done by these processes (see RemoteKey); as it is if dkimpy
-        signs or its key is not the one the processes were given."""
+    def remote(self, dkim: DkimSigner) -> tuple[DkimSigner, Callable[[bytes], Any] | None]:
+        """`dkim` with its RSA done by these processes, and what turns a message it signed into
+        a `Pending` (RemoteKey.finish); `dkim` and None if dkimpy signs or its key is not the
+        one the processes were given."""
         from dataclasses import replace
 
         if dkim.rsa_key is None or dkim.private_key != self.pem:
-            return dkim
-        return replace(dkim, rsa_key=RemoteKey(self, dkim.rsa_key))
+            return dkim, None
+        key = RemoteKey(self, dkim.rsa_key)
+        return replace(dkim, rsa_key=key), key.finish
 
     def ask(self, digest: bytes) -> asyncio.Future[bytes]:
         """The signature of `digest`, from the signer with the fewest requests waiting."""
