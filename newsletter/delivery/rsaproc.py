@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import struct
 from typing import Any
 
@@ -59,7 +60,11 @@ def serve(fd_in: int, fd_out: int) -> None:
 
 
 def main() -> None:
-    """Entry point (python -c); a sender gone mid-answer ends it quietly."""
+    """Entry point (python -c); a sender gone mid-answer ends it quietly. SIGINT and SIGTERM
+    sent to everything (systemd stops a unit's whole group) are the sender's to act on: it
+    pauses, and its signers answer what it still asks until it closes their stdin."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(EOFError, BrokenPipeError):
         serve(0, 1)
 

@@ -113,10 +113,12 @@ def _sender(workspace: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sender killed"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm to all", "sender killed"])
 def test_no_signer_outlives_its_send(workspace, db_url, smtp_server, key_file, how):
-    """Ctrl-C (the whole process group) and SIGTERM pause the send; a sender killed outright
-    takes its signers with it (their stdin ends). No process is left, nothing is printed."""
+    """Ctrl-C (the whole process group) and SIGTERM pause the send, also a SIGTERM to the
+    signers as well (systemd stopping a unit): they sign until the sender ends them. A sender
+    killed outright takes its signers with it (their stdin ends). No process is left, nothing
+    is printed."""
     _configure(workspace, db_url, smtp_server.port, key_file, rate=200.0)
     write_issue(workspace)
     seed(workspace, ["en", "fr"] * 500)
@@ -126,6 +128,9 @@ def test_no_signer_outlives_its_send(workspace, db_url, smtp_server, key_file, h
     assert found, "no signer process beside the sender"
     if how == "sender killed":
         proc.kill()
+    elif how == "sigterm to all":
+        for pid in (*found, proc.pid):
+            os.kill(pid, signal.SIGTERM)
     else:
         kill = os.killpg if how == "ctrl-c" else os.kill
         kill(proc.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
@@ -137,6 +142,7 @@ def test_no_signer_outlives_its_send(workspace, db_url, smtp_server, key_file, h
         statuses = Counter(s for s, _l, _r in deliveries(workspace).values())
         assert statuses["sending"] == 0 and statuses["sent"] == len(smtp_server.messages)
     assert b"Traceback" not in out and b"leaked" not in out, out.decode()
+    assert b"signer process ended" not in out, out.decode()
     assert until(lambda: not any(_alive(pid) for pid in found), timeout=10)
     _verify_all(workspace, smtp_server.messages)
 
