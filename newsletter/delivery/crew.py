@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -27,6 +28,7 @@ from newsletter.errors import NewsletterError
 if TYPE_CHECKING:
     from newsletter.delivery.signers import Signers
 
+log = logging.getLogger(__name__)
 PROGRESS_EVERY = 0.2  # s between progress reports (a bar redrawn 5 times a second is enough)
 
 
@@ -204,17 +206,20 @@ class Crew:
 
 def start_signers(settings: Settings, count: int) -> Signers | None:
     """`count` DKIM signer processes for a sender process (signers.py), None when nothing is
-    signed with OpenSSL's RSA; an unusable key is reported by the run, as without them."""
+    signed with OpenSSL's RSA; an unusable key is reported by the run, as without them, and
+    processes that cannot be started leave the signing to the sender."""
     from newsletter.delivery.dkim import load_dkim
     from newsletter.delivery.signers import Signers
 
     if count < 1:
         return None
     try:
-        dkim = load_dkim(settings)
+        return Signers.start(load_dkim(settings), count)
     except NewsletterError:
         return None
-    return Signers.start(dkim, count)
+    except OSError as exc:
+        log.warning("no DKIM signer process (%s): the sender signs", exc)
+        return None
 
 
 def _main_thread() -> bool:

@@ -104,6 +104,18 @@ def test_a_signer_killed_mid_send_is_replaced_by_signing_here_and_nothing_goes_u
     assert not _alive(killed[0]) and not _signers_of(os.getpid())
 
 
+def test_signers_that_cannot_start_leave_the_signing_to_the_sender(
+        run, workspace, db_url, smtp_server, key_file, monkeypatch, caplog):
+    monkeypatch.setattr(sys, "executable", str(workspace / "no-such-python"))
+    _configure(workspace, db_url, smtp_server.port, key_file)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr"] * 5)
+    with caplog.at_level(logging.WARNING, logger="newsletter.delivery.crew"):
+        report = run.json("send", "nov", "--yes")
+    assert report["sent"] == 10 and "no DKIM signer process" in caplog.text
+    _verify_all(workspace, smtp_server.messages)
+
+
 def _sender(workspace: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return subprocess.Popen(
