@@ -105,7 +105,8 @@ class _Bar:
               "check that they answer before sending, then update the archive after it "
               "(default: [send] publish_check, on). Turn off if you publish by other means.")
 @click.option("--workers", type=click.IntRange(1, 64),
-              help="Sender processes ([smtp] workers; default: one per two CPU cores).")
+              help="Sender processes ([smtp] workers; default: one per two CPU cores, or "
+              "one when DKIM signer processes sign, which get the cores the senders leave).")
 @click.option("--connections", type=click.IntRange(1, 500),
               help="SMTP connections per process ([smtp] connections).")
 @click.option("--rate", type=click.FloatRange(0), help="Messages per second, 0 = unlimited.")
@@ -132,7 +133,8 @@ def send(app: AppContext, slug: str, yes: bool, dry_run: bool, test_to: str | No
     if test_to is None and not dry_run and not detach and schedule is None:
         # The worker processes start now: their start-up overlaps the planning and enqueue.
         chosen = concurrency(sending.services.settings, workers, connections)
-        with sending.start_workers(chosen.workers) or contextlib.nullcontext() as crew:
+        with (sending.start_workers(chosen.workers, chosen.signers)
+              or contextlib.nullcontext()) as crew:
             _send(sending, console, sending.plan(slug, **options), chosen, crew, yes=yes,
                   as_json=as_json, rate=rate, resend_unknown=resend_unknown,
                   publish_check=publish_check)
@@ -253,6 +255,7 @@ def _send(sending: Sending, console: Console, plan: dispatch.SendPlan, chosen: C
                     "warnings": list(plan.warnings),
                     "interrupted": result.interrupted, "seconds": round(elapsed, 3),
                     "workers": chosen.workers, "connections": chosen.connections,
+                    "signers": chosen.signers,
                     **({"relays": {r.name: {"sent": r.sent, "taken_out": r.taken_out}
                                    for r in relays}} if relays else {})})
     else:

@@ -19,13 +19,14 @@ from newsletter.db.engine import make_engine
 from newsletter.delivery import letterhead
 from newsletter.delivery.editions import compiled_editions, stored_editions
 from newsletter.delivery.issues import waiting_languages
-from newsletter.delivery.pool import Build
+from newsletter.delivery.pool import Build, Built
 from newsletter.delivery.queue import Claimed
 from newsletter.errors import NewsletterError
 from newsletter.keyring import link_signer
 
 if TYPE_CHECKING:
     from newsletter.compose import CompiledEdition
+    from newsletter.delivery.signers import Signers
 
 
 def issue_content(
@@ -40,8 +41,10 @@ def issue_content(
             settings = letterhead.apply(settings, letterhead.stored(conn, issue_id))
     finally:
         engine.dispose()
-    return builders(settings, slug, mailing_list, compiled_editions(settings, slug, records,
-                                                                     needed))
+    from newsletter.delivery import signers
+
+    compiled = compiled_editions(settings, slug, records, needed)
+    return builders(settings, slug, mailing_list, compiled, signers=signers.active())
 
 
 def prepare(settings: Settings) -> None:
@@ -58,12 +61,17 @@ def prepare(settings: Settings) -> None:
 def builders(
     settings: Settings, slug: str, mailing_list: ListInfo,
     compiled: Mapping[str, CompiledEdition], subject_prefix: str = "",
+    signers: Signers | None = None,
 ) -> dict[str, Build]:
-    """One build function per language: a claimed delivery -> (envelope from, to, bytes)."""
+    """One build function per language: a claimed delivery -> (envelope from, to, bytes); with
+    `signers` (a send run's signer processes), the bytes come as an awaitable (signers.py)."""
     from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
 
     signer = link_signer(settings)
     dkim = load_dkim(settings)
+    finish = None
+    if signers is not None and dkim is not None:
+        dkim, finish = signers.remote(dkim)
     builds: dict[str, Build] = {}
     for lang, edition in compiled.items():
         if subject_prefix:
@@ -79,7 +87,8 @@ def builders(
             dkim=dkim,
         )
 
-        def build(c: Claimed, builder: MessageBuilder = builder) -> tuple[str, str, bytes]:
+        def build(c: Claimed, builder: MessageBuilder = builder) -> Built:
+            rcpt = smtp_address(c.email)  # first: nothing may fail between signing and finish
             mail_from, data = builder.build(
                 Recipient(
                     delivery_id=c.delivery_id,
@@ -89,7 +98,7 @@ def builders(
                     attributes=c.attributes,
                 )
             )
-            return mail_from, smtp_address(c.email), data
+            return mail_from, rcpt, finish(data) if finish else data
 
         builds[lang] = build
     return builds

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -16,13 +17,18 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from multiprocessing import connection, resource_tracker
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.config import Settings
 from newsletter.delivery.errors import RelayUnavailable, SendError
 from newsletter.delivery.journal import Progress
 from newsletter.delivery.runner import RunConfig, RunResult, Worker, event_loop_runner
+from newsletter.errors import NewsletterError
 
+if TYPE_CHECKING:
+    from newsletter.delivery.signers import Signers
+
+log = logging.getLogger(__name__)
 PROGRESS_EVERY = 0.2  # s between progress reports (a bar redrawn 5 times a second is enough)
 
 
@@ -107,7 +113,7 @@ class Crew:
     that were never given a run (a send refused or failed before it started) at once.
     """
 
-    def __init__(self, settings: Settings, size: int) -> None:
+    def __init__(self, settings: Settings, size: int, signers: int = 0) -> None:
         from newsletter.delivery import standby
 
         ctx = multiprocessing.get_context("spawn")
@@ -115,6 +121,10 @@ class Crew:
         self.links: list[Any] = []  # one pipe per worker: its run in, its reports out
         self.procs: list[Any] = []
         self.started = False
+        self.signers = None  # a send in this process: its DKIM signer processes (signers.py)
+        if size <= 1:
+            self.signers = start_signers(settings, signers)
+            return
         # Started with SIGINT blocked (the mask is inherited across exec) until standby.main
         # has its handler: a Ctrl-C while a worker imports must not print its traceback. Here
         # it is held, not lost: it is raised when the mask is restored, and ends the crew.
@@ -126,7 +136,7 @@ class Crew:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             try:
-                self._spawn(ctx, settings, standby.main)
+                self._spawn(ctx, (settings, signers), standby.main)
             finally:
                 if held:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -134,10 +144,10 @@ class Crew:
             self.close()
             raise
 
-    def _spawn(self, ctx: Any, settings: Settings, main: Any) -> None:
+    def _spawn(self, ctx: Any, args: tuple[Any, ...], main: Any) -> None:
         for _ in range(self.size):
             link, theirs = ctx.Pipe()
-            proc = ctx.Process(target=main, args=(settings, theirs), daemon=True)
+            proc = ctx.Process(target=main, args=(*args, theirs), daemon=True)
             proc.start()
             theirs.close()  # the worker's end is in the worker now: its exit closes it
             self.links.append(link)
@@ -182,13 +192,34 @@ class Crew:
         return result
 
     def close(self) -> None:
-        """End the workers that were given no run (they hold nothing yet), reap them all."""
+        """End the workers that were given no run (they hold nothing yet), reap them all, and
+        the signer processes."""
+        if self.signers is not None:
+            self.signers.close()
         for link in self.links:
             link.close()
         for proc in self.procs:
             if not self.started:
                 proc.kill()
             proc.join(timeout=10)
+
+
+def start_signers(settings: Settings, count: int) -> Signers | None:
+    """`count` DKIM signer processes for a sender process (signers.py), None when nothing is
+    signed with OpenSSL's RSA; an unusable key is reported by the run, as without them, and
+    processes that cannot be started leave the signing to the sender."""
+    from newsletter.delivery.dkim import load_dkim
+    from newsletter.delivery.signers import Signers
+
+    if count < 1:
+        return None
+    try:
+        return Signers.start(load_dkim(settings), count)
+    except NewsletterError:
+        return None
+    except OSError as exc:
+        log.warning("no DKIM signer process (%s): the sender signs", exc)
+        return None
 
 
 def _main_thread() -> bool:

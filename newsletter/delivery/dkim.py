@@ -21,8 +21,8 @@ signed from the whole message as above.
 The RSA signature is most of a signed message's CPU, and `cryptography` holds the GIL while it
 signs (measured with 50.0: a busy second thread cut signing from ~900 to ~265 a second, and the
 process never used more than one core), so signing in a thread pool would not overlap it with
-the event loop's SMTP work: a second worker process is what uses a second core
-(concurrency.default_workers).
+the event loop's SMTP work. A `send` run therefore has the signature made by signer processes
+(signers.py): the sender canonicalizes and hashes, and only the 32-byte digest crosses a pipe.
 
 Where a signed message's CPU goes (issue 16, 2026-12-03, perf samples of a 20,000-message send,
 2 x 8, 25 KB messages, a loaded machine): per message, OpenSSL's RSA 285 µs (255-265 in a tight
@@ -105,9 +105,8 @@ class DkimSigner:
         now = str(int(time.time())).encode("ascii")
         bh = base64.b64encode(body_hash)
         data = b"".join((*lines, canonical[0], now, canonical[1], bh, canonical[2]))
-        signature = self.rsa_key.sign(hashlib.sha256(data).digest(), *_pkcs1_sha256())
-        encoded = base64.b64encode(signature)
-        folded = b"\r\n ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
+        signature = self.rsa_key.sign(hashlib.sha256(data).digest(), *pkcs1_sha256())
+        folded = fold_signature(base64.b64encode(signature))
         return b"".join((sent[0], now, sent[1], bh, sent[2], folded, b"\r\n"))
 
     def frame(self, head: bytes, parts: tuple[bytes, bytes, bytes]) -> Frame | None:
@@ -200,8 +199,13 @@ def _openssl_key(pem: bytes) -> Any:
     return key if isinstance(key, rsa.RSAPrivateKey) else None
 
 
+def fold_signature(encoded: bytes) -> bytes:
+    """The base64 b= value in lines of 72 characters (signers.Pending puts the real one in)."""
+    return b"\r\n ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
+
+
 @lru_cache(maxsize=1)
-def _pkcs1_sha256() -> tuple[Any, ...]:
+def pkcs1_sha256() -> tuple[Any, ...]:
     """The padding and hash arguments of `sign` for rsa-sha256 (RFC 6376 §3.3.1), made once."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, utils

@@ -41,7 +41,10 @@ from newsletter.delivery.relay import Relay
 from newsletter.delivery.smtp import Session, Unreachable
 from newsletter.errors import NewsletterError
 
-Build = Callable[[Claimed], tuple[str, str, bytes]]  # -> (envelope from, rcpt to, message)
+# (envelope from, rcpt to, message); the message is awaited when a signer process is making
+# its DKIM signature (signers.Pending)
+Built = tuple[str, str, bytes | Awaitable[bytes]]
+Build = Callable[[Claimed], Built]
 Intend = Callable[[int], Awaitable[bool]]
 Record = Callable[[Outcome], None]
 
@@ -104,7 +107,7 @@ class Connection:
         self.health = health
         self.session = Session(relay)
         self.failures = 0
-        self.ahead: tuple[Claimed, tuple[str, str, bytes]] | None = None  # built early
+        self.ahead: tuple[Claimed, Built] | None = None  # built early
 
     async def ensure(self) -> bool:
         """Have an open session; False (after a backoff pause) when the relay refused."""
@@ -145,7 +148,9 @@ class Connection:
                 return None
             return Outcome(job.delivery_id, "failed", f"message not built: {exc}", job.language)
         mail_from, rcpt, data = built
-        then = self._build_ahead(after)
+        then = self._build_ahead(after)  # (its signature is made while this one goes out)
+        if not isinstance(data, bytes):
+            data = await data
         # The journal commits the intent while the envelope goes out; the session awaits it
         # before the message's text, so the row is durably `sending` before it can arrive.
         intent = asyncio.ensure_future(intend(job.delivery_id))

@@ -27,7 +27,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def main(settings: Settings, link: Any) -> None:
+def main(settings: Settings, signers: int, link: Any) -> None:
     """Entry point of a spawned worker process."""
     _die_with_parent()
     stopped = threading.Event()
@@ -47,8 +47,9 @@ def main(settings: Settings, link: Any) -> None:
     gc.collect()
     gc.freeze()
     gc.enable()
-    try:
-        cfg = link.recv()
-    except EOFError:  # the send was refused or failed before it started
-        return
-    crew.work(cfg, link, stopped)
+    with crew.start_signers(settings, signers) or contextlib.nullcontext():
+        try:
+            cfg = link.recv()
+        except EOFError:  # the send was refused or failed before it started
+            return
+        crew.work(cfg, link, stopped)

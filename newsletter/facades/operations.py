@@ -106,13 +106,16 @@ class Sending(Facade):
 
         return control(self.engine, slug, action)
 
-    def start_workers(self, workers: int) -> Crew | None:
-        """The processes of a send of `workers` processes, started now so that their start-up
-        overlaps the planning (crew.Crew; pass it to `deliver`, close it in any case); None
-        for one, which runs in this process."""
+    def start_workers(self, workers: int, signers: int = 0) -> Crew | None:
+        """The processes of a send of `workers` processes, each with `signers` DKIM signer
+        processes, started now so that their start-up overlaps the planning (crew.Crew; pass
+        it to `deliver`, close it in any case); None for one worker without signers, which
+        runs in this process."""
         from newsletter.delivery.crew import Crew
 
-        return Crew(self.services.settings, workers) if workers > 1 else None
+        if workers <= 1 and not signers:
+            return None
+        return Crew(self.services.settings, workers, signers)
 
     def deliver(self, plan: SendPlan, issue_id: int, progress: Any,
                 **options: Any) -> tuple[RunResult, str]:

@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import email.policy
 import socket
+import subprocess
 import threading
 import time
 import weakref
@@ -49,6 +50,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -445,3 +447,12 @@ def db(workspace: Any, db_url: str) -> Iterator[Any]:
     engine = sender_engine(db_url, key)
     yield QueueDb(engine, key, workspace)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2048-bit RSA key for DKIM, made once (openssl genrsa)."""
+    path = tmp_path_factory.mktemp("dkim") / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True,
+                   capture_output=True)
+    return path

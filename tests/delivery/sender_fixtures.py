@@ -6,8 +6,9 @@ Import what you need: `from tests.delivery.sender_fixtures import seed, write_is
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import insert, select
@@ -118,3 +119,32 @@ def stop_after(server, count: int):
             server.stop()
         return None
     return reply
+
+
+def processes(command: bytes, *, session: int | None = None, parent: int | None = None
+              ) -> list[int]:
+    """Live (not zombie) processes whose command line holds `command`, in a session or with a
+    parent."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):  # not a process, or gone meanwhile
+            continue
+        if state[0] == "Z" or command not in cmdline:
+            continue
+        if (session is None or int(state[3]) == session) and (
+                parent is None or int(state[1]) == parent):
+            found.append(int(entry.name))
+    return found
+
+
+def until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Wait for `predicate` to hold; False if it still does not after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -26,14 +26,6 @@ REQUIRED = {"from", "subject", "date", "message-id", "to", "list-id", "list-unsu
             "list-unsubscribe-post", "mime-version", "content-type", "feedback-id"}
 
 
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dkim") / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True,
-                   capture_output=True)
-    return path
-
-
 def dkim_settings(ws: Path, key_path: str, selector: str = "nl2026", domain: str = "") -> Any:
     ws.mkdir(parents=True, exist_ok=True)
     return load_settings(ws, environ={}, overrides={

@@ -8,11 +8,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
+from tests.delivery.sender_fixtures import (
+    configure,
+    deliveries,
+    processes,
+    seed,
+    until,
+    write_issue,
+)
 
 
 def _sender(workspace, *extra: str, start_new_session: bool = False, slug: str = "nov",
@@ -26,25 +32,7 @@ def _sender(workspace, *extra: str, start_new_session: bool = False, slug: str =
 
 def _workers_of(session: int) -> list[int]:
     """The spawned worker processes (multiprocessing's spawn_main) alive in a session."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError):  # not a process, or gone meanwhile
-            continue
-        if int(state[3]) == session and state[0] != "Z" and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def _until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return processes(b"spawn_main", session=session)
 
 
 @pytest.mark.slow
@@ -94,7 +82,7 @@ def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
     seed(workspace, ["en", "fr"] * 5)
     proc = _sender(workspace, "--workers", "2", yes=False, start_new_session=True)
     assert proc.stdin is not None
-    assert _until(lambda: len(_workers_of(proc.pid)) == 2), "no workers while asking"
+    assert until(lambda: len(_workers_of(proc.pid)) == 2), "no workers while asking"
     if answer == "no":
         out, _ = proc.communicate(b"n\n", timeout=60)
     else:
@@ -106,7 +94,7 @@ def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
     else:
         assert proc.returncode == 1 and b"Aborted" in out, out.decode()
     assert b"Traceback" not in out and b"leaked" not in out, out.decode()
-    assert _until(lambda: not _workers_of(proc.pid), timeout=5)
+    assert until(lambda: not _workers_of(proc.pid), timeout=5)
     assert smtp_server.messages == [] and deliveries(workspace) == {}
 
 
@@ -155,5 +143,5 @@ def test_a_refused_send_with_two_workers_says_why_in_one_line_and_leaves_no_proc
     lines = out.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
     assert ("unreachable" if down else "no issue folder") in lines[0]
-    assert _until(lambda: not _workers_of(proc.pid), timeout=5)
+    assert until(lambda: not _workers_of(proc.pid), timeout=5)
     assert deliveries(workspace) == {}

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Edition, Issue
-from tests.conftest import address_key
+from tests.conftest import address_key, require_module
 from tests.delivery.sender_fixtures import (
     configure,
     deliveries,
@@ -178,19 +178,29 @@ def test_send_picks_its_workers_for_the_machine_and_says_so(run, workspace, db_u
     assert [default_workers(n) for n in (None, 1, 2, 3, 4, 8)] == [1, 1, 1, 1, 2, 4]
 
 
-def test_a_signed_send_picks_one_worker_per_core_and_says_why(workspace, db_url):
+def test_a_signed_send_picks_one_worker_and_signer_processes_and_says_so(workspace, db_url):
     import os
 
     from newsletter.config import load_settings
-    from newsletter.delivery.concurrency import concurrency
+    from newsletter.delivery.concurrency import concurrency, default_signers
 
+    require_module("cryptography")
     write_config(workspace, db_url, '\n[smtp]\nworkers = 0\n\n[dkim]\nkey_path = "dkim.pem"\n'
                  'selector = "s1"\n')
     chosen = concurrency(load_settings(workspace), None, None)
     cores = os.cpu_count() or 1
-    assert chosen.workers == cores
-    assert f"(picked for {cores} CPU cores, DKIM signing)" in chosen.describe()
-    assert concurrency(load_settings(workspace), 1, None).workers == 1  # the flag still wins
+    signers = max(1, cores - 1)
+    assert (chosen.workers, chosen.signers) == (1, signers)
+    noun = "process" if signers == 1 else "processes"
+    assert chosen.describe().endswith(
+        f", {signers} DKIM signer {noun} (picked for {cores} CPU cores, DKIM signing)")
+    # --workers 2: two sender processes, each with the signers the cores leave (at least one)
+    two = concurrency(load_settings(workspace), 2, 3)
+    assert (two.workers, two.signers) == (2, default_signers(cores, 2))
+    assert two.describe().startswith("2 workers x 3 SMTP connections, ")
+    assert two.describe().endswith(" each")
+    assert [default_signers(n, w) for n, w in ((None, 1), (1, 1), (2, 1), (2, 2), (8, 1), (8, 2))
+            ] == [1, 1, 1, 1, 7, 3]
 
 
 def test_workers_and_connections_flags_override_the_choice(run, workspace, db_url, smtp_server):
