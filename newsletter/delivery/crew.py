@@ -128,11 +128,15 @@ class Crew:
         # Started with SIGINT blocked (the mask is inherited across exec) until standby.main
         # has its handler: a Ctrl-C while a worker imports must not print its traceback. Here
         # it is held, not lost: it is raised when the mask is restored, and ends the crew.
+        # The mask is the main thread's own: where another thread takes the signal, the
+        # handler below keeps it for later, so no KeyboardInterrupt cuts a start in half.
         held = _main_thread()
         if held:
             # multiprocessing starts its resource tracker on the first spawn and unblocks
             # SIGINT when it does: started first, it leaves the mask alone.
             resource_tracker.ensure_running()
+            caught: list[int] = []
+            previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             try:
@@ -140,6 +144,9 @@ class Crew:
             finally:
                 if held:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                    signal.signal(signal.SIGINT, previous)
+                    if caught:  # to the handler that was there: KeyboardInterrupt, or ignored
+                        signal.raise_signal(signal.SIGINT)
         except BaseException:
             self.close()
             raise
@@ -148,10 +155,12 @@ class Crew:
         for _ in range(self.size):
             link, theirs = ctx.Pipe()
             proc = ctx.Process(target=main, args=(*args, theirs), daemon=True)
-            proc.start()
-            theirs.close()  # the worker's end is in the worker now: its exit closes it
+            # Kept before it starts: where another thread takes the Ctrl-C, the mask does not
+            # hold it, and KeyboardInterrupt can come right after start(); close() ends it.
             self.links.append(link)
             self.procs.append(proc)
+            proc.start()
+            theirs.close()  # the worker's end is in the worker now: its exit closes it
 
     def __enter__(self) -> Crew:
         return self
@@ -199,6 +208,8 @@ class Crew:
         for link in self.links:
             link.close()
         for proc in self.procs:
+            if proc.pid is None:  # interrupted before it started
+                continue
             if not self.started:
                 proc.kill()
             proc.join(timeout=10)

@@ -98,10 +98,14 @@ def test_two_workers_start_while_the_editor_confirms_and_go_away_on_no(
     assert smtp_server.messages == [] and deliveries(workspace) == {}
 
 
-def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatch):
+@pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "other-thread"])
+def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatch,
+                                                           other_thread):
     """SIGINT is held, not ignored, while the workers are spawned: the editor's Ctrl-C still
     stops the send (it used to be dropped, and with --yes the send went on), and the workers
-    already started are ended."""
+    already started are ended. With another thread alive, the kernel hands it the signal
+    that the main thread holds, and KeyboardInterrupt comes right after a worker starts."""
+    import threading
     from multiprocessing.context import SpawnProcess
 
     from newsletter.config import load_settings
@@ -120,10 +124,14 @@ def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatc
         "newsletter": {"secret_key": "k" * 32, "from_address": "news@example.org"}})
     # Ctrl-C as in a terminal, whatever an earlier test in this process left installed
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = threading.Event()
+    if other_thread:
+        threading.Thread(target=done.wait, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
             Crew(settings, 2)
     finally:
+        done.set()
         signal.signal(signal.SIGINT, previous)
     assert spawned and not [p for p in spawned if p.is_alive()]
 
