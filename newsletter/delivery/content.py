@@ -60,7 +60,7 @@ def builders(
     compiled: Mapping[str, CompiledEdition], subject_prefix: str = "",
 ) -> dict[str, Build]:
     """One build function per language: a claimed delivery -> (envelope from, to, bytes)."""
-    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
+    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim
 
     signer = link_signer(settings)
     dkim = load_dkim(settings)
@@ -80,7 +80,7 @@ def builders(
         )
 
         def build(c: Claimed, builder: MessageBuilder = builder) -> tuple[str, str, bytes]:
-            mail_from, data = builder.build(
+            return builder.envelope_and_message(
                 Recipient(
                     delivery_id=c.delivery_id,
                     subscriber_id=c.subscriber_id,
@@ -89,7 +89,6 @@ def builders(
                     attributes=c.attributes,
                 )
             )
-            return mail_from, smtp_address(c.email), data
 
         builds[lang] = build
     return builds
