@@ -135,9 +135,13 @@ class Shell:
 def resolve_values(specs: tuple[SlotSpec, ...], slots: Slots) -> tuple[list[str], list[str]]:
     """Values for one recipient: HTML-escaped for the HTML part, plain for the text part."""
     plain = [spec.resolve(slots) for spec in specs]
-    return [html.escape(v) if _HTML_SPECIAL(v) else v for v in plain], plain
+    return [_escaped(v) for v in plain], plain
 
 
-# What html.escape replaces: a value without any (a URL, most names) is its own escape, and
-# one search costs less than html.escape's five replaces (the sender fills five per message).
-_HTML_SPECIAL = re.compile("[&<>\"']").search
+def _escaped(value: str) -> str:
+    """html.escape(value): a value without any of the characters it replaces (a URL, most
+    names) is its own escape, and five `in` (memchr) cost less than its five replaces or a
+    regular expression's scan (the sender fills five values per message)."""
+    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+        return html.escape(value)
+    return value
