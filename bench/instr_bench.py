@@ -1,23 +1,31 @@
 """Instructions per message of `newsletter send` (SQLite, unsigned), counted by callgrind.
 
     .venv/bin/python bench/instr_bench.py [--small 500] [--large 1500] [--sections 12]
-        [--connections 16] [--tree PATH] [--keep DIR] [--profile]
+        [--connections 16] [--dry-run] [--tree PATH] [--keep DIR] [--profile]
 
-Wall-clock timings on a shared machine swing by a quarter; instruction counts repeat to a
-fraction of a percent, whatever the load. For each of two list sizes it seeds a fresh SQLite
-database (send_bench.py's workspace and seeding), starts smtp-sink on a free loopback port and
-runs `python -m newsletter send SLUG --yes --json --workers 1 --connections C` (one worker:
-in the same process) under `valgrind --tool=callgrind --trace-children=yes`, with
-PYTHONHASHSEED=0. The sender's instructions per message are
-(I(large) - I(small)) / (large - small): start-up, imports and other one-off work cancel out,
-planning, enqueueing, building, sending and the journal per message stay.
+Wall-clock timings on a shared machine swing by a quarter. For each of two list sizes this
+seeds a fresh SQLite database (send_bench.py's workspace and seeding), starts smtp-sink on a
+free loopback port and runs `python -m newsletter send SLUG --yes --json --workers 1
+--connections C` (one worker: in the same process) under `valgrind --tool=callgrind
+--trace-children=yes`, with PYTHONHASHSEED=0 and the package's bytecode compiled first. The
+sender's instructions per message are (I(large) - I(small)) / (large - small): start-up and
+other one-off work cancel out; planning, enqueueing, building, sending and the journal stay.
 
---tree PATH measures another checkout of the package (it goes first on the send's
-PYTHONPATH), e.g. a worktree of main, run from a directory outside both (cwd /tmp), so two
-branches are compared with the same script. --keep DIR keeps the callgrind files there for
-`callgrind_annotate` (the Python frames show as _PyEval_EvalFrameDefault; C functions such as
-hmac, base64 or sqlite3 by name). --profile runs the large send once under cProfile instead
-and prints the functions by calls per message.
+A real send's count is not repeatable on a loaded machine: how many replies arrive per turn
+of the event loop and how many intents one journal commit gathers depend on the CPU share the
+process gets (the same code measured 907k to 1,074k instructions per message). --dry-run
+measures `send --dry-run` instead: the same messages built from the same database rows,
+nothing sent, repeatable to a few instructions per message. Judge a change to the message
+builder with --dry-run; compare real sends only on an idle machine, or over several runs.
+
+--tree PATH measures another checkout (it goes first on the send's PYTHONPATH), e.g. a
+worktree of main, run from a directory outside both (cwd /tmp). --keep DIR keeps the callgrind
+files for `callgrind_annotate` (Python frames show as _PyEval_EvalFrameDefault; C functions
+such as sha256, base64 or sqlite3 by name). callgrind counts each byte of a `rep movsb` or
+`rep stosb` as an instruction, so large copies (memcpy/memset) weigh far more in its counts
+than in CPU time; and valgrind has no SHA-NI, so libcrypto's share differs from the hardware's.
+--profile runs the large send once under cProfile instead and prints the functions by calls
+per message (with --keep, the pstats file is kept too).
 """
 
 from __future__ import annotations
