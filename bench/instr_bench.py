@@ -15,8 +15,9 @@ A real send's count is not repeatable on a loaded machine: how many replies arri
 of the event loop and how many intents one journal commit gathers depend on the CPU share the
 process gets (the same code measured 907k to 1,074k instructions per message). --dry-run
 measures `send --dry-run` instead: the same messages built from the same database rows,
-nothing sent, repeatable to a few instructions per message. Judge a change to the message
-builder with --dry-run; compare real sends only on an idle machine, or over several runs.
+nothing sent, repeatable to about 1 % (what is left depends on the clock: the Date line is
+formatted once per second of the run). Judge a change to the message builder with --dry-run,
+two runs each; compare real sends only on an idle machine, or over several runs.
 
 --tree PATH measures another checkout (it goes first on the send's PYTHONPATH), e.g. a
 worktree of main, run from a directory outside both (cwd /tmp). --keep DIR keeps the callgrind
