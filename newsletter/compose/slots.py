@@ -135,4 +135,13 @@ class Shell:
 def resolve_values(specs: tuple[SlotSpec, ...], slots: Slots) -> tuple[list[str], list[str]]:
     """Values for one recipient: HTML-escaped for the HTML part, plain for the text part."""
     plain = [spec.resolve(slots) for spec in specs]
-    return [html.escape(v) for v in plain], plain
+    return [_escaped(v) for v in plain], plain
+
+
+def _escaped(value: str) -> str:
+    """html.escape(value): a value without any of the characters it replaces (a URL, most
+    names) is its own escape, and five `in` (memchr) cost less than its five replaces or a
+    regular expression's scan (the sender fills five values per message)."""
+    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+        return html.escape(value)
+    return value

@@ -69,17 +69,18 @@ def base64_body(text: str) -> bytes:
 def _lines(out: list[bytes], encoded: bytes, column: int) -> int:
     """Append base64 characters to `out`, breaking lines at 76; the column it ends at."""
     room = B64_LINE - column
-    if len(encoded) < room:
-        if encoded:
+    size = len(encoded)
+    if size < room:
+        if size:
             out.append(encoded)
-        return column + len(encoded)
+        return column + size
     out += (encoded[:room], CRLF)
-    end = len(encoded) - (len(encoded) - room) % B64_LINE
+    end = size - (size - room) % B64_LINE
     for start in range(room, end, B64_LINE):
         out += (encoded[start:start + B64_LINE], CRLF)
-    if end < len(encoded):
+    if end < size:
         out.append(encoded[end:])
-    return len(encoded) - end
+    return size - end
 
 
 class Base64Part:
@@ -94,23 +95,25 @@ class Base64Part:
         out: list[bytes] = []
         column = 0
         pending = b""  # the last 0-2 bytes, not a whole group yet
+        known, runs = self._bytes, self._runs
         for index, piece in enumerate(pieces):
             if index % 2 == 0 and len(piece) >= CACHED:
-                literal = self._literal(piece)
+                literal = known.get(piece) or self._literal(piece)  # None: it holds a CR
                 if literal is None:
                     return [base64_body("".join(pieces))]
                 head = -len(pending) % 3  # bytes of this chunk that complete the group
                 if pending:
                     column = _lines(out, binascii.b2a_base64(pending + literal[:head],
                                                              newline=False), column)
-                run = self._runs.get((piece, head, column)) or self._run(piece, head, column)
-                out.append(run[0])
-                column, pending = run[1], run[2]
+                text, column, pending = (runs.get((piece, head, column))
+                                         or self._run(piece, head, column))
+                out.append(text)
                 continue
             if "\r" in piece:
                 return [base64_body("".join(pieces))]
             data = pending + piece.encode("utf-8").replace(b"\n", b"\r\n")
-            whole = len(data) - len(data) % 3
+            whole = len(data)
+            whole -= whole % 3
             column = _lines(out, binascii.b2a_base64(data[:whole], newline=False), column)
             pending = data[whole:]
         if pending:
@@ -161,8 +164,10 @@ class QuotedPrintablePart:
         out: list[bytes] = []
         dot = False
         line: list[str] = []  # the pieces of the line being gathered
+        known = self._lines
         for index, piece in enumerate(pieces):
-            split = self._split(piece) if index % 2 == 0 and len(piece) >= CACHED else None
+            split = (known.get(piece) or self._split(piece)
+                     if index % 2 == 0 and len(piece) >= CACHED else None)
             if split is None:
                 if "\r" in piece:
                     whole = quoted_printable("".join(pieces))

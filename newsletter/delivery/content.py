@@ -65,7 +65,7 @@ def builders(
 ) -> dict[str, Build]:
     """One build function per language: a claimed delivery -> (envelope from, to, bytes); with
     `signers` (a send run's signer processes), the bytes come as an awaitable (signers.py)."""
-    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim, smtp_address
+    from newsletter.delivery.message import MessageBuilder, Recipient, load_dkim
 
     signer = link_signer(settings)
     dkim = load_dkim(settings)
@@ -88,8 +88,8 @@ def builders(
         )
 
         def build(c: Claimed, builder: MessageBuilder = builder) -> Built:
-            rcpt = smtp_address(c.email)  # first: nothing may fail between signing and finish
-            mail_from, data = builder.build(
+            # the address is checked before the message is signed: nothing fails in between
+            mail_from, rcpt, data = builder.envelope_and_message(
                 Recipient(
                     delivery_id=c.delivery_id,
                     subscriber_id=c.subscriber_id,

@@ -49,7 +49,14 @@ class AddressError(NewsletterError):
 
 def clean_text(value: str) -> str:
     """Collapse control characters and runs of whitespace into single spaces."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value or "")).strip()
+    value = value or ""
+    # Printable text has no control character and no whitespace but " " (what the regular
+    # expressions replace is all "Other" or "Separator"): then only "  " or an outer " "
+    # could change, and these checks cost a tenth of the two substitutions (the sender
+    # cleans each recipient's name twice).
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
 
 
 def ascii_address(address: str) -> str:
@@ -180,7 +187,12 @@ def unstructured(name: str, value: str) -> bytes:
 
 def mailbox(name: str, display_name: str, address: str) -> bytes:
     """A folded address header (From, To, Reply-To): `phrase <addr>` or just `addr`."""
-    addr = ascii_address(address)
+    return wire_mailbox(name, display_name, ascii_address(address))
+
+
+def wire_mailbox(name: str, display_name: str, addr: str) -> bytes:
+    """`mailbox` for an address already in wire form (ascii_address): the sender has it for
+    RCPT TO anyway, and checking an address twice per message is measurable."""
     phrase = phrase_tokens(display_name, name)
     return fold(name, [*phrase, f"<{addr}>"] if phrase else [addr])
 

@@ -46,6 +46,7 @@ from newsletter.delivery.headers import (
     mailbox,
     phrase_tokens,
     unstructured,
+    wire_mailbox,
 )
 from newsletter.delivery.verp import decode_verp, verp_parts
 from newsletter.links import issue_url, preferences_url, unsubscribe_url
@@ -255,8 +256,14 @@ class MessageBuilder:
         Raises AddressError when the recipient's address cannot be written (the sender
         should record the delivery as failed with that reason).
         """
+        mail_from, _rcpt, message = self.envelope_and_message(r)
+        return mail_from, message
+
+    def envelope_and_message(self, r: Recipient) -> tuple[str, str, bytes]:
+        """`build`, and the RCPT TO address (smtp_address) the To header was written with."""
         name = clean_text(r.name or "")  # no control characters in headers or bodies
-        to = mailbox("To", name, r.email)
+        rcpt = ascii_address(r.email)
+        to = wire_mailbox("To", name, rcpt)
         base, signer, list_id = self._base_url, self._signer, self._list_id
         unsubscribe = unsubscribe_url(base, signer, r.subscriber_id, list_id)
         slots = self._slots(
@@ -291,7 +298,7 @@ class MessageBuilder:
         # SMTP's DATA need not look for lines starting with "." in a message known to have none
         if not dot:
             message = DotFree(message)
-        return self.envelope_sender(r.delivery_id), message
+        return self.envelope_sender(r.delivery_id), rcpt, message
 
     def _signed(self, own: tuple[bytes, ...], text: bytes, html: bytes) -> tuple[bytes, bytes]:
         """The DKIM-Signature header and the message it signs: from the parts when the frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -46,6 +47,15 @@ def test_shell_fills_html_escaped_and_text_plain() -> None:
         "<a href='https://u?a&amp;b'>x</a>"
     assert plain[0] == "<i>Bo</i> & co"
     assert shell.fill(resolve_values(tuple(table.specs), Slots())[0]).startswith("<p>Hi friend!")
+
+
+@pytest.mark.parametrize("value", ["Bo", "a & b", "<b>", "x > y", 'say "hi"', "O'Brien",
+                                   "&amp;", "Zoë <z@example.org>", ""])
+def test_each_value_is_escaped_as_html_escape_does_or_left_as_it_is(value: str) -> None:
+    table = SlotTable()
+    table.sentinel("name")
+    escaped, plain = resolve_values(tuple(table.specs), Slots(name=value))
+    assert escaped == [html.escape(value)] and plain == [value]
 
 
 def test_every_slot_and_rule_is_documented() -> None:
