@@ -17,9 +17,7 @@ from newsletter.delivery.message import MessageBuilder, Recipient
 from newsletter.tokens import Signer
 from tests.conftest import require_module
 from tests.delivery.test_bodies import ALPHABET
-from tests.delivery.test_message_dkim import SECRET, dkim_settings, dns_for, key_file
-
-__all__ = ["key_file"]  # the module's fixture, shared
+from tests.delivery.test_message_dkim import SECRET, dkim_settings, dns_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = "Coalición réfugiés « solidarité » — Amélie Ñandú " * 4  # folds as encoded words
