@@ -133,7 +133,8 @@ def test_a_ctrl_c_while_the_workers_are_spawned_is_not_lost(tmp_path, monkeypatc
     finally:
         done.set()
         signal.signal(signal.SIGINT, previous)
-    assert spawned and not [p for p in spawned if p.is_alive()]
+    # ended by the crew, not left to notice on their own that their pipe has closed
+    assert spawned and [p.exitcode for p in spawned] == [-signal.SIGKILL] * len(spawned)
 
 
 @pytest.mark.slow
