@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Generator
+from dataclasses import replace
 from typing import Any
 
 from newsletter.delivery.dkim import DkimSigner, fold_signature, pkcs1_sha256
@@ -111,8 +112,6 @@ class Signers:
         """`dkim` with its RSA done by these processes, and what turns a message it signed into
         a `Pending` (RemoteKey.finish); `dkim` and None if dkimpy signs or its key is not the
         one the processes were given."""
-        from dataclasses import replace
-
         if dkim.rsa_key is None or dkim.private_key != self.pem:
             return dkim, None
         key = RemoteKey(self, dkim.rsa_key)
@@ -125,21 +124,24 @@ class Signers:
             self._attach(loop)
         future: asyncio.Future[bytes] = loop.create_future()
         signer = min(self.live, key=lambda s: len(s.waiting), default=None)
-        if signer is None or len(signer.waiting) >= MAX_WAITING:
+        if signer is None or len(signer.waiting) >= MAX_WAITING or not self._hand(
+                signer, digest, future):
             future.set_result(self.sign_here(digest))
-            return future
+        return future
+
+    def _hand(self, signer: _Signer, digest: bytes, future: asyncio.Future[bytes]) -> bool:
+        """Write the request to `signer`; False when it cannot take it (its pipe is full, or
+        it died: then what it owed is signed here)."""
         number = next(self.ids) & 0xFFFFFFFF
         try:
             os.write(signer.fd_in, HEAD.pack(number) + digest)  # 36 bytes: all or nothing
         except BlockingIOError:
-            future.set_result(self.sign_here(digest))
-            return future
-        except OSError:  # it died (EPIPE): its requests and this one are signed here
+            return False
+        except OSError:  # it died (EPIPE)
             self._lost(signer)
-            future.set_result(self.sign_here(digest))
-            return future
+            return False
         signer.waiting[number] = (future, digest)
-        return future
+        return True
 
     def sign_here(self, digest: bytes) -> bytes:
         return bytes(self.key.sign(digest, *pkcs1_sha256()))
