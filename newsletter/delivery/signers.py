@@ -1,13 +1,15 @@
 """DKIM signer processes: the RSA signature of a signed send made on the machine's other cores.
 
-The RSA signature is most of a signed message's CPU (~255 of ~500 µs with a 2048-bit key),
-and `cryptography` holds the GIL while it signs, so threads cannot overlap it with the event
-loop (dkim.py). A second sender process did, but it costs its own start-up, claims and a
-second SQLite writer taking turns with the first (~140 µs a message at 20,000, issue 16). A
-signer process needs none of that: the sender canonicalizes and hashes as before (dkim.Frame)
-and sends the 32-byte digest through a pipe; the signer (rsaproc.py, which imports only
-`cryptography`) answers with the signature, and the sender's other connections go on
-meanwhile.
+The RSA signature is most of a signed message's CPU (~255 to ~750 µs with a 2048-bit key,
+as fast as the VM's host is). `cryptography` before 47 holds the GIL while it signs, so
+threads cannot overlap it with the event loop (dkim.py); from 47 on it lets the GIL go, but
+signing threads beside the loop measured no faster than these processes and took more CPU a
+message (each answer takes the GIL back from the loop; bench/RESULTS.md). A second sender
+process overlaps it too, but costs its own start-up, claims and a second SQLite writer taking
+turns with the first (~140 µs a message at 20,000, issue 16). A signer process needs none of
+that: the sender canonicalizes and hashes as before (dkim.Frame) and sends the 32-byte digest
+through a pipe; the signer (rsaproc.py, which imports only `cryptography`) answers with the
+signature, and the sender's other connections go on meanwhile.
 
 How it fits into the synchronous message build (message.py, unchanged): the builder's
 DkimSigner gets a `RemoteKey` in place of its RSA key. Its `sign` sends the digest and returns
@@ -17,8 +19,11 @@ signature is as long as the modulus) once it arrives. pool.Connection awaits it 
 message goes out, so an unsigned message is never sent.
 
 A signer that dies (killed, out of memory) is dropped: what it had been asked is signed in
-this process, with a warning, and so is everything once none is left. The signers end when
-`close` closes their pipes, and on their own if this process dies (their stdin ends).
+this process, with a warning, and so is everything once none is left. So is a signer that
+stays alive but stops answering (stopped, or starved): an RSA signature takes about a
+millisecond, and a signer whose oldest request has waited HUNG_AFTER seconds is killed.
+The signers end when `close` closes their pipes, and on their own if this process dies (their
+stdin ends).
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ from newsletter.delivery.rsaproc import HEAD
 log = logging.getLogger(__name__)
 _ACTIVE: list[Signers] = []  # the pool started in this process, if any (see active())
 B_TAG = b";\r\n b="  # what precedes the signature in our DKIM-Signature field (dkim._tags)
-MAX_WAITING = 1000  # requests one signer may owe before this process signs (a hung signer)
+MAX_WAITING = 1000  # requests one signer may owe before this process signs
+HUNG_AFTER = 10.0  # seconds a signer may leave its oldest request unanswered before it is ended
+WATCH_EVERY = 1.0  # seconds between looks at the signers' oldest requests
 
 
 def active() -> Signers | None:
@@ -61,7 +68,8 @@ class _Signer:
         os.write(self.fd_in, HEAD.pack(len(pem)) + pem)  # a pipe holds 64 KiB: never blocks
         os.set_blocking(self.fd_in, False)
         os.set_blocking(self.fd_out, False)
-        self.waiting: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
+        # request id -> (its future, its digest, the loop's time it was asked), oldest first
+        self.waiting: dict[int, tuple[asyncio.Future[bytes], bytes, float]] = {}
         self.buffer = b""
 
     def close(self) -> None:
@@ -86,6 +94,7 @@ class Signers:
         self.live: list[_Signer] = []
         self.ids = itertools.count()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.watch: asyncio.TimerHandle | None = None
         self.warned = False
         try:
             for _ in range(count):
@@ -140,7 +149,8 @@ class Signers:
         except OSError:  # it died (EPIPE)
             self._lost(signer)
             return False
-        signer.waiting[number] = (future, digest)
+        assert self.loop is not None  # ask attached it
+        signer.waiting[number] = (future, digest, self.loop.time())
         return True
 
     def sign_here(self, digest: bytes) -> bytes:
@@ -150,6 +160,21 @@ class Signers:
         self.loop = loop
         for signer in self.live:
             loop.add_reader(signer.fd_out, self._readable, signer)
+        self.watch = loop.call_later(WATCH_EVERY, self._look)
+
+    def _look(self) -> None:
+        """End a signer whose oldest request has waited HUNG_AFTER seconds (it answers in
+        order, so that one is the first to answer); look again in WATCH_EVERY seconds."""
+        assert self.loop is not None
+        now = self.loop.time()
+        for signer in list(self.live):
+            if signer.waiting:  # answers that came while this process itself was stopped
+                self._readable(signer)
+            oldest = next(iter(signer.waiting.values()), None)
+            if oldest is not None and now - oldest[2] >= HUNG_AFTER:
+                signer.proc.kill()
+                self._lost(signer, f"did not answer for {HUNG_AFTER:g} s and was ended")
+        self.watch = self.loop.call_later(WATCH_EVERY, self._look) if self.live else None
 
     def _readable(self, signer: _Signer) -> None:
         try:
@@ -165,12 +190,12 @@ class Signers:
         step = HEAD.size + self.size
         whole = len(buffer) - len(buffer) % step
         for i in range(0, whole, step):
-            future, _digest = signer.waiting.pop(HEAD.unpack_from(buffer, i)[0])
+            future, _digest, _asked = signer.waiting.pop(HEAD.unpack_from(buffer, i)[0])
             if not future.done():  # its connection may have been cancelled meanwhile
                 future.set_result(buffer[i + HEAD.size:i + step])
         signer.buffer = buffer[whole:]
 
-    def _lost(self, signer: _Signer) -> None:
+    def _lost(self, signer: _Signer, why: str = "") -> None:
         """A signer ended mid-run: sign what it owed here, and send it nothing more."""
         if signer not in self.live:
             return
@@ -179,9 +204,9 @@ class Signers:
             self.loop.remove_reader(signer.fd_out)
         if not self.warned:
             self.warned = True
-            log.warning("a DKIM signer process ended (exit status %s); signing in the sender "
-                        "process instead", signer.proc.poll())
-        for future, digest in signer.waiting.values():
+            log.warning("a DKIM signer process %s; signing in the sender process instead",
+                        why or f"ended (exit status {signer.proc.poll()})")
+        for future, digest, _asked in signer.waiting.values():
             if not future.done():
                 future.set_result(self.sign_here(digest))
         signer.waiting.clear()
@@ -191,6 +216,9 @@ class Signers:
         """End the signer processes and wait for them (each ends when its stdin closes)."""
         if self in _ACTIVE:
             _ACTIVE.remove(self)
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
         if self.loop is not None and not self.loop.is_closed():
             for signer in self.live:
                 self.loop.remove_reader(signer.fd_out)
