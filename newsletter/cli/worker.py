@@ -33,6 +33,10 @@ if TYPE_CHECKING:
               "port, printed at start).")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True,
               help="The address the metrics endpoint listens on.")
+@click.option("--signers", type=click.IntRange(0, 256), metavar="N",
+              help="DKIM signer processes beside this worker, which make the RSA signatures "
+              "([dkim] with the `cryptography` package). Default: one per CPU core but one. "
+              "0 signs in the worker itself.")
 @click.option("--build-archive/--no-build-archive", default=False, show_default=True,
               help="Rebuild the archive ([archive] out) after each issue this worker finishes "
               "sending, as `newsletter archive build` does: for one worker on the web host, "
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
 @pass_app
 def worker(app: AppContext, until_idle: bool, lease: float | None, connections: int | None,
            batch_size: int | None, metrics_port: int | None, metrics_address: str,
-           build_archive: bool) -> None:
+           build_archive: bool, signers: int | None) -> None:
     """Send every issue that is sending, start scheduled ones, deliver system mails.
 
     Run any number of workers on any number of hosts. A worker needs no workspace: only
@@ -56,7 +60,8 @@ def worker(app: AppContext, until_idle: bool, lease: float | None, connections: 
         app.services.archive.check_output()
     sending = app.services.sending
     options = WorkerOptions(lease=lease, connections=connections, batch_size=batch_size,
-                            until_idle=until_idle, build_archive=build_archive)
+                            until_idle=until_idle, build_archive=build_archive,
+                            signers=signers)
     with _metrics(app, metrics_port, metrics_address) as observer:
         report = sending.work(options, observer)
     counts = ", ".join(f"{k} {report.counts.get(k, 0)}"

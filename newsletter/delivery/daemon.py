@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import threading
 import time
@@ -94,6 +95,7 @@ class WorkerOptions:
     until_idle: bool = False
     tick: float = 1.0
     build_archive: bool = False
+    signers: int | None = None  # DKIM signer processes; None: concurrency.default_signers
 
 
 @dataclass
@@ -326,8 +328,21 @@ async def _serve(daemon: Daemon) -> WorkerReport:
 def serve(settings: Settings, engine: Engine, sender: Engine, address_key: str,
           options: WorkerOptions, observer: Observer | None = None,
           archive: Archive | None = None) -> WorkerReport:
-    """Run a worker in this process until SIGTERM/SIGINT (or, --until-idle, nothing is due)."""
+    """Run a worker in this process until SIGTERM/SIGINT (or, --until-idle, nothing is due).
+
+    When [dkim] signs with OpenSSL's RSA, the worker's runs have their signatures made by
+    signer processes started for the worker's life (signers.py), as `send` does."""
+    from newsletter.delivery.concurrency import default_signers
+    from newsletter.delivery.crew import start_signers
     from newsletter.delivery.runner import event_loop_runner
 
     daemon = Daemon(settings, engine, sender, address_key, options, observer, archive)
-    return event_loop_runner()(_serve(daemon))  # type: ignore[no-any-return]
+    count = options.signers
+    signers = start_signers(settings, default_signers(os.cpu_count()) if count is None else count)
+    if signers is not None:
+        log.info("DKIM signatures by %d signer process(es)", len(signers.live))
+    try:
+        return event_loop_runner()(_serve(daemon))  # type: ignore[no-any-return]
+    finally:
+        if signers is not None:
+            signers.close()

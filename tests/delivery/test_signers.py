@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,33 @@ def test_signers_that_cannot_start_leave_the_signing_to_the_sender(
         report = run.json("send", "nov", "--yes")
     assert report["sent"] == 10 and "no DKIM signer process" in caplog.text
     _verify_all(workspace, smtp_server.messages)
+
+
+@pytest.mark.slow
+def test_a_worker_daemon_signs_in_signer_processes_and_ends_them_when_it_stops(
+        tmp_path, run, workspace, db_url, smtp_server, key_file):
+    """`newsletter worker` starts signer processes for its life, as `send` does: they sign
+    while it sends, every message verifies, and none is left once the worker has stopped."""
+    from tests.delivery.worker_fixtures import Workers, worker_env
+
+    _configure(workspace, db_url, smtp_server.port, key_file)
+    write_issue(workspace)
+    emails = seed(workspace, ["en", "fr"] * 150)
+    run("send", "nov", "--yes", "--detach")
+    env = worker_env(db_url, smtp_server.port, smtp_rate=300, dkim_selector="s1",
+                     dkim_key_path=workspace / "dkim.pem")
+    workers = Workers(tmp_path / "hosts", env)
+    proc = workers.start("--until-idle", "--signers", "1")
+    seen: set[int] = set()
+    while proc.poll() is None:
+        seen.update(_signers_of(proc.pid))
+        time.sleep(0.05)
+    assert proc.returncode == 0, workers.output(proc)
+    assert len(seen) == 1, workers.output(proc)
+    assert Counter(r[0] for _s, r, _d in smtp_server.messages) == Counter({e: 1 for e in emails})
+    _verify_all(workspace, smtp_server.messages)
+    assert not any(_alive(pid) for pid in seen)
+    assert "signer process ended" not in workers.output(proc)
 
 
 def _sender(workspace: Path) -> subprocess.Popen[bytes]:
