@@ -6,6 +6,7 @@ command runs (or shows its own help), so `newsletter --version` and `--help` sta
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -61,7 +62,18 @@ def load_command(name: str) -> click.Command:
     import importlib
 
     module, _, attribute = COMMANDS[name].target.partition(":")
-    command = getattr(importlib.import_module(module), attribute)
+    # A command's imports make objects by the hundred thousand and almost no cycles: the
+    # collector's passes over them, then and later, cost ~5 % of a small send's instructions.
+    # Off while they run; what they made is then frozen (kept out of every later pass), as
+    # the workers do.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        command = getattr(importlib.import_module(module), attribute)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
     if not isinstance(command, click.Command):
         raise TypeError(f"{COMMANDS[name].target} is not a click command")
     return command
@@ -148,7 +160,13 @@ def cli(ctx: click.Context, workspace: Path, database_url: str | None, log_forma
 
 
 def main() -> None:
-    cli(prog_name="newsletter")
+    try:
+        cli(prog_name="newsletter")
+    finally:
+        # The process ends: the interpreter's four collections at exit would go over every
+        # object left (~4 % of a small send's instructions) to free memory the exit gives
+        # back anyway. Connections are closed by then (services.close, the runs' dispose).
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

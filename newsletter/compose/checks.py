@@ -7,7 +7,7 @@ when known, the line. Errors block sending; warnings are advice.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,6 +36,7 @@ from newsletter.compose.checkrules import (
     unknown_placeholder,
 )
 from newsletter.compose.compiler import compile_issue
+from newsletter.compose.edition import CompiledEdition
 from newsletter.compose.errors import ComposeError
 from newsletter.compose.eventrules import event_end_before_start, event_in_past, event_time_zone
 from newsletter.compose.slots import (
@@ -109,26 +110,32 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 
 
-def prepare(source: IssueSource, settings: Settings,
-            list_languages: Sequence[str] | None, now: datetime | None = None) -> CheckContext:
-    """Parse and compile every language, keeping errors as data for the rules."""
+def prepare(source: IssueSource, settings: Settings, list_languages: Sequence[str] | None,
+            now: datetime | None = None,
+            compiled: Mapping[str, CompiledEdition] | None = None) -> CheckContext:
+    """Parse and compile every language, keeping errors as data for the rules; a language in
+    `compiled` (compiled from this source already, as send does before its checks) is taken
+    from there, not compiled again."""
     ctx = CheckContext(source, settings, list_languages, now=now)
+    done = compiled or {}
     for lang, edition in source.editions.items():
         shown = source.display(edition.path)
         body = _without_unknown_placeholders(edition.body)  # reported by their own rule
         try:
             ctx.docs[lang] = parse_body(body, shown, edition.body_line, keep, True)
             if lang not in source.broken:  # no sound front matter: nothing to compile
-                ctx.compiled[lang] = compile_issue(source, lang, settings)
+                ctx.compiled[lang] = (done[lang] if lang in done
+                                      else compile_issue(source, lang, settings))
         except ComposeError as exc:
             ctx.failures[lang] = exc
     return ctx
 
 
-def check_issue(source: IssueSource, settings: Settings,
-                list_languages: Sequence[str] | None, now: datetime | None = None) -> CheckReport:
+def check_issue(source: IssueSource, settings: Settings, list_languages: Sequence[str] | None,
+                now: datetime | None = None,
+                compiled: Mapping[str, CompiledEdition] | None = None) -> CheckReport:
     """Run every rule on every language; the report's `ok` is the go/no-go (events are compared
-    with `now`, the current time unless given)."""
-    ctx = prepare(source, settings, list_languages, now)
+    with `now`, the current time unless given; `compiled`: see prepare)."""
+    ctx = prepare(source, settings, list_languages, now, compiled)
     findings = [finding for _, rule in RULES for finding in rule(ctx)]
     return CheckReport(list(dict.fromkeys(findings)))  # one problem found two ways shows once

@@ -115,15 +115,17 @@ def base_url_warnings(settings: Settings) -> list[str]:
 
 
 def check_source(settings: Settings, source: IssueSource, languages: Sequence[str],
-                 fallback: str | None = None) -> list[str]:
-    """Run the pre-send checks; raise on errors, return the warnings.
+                 fallback: str | None = None,
+                 compiled: Mapping[str, CompiledEdition] | None = None) -> list[str]:
+    """Run the pre-send checks (on the editions in `compiled` as they are, not compiled
+    again); raise on errors, return the warnings.
 
     With --fallback-language the editor has decided what readers of a missing translation get,
     so missing-translation findings no longer block.
     """
     from newsletter.compose import check_issue
 
-    report = check_issue(source, settings, list(languages))
+    report = check_issue(source, settings, list(languages), compiled=compiled)
     errors: list[str] = []
     warnings: list[str] = []
     for f in report.findings:
@@ -161,7 +163,7 @@ def prepare_send(
     counts = count_by_language(engine, mailing_list.id, mailing_list.reading,
                                address_key(engine), issue.id if issue else None)
     plan = plan_languages(counts, tuple(source.languages), fallback)
-    warnings = (check_source(settings, source, mailing_list.reading.offered, fallback)
+    warnings = (check_source(settings, source, mailing_list.reading.offered, fallback, compiled)
                 if check else [])
     return _plan(engine, slug, issue, mailing_list, compiled, warnings, plan)
 

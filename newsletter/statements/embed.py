@@ -16,7 +16,6 @@ from newsletter.db.models import utcnow
 from newsletter.errors import NotFoundError
 from newsletter.i18n import translations
 from newsletter.links import sign_url
-from newsletter.statements.moderation import approved_count
 from newsletter.statements.source import FOLDER, folder, load_statement
 
 
@@ -29,6 +28,10 @@ def statement_link(settings: Settings, slug: str, language: str) -> tuple[str, i
         raise NotFoundError(f"statement {slug!r} has no {language} text "
                             f"({FOLDER}/{slug}/{language}.md)")
     statement = load_statement(settings.workspace, slug)  # a broken one cannot be signed
+    # Here, not above: the statements' database code imports the signing code (e-mail
+    # validation, opt-in, outbox), which an issue without a statement never needs.
+    from newsletter.statements.moderation import approved_count
+
     engine = make_engine(settings.database_url)
     count: int | None
     try:

@@ -175,3 +175,38 @@ def test_a_stored_edition_fills_every_recipient_exactly_as_the_compiled_one(
     assert CompiledEdition.from_json(loaded.to_json()) == edition
     with pytest.raises(ValueError, match="format 99"):
         CompiledEdition.from_json(stored.replace('"format": 1', '"format": 99', 1))
+
+
+def test_a_later_command_reuses_the_compiled_layout_and_sees_an_edited_one(
+        compose_ws: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout is compiled once per workspace, not by every command (a twentieth of a
+    small send's CPU); a template edited since is compiled again, never served stale."""
+    import jinja2
+
+    from newsletter.compose.layout import BUILTIN, _environment
+
+    text_layout = compose_ws / "templates" / "email" / "text.txt.j2"
+    text_layout.parent.mkdir(parents=True)
+    text_layout.write_text((BUILTIN / "email" / "text.txt.j2").read_text("utf-8") + "First.\n",
+                           "utf-8")
+    source = load_issue(compose_ws, EXAMPLE)
+    first = compile_issue(source, "en", settings)
+    assert list((compose_ws / ".cache" / "templates").glob("*.cache"))
+
+    compiled: list[str] = []
+    real = jinja2.Environment.compile
+
+    def counted(self, source, name=None, filename=None, *args, **kw):
+        compiled.append(name)
+        return real(self, source, name, filename, *args, **kw)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    _environment.cache_clear()  # as in the next command's process
+    again = compile_issue(source, "en", settings)
+    assert again.html_shell == first.html_shell and again.text_shell == first.text_shell
+    assert compiled == []
+    text_layout.write_text(text_layout.read_text("utf-8").replace("First.", "Edited."), "utf-8")
+    _environment.cache_clear()
+    edited = compile_issue(source, "en", settings)
+    assert compiled == ["email/text.txt.j2"]
+    assert "Edited." in edited.text_shell and "First." not in edited.text_shell

@@ -29,3 +29,26 @@ def test_json_says_so_when_there_is_nothing_left_to_send(run, workspace, db_url,
     again = run.json("send", "nov", "--yes", "--force")
     assert again["status"] == "nothing to send" and again["sent"] == 0
     assert len(smtp_server.messages) == 1
+
+
+def test_a_send_compiles_each_language_once_for_its_checks_and_its_messages(
+        run, workspace, db_url, smtp_server, monkeypatch):
+    """Compiling is most of a small send's own work: the pre-send checks judge the editions
+    the send mails, not copies compiled a second time."""
+    from newsletter.compose import checks, compiler
+
+    configure(workspace, db_url, smtp_server.port)
+    write_issue(workspace)
+    seed(workspace, ["en", "fr", "es"])
+    compiled: list[str] = []
+    real = compiler.compile_issue
+
+    def counted(source, language, settings, **kw):
+        compiled.append(language)
+        return real(source, language, settings, **kw)
+
+    monkeypatch.setattr(compiler, "compile_issue", counted)
+    monkeypatch.setattr(checks, "compile_issue", counted)
+    result = run.json("send", "nov", "--yes")
+    assert result["sent"] == 3
+    assert sorted(compiled) == sorted(set(compiled)) == ["en", "es", "fr"]

@@ -1,0 +1,93 @@
+"""Start-up of `newsletter send`: instructions and CPU time of a tiny send (SQLite, one worker).
+
+    .venv/bin/python bench/startup_bench.py [--count 10] [--runs 3] [--cpu 0] [--tree PATH]
+        [--keep DIR] [--profile]
+
+The fixed cost of a send (imports, configuration, compiling the issue, the pre-send checks,
+opening the database, closing down) counts in every send, whatever its size. Each run seeds a
+fresh SQLite workspace of COUNT subscribers (send_bench.py's workspace and seeding), starts
+smtp-sink and runs `python -m newsletter send bench --yes --json --workers 1 --connections 16`
+under callgrind (instr_bench.py's `one_send`, PYTHONHASHSEED=0, bytecode compiled first), and
+prints each run's instruction count and their median. --cpu N also runs the same send N times
+outside valgrind and prints user + system CPU seconds of each (noisy on a shared machine; the
+instruction count is the figure to compare). --tree PATH measures another checkout, e.g. a
+worktree of main; --profile writes a cProfile of one send (with --keep, into that folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from instr_bench import one_send, send_args  # noqa: E402
+from send_bench import SMTP_SINK, free_port, seed, write_workspace  # noqa: E402
+
+
+def cpu_send(count: int, args: argparse.Namespace, tmp: Path) -> float:
+    """User + system CPU seconds of one send of `count` messages outside valgrind."""
+    base = tmp / f"cpu{count}"
+    shutil.rmtree(base, ignore_errors=True)
+    ws = base / "ws"
+    port = free_port()
+    write_workspace(ws, f"sqlite:///{base}/bench.db", port, args.connections,
+                    sections=args.sections)
+    seed(f"sqlite:///{base}/bench.db", count)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if args.tree:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.tree, env.get("PYTHONPATH")]))
+    sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
+    try:
+        send = subprocess.Popen([sys.executable, *send_args(ws, args)], env=env, cwd=tmp,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _pid, status, usage = os.wait4(send.pid, 0)
+        send.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        sink.terminate()
+        sink.wait()
+    if send.returncode != 0:
+        raise SystemExit(f"send failed ({send.returncode})")
+    return usage.ru_utime + usage.ru_stime
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3, help="callgrind runs")
+    ap.add_argument("--cpu", type=int, default=0, help="CPU-timed runs outside valgrind")
+    ap.add_argument("--tree", help="checkout whose `newsletter` package is measured")
+    ap.add_argument("--keep", help="folder to keep the callgrind or cProfile files in")
+    ap.add_argument("--profile", action="store_true", help="cProfile one send instead")
+    args = ap.parse_args()
+    args.sections, args.connections, args.dry_run = 12, 16, False
+    package = Path(args.tree or Path(__file__).resolve().parents[1]) / "newsletter"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True,
+                   stdout=subprocess.DEVNULL)
+    tmp = Path(tempfile.mkdtemp(prefix="nl-startup-"))
+    try:
+        if args.profile:
+            one_send(args.count, args, tmp)
+            return
+        counts = []
+        for run in range(args.runs):
+            counts.append(one_send(args.count, args, tmp / str(run)))
+            print(f"run {run}: {counts[-1]:,} instructions", flush=True)
+        if counts:
+            print(f"median: {statistics.median(counts):,.0f} instructions "
+                  f"({args.count} messages)")
+        cpu = [cpu_send(args.count, args, tmp) for _ in range(args.cpu)]
+        if cpu:
+            print("CPU s: " + " ".join(f"{c:.2f}" for c in cpu)
+                  + f"; median {statistics.median(cpu):.2f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
