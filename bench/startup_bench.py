@@ -10,8 +10,10 @@ smtp-sink and runs `python -m newsletter send bench --yes --json --workers 1 --c
 under callgrind (instr_bench.py's `one_send`, PYTHONHASHSEED=0, bytecode compiled first), and
 prints each run's instruction count and their median. --cpu N also runs the same send N times
 outside valgrind and prints user + system CPU seconds of each (noisy on a shared machine; the
-instruction count is the figure to compare). --tree PATH measures another checkout, e.g. a
-worktree of main; --profile writes a cProfile of one send (with --keep, into that folder).
+instruction count is the figure to compare). Every send starts with an empty template cache
+(XDG_CACHE_HOME in its own folder), as a workspace's first command does. --tree PATH
+measures another checkout, e.g. a worktree of main; --profile writes a cProfile of one send
+(with --keep, into that folder).
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def cpu_send(count: int, args: argparse.Namespace, tmp: Path) -> float:
         raise SystemExit(f"send failed ({send.returncode})")
     return usage.ru_utime + usage.ru_stime
 
+def _empty_template_cache(tmp: Path) -> None:
+    """The next send compiles its templates (compose/layout.py keeps them in XDG_CACHE_HOME)."""
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=10)
@@ -76,12 +83,14 @@ def main() -> None:
             return
         counts = []
         for run in range(args.runs):
+            _empty_template_cache(tmp)
             counts.append(one_send(args.count, args, tmp / str(run)))
             print(f"run {run}: {counts[-1]:,} instructions", flush=True)
         if counts:
             print(f"median: {statistics.median(counts):,.0f} instructions "
                   f"({args.count} messages)")
-        cpu = [cpu_send(args.count, args, tmp) for _ in range(args.cpu)]
+        cpu = [cpu_send(args.count, args, tmp) for _ in range(args.cpu)
+               if _empty_template_cache(tmp) is None]
         if cpu:
             print("CPU s: " + " ".join(f"{c:.2f}" for c in cpu)
                   + f"; median {statistics.median(cpu):.2f}")

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import upgrade
 from newsletter.services import Services, build_services
+
+# Compiled templates (compose/layout.py) go to a cache folder of this test run, not ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nl-test-cache-")
 
 PG_ADMIN_URL = os.environ.get(
     "NEWSLETTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -2,7 +2,7 @@
 
 Lookup order for a template name such as `email/base.mjml.j2`:
 issues/<slug>/templates/, then <workspace>/templates/, then the built-in defaults.
-Templates compiled once are kept in <workspace>/.cache/templates (see TemplateCache).
+Templates compiled once are kept in the user's cache folder (see TemplateCache, cache_folder).
 """
 
 from __future__ import annotations
@@ -28,11 +28,21 @@ def search_path(workspace: Path, issue_folder: Path) -> tuple[str, ...]:
     return tuple(str(f) for f in folders if f.is_dir())
 
 
+def cache_folder() -> Path:
+    """Where compiled templates are kept: $XDG_CACHE_HOME/newsletter/templates, by default
+    ~/.cache/newsletter/templates. Not in the workspace: a command that only reads an issue
+    (`issue check`) writes nothing there."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "newsletter" / "templates"
+
+
 class TemplateCache(jinja2.FileSystemBytecodeCache):
     """Compiled templates kept between runs, so a command does not compile the layout again
-    (a twentieth of a small send's CPU). Jinja uses a file only while the template's source
-    is unchanged; the escaping is part of the file name, as the compiled code depends on it.
-    Safe to delete; a folder that cannot be read or written only means compiling again."""
+    (a twentieth of a small send's CPU). A file is named after the template's path (each
+    workspace's own templates have their own) and used only while the template's source is
+    unchanged; the escaping is part of the name, as the compiled code depends on it. Safe to
+    delete; a folder that cannot be read or written, or a damaged file, only means compiling
+    again."""
 
     def __init__(self, folder: Path, autoescape: bool) -> None:
         super().__init__(str(folder), ("html-" if autoescape else "text-") + "%s.cache")
@@ -40,12 +50,12 @@ class TemplateCache(jinja2.FileSystemBytecodeCache):
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
             super().load_bytecode(bucket)
-        except OSError:
+        except Exception:  # unreadable or damaged: compiled again, and the file replaced
             bucket.reset()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
-            os.makedirs(self.directory, exist_ok=True)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             super().dump_bytecode(bucket)
         except OSError:
             pass
@@ -67,8 +77,7 @@ def _environment(paths: tuple[str, ...], autoescape: bool, cache: Path) -> jinja
 
 def environment(workspace: Path, issue_folder: Path, autoescape: bool = True) -> jinja2.Environment:
     """The Jinja environment for one issue (cached per lookup path)."""
-    return _environment(search_path(workspace, issue_folder), autoescape,
-                        workspace / ".cache" / "templates")
+    return _environment(search_path(workspace, issue_folder), autoescape, cache_folder())
 
 
 def _shown(filename: str | None, workspace: Path) -> str:

@@ -178,12 +178,18 @@ def test_a_stored_edition_fills_every_recipient_exactly_as_the_compiled_one(
 
 
 def test_a_later_command_reuses_the_compiled_layout_and_sees_an_edited_one(
-        compose_ws: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The layout is compiled once per workspace, not by every command (a twentieth of a
-    small send's CPU); a template edited since is compiled again, never served stale."""
+        compose_ws: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The layout is compiled once, not by every command (a twentieth of a small send's CPU),
+    and kept in the user's cache folder, not the workspace; a template edited since is
+    compiled again, never served stale, and a damaged cache file only means compiling again."""
     import jinja2
 
     from newsletter.compose.layout import BUILTIN, _environment
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _environment.cache_clear()
+    before = sorted(p.name for p in compose_ws.iterdir())
 
     text_layout = compose_ws / "templates" / "email" / "text.txt.j2"
     text_layout.parent.mkdir(parents=True)
@@ -191,7 +197,8 @@ def test_a_later_command_reuses_the_compiled_layout_and_sees_an_edited_one(
                            "utf-8")
     source = load_issue(compose_ws, EXAMPLE)
     first = compile_issue(source, "en", settings)
-    assert list((compose_ws / ".cache" / "templates").glob("*.cache"))
+    kept = list((tmp_path / "cache" / "newsletter" / "templates").glob("*.cache"))
+    assert kept and sorted(p.name for p in compose_ws.iterdir()) == before
 
     compiled: list[str] = []
     real = jinja2.Environment.compile
@@ -210,3 +217,7 @@ def test_a_later_command_reuses_the_compiled_layout_and_sees_an_edited_one(
     edited = compile_issue(source, "en", settings)
     assert compiled == ["email/text.txt.j2"]
     assert "Edited." in edited.text_shell and "First." not in edited.text_shell
+    for path in kept:  # cut in the middle of the compiled code
+        path.write_bytes(path.read_bytes()[:200])
+    _environment.cache_clear()
+    assert compile_issue(source, "en", settings).html_shell == first.html_shell
