@@ -79,61 +79,37 @@ def test_a_signed_send_signs_in_signer_processes_and_every_message_verifies(
 
 
 @pytest.mark.slow
-def test_a_signer_killed_mid_send_is_replaced_by_signing_here_and_nothing_goes_unsigned(
-        run, workspace, db_url, smtp_server, key_file, caplog):
-    from newsletter.delivery import signers
-
-    killed: list[int] = []
-
-    def kill_the_signer(rcpt: str, n: int) -> None:
-        pool = signers.active()
-        if not killed and len(smtp_server.messages) >= 20 and pool is not None and pool.live:
-            killed.append(pool.live[0].proc.pid)
-            os.kill(killed[0], signal.SIGKILL)
-
-    smtp_server.reply_for = kill_the_signer
-    _configure(workspace, db_url, smtp_server.port, key_file, rate=400.0)
-    write_issue(workspace)
-    emails = seed(workspace, ["en", "fr"] * 100)
-    with caplog.at_level(logging.WARNING, logger="newsletter.delivery.signers"):
-        report = run.json("send", "nov", "--yes")
-    assert killed, "the signer was not killed mid-send"
-    assert report["sent"] == len(emails) and report["status"] == "sent"
-    assert "a DKIM signer process ended" in caplog.text
-    assert Counter(r[0] for _s, r, _d in smtp_server.messages) == Counter({e: 1 for e in emails})
-    _verify_all(workspace, smtp_server.messages)
-    assert not _alive(killed[0]) and not _signers_of(os.getpid())
-
-
-@pytest.mark.slow
-def test_a_signer_that_stops_answering_is_ended_and_the_sender_signs_what_it_owed(
-        run, workspace, db_url, smtp_server, key_file, caplog, monkeypatch):
-    """A signer stopped mid-send (SIGSTOP: alive, silent) would leave its connections waiting
-    for ever; after HUNG_AFTER it is killed and the send finishes, every message signed."""
+@pytest.mark.parametrize(("how", "warning"), [
+    (signal.SIGKILL, "a DKIM signer process ended"),
+    # alive and silent: without the watch its connections would wait for ever
+    (signal.SIGSTOP, "a DKIM signer process did not answer for 0.5 s and was ended"),
+], ids=["killed", "stopped"])
+def test_a_signer_lost_mid_send_is_replaced_by_signing_here_and_nothing_goes_unsigned(
+        run, workspace, db_url, smtp_server, key_file, caplog, monkeypatch, how, warning):
     from newsletter.delivery import signers
 
     monkeypatch.setattr(signers, "HUNG_AFTER", 0.5)
     monkeypatch.setattr(signers, "WATCH_EVERY", 0.1)
-    stopped: list[int] = []
+    lost: list[int] = []
 
-    def stop_the_signer(rcpt: str, n: int) -> None:
+    def lose_the_signer(rcpt: str, n: int) -> None:
         pool = signers.active()
-        if not stopped and len(smtp_server.messages) >= 20 and pool is not None and pool.live:
-            stopped.append(pool.live[0].proc.pid)
-            os.kill(stopped[0], signal.SIGSTOP)
+        if not lost and len(smtp_server.messages) >= 20 and pool is not None and pool.live:
+            lost.append(pool.live[0].proc.pid)
+            os.kill(lost[0], how)
 
-    smtp_server.reply_for = stop_the_signer
+    smtp_server.reply_for = lose_the_signer
     _configure(workspace, db_url, smtp_server.port, key_file, rate=400.0)
     write_issue(workspace)
-    emails = seed(workspace, ["en", "fr"] * 60)
+    emails = seed(workspace, ["en", "fr"] * 80)
     with caplog.at_level(logging.WARNING, logger="newsletter.delivery.signers"):
         report = run.json("send", "nov", "--yes")
-    assert stopped, "the signer was not stopped mid-send"
+    assert lost, "the signer was not lost mid-send"
     assert report["sent"] == len(emails) and report["status"] == "sent"
-    assert "a DKIM signer process did not answer for 0.5 s and was ended" in caplog.text
+    assert warning in caplog.text
     assert Counter(r[0] for _s, r, _d in smtp_server.messages) == Counter({e: 1 for e in emails})
     _verify_all(workspace, smtp_server.messages)
-    assert not _alive(stopped[0]) and not _signers_of(os.getpid())
+    assert not _alive(lost[0]) and not _signers_of(os.getpid())
 
 
 def test_signers_that_cannot_start_leave_the_signing_to_the_sender(
