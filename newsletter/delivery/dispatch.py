@@ -23,8 +23,9 @@ from sqlalchemy import Connection, Engine, select
 from newsletter.audience.language import ListLanguages
 from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
+from newsletter.db import statistics
 from newsletter.db.sender import write_tx
-from newsletter.db.tables import LISTS
+from newsletter.db.tables import DELIVERIES, LISTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.delivery import content, issuedata, letterhead
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
@@ -160,8 +161,7 @@ def prepare_send(
     mailing_list = _find_list(engine, source.list_slug)
     if issue is not None and issue.list_id != mailing_list.id:
         raise SendError(f"issue {slug!r} was sent to another list before; use a new slug")
-    counts = count_by_language(engine, mailing_list.id, mailing_list.reading,
-                               address_key(engine), issue.id if issue else None)
+    counts = _audience_counts(engine, mailing_list, issue.id if issue else None)
     plan = plan_languages(counts, tuple(source.languages), fallback)
     warnings = (check_source(settings, source, mailing_list.reading.offered, fallback, compiled)
                 if check else [])
@@ -181,11 +181,19 @@ def _resume(settings: Settings, engine: Engine, issue: IssueRow,
     mailing_list = _find_list(engine, str(list_slug))
     plan = None
     if unfinished:
-        counts = count_by_language(engine, mailing_list.id, mailing_list.reading,
-                                   address_key(engine), issue.id)
+        counts = _audience_counts(engine, mailing_list, issue.id)
         plan = plan_languages(counts, tuple(compiled), fallback)
     warnings = [*_drift(settings, issue.slug, stored), *base_url_warnings(settings)]
     return _plan(engine, issue.slug, issue, mailing_list, compiled, warnings, plan)
+
+
+def _audience_counts(engine: Engine, mailing_list: ListInfo,
+                     issue_id: int | None) -> dict[str, int]:
+    """Recipients not enqueued yet, per language; the planner's statistics of the tables the
+    count and the enqueue read are brought up to date first (db/statistics.py)."""
+    statistics.refresh(engine, (SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS, DELIVERIES))
+    return count_by_language(engine, mailing_list.id, mailing_list.reading,
+                             address_key(engine), issue_id)
 
 
 def _plan(engine: Engine, slug: str, issue: IssueRow | None, mailing_list: ListInfo,
