@@ -352,6 +352,10 @@ def main() -> None:
     ap.add_argument("--statements", action="store_true",
                     help="print pg_stat_statements of each run (the server must preload it)")
     args = ap.parse_args()
+    # `python -m newsletter` imports the package from its working folder before PYTHONPATH:
+    # run every command from this tree, so that a bench run from another checkout measures
+    # that checkout's code and not whatever tree the shell stood in.
+    os.chdir(ROOT)
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
     ws = tmp / "ws"
