@@ -25,7 +25,7 @@ from newsletter.audience.lists import ListInfo, list_by_slug
 from newsletter.config import Settings
 from newsletter.db import statistics
 from newsletter.db.sender import write_tx
-from newsletter.db.tables import DELIVERIES, LISTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
+from newsletter.db.tables import LISTS, SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS
 from newsletter.delivery import content, issuedata, letterhead
 from newsletter.delivery import queue as q
 from newsletter.delivery.concurrency import pool_settings
@@ -189,9 +189,11 @@ def _resume(settings: Settings, engine: Engine, issue: IssueRow,
 
 def _audience_counts(engine: Engine, mailing_list: ListInfo,
                      issue_id: int | None) -> dict[str, int]:
-    """Recipients not enqueued yet, per language; the planner's statistics of the tables the
-    count and the enqueue read are brought up to date first (db/statistics.py)."""
-    statistics.refresh(engine, (SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS, DELIVERIES))
+    """Recipients not enqueued yet, per language; the planner's statistics of the audience's
+    tables are brought up to date first (db/statistics.py). Not those of `deliveries`, which
+    the enqueue is about to fill: analyzed now, empty, they led the workers' queries to plans
+    for an empty table."""
+    statistics.refresh(engine, (SUBSCRIBERS, SUBSCRIPTIONS, SUPPRESSIONS))
     return count_by_language(engine, mailing_list.id, mailing_list.reading,
                              address_key(engine), issue_id)
 

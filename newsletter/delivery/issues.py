@@ -351,12 +351,21 @@ def skip_cancelled(engine: Engine, issue_id: int | None = None, wait: float = 5.
     next pass (PostgreSQL: FOR UPDATE SKIP LOCKED), so the cancel never waits on a worker's
     row locks nor deadlocks with them. Passes repeat for up to `wait` seconds while rows stay
     waiting; the workers also sweep cancelled issues at every tick.
+
+    The cancelled issues are read first, and deliveries are touched only when there are some:
+    the sweep runs at every worker's tick, nearly always for nothing, and as one statement
+    its plan depended on the statistics of `deliveries` (planned on statistics taken while the
+    table was empty, each worker's sweep took 23-55 s with 6,000 rows queued).
     """
     cancelled = select(ISSUES.c.id).where(ISSUES.c.status == "cancelled")
     if issue_id is not None:
         cancelled = cancelled.where(ISSUES.c.id == issue_id)
+    with engine.connect() as conn:
+        ids = list(conn.scalars(cancelled))
+    if not ids:
+        return 0
     waiting = select(DELIVERIES.c.id).where(
-        DELIVERIES.c.issue_id.in_(cancelled.scalar_subquery()), DELIVERIES.c.status.in_(OPEN))
+        DELIVERIES.c.issue_id.in_(ids), DELIVERIES.c.status.in_(OPEN))
     unlocked = waiting.with_for_update(skip_locked=True)
     skipped, deadline = 0, time.monotonic() + wait
     while True:
