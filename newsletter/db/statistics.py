@@ -13,8 +13,9 @@ idle server): the first chunk, the 1,000 rows the send waits for before its firs
 ANALYZE reads a sample (at most 30,000 rows at the default settings), so it costs about 0.1 s
 on a list of 50,000 and not much more on millions. Nothing changes on SQLite, whose planner
 the send's queries do not lead astray. `deliveries` is left to autovacuum: the enqueue is
-about to fill it, and statistics taken while it is empty misled the workers' queries. A role that does not own the tables gets PostgreSQL's
-warning and no statistics; the send goes on either way.
+about to fill it, and statistics taken while it is empty misled the workers' queries. A role
+that does not own the tables gets PostgreSQL's warning and no statistics; the send goes on
+either way.
 """
 
 from __future__ import annotations
