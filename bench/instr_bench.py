@@ -38,6 +38,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,32 +65,46 @@ def send_args(ws: Path, args: argparse.Namespace) -> list[str]:
             "--workers", "1", "--connections", str(args.connections)]
 
 
-def one_send(count: int, args: argparse.Namespace, tmp: Path) -> int:
-    """Instructions of one send of `count` messages, seeded and sent in folder tmp/count."""
-    base = tmp / str(count)
+def prepare(count: int, args: argparse.Namespace, base: Path) -> tuple[Path, int, dict[str, str]]:
+    """A workspace in base/ws with `count` subscribers: its folder, its SMTP port and the
+    send's environment (PYTHONHASHSEED=0, --tree first on PYTHONPATH)."""
     ws = base / "ws"
     port = free_port()
     write_workspace(ws, f"sqlite:///{base}/bench.db", port, args.connections,
                     sections=args.sections)
     seed(f"sqlite:///{base}/bench.db", count)
-    out = base / "callgrind"
-    out.mkdir()
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if args.tree:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.tree,
                                                           env.get("PYTHONPATH")]))
+    return ws, port, env
+
+
+@contextmanager
+def sink_on(port: int) -> Iterator[None]:
+    """smtp-sink listening on the loopback port while the block runs."""
+    sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
+    try:
+        yield
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def one_send(count: int, args: argparse.Namespace, tmp: Path) -> int:
+    """Instructions of one send of `count` messages, seeded and sent in folder tmp/count."""
+    base = tmp / str(count)
+    ws, port, env = prepare(count, args, base)
+    out = base / "callgrind"
+    out.mkdir()
     if args.profile:
         prefix = [sys.executable, "-m", "cProfile", "-o", str(base / "profile")]
     else:
         prefix = ["valgrind", "--tool=callgrind", "--trace-children=yes",
                   f"--callgrind-out-file={out}/callgrind.out.%p", sys.executable]
     cmd = [*prefix, *send_args(ws, args)]
-    sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
-    try:
+    with sink_on(port):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
-    finally:
-        sink.terminate()
-        sink.wait()
     if done.returncode != 0:
         raise SystemExit(f"send failed:\n{done.stdout}\n{done.stderr[-3000:]}")
     sent = count if args.dry_run else json.loads(done.stdout[done.stdout.index("{"):])["sent"]

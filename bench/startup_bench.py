@@ -29,31 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from instr_bench import one_send, send_args  # noqa: E402
-from send_bench import SMTP_SINK, free_port, seed, write_workspace  # noqa: E402
+from instr_bench import one_send, prepare, send_args, sink_on  # noqa: E402
 
 
 def cpu_send(count: int, args: argparse.Namespace, tmp: Path) -> float:
     """User + system CPU seconds of one send of `count` messages outside valgrind."""
     base = tmp / f"cpu{count}"
     shutil.rmtree(base, ignore_errors=True)
-    ws = base / "ws"
-    port = free_port()
-    write_workspace(ws, f"sqlite:///{base}/bench.db", port, args.connections,
-                    sections=args.sections)
-    seed(f"sqlite:///{base}/bench.db", count)
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if args.tree:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.tree, env.get("PYTHONPATH")]))
-    sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
-    try:
+    ws, port, env = prepare(count, args, base)
+    with sink_on(port):
         send = subprocess.Popen([sys.executable, *send_args(ws, args)], env=env, cwd=tmp,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _pid, status, usage = os.wait4(send.pid, 0)
         send.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        sink.terminate()
-        sink.wait()
     if send.returncode != 0:
         raise SystemExit(f"send failed ({send.returncode})")
     return usage.ru_utime + usage.ru_stime

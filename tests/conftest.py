@@ -291,14 +291,18 @@ url = "{db_url}"
     )
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, db_url: str) -> Path:
-    """A workspace folder with newsletter.toml pointing at the test database."""
-    ws = tmp_path / "ws"
+def make_workspace(ws: Path, db_url: str) -> Path:
+    """A workspace folder at `ws` with newsletter.toml pointing at `db_url`."""
     for sub in ("templates", "issues", "subscribers"):
         (ws / sub).mkdir(parents=True, exist_ok=True)
     write_config(ws, db_url)
     return ws
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, db_url: str) -> Path:
+    """A workspace folder with newsletter.toml pointing at the test database."""
+    return make_workspace(tmp_path / "ws", db_url)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from newsletter.db import statistics
 from newsletter.db.engine import make_engine
 from newsletter.db.migrate import upgrade
 from newsletter.db.tables import SUBSCRIBERS, SUBSCRIPTIONS
-from tests.conftest import Cli, pg_database, write_config
+from tests.conftest import Cli, make_workspace, pg_database
 from tests.delivery.sender_fixtures import seed, write_issue
 
 LOADED = 300
@@ -29,11 +29,7 @@ def pg_workspace(tmp_path: Path) -> Iterator[Path]:
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
-        ws = tmp_path / "ws"
-        for sub in ("templates", "issues", "subscribers"):
-            (ws / sub).mkdir(parents=True)
-        write_config(ws, url)
-        yield ws
+        yield make_workspace(tmp_path / "ws", url)
 
 
 def _tables(engine: Engine) -> dict[str, tuple[float, int, object]]:
