@@ -38,7 +38,8 @@ STALE = text(
 
 def refresh(engine: Engine, tables: Sequence[Table]) -> list[str]:
     """ANALYZE those of `tables` whose statistics lag behind their rows (PostgreSQL only);
-    the names of the tables analyzed."""
+    the names of the tables it was run on (a table the role does not own is among them:
+    PostgreSQL skips it with a warning)."""
     if engine.dialect.name != "postgresql":
         return []
     quote = engine.dialect.identifier_preparer.quote
