@@ -91,6 +91,23 @@ def _database_error(exc: Exception) -> str | None:
     return f"database error: {detail}"
 
 
+def _during_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` came while a Ctrl-C was unwinding: a library's clean-up that failed
+    because the interrupt cut its work short (psycopg, stopped mid-query, refused to reset
+    the connection), which would otherwise hide the Ctrl-C behind its own error."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False
+
+
 class NewsletterGroup(click.Group):
     """Loads commands from COMMANDS on first use; catches the project's errors in exactly one
     place: one clear line, exit status 1."""
@@ -117,11 +134,11 @@ class NewsletterGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except NewsletterError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(str(exc)) from None
         except Exception as exc:
+            if _during_ctrl_c(exc):  # click then says "Aborted!", as for the Ctrl-C alone
+                raise KeyboardInterrupt from exc
+            if isinstance(exc, (NewsletterError, OSError)):
+                raise click.ClickException(str(exc)) from None
             message = _database_error(exc)
             if message is None:
                 raise
