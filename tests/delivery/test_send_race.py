@@ -34,8 +34,20 @@ def _waiting(engine: Engine, sessions: int, timeout: float = 10.0) -> bool:
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND wait_event_type = 'Lock'")) >= sessions:
                 return True
+            # pg_stat_activity is read once per transaction: a new one sees the sends that
+            # began to wait since (polled in one, it missed them whenever it came first)
+            conn.rollback()
             time.sleep(0.01)
     return False
+
+
+def _activity(engine: Engine) -> list[tuple[object, ...]]:
+    """The other sessions of this database: what each waits for and runs (for a failure)."""
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT state, wait_event_type, wait_event, left(query, 40) "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"))]
 
 
 @pytest.mark.postgresql_only  # on SQLite the write lock runs one send after the other
@@ -64,7 +76,7 @@ def test_two_sends_of_a_new_issue_started_at_once_give_everyone_one_delivery(
         conn.execute(text("SELECT id FROM lists FOR UPDATE"))
         for thread in sends:
             thread.start()
-        assert _waiting(engine, 2)
+        assert _waiting(engine, 2), (errors, _activity(engine))
     for thread in sends:
         thread.join(timeout=60)
 
