@@ -1,7 +1,7 @@
 """`newsletter send` as a user runs it, against Postfix's smtp-source over reused connections.
 
     .venv/bin/python bench/send_bench.py [--subscribers 50000] [--runs 3] [--dkim]
-        [--database sqlite|postgresql] [--workers W] [--connections C]
+        [--database sqlite|postgresql] [--workers W] [--connections C] [--tries 2]
         [--profile] [--wrap "py-spy record --subprocesses -o out --"] [--daemon N]
 
 Seeds subscribers with bulk INSERTs (not the CLI), writes an issue in en/fr/es and starts
@@ -15,6 +15,11 @@ issue's test copies (one per language, built exactly as the send builds them, DK
 2. `smtp-source -d -s S -m N -l SIZE` to the same sink: the same number of messages, of the
    same size, over S reused sessions (`-d`: one connection carries many messages, as ours do),
    where S is the number of connections the send used (workers x connections per worker).
+   It runs `--tries` times (default 2) right after the send and the fastest counts: the
+   strongest form of the yardstick. The summary also gives every run's ratio against the
+   fastest smtp-source of all runs, the strictest figure. On this VM one smtp-source run in
+   a few crawls (1,045 msg/s at 554 µs of CPU a message, against 5,184 at 60 in the next
+   run), and a single try then doubles our ratio.
 
 With --daemon N, step 1 is `send SLUG --yes --detach` followed by N `newsletter worker
 --until-idle` processes started together, timed from the send's spawn to the last worker's exit
@@ -343,6 +348,8 @@ def main() -> None:
     ap.add_argument("--sections", type=int, default=4,
                     help="sections of the issue: 4 make ~25 KB messages, 12 ~38 KB")
     ap.add_argument("--dkim", action="store_true", help="sign every message (2048-bit RSA)")
+    ap.add_argument("--tries", type=int, default=2,
+                    help="smtp-source runs after each send; the fastest is the yardstick")
     ap.add_argument("--profile", action="store_true", help="cProfile a 1-worker run instead")
     ap.add_argument("--wrap", default="", help="prefix for the send command, e.g. a profiler")
     ap.add_argument("--daemon", type=int, metavar="N",
@@ -414,7 +421,9 @@ def main() -> None:
                 print(f"run {run}: RSA-2048 signature {rsa_us[-1]:.0f} µs CPU (alone, this "
                       f"window): the rest of the sender {mine.cpu_us - rsa_us[-1]:.0f} µs/msg")
             sessions = report["workers"] * report["connections"]
-            source = smtp_source(port, report["sent"], sessions, size, sink.pid)
+            tries = [smtp_source(port, report["sent"], sessions, size, sink.pid)
+                     for _ in range(args.tries)]
+            source = max(tries, key=lambda t: t.rate)
             ours.append(mine)
             theirs.append(source)
             print(f"run {run} (load {load:.1f}): newsletter send {mine.rate:,.0f} msg/s "
@@ -422,7 +431,8 @@ def main() -> None:
                   f"{report['workers']} x {report['connections']} connections, "
                   f"{mine.cpu_us:.0f} µs CPU/msg, sink {mine.sink_us:.0f}); smtp-source -d -s "
                   f"{sessions} {source.rate:,.0f} msg/s ({source.cpu_us:.0f} µs CPU/msg, sink "
-                  f"{source.sink_us:.0f}); ratio {mine.rate / source.rate:.2f}")
+                  f"{source.sink_us:.0f}; fastest of {' / '.join(f'{t.rate:,.0f}' for t in tries)}"
+                  f"); ratio {mine.rate / source.rate:.2f}")
         ratios = [m.rate / s.rate for m, s in zip(ours, theirs, strict=True)]
         print(f"newsletter send: {spread([m.rate for m in ours])} msg/s, "
               f"{spread([m.cpu_us for m in ours])} µs CPU/msg")
@@ -430,6 +440,9 @@ def main() -> None:
               f"{spread([s.cpu_us for s in theirs])} µs CPU/msg")
         print(f"ratio newsletter/smtp-source: {spread(ratios, '.2f')} (median, min–max of "
               f"{args.runs} runs)")
+        best = max(s.rate for s in theirs)
+        print(f"ratio against the fastest smtp-source of all runs ({best:,.0f} msg/s), the "
+              f"strictest: {spread([m.rate / best for m in ours], '.2f')}")
         if rsa_us:
             print(f"RSA-2048 signature alone: {spread(rsa_us)} µs CPU")
         if server_us:
