@@ -44,6 +44,21 @@ PG_ADMIN_URL = os.environ.get(
 )
 BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 SECRET = "test-secret-key-0123456789"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without NEWSLETTER_* settings, plus `extra`: for a
+    `newsletter` subprocess that must read its workspace's newsletter.toml, not the caller's
+    environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(extra)
+    return env
+
+
+def drop_newsletter_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset every NEWSLETTER_* variable for this test, so only its workspace's file counts."""
+    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(key)
 REQUIRE_ALL = (os.environ.get("NEWSLETTER_TEST_REQUIRE_ALL") == "1"
                or os.environ.get("CI") == "true")
 CHROMIUM = "/usr/bin/chromium"
@@ -308,9 +323,7 @@ def workspace(tmp_path: Path, db_url: str) -> Path:
 @pytest.fixture
 def services(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
     """Services for the test workspace; environment NEWSLETTER_* variables are ignored."""
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     svc = build_services(load_settings(workspace))
     yield svc
     svc.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from sqlalchemy import create_engine, text
 from newsletter import __version__
 from newsletter.cli.main import COMMANDS, cli, load_command
 from tests.compose.conftest import EXAMPLE, REPO
-from tests.conftest import Cli
+from tests.conftest import Cli, clean_env
 
 # Libraries that `newsletter --version` and `--help` must not import: each costs tens to
 # hundreds of milliseconds, and neither needs them.
@@ -57,7 +56,7 @@ def test_every_command_and_subcommand_has_a_working_help() -> None:
 
 def _imported(*args: str) -> tuple[str, set[str]]:
     """Run `python -m newsletter ARGS` and return its output and every module it imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "newsletter", *args],
                           capture_output=True, text=True, check=True, env=env)
     modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()

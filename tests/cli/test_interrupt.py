@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from tests.compose.conftest import REPO
+from tests.conftest import clean_env
 
 # Loaded by Python at start-up from PYTHONPATH: the prompt gets the editor's Ctrl-C while
 # Python runs code built from a string, as dataclasses, namedtuple and SQLAlchemy do.
@@ -28,7 +29,7 @@ click.confirm = confirm
 
 
 def _newsletter(workspace: Path, hook: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     env["PYTHONPATH"] = os.pathsep.join([str(hook), str(REPO)])
     return subprocess.run([sys.executable, "-m", "newsletter", "-w", str(workspace), *args],
                           env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,

@@ -4,7 +4,6 @@ cancel skips what was left; wrong states are one clear line."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from sqlalchemy import update
 from newsletter.db.engine import make_engine
 from newsletter.db.tables import ISSUES
 from newsletter.delivery.issues import finish
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 from tests.delivery.worker_fixtures import (
     Workers,
@@ -93,7 +93,7 @@ def test_a_send_run_here_is_paused_from_another_process(workspace, db_url, smtp_
     configure(workspace, db_url, smtp_server.port, rate=100.0)
     write_issue(workspace, languages=("en",))
     seed(workspace, ["en"] * 2000, list_languages=("en",))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     proc = subprocess.Popen([sys.executable, "-m", "newsletter", "-w", str(workspace), "send",
                              "nov", "--yes"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

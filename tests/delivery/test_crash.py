@@ -3,7 +3,6 @@ skipped, and exactly the messages in flight at each kill are reported unknown.""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 RECIPIENTS = 3000  # the kills come at 20 to 300 more messages each: 776 for the first five
@@ -34,7 +34,7 @@ def _in_flight(workspace) -> int:
 
 
 def _sender(workspace, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", "nov", "--yes",
          *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

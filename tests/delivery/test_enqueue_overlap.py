@@ -7,7 +7,6 @@ enqueue is under way, no worker sets the issue sent, however quickly it drains t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from newsletter.db.sender import sender_engine
 from newsletter.db.tables import DELIVERIES, ISSUES
 from newsletter.delivery import dispatch
 from newsletter.delivery.daemon import WorkerOptions, serve
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 RECIPIENTS = 600  # 15 chunks of 40, 0.2 s apart (tests/delivery/slow_enqueue.py)
@@ -39,7 +39,7 @@ def _issue(workspace) -> tuple[int, str | None, bool]:
 
 
 def _send(workspace, module: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.Popen(
         [sys.executable, "-m", module, "-w", str(workspace), "send", "nov", "--yes"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

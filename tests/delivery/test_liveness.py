@@ -21,6 +21,7 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery, Issue
 from newsletter.delivery.liveness import worker_alive, worker_name
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import configure, deliveries, seed, write_issue
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -67,7 +68,7 @@ def _leased(engine) -> int:
 
 
 def _sender(workspace: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", "nov", "--yes",
          "--workers", str(WORKERS)],

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 
 from newsletter.logs import JsonFormatter
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import configure
 
 
 def _newsletter(workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.run([sys.executable, "-m", "newsletter", "-w", str(workspace), *args],
                           capture_output=True, text=True, timeout=120, env=env)
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import clean_env
 from tests.delivery.sender_fixtures import (
     configure,
     deliveries,
@@ -23,7 +24,7 @@ from tests.delivery.sender_fixtures import (
 
 def _sender(workspace, *extra: str, start_new_session: bool = False, slug: str = "nov",
             yes: bool = True) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", slug,
          *(["--yes"] if yes else []), *extra], env=env, stdin=subprocess.PIPE,

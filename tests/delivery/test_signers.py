@@ -19,7 +19,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.delivery.dkim import dns_record, load_dkim
-from tests.conftest import require_module, write_config
+from tests.conftest import clean_env, require_module, write_config
 from tests.delivery.sender_fixtures import deliveries, processes, seed, until, write_issue
 
 
@@ -152,7 +152,7 @@ def test_a_worker_daemon_signs_in_signer_processes_and_ends_them_when_it_stops(
 
 
 def _sender(workspace: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "-w", str(workspace), "send", "nov", "--yes"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -5,7 +5,6 @@ the database URL, the secret key and the SMTP settings (and, for the schedule, t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,12 +16,12 @@ from sqlalchemy import func, select, text
 
 from newsletter.db.engine import make_engine
 from newsletter.db.models import Delivery, Issue
-from tests.conftest import SECRET
+from tests.conftest import SECRET, clean_env
 
 
 def worker_env(db_url: str, smtp_port: int, **extra: object) -> dict[str, str]:
     """The environment of a worker host: none of the test runner's NEWSLETTER_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     env.update(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SECRET_KEY=SECRET,
                NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp_port),
                NEWSLETTER_SMTP_TIMEOUT="5", NEWSLETTER_SMTP_RETRY_DELAY="0.05")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from tests.conftest import drop_newsletter_env
 from tests.doctor.conftest import DkimKeys, WebSite, zone
 
 DNS_CHECKS = ("spf", "spf-bounce-domain", "dkim", "dmarc", "bounce-mx", "relay-ptr")
@@ -18,9 +18,7 @@ DNS_CHECKS = ("spf", "spf-bounce-domain", "dkim", "dmarc", "bounce-mx", "relay-p
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
 
 
 def setup(tmp_path: Path, domain: str, relay: Any, site: WebSite, keys: DkimKeys,

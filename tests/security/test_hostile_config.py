@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from tests.conftest import drop_newsletter_env
 
 CORPUS = Path(__file__).parent.parent / "data" / "hostile" / "config"
 CANARIES = ("CANARY-SECRET-7f3a", "918273645")
@@ -31,8 +32,7 @@ def environment(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_config_gets_one_line_and_never_its_secrets(name, tmp_path, monkeypatch):
-    for key in [k for k in __import__("os").environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     source = CORPUS / name
     env = {}
     if source.suffix == ".toml":

@@ -8,13 +8,13 @@ bytes and policies are reported, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from tests.conftest import drop_newsletter_env
 from tests.doctor.conftest import (  # noqa: F401 - fixtures
     dkim_keys,
     dns_server,
@@ -50,8 +50,7 @@ def read_case(path: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_dns_answer_is_caught_with_a_fix(name, tmp_path, monkeypatch, dns_server,  # noqa: F811
                                                  smtp_server, web_site, dkim_keys):  # noqa: F811
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     check, status, records = read_case(CORPUS / name)
     replaced = {(n.lower(), k) for n, k, _ in records}
     good = [r for r in zone(DOMAIN, dkim_keys) if (r[0].lower(), r[1]) not in replaced]

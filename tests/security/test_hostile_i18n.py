@@ -7,7 +7,6 @@ files. Each has one wrong per-language table or [languages] option, and a first 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from newsletter.audience.listsync import read_list_definitions
 from newsletter.cli.main import cli
 from newsletter.config import ConfigError
+from tests.conftest import drop_newsletter_env
 
 CORPUS = Path(__file__).parent.parent / "data" / "hostile" / "i18n"
 CONFIGS = sorted(p.name for p in CORPUS.glob("config-*.toml"))
@@ -36,8 +36,7 @@ def test_the_corpus_holds_its_inputs() -> None:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_a_wrong_language_table_in_newsletter_toml_is_one_line(name: str, tmp_path: Path,
                                                                 monkeypatch) -> None:
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     shutil.copy(CORPUS / name, tmp_path / "newsletter.toml")
     result = CliRunner().invoke(cli, ["-w", str(tmp_path), "lists", "list"])
     if result.exception and not isinstance(result.exception, SystemExit):

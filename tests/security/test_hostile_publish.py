@@ -8,7 +8,6 @@ workspace's secret nor a system file, and the server must keep answering.
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import threading
 import time
@@ -20,7 +19,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.services import build_services
-from tests.conftest import SECRET, write_config
+from tests.conftest import SECRET, drop_newsletter_env, write_config
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hostile" / "publish" / "archive_paths.txt"
 PATHS = [line for line in CORPUS.read_text("utf-8").splitlines()
@@ -34,9 +33,7 @@ def served(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
 
     from newsletter.web import create_app
 
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     ws = tmp_path / "ws"
     write_config(ws, db_url)
     site = ws / "site"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import socket
 import warnings
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from newsletter.delivery.capture import SmtpController
 from newsletter.outbox import OutboxReport, deliver_outbox
 from newsletter.services import build_services
 from newsletter.tokens import Signer
-from tests.conftest import SECRET, write_config
+from tests.conftest import SECRET, drop_newsletter_env, write_config
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its TestClient; httpx (installed) still works.
@@ -231,9 +230,7 @@ def web(
     """The app on a fresh database (SQLite and PostgreSQL), with a TestClient."""
     from newsletter.web import create_app
 
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     ws = tmp_path / "webws"
     write_config(ws, db_url, web_config(smtp, web_extra))
     settings = load_settings(ws)

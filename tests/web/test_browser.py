@@ -5,7 +5,6 @@ from the mail, switch to Spanish, leave through the page, then one-click as Gmai
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import threading
 import time
@@ -19,7 +18,13 @@ from newsletter.config import load_settings
 from newsletter.db.engine import make_engine
 from newsletter.links import unsubscribe_url
 from newsletter.services import build_services
-from tests.conftest import CHROMIUM_ARGS, require_chromium, require_module, write_config
+from tests.conftest import (
+    CHROMIUM_ARGS,
+    drop_newsletter_env,
+    require_chromium,
+    require_module,
+    write_config,
+)
 from tests.web.conftest import SmtpServer, WebEnv, link_in, web_config
 
 ARGS = CHROMIUM_ARGS
@@ -35,9 +40,7 @@ def live(
 
     from newsletter.web import create_app
 
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(key)
+    drop_newsletter_env(monkeypatch)
     # The test binds port 0 and keeps the socket: no other run can take the port meanwhile.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import clean_env, write_config
 from tests.web.conftest import SmtpServer, web_config
 
 
@@ -61,7 +60,7 @@ def test_serve_answers_health_and_sends_the_confirmation_mail_on_its_own(
             )
         )
     engine.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = clean_env()
     server = subprocess.Popen(
         [
             sys.executable,
