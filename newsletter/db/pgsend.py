@@ -30,8 +30,9 @@ spawned worker for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,9 +166,10 @@ async def skip(lane: Lane, ids: Sequence[int], reply: str, worker: str) -> None:
 async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[int],
                   outcomes: Sequence[tuple[int, str, str | None, datetime | None, int]],
                   released: Sequence[int], languages: Sequence[str],
-                  now: datetime) -> set[int]:
+                  now: datetime, granted: Callable[[set[int]], None] | None = None) -> set[int]:
     """One commit of the journal: outcomes are (id, status, reply, retry time, attempts to
-    add; a `sent` adds one); returns the intents still this worker's."""
+    add; a `sent` adds one); returns the intents still this worker's. `granted` hears them as
+    soon as the reply is read, on the common path (see `run`)."""
     settled = {o[0] for o in outcomes}
     released = [i for i in released if i not in settled]
     taken = settled.union(released)
@@ -195,7 +197,8 @@ async def journal(lane: Lane, *, issue_id: int, worker: str, intents: Sequence[i
         conn = await lane.connection()
         cur = await conn.execute(journal_sql(parts, bool(intents)), params, prepare=True)
         return {i for (i,) in await cur.fetchall()}
-    return set(await run(lane, journal_sql(parts, bool(intents)), params))
+    hear = None if granted is None else (lambda ids: granted(set(ids)))
+    return set(await run(lane, journal_sql(parts, bool(intents)), params, hear))
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -210,14 +213,19 @@ def _text(value: Any) -> bytes:
     return str(value).encode()
 
 
-async def run(lane: Lane, sql: str, params: dict[str, Any]) -> list[int]:
+async def run(lane: Lane, sql: str, params: dict[str, Any],
+              early: Callable[[list[int]], None] | None = None) -> list[int]:
     """A statement returning one integer column, run on libpq directly: prepared once per
-    connection, its parameters written as text (ids, arrays of ids, names, times).
+    connection, its parameters written as text (ids, arrays of ids, names, times). `early`
+    hears the ids in the socket's reader callback, a turn of the event loop before this
+    coroutine's task resumes.
 
     The journal's commits go this way: through psycopg's cursor (a cursor, a transformer
     and its dumpers per call) a commit of 8 outcomes and 8 intents, run alone in a loop, took
     0.30-0.44 ms of CPU, here 0.26-0.29 ms; that CPU is the event loop's, which every
-    connection waits on."""
+    connection waits on. And a connection waits for its intent's commit before each DATA:
+    granting the intents from the reader callback, one hop sooner, made a send of 50,000 on
+    PostgreSQL with 16 connections about 4 % faster (4 runs each, alternated)."""
     conn = await lane.connection()
     prepared = lane.prepared.get(sql)
     if prepared is None:
@@ -225,25 +233,78 @@ async def run(lane: Lane, sql: str, params: dict[str, Any]) -> list[int]:
         prepared = b"nl_%d" % len(lane.prepared), keys
         numbered = _PLACEHOLDER.sub(lambda m: f"${keys.index(m[1]) + 1}", sql)
         conn.pgconn.send_prepare(prepared[0], numbered.encode())
-        await _results(conn)
+        await _reply(conn)
         lane.prepared[sql] = prepared
     name, keys = prepared
     conn.pgconn.send_query_prepared(name, [_text(params[k]) for k in keys])
-    result = await _results(conn)
-    return [int(result.get_value(i, 0)) for i in range(result.ntuples)]
+    ids: list[int] = []
+
+    def take(result: Any) -> None:
+        ids.extend(int(result.get_value(i, 0)) for i in range(result.ntuples))
+        if early is not None:
+            early(ids)
+
+    await _reply(conn, take)
+    return ids
 
 
-async def _results(conn: Any) -> Any:
-    """The last result of the statement sent; its error raised as psycopg raises it.
+async def _reply(conn: Any, take: Callable[[Any], None] | None = None) -> None:
+    """Wait for the reply to the statement sent, reading it in the socket's reader callback;
+    `take` gets its last result there (not on an error: its error is raised here, as psycopg
+    raises it). Only libpq's documented calls (`psycopg.pq`): flush, consume_input, is_busy,
+    get_result."""
+    from psycopg import errors, pq  # loaded by Lane.connection already
 
-    `AsyncConnection.wait` and `psycopg.generators` are how psycopg itself waits for libpq
-    without blocking the loop, but they are not in its documented API: a psycopg release that
-    changes them fails the journal's tests on PostgreSQL (tests/delivery/test_pgsend.py,
-    test_journal*.py), and `journal` can go back to `conn.execute` for every commit."""
-    from psycopg import errors, generators, pq  # loaded by Lane.connection already
+    pgconn, loop = conn.pgconn, asyncio.get_running_loop()
+    fd = pgconn.socket
+    while pgconn.flush():  # the statement is larger than the socket's buffer
+        await _ready(loop, fd)
+        pgconn.consume_input()  # the server may be talking meanwhile: libpq reads, or it stalls
+    done: asyncio.Future[None] = loop.create_future()
+    results: list[Any] = []
 
-    results = await conn.wait(generators.execute(conn.pgconn))
-    for result in results:
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            raise errors.error_from_result(result, conn.info.encoding)
-    return results[-1]
+    def readable() -> None:
+        if done.done():
+            return
+        try:
+            pgconn.consume_input()
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    break
+                results.append(result)
+            else:
+                return  # the rest of the reply is still on its way
+            failed = [r for r in results if r.status == pq.ExecStatus.FATAL_ERROR]
+            if failed:
+                raise errors.error_from_result(failed[0], conn.info.encoding)
+            if take is not None:
+                take(results[-1])
+        except Exception as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        readable()  # the reply may be in libpq's buffer already
+        await done
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until the socket can be written, or read (the server talks first)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)

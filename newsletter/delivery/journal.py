@@ -42,10 +42,17 @@ from newsletter.delivery import queue as q
 Progress = Callable[[Mapping[str, int]], None]
 
 
+Granted = Callable[[set[int]], None]  # hears the intents a commit made `sending`, at once
+
+
 class Writer(Protocol):
+    """Commits one group; a writer that reads the reply in a callback calls `granted` there
+    (PostgresWriter), and the journal grants what is left once `commit` returns."""
+
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
-                     sent_languages: Iterable[str]) -> set[int]: ...
+                     sent_languages: Iterable[str], granted: Granted | None = None
+                     ) -> set[int]: ...
 
     def close(self) -> None: ...
 
@@ -58,7 +65,8 @@ class ThreadWriter:
 
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
-                     sent_languages: Iterable[str]) -> set[int]:
+                     sent_languages: Iterable[str], granted: Granted | None = None
+                     ) -> set[int]:
         return await asyncio.to_thread(
             q.commit_journal, self.engine, issue_id=issue_id, worker=worker,
             intents=list(intents), outcomes=outcomes, released=released,
@@ -123,7 +131,8 @@ class SqliteWriter:
 
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
-                     sent_languages: Iterable[str]) -> set[int]:
+                     sent_languages: Iterable[str], granted: Granted | None = None
+                     ) -> set[int]:
         await self._begin()
         try:
             owned = self._write(issue_id, worker, intents, outcomes, released, sent_languages)
@@ -216,11 +225,16 @@ class PostgresWriter:
 
     async def commit(self, issue_id: int, worker: str, intents: Sequence[int],
                      outcomes: Sequence[q.Outcome], released: Sequence[int],
-                     sent_languages: Iterable[str]) -> set[int]:
+                     sent_languages: Iterable[str], granted: Granted | None = None
+                     ) -> set[int]:
+        """`granted` hears the intents in the socket's reader callback, a turn of the loop
+        before this returns: the connections waiting on them write their DATA one hop
+        sooner (db/pgsend.run)."""
         rows = [(o.delivery_id, o.status, o.reply, o.retry_at, _attempt(o)) for o in outcomes]
         return await pgsend.journal(self.lane, issue_id=issue_id, worker=worker,
                                     intents=intents, outcomes=rows, released=released,
-                                    languages=list(sent_languages), now=utcnow())
+                                    languages=list(sent_languages), now=utcnow(),
+                                    granted=granted)
 
     def close(self) -> None:
         self.lane.close()
@@ -301,7 +315,8 @@ class Journal:
         self.committing = len(outcomes)
         try:
             owned = await self.writer.commit(self.issue_id, self.worker,
-                                             [i for i, _ in intents], outcomes, released, langs)
+                                             [i for i, _ in intents], outcomes, released, langs,
+                                             lambda owned: _grant(intents, owned))
         except Exception as exc:
             for _, future in intents:
                 if not future.done():
@@ -312,9 +327,7 @@ class Journal:
         self.marked |= langs
         if outcomes or released:
             self.settled += 1
-        for delivery_id, future in intents:
-            if not future.done():
-                future.set_result(delivery_id in owned)
+        _grant(intents, owned)  # those a writer did not grant early
         if outcomes:
             delta = Counter(o.status for o in outcomes)
             self.counts.update(delta)
@@ -328,3 +341,10 @@ class Journal:
     def close(self) -> None:
         self.closing = True
         self.wake.set()
+
+
+def _grant(intents: Sequence[tuple[int, asyncio.Future[bool]]], owned: set[int]) -> None:
+    """Resolve each intent's future: True if its row is now `sending` for this worker."""
+    for delivery_id, future in intents:
+        if not future.done():
+            future.set_result(delivery_id in owned)

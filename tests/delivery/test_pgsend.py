@@ -95,6 +95,64 @@ def test_a_claim_and_a_commit_are_each_one_statement_prepared_on_the_server(db):
         ("queued", None), ("sent", None), ("sent", None)]
 
 
+def test_a_commit_grants_its_intents_from_the_socket_callback_before_its_task_resumes(db):
+    """The connections waiting to write DATA hear their intents one turn of the event loop
+    sooner: the journal's `granted` runs in the reader callback, outside any task."""
+    seed(db.workspace, ["en", "fr", "es"])
+    issue_id = db.issue()
+    db.enqueue(issue_id)
+    ids = [c.delivery_id for c in db.claim(issue_id)]
+    lane = _lane(db)
+    heard = []
+
+    def granted(owned):
+        heard.append((owned, asyncio.current_task()))
+
+    async def run():
+        try:
+            return await pgsend.journal(lane, issue_id=issue_id, worker="h:1:me",
+                                        intents=ids[:2], outcomes=[], released=[],
+                                        languages=[], now=utcnow(), granted=granted)
+        finally:
+            lane.close()
+
+    assert asyncio.run(run()) == set(ids[:2])
+    assert heard == [(set(ids[:2]), None)]  # None: not in a task, in the loop's callback
+    assert [db.rows()[i].status for i in ids] == ["sending", "sending", "queued"]
+
+
+def test_a_failing_statement_raises_and_grants_nothing(db):
+    lane = _lane(db)
+    heard = []
+
+    async def run():
+        try:
+            await pgsend.run(lane, "SELECT 1 / %(zero)s", {"zero": 0}, heard.append)
+        finally:
+            lane.close()
+
+    import psycopg
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        asyncio.run(run())
+    assert heard == []
+
+
+def test_a_statement_larger_than_the_socket_buffer_goes_out_whole(db):
+    """libpq cannot send it in one write: `run` waits for the socket and flushes the rest."""
+    ids = list(range(1_500_000))  # ~11 MB of parameter text
+    lane = _lane(db)
+
+    async def run():
+        try:
+            return await pgsend.run(
+                lane, "SELECT count(*)::int FROM unnest(%(ids)s::int[])", {"ids": ids})
+        finally:
+            lane.close()
+
+    assert asyncio.run(run()) == [len(ids)]
+
+
 def test_a_commit_keeps_an_id_to_the_first_thing_it_says_about_it(db):
     """The parts of one statement see one snapshot: an outcome wins over a release of the same
     row, and an intent for a row settled or released in the same commit is not granted (the
