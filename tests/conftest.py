@@ -44,6 +44,9 @@ PG_ADMIN_URL = os.environ.get(
 )
 BACKENDS = os.environ.get("NEWSLETTER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 SECRET = "test-secret-key-0123456789"
+REQUIRE_ALL = (os.environ.get("NEWSLETTER_TEST_REQUIRE_ALL") == "1"
+               or os.environ.get("CI") == "true")
+CHROMIUM = "/usr/bin/chromium"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -59,9 +62,6 @@ def drop_newsletter_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset every NEWSLETTER_* variable for this test, so only its workspace's file counts."""
     for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
         monkeypatch.delenv(key)
-REQUIRE_ALL = (os.environ.get("NEWSLETTER_TEST_REQUIRE_ALL") == "1"
-               or os.environ.get("CI") == "true")
-CHROMIUM = "/usr/bin/chromium"
 
 
 def missing(part: str) -> NoReturn:

@@ -29,8 +29,7 @@ click.confirm = confirm
 
 
 def _newsletter(workspace: Path, hook: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = clean_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(hook), str(REPO)])
+    env = clean_env(PYTHONPATH=os.pathsep.join([str(hook), str(REPO)]))
     return subprocess.run([sys.executable, "-m", "newsletter", "-w", str(workspace), *args],
                           env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=120)

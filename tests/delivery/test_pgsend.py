@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -130,8 +131,6 @@ def test_a_failing_statement_raises_and_grants_nothing(db):
             await pgsend.run(lane, "SELECT 1 / %(zero)s", {"zero": 0}, heard.append)
         finally:
             lane.close()
-
-    import psycopg
 
     with pytest.raises(psycopg.errors.DivisionByZero):
         asyncio.run(run())

@@ -21,10 +21,9 @@ from tests.conftest import SECRET, clean_env
 
 def worker_env(db_url: str, smtp_port: int, **extra: object) -> dict[str, str]:
     """The environment of a worker host: none of the test runner's NEWSLETTER_* variables."""
-    env = clean_env()
-    env.update(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SECRET_KEY=SECRET,
-               NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp_port),
-               NEWSLETTER_SMTP_TIMEOUT="5", NEWSLETTER_SMTP_RETRY_DELAY="0.05")
+    env = clean_env(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp_port),
+                    NEWSLETTER_SMTP_TIMEOUT="5", NEWSLETTER_SMTP_RETRY_DELAY="0.05")
     env.update({f"NEWSLETTER_{k.upper()}": str(v) for k, v in extra.items()})
     return env
 
